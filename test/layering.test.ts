@@ -1,0 +1,87 @@
+// Keeps the dependency rule of the architecture guide true: core/ never
+// reaches the shell or Node I/O, hw knows no other core folder, clients talk
+// only to protocol/, protocol/ depends on zod only.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, dirname, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  const abs = join(repo, dir);
+  for (const name of readdirSync(abs)) {
+    const p = join(abs, name);
+    if (statSync(p).isDirectory()) out.push(...sources(relative(repo, p)));
+    else if (name.endsWith('.ts')) out.push(relative(repo, p));
+  }
+  return out;
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(repo, file), 'utf8');
+  const re = /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^\s*import\s*['"]([^'"]+)['"]/gm;
+  const out: string[] = [];
+  for (const m of text.matchAll(re)) out.push((m[1] ?? m[2] ?? m[3])!);
+  return out;
+}
+
+/** Top folder (and core subfolder) an import lands in, or the package name. */
+function target(file: string, spec: string): string {
+  if (!spec.startsWith('.')) return spec.startsWith('node:') ? spec : spec.split('/')[0]!.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+  const abs = relative(repo, resolve(repo, dirname(file), spec));
+  const parts = abs.split(sep);
+  return parts[0] === 'core' && parts.length > 2 ? `core/${parts[1]}` : parts[0]!;
+}
+
+const NODE_IO = /^(node:)?(fs|net|http|https|http2|child_process|dgram|worker_threads|cluster|tls|dns|readline|fs\/promises|process)$/;
+
+const rules: Array<{ dir: string; allowed: (t: string, file: string) => boolean }> = [
+  { dir: 'core/hw', allowed: (t) => t === 'core/hw' },
+  { dir: 'core/iommu', allowed: (t) => t === 'core/iommu' },
+  { dir: 'core/iopf', allowed: (t) => t === 'core/iopf' || t === 'core/iommu' },
+  { dir: 'core/drivers', allowed: (t) => ['core/drivers', 'core/hw', 'core/iommu', 'core/iopf'].includes(t) },
+  { dir: 'core/iommufd', allowed: (t) => ['core/iommufd', 'core/iommu', 'core/iopf', 'protocol'].includes(t) },
+  { dir: 'core', allowed: (t) => t.startsWith('core') || t === 'protocol' },
+  { dir: 'protocol', allowed: (t) => t === 'protocol' || t === 'zod' },
+  { dir: 'clients', allowed: (t) => t === 'clients' || t === 'protocol' || t === 'ws' || t.startsWith('node:') },
+];
+
+test('layering: every import respects the architecture guide', () => {
+  const violations: string[] = [];
+  for (const top of ['core', 'protocol', 'clients']) {
+    for (const file of sources(top)) {
+      const rule = rules.find((r) => file.startsWith(r.dir + '/'));
+      if (!rule) continue;
+      for (const spec of importsOf(file)) {
+        const t = target(file, spec);
+        if (file.startsWith('core/') && (NODE_IO.test(t) || ['fastify', 'ws', 'pino', 'prom-client'].includes(t))) {
+          violations.push(`${file} imports ${spec} (Node I/O or shell package in core)`);
+        } else if (!rule.allowed(t, file)) {
+          violations.push(`${file} imports ${spec} (${t} is outside ${rule.dir}'s allowed layers)`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(violations, []);
+});
+
+test('layering: the scan itself sees a forbidden import', () => {
+  // Guards the guard: the regex and the rules must flag an obvious violation.
+  assert.equal(target('core/iopf/io-pgfault.ts', '../../server/app.js'), 'server');
+  assert.equal(rules.find((r) => 'core/iopf/x.ts'.startsWith(r.dir + '/'))!.allowed('server', ''), false);
+  assert.ok(NODE_IO.test('node:fs'));
+});
+
+test('layering: nothing in the project reads ../shared', () => {
+  const hits: string[] = [];
+  for (const top of ['core', 'protocol', 'server', 'clients', 'test']) {
+    for (const file of sources(top)) {
+      if (file.endsWith('layering.test.ts')) continue;
+      if (/\.\.\/shared|\.\.\/\.\.\/shared/.test(readFileSync(join(repo, file), 'utf8'))) hits.push(file);
+    }
+  }
+  assert.deepEqual(hits, []);
+});
