@@ -1,0 +1,185 @@
+/**
+ * DOC: JSON Schema and OpenAPI
+ *
+ * Generated from the zod schemas, input side (what goes on the wire): u64
+ * fields are `"0x…"` string patterns, byte data hex patterns, defaults shown.
+ * Pure functions; the server decides where to serve or write them.
+ */
+import { z } from 'zod';
+import { ERRNO_DESCRIPTIONS, ERRNO_HTTP, type Errno } from './errno.js';
+import { COMMANDS, zErrorBody, type Command } from './schemas.js';
+import {
+  CLOSE,
+  CLOSE_DESCRIPTIONS,
+  DEFAULT_WINDOW,
+  STREAM_ERRNOS,
+  STREAM_URL,
+  SUBPROTOCOLS,
+  zClientMessage,
+  zServerMessage,
+  zStreamQuery,
+} from './stream.js';
+import { zDecimalU32 } from './u64.js';
+
+type JsonObject = Record<string, unknown>;
+
+/**
+ * toSchema() - JSON Schema (draft 2020-12) of the wire form of @schema,
+ * without the `$schema` key so it can be embedded.
+ */
+function toSchema(schema: z.ZodType): JsonObject {
+  const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) };
+  delete out['$schema'];
+  return out;
+}
+
+/**
+ * jsonSchemas() - JSON Schema of every wire shape.
+ *
+ * Keys: `<command>.params`, `<command>.query`, `<command>.body`,
+ * `<command>.response` for each command that has that part, plus `error`
+ * (every error body), `stream.query`, `stream.server` (any daemon text
+ * frame) and `stream.client` (a client text frame).
+ *
+ * Return: a map from key to JSON Schema (draft 2020-12) object.
+ */
+export function jsonSchemas(): Record<string, unknown> {
+  const out: Record<string, unknown> = { error: toSchema(zErrorBody) };
+  for (const c of COMMANDS) {
+    for (const part of ['params', 'query', 'body', 'response'] as const) {
+      const s = c[part];
+      if (s) out[`${c.name}.${part}`] = toSchema(s);
+    }
+  }
+  out['stream.query'] = toSchema(zStreamQuery);
+  out['stream.server'] = toSchema(zServerMessage);
+  out['stream.client'] = toSchema(zClientMessage);
+  return out;
+}
+
+/** openApiPath() - fastify `:param` segments to OpenAPI `{param}`. */
+function openApiPath(url: string): string {
+  return url.replace(/:([A-Za-z_]\w*)/g, '{$1}');
+}
+
+/** parametersOf() - OpenAPI parameter objects for a params or query schema. */
+function parametersOf(schema: z.ZodType | undefined, where: 'path' | 'query'): JsonObject[] {
+  if (!schema) return [];
+  const s = toSchema(schema);
+  const props = (s['properties'] ?? {}) as Record<string, JsonObject>;
+  const required = new Set((s['required'] ?? []) as string[]);
+  return Object.entries(props).map(([name, schema]) => ({
+    name,
+    in: where,
+    required: where === 'path' || required.has(name),
+    schema,
+  }));
+}
+
+/** errorResponses() - one OpenAPI response per HTTP status among @errnos. */
+function errorResponses(errnos: readonly Errno[]): Record<string, JsonObject> {
+  const byStatus = new Map<number, Errno[]>();
+  for (const e of errnos) {
+    const status = ERRNO_HTTP[e];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), e]);
+  }
+  const out: Record<string, JsonObject> = {};
+  for (const [status, list] of [...byStatus].sort((a, b) => a[0] - b[0])) {
+    out[String(status)] = {
+      description: list.map((e) => `${e}: ${ERRNO_DESCRIPTIONS[e]}`).join('; '),
+      content: {
+        'application/json': {
+          schema: {
+            type: 'object',
+            properties: { errno: { type: 'string', enum: list }, message: { type: 'string' } },
+            required: ['errno', 'message'],
+            additionalProperties: false,
+          },
+        },
+      },
+    };
+  }
+  return out;
+}
+
+const SECURITY: Record<Command['auth'], JsonObject[]> = {
+  none: [],
+  admin: [{ adminToken: [] }],
+  ctx: [{ contextToken: [] }],
+};
+
+/** operationOf() - the OpenAPI operation object of one command. */
+function operationOf(c: Command): JsonObject {
+  const op: JsonObject = {
+    operationId: c.name,
+    summary: c.summary,
+    tags: [c.name.split('.')[0]],
+    security: SECURITY[c.auth],
+  };
+  if (c.kernel) op['description'] = `Kernel analogue: ${c.kernel}.`;
+  const parameters = [...parametersOf(c.params, 'path'), ...parametersOf(c.query, 'query')];
+  if (parameters.length > 0) op['parameters'] = parameters;
+  if (c.body) {
+    op['requestBody'] = { required: false, content: { 'application/json': { schema: toSchema(c.body) } } };
+  }
+  const ok: JsonObject = { description: c.status === 204 ? 'No content' : 'Success' };
+  if (c.response) ok['content'] = { 'application/json': { schema: toSchema(c.response) } };
+  op['responses'] = { [String(c.status)]: ok, ...errorResponses(c.errnos) };
+  return op;
+}
+
+/** streamOperation() - the fault stream upgrade, described as far as OpenAPI can. */
+function streamOperation(): JsonObject {
+  const closes = Object.values(CLOSE)
+    .map((code) => `${code}: ${CLOSE_DESCRIPTIONS[code]}`)
+    .join('\n- ');
+  return {
+    operationId: 'fault.stream',
+    summary: 'The fault fd: WebSocket upgrade',
+    tags: ['fault'],
+    security: [{ contextToken: [] }, {}],
+    description:
+      `WebSocket subprotocols: ${SUBPROTOCOLS.join(', ')} (the first is the default). ` +
+      `Query \`window\` (default ${DEFAULT_WINDOW}) bounds delivered-unanswered groups; ` +
+      '`token` may replace the authorization header. Close codes:\n- ' +
+      closes,
+    parameters: [
+      ...parametersOf(z.strictObject({ ctx: zDecimalU32, id: zDecimalU32 }), 'path'),
+      ...parametersOf(zStreamQuery, 'query'),
+    ],
+    responses: { '101': { description: 'Switching protocols' }, ...errorResponses(STREAM_ERRNOS) },
+  };
+}
+
+/**
+ * openApiDocument() - OpenAPI 3.1 description of the REST API, built from
+ * %COMMANDS, plus the fault stream's upgrade.
+ *
+ * Return: the document, ready for JSON.stringify().
+ */
+export function openApiDocument(): JsonObject {
+  const paths: Record<string, Record<string, JsonObject>> = {};
+  for (const c of COMMANDS) {
+    const p = (paths[openApiPath(c.url)] ??= {});
+    p[c.method.toLowerCase()] = operationOf(c);
+  }
+  paths[openApiPath(STREAM_URL)] = { get: streamOperation() };
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'iopfd',
+      version: '1',
+      description:
+        'IO page fault delivery: a simulated IOMMU, the Linux IOPF core and the iommufd fault queue. ' +
+        'u64 values travel as "0x…" strings; errors are {errno, message}.',
+    },
+    paths,
+    components: {
+      schemas: { Error: toSchema(zErrorBody) },
+      securitySchemes: {
+        adminToken: { type: 'http', scheme: 'bearer', description: 'The admin token (--admin-token), for /v1/platform' },
+        contextToken: { type: 'http', scheme: 'bearer', description: 'The token returned by POST /v1/contexts' },
+      },
+    },
+  };
+}

@@ -1,0 +1,675 @@
+/**
+ * DOC: REST schemas and the command table
+ *
+ * zod schemas for every REST route of the contract and ONE table, %COMMANDS,
+ * from which the server builds its routes, the docs and the OpenAPI document.
+ *
+ * Conventions (all schemas):
+ * - objects are strict: an unknown key is refused (EINVAL);
+ * - u64 fields (addresses, byte lengths) are `"0x…"` strings parsed to bigint
+ *   (zU64), so a JSON number there is refused; other numbers are u32;
+ * - `flags` and `__reserved` accept any u32: a nonzero value that must be 0 is
+ *   the core's EOPNOTSUPP, not a schema error;
+ * - an optional field with a contract default gets it on parse, so the parsed
+ *   body (z.output) is what the core consumes, and the result types (z.input)
+ *   are what the server sends.
+ *
+ * A request that fails its schema is EINVAL with formatZodError()'s message.
+ */
+import { z } from 'zod';
+import { ERRNOS, type Errno } from './errno.js';
+import { zDecimalU32, zHexData, zU32, zU64 } from './u64.js';
+import { expectMessage, objectMessage } from './zod-errors.js';
+
+export { formatZodError } from './zod-errors.js';
+
+/* ---------------------------------------------------------------- scalars */
+
+const zBool = z.boolean({ error: expectMessage('a boolean') });
+
+/** zObjectId - an object id in a result (u32 ≥ 1; 0 never names an object). */
+const zObjectId = zU32.min(1, { error: 'expected an object id (≥ 1)' });
+
+/** zDeviceName - a platform device name (also used in URL paths). */
+export const zDeviceName = z
+  .string({ error: expectMessage('a device name string') })
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, {
+    error: 'expected a device name (1 to 64 of letters, digits, ".", "_", ":", "-"; starting with a letter or digit)',
+  });
+
+/** zBdf - a PCI address, `DDDD:BB:dd.f` or `BB:dd.f` (hex). */
+export const zBdf = z
+  .string({ error: expectMessage('a bdf string') })
+  .regex(/^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]$/, {
+    error: 'expected a bdf such as "0000:00:03.0" or "00:03.0"',
+  });
+
+function strict<T extends z.core.$ZodLooseShape>(shape: T, what = 'an object') {
+  return z.strictObject(shape, { error: objectMessage(what) });
+}
+
+function arrayOf<T extends z.ZodType>(item: T, what: string) {
+  return z.array(item, { error: expectMessage(`an array of ${what}`) });
+}
+
+/** zEmptyBody - the body of a route that takes none: `{}` (an absent body counts as `{}`). */
+export const zEmptyBody = strict({}, 'an empty object');
+
+/** zEmptyResult - the result of a non-204 route with nothing to report: `{}`. */
+export const zEmptyResult = strict({}, 'an empty object');
+
+/** zErrorBody - every error response: `{errno, message}`. */
+export const zErrorBody = strict({
+  errno: z.enum(ERRNOS as [Errno, ...Errno[]], { error: expectMessage('an errno name') }),
+  message: z.string(),
+});
+/** ErrorBody - an error response body. */
+export type ErrorBody = z.infer<typeof zErrorBody>;
+
+/* ----------------------------------------------------------------- params */
+
+/** zCtxParams - `:ctx`. */
+export const zCtxParams = strict({ ctx: zDecimalU32 }, 'path parameters');
+/** zObjectParams - `:ctx` and `:id` (an object of the context). */
+export const zObjectParams = strict({ ctx: zDecimalU32, id: zDecimalU32 }, 'path parameters');
+/** zDevIdParams - `:ctx` and `:dev_id` (a device object of the context). */
+export const zDevIdParams = strict({ ctx: zDecimalU32, dev_id: zDecimalU32 }, 'path parameters');
+/** zDeviceNameParams - `:name` (a platform device). */
+export const zDeviceNameParams = strict({ name: zDeviceName }, 'path parameters');
+/** zSvaParams - `:name` and `:pasid`. */
+export const zSvaParams = strict({ name: zDeviceName, pasid: zDecimalU32 }, 'path parameters');
+
+/* --------------------------------------------------------------- platform */
+
+/** IOMMU_MODELS - the simulated IOMMU models. */
+export const IOMMU_MODELS = ['vtd', 'smmuv3', 'generic'] as const;
+
+const capsFields = {
+  pasid_bits: zU32.max(20, { error: 'expected pasid_bits 0..20' }),
+  pri: zBool,
+  pri_outstanding: zU32
+    .min(1, { error: 'expected pri_outstanding 1..512' })
+    .max(512, { error: 'expected pri_outstanding 1..512' }),
+  ats: zBool,
+  is_vf: zBool,
+  prg_response_needs_pasid: zBool,
+};
+
+/** zDeviceCaps - a device's capabilities, all present (results). */
+export const zDeviceCaps = strict(capsFields, 'a caps object');
+/** DeviceCaps - a device's capabilities. */
+export type DeviceCaps = z.infer<typeof zDeviceCaps>;
+
+/**
+ * zDeviceCapsBody - capabilities in a request: every field optional with the
+ * contract defaults (pasid_bits 20, pri true, pri_outstanding 512, ats true,
+ * is_vf false, prg_response_needs_pasid true).
+ */
+export const zDeviceCapsBody = strict(
+  {
+    pasid_bits: capsFields.pasid_bits.default(20),
+    pri: capsFields.pri.default(true),
+    pri_outstanding: capsFields.pri_outstanding.default(512),
+    ats: capsFields.ats.default(true),
+    is_vf: capsFields.is_vf.default(false),
+    prg_response_needs_pasid: capsFields.prg_response_needs_pasid.default(true),
+  },
+  'a caps object',
+);
+
+/** zAddDeviceBody - POST /v1/platform/devices (caps defaults applied). */
+export const zAddDeviceBody = strict({
+  name: zDeviceName,
+  iommu: z.string({ error: expectMessage('an IOMMU name') }).min(1).optional(),
+  bdf: zBdf.optional(),
+  caps: zDeviceCapsBody.prefault({}),
+});
+/** AddDeviceBody - a parsed device-add body. */
+export type AddDeviceBody = z.output<typeof zAddDeviceBody>;
+
+/** zPlatformDevice - a platform device as reported. */
+export const zPlatformDevice = strict({
+  name: zDeviceName,
+  bdf: zBdf,
+  iommu: z.string(),
+  caps: zDeviceCaps,
+  bound: zBool,
+  pri_enabled: zBool,
+  pri_status: strict({ response_failure: zBool, stopped: zBool }, 'a pri_status object'),
+});
+/** PlatformDevice - a platform device as reported (wire form). */
+export type PlatformDevice = z.input<typeof zPlatformDevice>;
+
+/** zIommu - an IOMMU unit as reported. */
+export const zIommu = strict({ name: z.string(), model: z.enum(IOMMU_MODELS), prq_depth: zU32 });
+
+/** zPlatform - GET /v1/platform. */
+export const zPlatform = strict({ iommus: arrayOf(zIommu, 'IOMMUs'), devices: arrayOf(zPlatformDevice, 'devices') });
+/** Platform - GET /v1/platform result (wire form). */
+export type Platform = z.input<typeof zPlatform>;
+
+/**
+ * zPlatformFile - a `--platform FILE` description: IOMMUs (prq_depth
+ * optional, the model's default otherwise) and devices as POSTed.
+ */
+export const zPlatformFile = strict({
+  iommus: arrayOf(
+    strict({ name: zDeviceName, model: z.enum(IOMMU_MODELS), prq_depth: zU32.min(1).optional() }, 'an IOMMU object'),
+    'IOMMUs',
+  ).min(1, { error: 'expected at least one IOMMU' }),
+  devices: arrayOf(zAddDeviceBody, 'devices'),
+});
+/** PlatformFile - a parsed platform description. */
+export type PlatformFile = z.output<typeof zPlatformFile>;
+
+/** DMA_STATUS - outcomes of a simulated DMA. */
+export const DMA_STATUS = ['ok', 'invalid', 'failure', 'pri_disabled', 'stage2_fault', 'timeout'] as const;
+
+/** zDmaBody - POST /v1/platform/devices/:name/dma (priv, exec false; timeout_ms 10000 by default). */
+export const zDmaBody = strict({
+  pasid: zU32.optional(),
+  iova: zU64,
+  length: zU64,
+  access: z.enum(['read', 'write'], { error: expectMessage('"read" or "write"') }),
+  data: zHexData.optional(),
+  priv: zBool.default(false),
+  exec: zBool.default(false),
+  timeout_ms: zU32.default(10000),
+});
+/** DmaBody - a parsed DMA request. */
+export type DmaBody = z.output<typeof zDmaBody>;
+
+/** zDmaResult - the outcome of a DMA (HTTP 200 whatever it is). */
+export const zDmaResult = strict({
+  status: z.enum(DMA_STATUS),
+  page_requests: zU32,
+  retries: zU32,
+  data: zHexData.optional(),
+});
+/** DmaResult - a DMA outcome (wire form). */
+export type DmaResult = z.input<typeof zDmaResult>;
+
+/** zPageRequestBody - POST /v1/platform/devices/:name/page-requests (grpid is a 9-bit PRG index). */
+export const zPageRequestBody = strict({
+  pasid: zU32.optional(),
+  grpid: zU32.max(511, { error: 'expected a 9-bit PRG index (0..511)' }),
+  addr: zU64,
+  perm: zU32,
+  last: zBool,
+});
+/** PageRequestBody - a parsed injected page request. */
+export type PageRequestBody = z.output<typeof zPageRequestBody>;
+
+/** zResponsesQuery - `?since=seq`: only responses with a larger seq. */
+export const zResponsesQuery = strict({ since: zDecimalU32.optional() }, 'query parameters');
+
+/** zDeviceResponses - every page group response a device received (seq from 1). */
+export const zDeviceResponses = strict({
+  responses: arrayOf(
+    strict(
+      { pasid: zU32.optional(), grpid: zU32, code: z.enum(['success', 'invalid', 'failure']), seq: zObjectId },
+      'a response object',
+    ),
+    'responses',
+  ),
+});
+/** DeviceResponses - GET .../responses result (wire form). */
+export type DeviceResponses = z.input<typeof zDeviceResponses>;
+
+/** zSvaBindBody - POST /v1/platform/devices/:name/sva (VMA read, write default true; exec false). */
+export const zSvaBindBody = strict({
+  pasid: zU32,
+  vmas: arrayOf(
+    strict(
+      { start: zU64, length: zU64, read: zBool.default(true), write: zBool.default(true), exec: zBool.default(false) },
+      'a VMA object',
+    ),
+    'VMAs',
+  ),
+});
+/** SvaBindBody - a parsed SVA bind. */
+export type SvaBindBody = z.output<typeof zSvaBindBody>;
+
+/** TRAFFIC_BASE - the traffic generator's default first page address. */
+export const TRAFFIC_BASE = '0x100000000';
+
+/**
+ * zTrafficBody - POST /v1/platform/devices/:name/traffic. Defaults:
+ * pages_per_group 1, base 0x100000000, perm READ; in_flight defaults to the
+ * device's pri_outstanding budget (so it stays absent here).
+ */
+export const zTrafficBody = strict({
+  count: zU32.min(1, { error: 'expected a count ≥ 1' }),
+  pages_per_group: zU32.min(1, { error: 'expected pages_per_group ≥ 1' }).default(1),
+  in_flight: zU32.min(1, { error: 'expected in_flight ≥ 1' }).optional(),
+  pasid: zU32.optional(),
+  base: zU64.prefault(TRAFFIC_BASE),
+  perm: zU32.default(1),
+});
+/** TrafficBody - a parsed traffic run. */
+export type TrafficBody = z.output<typeof zTrafficBody>;
+
+/** zTrafficStatus - GET .../traffic: the current or last run. */
+export const zTrafficStatus = strict({
+  running: zBool,
+  sent: zU32,
+  answered: zU32,
+  by_code: strict({ success: zU32, invalid: zU32, failure: zU32 }, 'a by_code object'),
+  elapsed_ms: zU32,
+  latency_us: strict({ p50: zU32, p99: zU32, max: zU32 }, 'a latency object'),
+});
+/** TrafficStatus - traffic status (wire form). */
+export type TrafficStatus = z.input<typeof zTrafficStatus>;
+
+/* --------------------------------------------------------------- contexts */
+
+/** zContextCreated - POST /v1/contexts result. */
+export const zContextCreated = strict({ ctx: zObjectId, token: z.string().min(1) });
+/** ContextCreated - a new context and its token (wire form). */
+export type ContextCreated = z.input<typeof zContextCreated>;
+
+/** OBJECT_TYPES - the object types of a context (kernel IOMMUFD_OBJ_*). */
+export const OBJECT_TYPES = ['device', 'ioas', 'hwpt_paging', 'hwpt_nested', 'fault'] as const;
+/** ObjectType - one of %OBJECT_TYPES. */
+export type ObjectType = (typeof OBJECT_TYPES)[number];
+
+/** zObjectList - GET /v1/contexts/:ctx/objects: `{id, type, ...}` (more fields per type). */
+export const zObjectList = strict({
+  objects: arrayOf(z.looseObject({ id: zObjectId, type: z.enum(OBJECT_TYPES) }), 'objects'),
+});
+/** ObjectList - the objects of a context (wire form). */
+export type ObjectList = z.input<typeof zObjectList>;
+
+/** zBindBody - POST /v1/contexts/:ctx/devices. */
+export const zBindBody = strict({ name: zDeviceName });
+/** BindBody - a parsed bind. */
+export type BindBody = z.output<typeof zBindBody>;
+
+/** zDevIdResult - `{dev_id}`. */
+export const zDevIdResult = strict({ dev_id: zObjectId });
+
+/** zIdResult - `{id}` of a new object. */
+export const zIdResult = strict({ id: zObjectId });
+
+/** zIoasMapBody - POST .../ioas/:id/map (read, write default true). */
+export const zIoasMapBody = strict({ iova: zU64, length: zU64, read: zBool.default(true), write: zBool.default(true) });
+/** IoasMapBody - a parsed map. */
+export type IoasMapBody = z.output<typeof zIoasMapBody>;
+
+/** zIovaRangeBody - `{iova, length}` (unmap, memory read). */
+export const zIovaRangeBody = strict({ iova: zU64, length: zU64 });
+/** IovaRangeBody - a parsed IOVA range. */
+export type IovaRangeBody = z.output<typeof zIovaRangeBody>;
+
+/** zUnmapResult - `{unmapped}`: bytes unmapped (u64). */
+export const zUnmapResult = strict({ unmapped: zU64 });
+
+/** zMemoryWriteBody - POST .../ioas/:id/memory/write: all or nothing. */
+export const zMemoryWriteBody = strict({
+  writes: arrayOf(strict({ iova: zU64, data: zHexData }, 'a write object'), 'writes'),
+});
+/** MemoryWriteBody - parsed guest memory writes. */
+export type MemoryWriteBody = z.output<typeof zMemoryWriteBody>;
+
+/** zMemoryReadResult - `{data}`. */
+export const zMemoryReadResult = strict({ data: zHexData });
+
+/** HWPT_DATA_TYPES - hwpt data types (kernel IOMMU_HWPT_DATA_NONE, _VTD_S1). */
+export const HWPT_DATA_TYPES = ['none', 'vtd_s1'] as const;
+
+/** zVtdS1Data - struct iommu_hwpt_vtd_s1: the guest's stage-1 table. */
+export const zVtdS1Data = strict(
+  {
+    flags: zU32,
+    pgtbl_addr: zU64,
+    addr_width: z.union([z.literal(48), z.literal(57)], { error: 'expected addr_width 48 or 57' }),
+  },
+  'a vtd_s1 data object',
+);
+
+/**
+ * zHwptAllocBody - POST .../hwpt (IOMMU_HWPT_ALLOC). flags and __reserved
+ * default to 0; fault_id is read only with FAULT_ID_VALID.
+ */
+export const zHwptAllocBody = strict({
+  dev_id: zU32,
+  pt_id: zU32,
+  flags: zU32.default(0),
+  data_type: z.enum(HWPT_DATA_TYPES, { error: expectMessage('data_type "none" or "vtd_s1"') }).optional(),
+  data: zVtdS1Data.optional(),
+  fault_id: zU32.optional(),
+  __reserved: zU32.default(0),
+});
+/** HwptAllocBody - a parsed hwpt allocation. */
+export type HwptAllocBody = z.output<typeof zHwptAllocBody>;
+
+/** zHwptInvalidateBody - POST .../hwpt/:id/invalidate (entry flags default 0). */
+export const zHwptInvalidateBody = strict({
+  entries: arrayOf(strict({ addr: zU64, npages: zU32, flags: zU32.default(0) }, 'an entry object'), 'entries'),
+});
+/** HwptInvalidateBody - parsed invalidation entries. */
+export type HwptInvalidateBody = z.output<typeof zHwptInvalidateBody>;
+
+/** zHwptInvalidateResult - `{done}`: entries processed. */
+export const zHwptInvalidateResult = strict({ done: zU32 });
+
+/** zAttachBody - attach or replace: `{pt_id, pasid?}` (no pasid: the RID). */
+export const zAttachBody = strict({ pt_id: zU32, pasid: zU32.optional() });
+/** AttachBody - a parsed attach or replace. */
+export type AttachBody = z.output<typeof zAttachBody>;
+
+/** zDetachBody - detach: `{pasid?}`. */
+export const zDetachBody = strict({ pasid: zU32.optional() });
+/** DetachBody - a parsed detach. */
+export type DetachBody = z.output<typeof zDetachBody>;
+
+/** OVERFLOW_POLICIES - how a full fault queue answers a new group. */
+export const OVERFLOW_POLICIES = ['success', 'invalid'] as const;
+
+/**
+ * zFaultAllocBody - POST .../faults (IOMMU_FAULT_QUEUE_ALLOC). Defaults are
+ * the kernel's: flags 0, depth 0 (unbounded), overflow "success",
+ * response_timeout_ms 0 (never).
+ */
+export const zFaultAllocBody = strict({
+  flags: zU32.default(0),
+  depth: zU32.default(0),
+  overflow: z.enum(OVERFLOW_POLICIES, { error: expectMessage('overflow "success" or "invalid"') }).default('success'),
+  response_timeout_ms: zU32.default(0),
+});
+/** FaultAllocBody - a parsed fault queue allocation. */
+export type FaultAllocBody = z.output<typeof zFaultAllocBody>;
+
+/** zFaultCreated - `{id, stream}`: stream is the path of the fault stream. */
+export const zFaultCreated = strict({ id: zObjectId, stream: z.string() });
+/** FaultCreated - a new fault queue (wire form). */
+export type FaultCreated = z.input<typeof zFaultCreated>;
+
+/**
+ * zFaultStatus - GET .../faults/:id: `queued` (waiting for delivery,
+ * including groups returned by a closed connection), `outstanding`
+ * (delivered on open connections, unanswered), `connections` (open streams),
+ * `counters` (totals keyed by cause).
+ */
+export const zFaultStatus = strict({
+  id: zObjectId,
+  queued: zU32,
+  outstanding: zU32,
+  connections: zU32,
+  counters: z.record(z.string(), zU32),
+});
+/** FaultStatus - fault queue status (wire form). */
+export type FaultStatus = z.input<typeof zFaultStatus>;
+
+/** zHealth - GET /healthz. */
+export const zHealth = strict({ status: z.literal('ok') });
+
+/* ---------------------------------------------------------- command table */
+
+/** HttpMethod - the methods the REST API uses. */
+export type HttpMethod = 'GET' | 'POST' | 'DELETE';
+
+/**
+ * AuthKind - what a route requires: nothing, the admin token (when one is
+ * configured), or the token of the context named by `:ctx`.
+ */
+export type AuthKind = 'none' | 'admin' | 'ctx';
+
+/**
+ * struct Command - one REST route.
+ * @name: stable name, e.g. `ioas.map`.
+ * @method: HTTP method.
+ * @url: fastify-style path, e.g. `/v1/contexts/:ctx/ioas/:id/map`.
+ * @auth: the token the route requires.
+ * @params: path parameters schema (strings in, numbers out for ids).
+ * @query: query string schema.
+ * @body: request body schema; an absent body is validated as `{}`.
+ * @response: success body schema (absent for 204).
+ * @status: success HTTP status.
+ * @summary: one line for the docs.
+ * @kernel: the kernel operation it mirrors, if any.
+ * @errnos: every errno it can return (EINVAL, EACCES, EMSGSIZE and EIO
+ *   included where they apply).
+ */
+export interface Command {
+  readonly name: string;
+  readonly method: HttpMethod;
+  readonly url: string;
+  readonly auth: AuthKind;
+  readonly params?: z.ZodType;
+  readonly query?: z.ZodType;
+  readonly body?: z.ZodType;
+  readonly response?: z.ZodType;
+  readonly status: number;
+  readonly summary: string;
+  readonly kernel?: string;
+  readonly errnos: readonly Errno[];
+}
+
+/** The table entry as written below: route-specific errnos only. */
+type CommandSpec = Omit<Command, 'errnos'> & { readonly errnos?: readonly Errno[] };
+
+/**
+ * command() - complete a table entry with the errnos every route of its kind
+ * can return: EINVAL (schema), EACCES (token), EMSGSIZE (body size), EIO.
+ */
+function command(spec: CommandSpec): Command {
+  const all = new Set<Errno>(spec.errnos ?? []);
+  if (spec.params || spec.query || spec.body) all.add('EINVAL');
+  if (spec.auth !== 'none') all.add('EACCES');
+  if (spec.body) all.add('EMSGSIZE');
+  all.add('EIO');
+  return Object.freeze({ ...spec, errnos: Object.freeze(ERRNOS.filter((e) => all.has(e))) });
+}
+
+const P = '/v1/platform';
+const D = '/v1/platform/devices/:name';
+const C = '/v1/contexts/:ctx';
+
+/**
+ * COMMANDS - every REST route of the contract (§2 platform, §3 contexts and
+ * objects, §6 health). The fault stream is not here: see STREAM_URL.
+ */
+export const COMMANDS: readonly Command[] = Object.freeze([
+  command({
+    name: 'platform.get', method: 'GET', url: P, auth: 'admin', status: 200,
+    response: zPlatform,
+    summary: 'The simulated hardware: IOMMUs and PCIe functions',
+  }),
+  command({
+    name: 'platform.device.add', method: 'POST', url: `${P}/devices`, auth: 'admin', status: 201,
+    body: zAddDeviceBody, response: zPlatformDevice,
+    summary: 'Hot-plug a PCIe function (caps default to PASID 20 bits, PRI 512, ATS)',
+    errnos: ['EEXIST', 'ENODEV', 'ENOSPC'],
+  }),
+  command({
+    name: 'platform.device.remove', method: 'DELETE', url: D, auth: 'admin', status: 204,
+    params: zDeviceNameParams,
+    summary: 'Hot-unplug: unbind from its context (outstanding groups answered INVALID), then remove',
+    errnos: ['ENODEV'],
+  }),
+  command({
+    name: 'platform.device.dma', method: 'POST', url: `${D}/dma`, auth: 'admin', status: 200,
+    params: zDeviceNameParams, body: zDmaBody, response: zDmaResult,
+    summary: 'Perform a DMA through the IOMMU and wait for its outcome (200 whatever the outcome)',
+    errnos: ['ENODEV', 'E2BIG', 'EOVERFLOW'],
+  }),
+  command({
+    name: 'platform.device.page-request', method: 'POST', url: `${D}/page-requests`, auth: 'admin', status: 202,
+    params: zDeviceNameParams, body: zPageRequestBody, response: zEmptyResult,
+    summary: "Inject one raw page request into the device's IOMMU page request queue",
+    kernel: 'selftest TRIGGER_IOPF',
+    errnos: ['ENODEV'],
+  }),
+  command({
+    name: 'platform.device.responses', method: 'GET', url: `${D}/responses`, auth: 'admin', status: 200,
+    params: zDeviceNameParams, query: zResponsesQuery, response: zDeviceResponses,
+    summary: 'Every page group response the device received, in order (?since=seq for newer ones)',
+    errnos: ['ENODEV'],
+  }),
+  command({
+    name: 'platform.device.pri-reset', method: 'POST', url: `${D}/pri-reset`, auth: 'admin', status: 204,
+    params: zDeviceNameParams, body: zEmptyBody,
+    summary: 'Clear Response Failure and re-enable PRI',
+    errnos: ['ENODEV', 'EOPNOTSUPP'],
+  }),
+  command({
+    name: 'platform.sva.bind', method: 'POST', url: `${D}/sva`, auth: 'admin', status: 201,
+    params: zDeviceNameParams, body: zSvaBindBody, response: zEmptyResult,
+    summary: 'Bind a simulated process address space to a PASID (faults resolved in the daemon)',
+    kernel: 'iommu_sva_bind_device',
+    errnos: ['ENODEV', 'EEXIST', 'EBUSY', 'EOPNOTSUPP', 'ENOMEM'],
+  }),
+  command({
+    name: 'platform.sva.unbind', method: 'DELETE', url: `${D}/sva/:pasid`, auth: 'admin', status: 204,
+    params: zSvaParams,
+    summary: 'Flush pending SVA work for the device, then unbind the PASID',
+    kernel: 'iommu_sva_unbind_device',
+    errnos: ['ENODEV', 'ENOENT', 'EBUSY'],
+  }),
+  command({
+    name: 'platform.traffic.start', method: 'POST', url: `${D}/traffic`, auth: 'admin', status: 202,
+    params: zDeviceNameParams, body: zTrafficBody, response: zEmptyResult,
+    summary: "Start the device's traffic generator (one run per device at a time)",
+    errnos: ['ENODEV', 'EBUSY', 'EOPNOTSUPP'],
+  }),
+  command({
+    name: 'platform.traffic.status', method: 'GET', url: `${D}/traffic`, auth: 'admin', status: 200,
+    params: zDeviceNameParams, response: zTrafficStatus,
+    summary: 'Progress and latency of the current or last traffic run',
+    errnos: ['ENODEV'],
+  }),
+  command({
+    name: 'context.create', method: 'POST', url: '/v1/contexts', auth: 'none', status: 201,
+    body: zEmptyBody, response: zContextCreated,
+    summary: 'Open a context; its token is returned once',
+    kernel: 'open("/dev/iommu")',
+    errnos: ['ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'context.destroy', method: 'DELETE', url: C, auth: 'ctx', status: 204,
+    params: zCtxParams,
+    summary: 'Release: destroy every object leaf first, answer outstanding groups INVALID, close streams (1001)',
+    kernel: 'iommufd_fops_release',
+  }),
+  command({
+    name: 'object.list', method: 'GET', url: `${C}/objects`, auth: 'ctx', status: 200,
+    params: zCtxParams, response: zObjectList,
+    summary: 'The objects of the context',
+  }),
+  command({
+    name: 'object.destroy', method: 'DELETE', url: `${C}/objects/:id`, auth: 'ctx', status: 204,
+    params: zObjectParams,
+    summary: 'Destroy an object; EBUSY while anything depends on it',
+    kernel: 'IOMMU_DESTROY',
+    errnos: ['ENOENT', 'EBUSY'],
+  }),
+  command({
+    name: 'device.bind', method: 'POST', url: `${C}/devices`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zBindBody, response: zDevIdResult,
+    summary: 'Bind a platform device to the context',
+    kernel: 'VFIO_DEVICE_BIND_IOMMUFD',
+    errnos: ['ENODEV', 'EBUSY', 'ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'ioas.alloc', method: 'POST', url: `${C}/ioas`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zEmptyBody, response: zIdResult,
+    summary: 'Allocate an IO address space',
+    kernel: 'IOMMU_IOAS_ALLOC',
+    errnos: ['ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'ioas.map', method: 'POST', url: `${C}/ioas/:id/map`, auth: 'ctx', status: 201,
+    params: zObjectParams, body: zIoasMapBody, response: zEmptyResult,
+    summary: 'Map fresh zeroed memory at a 4 KiB aligned IOVA range',
+    kernel: 'IOMMU_IOAS_MAP',
+    errnos: ['ENOENT', 'EEXIST', 'EOVERFLOW', 'ENOMEM'],
+  }),
+  command({
+    name: 'ioas.unmap', method: 'POST', url: `${C}/ioas/:id/unmap`, auth: 'ctx', status: 200,
+    params: zObjectParams, body: zIovaRangeBody, response: zUnmapResult,
+    summary: 'Unmap an IOVA range (invalidates stage 2)',
+    kernel: 'IOMMU_IOAS_UNMAP',
+    errnos: ['ENOENT', 'EOVERFLOW'],
+  }),
+  command({
+    name: 'ioas.memory.write', method: 'POST', url: `${C}/ioas/:id/memory/write`, auth: 'ctx', status: 204,
+    params: zObjectParams, body: zMemoryWriteBody,
+    summary: 'Write guest memory; EFAULT if any byte is unmapped, and then nothing is written',
+    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW'],
+  }),
+  command({
+    name: 'ioas.memory.read', method: 'POST', url: `${C}/ioas/:id/memory/read`, auth: 'ctx', status: 200,
+    params: zObjectParams, body: zIovaRangeBody, response: zMemoryReadResult,
+    summary: 'Read guest memory',
+    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW', 'E2BIG'],
+  }),
+  command({
+    name: 'hwpt.alloc', method: 'POST', url: `${C}/hwpt`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zHwptAllocBody, response: zIdResult,
+    summary: 'Allocate a paging hwpt on an IOAS or a nested (vtd_s1) hwpt on a NEST_PARENT hwpt',
+    kernel: 'IOMMU_HWPT_ALLOC',
+    errnos: ['ENOENT', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'hwpt.invalidate', method: 'POST', url: `${C}/hwpt/:id/invalidate`, auth: 'ctx', status: 200,
+    params: zObjectParams, body: zHwptInvalidateBody, response: zHwptInvalidateResult,
+    summary: 'Invalidate stage-1 IOTLB entries of a nested hwpt',
+    kernel: 'IOMMU_HWPT_INVALIDATE',
+    errnos: ['ENOENT', 'EOPNOTSUPP'],
+  }),
+  command({
+    name: 'device.attach', method: 'POST', url: `${C}/devices/:dev_id/attach`, auth: 'ctx', status: 200,
+    params: zDevIdParams, body: zAttachBody, response: zEmptyResult,
+    summary: 'Attach the device (RID, or a PASID) to an hwpt',
+    kernel: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
+    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOMEM'],
+  }),
+  command({
+    name: 'device.replace', method: 'POST', url: `${C}/devices/:dev_id/replace`, auth: 'ctx', status: 200,
+    params: zDevIdParams, body: zAttachBody, response: zEmptyResult,
+    summary: "Replace the attachment; the old attachment's groups are answered INVALID",
+    kernel: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)',
+    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOMEM'],
+  }),
+  command({
+    name: 'device.detach', method: 'POST', url: `${C}/devices/:dev_id/detach`, auth: 'ctx', status: 200,
+    params: zDevIdParams, body: zDetachBody, response: zEmptyResult,
+    summary: "Detach the device (RID, or a PASID); the attachment's groups are answered INVALID",
+    kernel: 'VFIO_DEVICE_DETACH_IOMMUFD_PT',
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'fault.alloc', method: 'POST', url: `${C}/faults`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zFaultAllocBody, response: zFaultCreated,
+    summary: 'Allocate a fault queue; its stream is the fault fd',
+    kernel: 'IOMMU_FAULT_QUEUE_ALLOC',
+    errnos: ['EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'fault.get', method: 'GET', url: `${C}/faults/:id`, auth: 'ctx', status: 200,
+    params: zObjectParams, response: zFaultStatus,
+    summary: 'Fault queue state: queued, outstanding, connections, counters',
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'healthz', method: 'GET', url: '/healthz', auth: 'none', status: 200,
+    response: zHealth,
+    summary: 'Liveness',
+  }),
+]);
+
+const byName = new Map(COMMANDS.map((c) => [c.name, c]));
+
+/**
+ * commandByName() - look up a command of %COMMANDS.
+ * @name: its name, e.g. `ioas.map`.
+ *
+ * Return: the command.
+ * Throws: Error if there is no such command (a programming error).
+ */
+export function commandByName(name: string): Command {
+  const c = byName.get(name);
+  if (!c) throw new Error(`no such command: ${name}`);
+  return c;
+}
