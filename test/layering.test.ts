@@ -33,17 +33,20 @@ function target(file: string, spec: string): string {
   if (!spec.startsWith('.')) return spec.startsWith('node:') ? spec : spec.split('/')[0]!.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
   const abs = relative(repo, resolve(repo, dirname(file), spec));
   const parts = abs.split(sep);
-  return parts[0] === 'core' && parts.length > 2 ? `core/${parts[1]}` : parts[0]!;
+  if (parts[0] === 'core' && parts.length > 2) return `core/${parts[1]}`;
+  if (parts[0] === 'core' && parts.length === 2) return `core/${parts[1]!.replace(/\.(js|ts)$/, '')}`;
+  return parts[0]!;
 }
 
 const NODE_IO = /^(node:)?(fs|net|http|https|http2|child_process|dgram|worker_threads|cluster|tls|dns|readline|fs\/promises|process)$/;
 
 const rules: Array<{ dir: string; allowed: (t: string, file: string) => boolean }> = [
-  { dir: 'core/hw', allowed: (t) => t === 'core/hw' },
-  { dir: 'core/iommu', allowed: (t) => t === 'core/iommu' },
-  { dir: 'core/iopf', allowed: (t) => t === 'core/iopf' || t === 'core/iommu' },
-  { dir: 'core/drivers', allowed: (t) => ['core/drivers', 'core/hw', 'core/iommu', 'core/iopf'].includes(t) },
-  { dir: 'core/iommufd', allowed: (t) => ['core/iommufd', 'core/iommu', 'core/iopf', 'protocol'].includes(t) },
+  // core/sched.ts (time and deferred work) is the one shared header every core folder may use.
+  { dir: 'core/hw', allowed: (t) => t === 'core/hw' || t === 'core/sched' },
+  { dir: 'core/iommu', allowed: (t) => t === 'core/iommu' || t === 'core/sched' },
+  { dir: 'core/iopf', allowed: (t) => ['core/iopf', 'core/iommu', 'core/sched'].includes(t) },
+  { dir: 'core/drivers', allowed: (t) => ['core/drivers', 'core/hw', 'core/iommu', 'core/iopf', 'core/sched'].includes(t) },
+  { dir: 'core/iommufd', allowed: (t) => ['core/iommufd', 'core/iommu', 'core/iopf', 'core/sched', 'protocol'].includes(t) },
   { dir: 'core', allowed: (t) => t.startsWith('core') || t === 'protocol' },
   { dir: 'protocol', allowed: (t) => t === 'protocol' || t === 'zod' },
   { dir: 'clients', allowed: (t) => t === 'clients' || t === 'protocol' || t === 'ws' || t.startsWith('node:') },

@@ -1,0 +1,224 @@
+/**
+ * sim-iommu: the IOMMU driver for the simulated unit, with three models.
+ *
+ * - `vtd` (drivers/iommu/intel/prq.c): drains the PRQ, drops Stop Markers,
+ *   answers malformed requests itself when they are last (E24), passes
+ *   NEEDS_PASID through in the fault flags, no PASID → RID fallback; on PRQ
+ *   overflow it discards partials once drained (E25).
+ * - `smmuv3` (arm-smmu-v3.c, stall): every request is its own one-record
+ *   group whose grpid is the stall tag; the response is CMD_RESUME; a PASID
+ *   fault falls back to a NESTED domain at the RID (user PASID table).
+ * - `generic` (the kernel selftest's mock IOMMU): reports every request as is,
+ *   no filtering, grpid = PRG index, and a PASID fault falls back to a NESTED
+ *   domain at the RID (user_pasid_table).
+ */
+import { IommuUnit, PRG_FAILURE, PRG_INVALID, PRG_SUCCESS, type ContextEntry, type PageRequest } from '../hw/iommu-unit.js';
+import type { PcieFunction } from '../hw/pcie-function.js';
+import { Stage2Table } from '../hw/stage2.js';
+import {
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
+  IOMMU_NO_PASID,
+  IOMMU_PAGE_RESP_FAILURE,
+  IOMMU_PAGE_RESP_SUCCESS,
+  IommuDevice,
+  IommuDomain,
+  type IommuOps,
+  type IommuPageResponse,
+  type IopfFault,
+  type IopfQueue,
+} from '../iommu/iommu.js';
+import { iommuReportDeviceFault, iopfQueueAddDevice, iopfQueueAlloc, iopfQueueDiscardPartial, iopfQueueRemoveDevice } from '../iopf/io-pgfault.js';
+
+interface DomainPriv {
+  /** Paging: its own stage 2. Nested: the parent's. */
+  s2: Stage2Table | undefined;
+  s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
+  /** Nested domains built on this paging domain. */
+  children: Set<IommuDomain>;
+}
+
+function priv(d: IommuDomain): DomainPriv {
+  return d.priv as DomainPriv;
+}
+
+/** Statistics of the driver's report path. */
+export interface SimIommuStats {
+  reported: number;
+  stopMarkersDropped: number;
+  malformedAnswered: number;
+  malformedDropped: number;
+  unknownRequester: number;
+  partialDiscards: number;
+}
+
+export class SimIommu implements IommuOps {
+  readonly name: string;
+  readonly userPasidTable: boolean;
+  readonly queue: IopfQueue;
+  private readonly byRid = new Map<number, IommuDevice>();
+  readonly stats: SimIommuStats = { reported: 0, stopMarkersDropped: 0, malformedAnswered: 0, malformedDropped: 0, unknownRequester: 0, partialDiscards: 0 };
+
+  constructor(readonly unit: IommuUnit) {
+    this.name = `sim-iommu/${unit.model}`;
+    this.userPasidTable = unit.model !== 'vtd';
+    this.queue = iopfQueueAlloc(`${unit.name}-iopfq`, unit.sched);
+    unit.onInterrupt = () => this.drain();
+  }
+
+  get model(): IommuUnit['model'] {
+    return this.unit.model;
+  }
+
+  /** Probe a function behind this unit: an IommuDevice, with IOPF enabled if it has PRI. */
+  probeDevice(fn: PcieFunction): IommuDevice {
+    const dev = new IommuDevice(fn.name, this);
+    dev.priv = fn;
+    this.byRid.set(fn.rid, dev);
+    this.unit.functions.set(fn.rid, fn);
+    if (fn.caps.pri) iopfQueueAddDevice(this.queue, dev);
+    return dev;
+  }
+
+  /** Release a function: disable IOPF (pending groups answered INVALID), forget its contexts. */
+  releaseDevice(dev: IommuDevice): void {
+    const fn = dev.priv as PcieFunction;
+    this.drainPageRequests(dev);
+    iopfQueueRemoveDevice(this.queue, dev);
+    this.unit.forgetFunction(fn);
+    this.byRid.delete(fn.rid);
+  }
+
+  /** The threaded interrupt handler: process every request in the PRQ. */
+  drain(): void {
+    for (let r = this.unit.prqPop(); r; r = this.unit.prqPop()) this.handle(r);
+    if (this.unit.overflow) {
+      // E25: the queue is empty again; partials lost their last request to the overflow.
+      iopfQueueDiscardPartial(this.queue);
+      this.stats.partialDiscards++;
+      this.unit.overflow = false;
+    }
+  }
+
+  private answerDirect(r: PageRequest, code: number): void {
+    if (this.unit.model === 'smmuv3') this.unit.resume(r.stag, code);
+    else this.unit.pageGroupResponse(r.fn.rid, r.pasid, r.prgi, code);
+  }
+
+  /** Turn one hardware request into an iopf fault and report it. */
+  private handle(r: PageRequest): void {
+    const model = this.unit.model;
+    const stall = model === 'smmuv3';
+    const last = stall || r.last;
+    const dev = this.byRid.get(r.fn.rid);
+    if (!dev) {
+      this.stats.unknownRequester++;
+      if (last) this.answerDirect(r, PRG_INVALID);
+      return;
+    }
+    if (model === 'vtd') {
+      if (r.last && !r.read && !r.write && r.pasid !== undefined) {
+        this.stats.stopMarkersDropped++;
+        return;
+      }
+      if (!isCanonical48(r.addr) || (r.priv && (r.read || r.write)) || (r.exec && r.read)) {
+        if (r.last) {
+          this.stats.malformedAnswered++;
+          this.answerDirect(r, PRG_INVALID);
+        } else this.stats.malformedDropped++;
+        return;
+      }
+    }
+    let flags = last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0;
+    if (r.pasid !== undefined) {
+      flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+      if (model === 'vtd' && r.fn.caps.prgResponseNeedsPasid) flags |= IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
+    }
+    const perm =
+      (r.read ? IOMMU_FAULT_PERM_READ : 0) |
+      (r.write ? IOMMU_FAULT_PERM_WRITE : 0) |
+      (r.exec ? IOMMU_FAULT_PERM_EXEC : 0) |
+      (r.priv ? IOMMU_FAULT_PERM_PRIV : 0);
+    this.stats.reported++;
+    iommuReportDeviceFault(dev, { flags, pasid: r.pasid ?? 0, grpid: stall ? r.stag : r.prgi, perm, addr: r.addr });
+  }
+
+  pageResponse(dev: IommuDevice, lastFault: IopfFault, resp: IommuPageResponse): void {
+    const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRG_FAILURE : PRG_INVALID;
+    if (this.unit.model === 'smmuv3') {
+      this.unit.resume(resp.grpid, code);
+      return;
+    }
+    const fn = dev.priv as PcieFunction;
+    const pasid = lastFault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID ? resp.pasid : undefined;
+    this.unit.pageGroupResponse(fn.rid, pasid, resp.grpid, code);
+  }
+
+  domainAllocPaging(_dev: IommuDevice, _nestParent: boolean): IommuDomain {
+    const d = new IommuDomain('paging', this);
+    d.priv = { s2: new Stage2Table(), s1: undefined, children: new Set() } satisfies DomainPriv;
+    return d;
+  }
+
+  domainAllocNested(_dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57 }): IommuDomain {
+    const d = new IommuDomain('nested', this, parent);
+    d.priv = { s2: priv(parent).s2, s1: { root: s1.pgtblAddr, addrWidth: s1.addrWidth }, children: new Set() } satisfies DomainPriv;
+    priv(parent).children.add(d);
+    return d;
+  }
+
+  domainAllocSva(_dev: IommuDevice, pgd: bigint, addrWidth: 48 | 57): IommuDomain {
+    const d = new IommuDomain('sva', this);
+    d.priv = { s2: undefined, s1: { root: pgd, addrWidth }, children: new Set() } satisfies DomainPriv;
+    return d;
+  }
+
+  domainFree(domain: IommuDomain): void {
+    if (domain.parent) priv(domain.parent).children.delete(domain);
+    this.unit.iotlb.invalidateTag(domain.id);
+  }
+
+  domainMapPage(domain: IommuDomain, iova: bigint, hpa: bigint, read: boolean, write: boolean): void {
+    priv(domain).s2!.map(iova, hpa, read, write);
+  }
+
+  domainUnmapPage(domain: IommuDomain, iova: bigint): void {
+    const p = priv(domain);
+    p.s2!.unmap(iova);
+    this.unit.iotlb.invalidateRange(domain.id, undefined, iova, 1);
+    // A nested translation may have walked through this page or landed on it.
+    for (const child of p.children) this.unit.iotlb.invalidateTag(child.id);
+  }
+
+  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number): void {
+    this.unit.iotlb.invalidateRange(domain.id, undefined, addr, npages);
+  }
+
+  setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void {
+    const fn = dev.priv as PcieFunction;
+    let entry: ContextEntry | undefined;
+    if (domain) {
+      const p = priv(domain);
+      entry = { tag: domain.id, s2: p.s2, s1: p.s1 };
+    }
+    this.unit.setContext(fn.rid, pasid, entry);
+  }
+
+  drainPageRequests(dev: IommuDevice, pasid?: number): void {
+    const fn = dev.priv as PcieFunction;
+    const taken = this.unit.prqTake(
+      (r) => r.fn === fn && (pasid === undefined || (pasid === IOMMU_NO_PASID ? r.pasid === undefined : r.pasid === pasid)),
+    );
+    for (const r of taken) this.handle(r);
+  }
+}
+
+function isCanonical48(addr: bigint): boolean {
+  const top = addr >> 47n;
+  return top === 0n || top === 0x1ffffn;
+}

@@ -1,0 +1,278 @@
+/**
+ * One simulated IOMMU unit: per-(requester, PASID) context entries, the
+ * translation walk (stage 1 then stage 2, or either alone), an IOTLB that
+ * caches hits only, and a bounded page request queue (PRQ) with the overflow
+ * behaviour of VT-d 7.4.1: while overflowed the hardware itself answers
+ * Success to every request that needs a response, so the function retries.
+ *
+ * The `stall` model (an SMMUv3 event queue) turns every page request into its
+ * own stall with a 16-bit tag; the function's page request group is answered
+ * once all its stalls were resumed.
+ */
+import type { Scheduler } from '../sched.js';
+import { Iotlb } from './iotlb.js';
+import type { SparseMemory } from './memory.js';
+import type { Stage2Table } from './stage2.js';
+import { walkVtdS1 } from './vtd-s1.js';
+import type { PcieFunction } from './pcie-function.js';
+
+export type HwModel = 'vtd' | 'smmuv3' | 'generic';
+
+/** PCIe PRG response codes as the wire carries them. */
+export const PRG_SUCCESS = 0;
+export const PRG_INVALID = 1;
+export const PRG_FAILURE = 0xf;
+
+/** A hardware context entry: what (requester, PASID) translates through. */
+export interface ContextEntry {
+  /** Domain id, the IOTLB tag. */
+  readonly tag: number;
+  /** Stage 2 (IOVA/GPA → HPA); absent for a first-stage-only (SVA) context. */
+  readonly s2: Stage2Table | undefined;
+  /** Stage 1 (a vtd_s1 table); its table addresses go through s2 when present. */
+  readonly s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
+}
+
+/** One page request as it enters the PRQ. */
+export interface PageRequest {
+  fn: PcieFunction;
+  /** undefined = no PASID prefix. */
+  pasid: number | undefined;
+  prgi: number;
+  addr: bigint;
+  read: boolean;
+  write: boolean;
+  exec: boolean;
+  priv: boolean;
+  last: boolean;
+  /** Stall tag (stall model only). */
+  stag: number;
+}
+
+export type TranslateResult =
+  | { kind: 'ok'; hpa: bigint }
+  /** A translation fault the function may ask to resolve with a page request. */
+  | { kind: 'fault' }
+  /** A nested walk hit an unmapped or forbidden stage-2 address. */
+  | { kind: 's2' };
+
+const FAULT: TranslateResult = { kind: 'fault' };
+const S2: TranslateResult = { kind: 's2' };
+
+interface StallPrg {
+  outstanding: number;
+  lastSeen: boolean;
+  code: number;
+}
+
+export class IommuUnit {
+  readonly iotlb = new Iotlb();
+  readonly functions = new Map<number, PcieFunction>();
+  private readonly contexts = new Map<number, Map<number, ContextEntry>>();
+  // PRQ ring.
+  private readonly prq: Array<PageRequest | undefined> = [];
+  private prqHead = 0;
+  private prqCount = 0;
+  /** PRS.PRO: set when a request arrived to a full queue; cleared by the driver. */
+  overflow = false;
+  /** Requests the hardware answered itself while overflowed. */
+  overflowAnswered = 0;
+  private irqPending = false;
+  /** The driver's interrupt handler. */
+  onInterrupt: (() => void) | undefined;
+  /** smmuv3/generic: a PASID with no context of its own uses a first-stage RID context (guest-owned PASID table). */
+  readonly pasidFallback: boolean;
+  private readonly stalls = new Map<number, PageRequest>();
+  private readonly stallPrgs = new Map<string, StallPrg>();
+  private nextStag = 0;
+
+  constructor(
+    readonly name: string,
+    readonly model: HwModel,
+    readonly prqDepth: number,
+    readonly mem: SparseMemory,
+    readonly sched: Scheduler,
+  ) {
+    this.pasidFallback = model !== 'vtd';
+    this.prq.length = prqDepth;
+  }
+
+  /** Number of requests waiting in the PRQ. */
+  get prqLength(): number {
+    return this.prqCount;
+  }
+
+  /** Stalls waiting for a resume (stall model). */
+  get stallCount(): number {
+    return this.stalls.size;
+  }
+
+  /** Program (or clear) the context entry of (rid, pasid); pasid 0 is the RID's own. */
+  setContext(rid: number, pasid: number, entry: ContextEntry | undefined): void {
+    let m = this.contexts.get(rid);
+    if (!entry) {
+      m?.delete(pasid);
+      if (m && m.size === 0) this.contexts.delete(rid);
+      return;
+    }
+    if (!m) this.contexts.set(rid, (m = new Map()));
+    m.set(pasid, entry);
+  }
+
+  private context(rid: number, pasid: number): ContextEntry | undefined {
+    const m = this.contexts.get(rid);
+    if (!m) return undefined;
+    const e = m.get(pasid);
+    if (e || pasid === 0 || !this.pasidFallback) return e;
+    const ridEntry = m.get(0);
+    return ridEntry && ridEntry.s1 ? ridEntry : undefined;
+  }
+
+  /**
+   * Translate one access. Hits come from the IOTLB; a walk's success is
+   * cached; misses never are.
+   */
+  translate(rid: number, pasid: number, iova: bigint, write: boolean, exec: boolean, priv: boolean): TranslateResult {
+    const e = this.context(rid, pasid);
+    if (!e) return FAULT;
+    const off = iova & 0xfffn;
+    const hit = this.iotlb.lookup(e.tag, pasid, iova);
+    if (hit && (!write || hit.write) && (!exec || hit.exec) && (priv || hit.user)) return { kind: 'ok', hpa: hit.hpa + off };
+    if (e.s1) {
+      const s2 = e.s2;
+      const mem = this.mem;
+      const read = s2
+        ? (gpa: bigint): bigint | undefined => {
+            const s = s2.lookup(gpa);
+            return s && s.read ? mem.readU64(s.hpa + (gpa & 0xfffn)) : undefined;
+          }
+        : (pa: bigint): bigint | undefined => mem.readU64(pa);
+      const r = walkVtdS1(read, e.s1.root, e.s1.addrWidth, iova, { write, exec, priv });
+      if (r.kind === 's2-fault') return S2;
+      if (r.kind === 's1-fault') return FAULT;
+      let hpaPage: bigint;
+      let s2write = true;
+      if (s2) {
+        const s = s2.lookup(r.gpa);
+        if (!s || !s.read || (write && !s.write)) return S2;
+        hpaPage = s.hpa;
+        s2write = s.write;
+      } else {
+        hpaPage = r.gpa & ~0xfffn;
+      }
+      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: r.writable && s2write, exec: r.executable, user: r.user });
+      return { kind: 'ok', hpa: hpaPage + off };
+    }
+    if (!e.s2) return FAULT;
+    const s = e.s2.lookup(iova);
+    if (!s || !s.read || (write && !s.write)) return FAULT;
+    this.iotlb.insert(e.tag, pasid, iova, { hpa: s.hpa, write: s.write, exec: true, user: true });
+    return { kind: 'ok', hpa: s.hpa + off };
+  }
+
+  /**
+   * A function sends one page request. Queued in the PRQ (the driver is
+   * interrupted once per batch); on a full queue the overflow bit is set and a
+   * request that needs a response (last, not a Stop Marker) is answered
+   * Success by the hardware itself.
+   */
+  pageRequest(req: PageRequest): void {
+    if (this.overflow || this.prqCount >= this.prqDepth) {
+      this.overflow = true;
+      if (req.last && (req.read || req.write || req.pasid === undefined)) {
+        this.overflowAnswered++;
+        const { fn, pasid, prgi } = req;
+        this.sched.defer(() => fn.receiveResponse(pasid, prgi, PRG_SUCCESS));
+      }
+      this.raise();
+      return;
+    }
+    if (this.model === 'smmuv3') {
+      req.stag = this.allocStag();
+      this.stalls.set(req.stag, req);
+      const key = `${req.fn.rid}:${req.prgi}`;
+      const prg = this.stallPrgs.get(key);
+      if (prg) {
+        prg.outstanding++;
+        prg.lastSeen ||= req.last;
+      } else {
+        this.stallPrgs.set(key, { outstanding: 1, lastSeen: req.last, code: PRG_SUCCESS });
+      }
+    }
+    this.prq[(this.prqHead + this.prqCount) % this.prqDepth] = req;
+    this.prqCount++;
+    this.raise();
+  }
+
+  private raise(): void {
+    if (this.irqPending) return;
+    this.irqPending = true;
+    this.sched.defer(() => {
+      this.irqPending = false;
+      this.onInterrupt?.();
+    });
+  }
+
+  /** The driver takes the request at the head of the PRQ, or undefined when empty. */
+  prqPop(): PageRequest | undefined {
+    if (this.prqCount === 0) return undefined;
+    const r = this.prq[this.prqHead];
+    this.prq[this.prqHead] = undefined;
+    this.prqHead = (this.prqHead + 1) % this.prqDepth;
+    this.prqCount--;
+    return r;
+  }
+
+  /** The driver takes every queued request matching `pred`, keeping the others in order. */
+  prqTake(pred: (r: PageRequest) => boolean): PageRequest[] {
+    const keep: PageRequest[] = [];
+    const taken: PageRequest[] = [];
+    for (let r = this.prqPop(); r; r = this.prqPop()) (pred(r) ? taken : keep).push(r);
+    for (const r of keep) {
+      this.prq[(this.prqHead + this.prqCount) % this.prqDepth] = r;
+      this.prqCount++;
+    }
+    return taken;
+  }
+
+  /** Page Group Response (VT-d invalidation-queue descriptor / PCIe PRG response). */
+  pageGroupResponse(rid: number, pasid: number | undefined, prgi: number, code: number): void {
+    const fn = this.functions.get(rid);
+    if (fn) fn.receiveResponse(pasid, prgi, code);
+  }
+
+  /** CMD_RESUME for a stall (stall model): retry (success) or abort (any other code). */
+  resume(stag: number, code: number): void {
+    const req = this.stalls.get(stag);
+    if (!req) return;
+    this.stalls.delete(stag);
+    const key = `${req.fn.rid}:${req.prgi}`;
+    const prg = this.stallPrgs.get(key);
+    if (!prg) return;
+    prg.outstanding--;
+    if (code !== PRG_SUCCESS && prg.code === PRG_SUCCESS) prg.code = code === PRG_FAILURE ? PRG_FAILURE : PRG_INVALID;
+    if (prg.outstanding === 0 && prg.lastSeen) {
+      this.stallPrgs.delete(key);
+      req.fn.receiveResponse(req.pasid, req.prgi, prg.code);
+    }
+  }
+
+  /** Drop every stall and stall group of `fn` (function removed). */
+  forgetFunction(fn: PcieFunction): void {
+    for (const [stag, r] of this.stalls) if (r.fn === fn) this.stalls.delete(stag);
+    for (const key of [...this.stallPrgs.keys()]) if (key.startsWith(`${fn.rid}:`)) this.stallPrgs.delete(key);
+    this.contexts.delete(fn.rid);
+    this.functions.delete(fn.rid);
+  }
+
+  private allocStag(): number {
+    for (let i = 0; i < 0x10000; i++) {
+      const s = (this.nextStag + i) & 0xffff;
+      if (!this.stalls.has(s)) {
+        this.nextStag = (s + 1) & 0xffff;
+        return s;
+      }
+    }
+    return this.nextStag;
+  }
+}

@@ -1,0 +1,446 @@
+/**
+ * A PCIe function with ATS, PRI and PASID: the DMA engine that translates each
+ * page through the IOMMU, asks for faulting pages with Page Request Groups,
+ * waits for the group response and retries; the PRI state machine (Outstanding
+ * Page Request Allocation, 9-bit PRG indexes never reused while outstanding,
+ * Response Failure stops PRI until reset); a log of every response received;
+ * and a built-in traffic generator.
+ */
+import type { Scheduler, TimerHandle } from '../sched.js';
+import { PRG_FAILURE, PRG_INVALID, PRG_SUCCESS, type IommuUnit, type PageRequest } from './iommu-unit.js';
+import type { SparseMemory } from './memory.js';
+
+export interface PcieCaps {
+  /** 0 = no PASID. */
+  pasidBits: number;
+  pri: boolean;
+  /** Outstanding Page Request Allocation (1..512). */
+  priOutstanding: number;
+  ats: boolean;
+  isVf: boolean;
+  /** PRI status "PRG Response PASID Required". */
+  prgResponseNeedsPasid: boolean;
+}
+
+export type ResponseCodeName = 'success' | 'invalid' | 'failure';
+
+export interface ResponseLogEntry {
+  pasid: number | undefined;
+  grpid: number;
+  code: ResponseCodeName;
+  seq: number;
+}
+
+export type DmaStatus = 'ok' | 'invalid' | 'failure' | 'pri_disabled' | 'stage2_fault' | 'timeout';
+
+export interface DmaRequest {
+  pasid: number | undefined;
+  iova: bigint;
+  length: number;
+  write: boolean;
+  /** Bytes to write (length bytes) for a write. */
+  data: Uint8Array | undefined;
+  priv: boolean;
+  exec: boolean;
+  timeoutMs: number;
+}
+
+export interface DmaResult {
+  status: DmaStatus;
+  pageRequests: number;
+  retries: number;
+  data: Uint8Array | undefined;
+}
+
+export interface TrafficRequest {
+  count: number;
+  pagesPerGroup: number;
+  inFlight: number;
+  pasid: number | undefined;
+  base: bigint;
+  perm: { read: boolean; write: boolean; exec: boolean; priv: boolean };
+}
+
+export interface TrafficStatus {
+  running: boolean;
+  sent: number;
+  answered: number;
+  byCode: { success: number; invalid: number; failure: number };
+  elapsedMs: number;
+  latencyUs: { p50: number; p99: number; max: number };
+}
+
+/** An outstanding Page Request Group, by PRG index. */
+interface Prg {
+  pasid: number | undefined;
+  requests: number;
+  /** How many groups use this index (raw injection may reuse one). */
+  count: number;
+  onResponse: ((code: number) => void) | undefined;
+}
+
+const PRGI_COUNT = 512;
+const MAX_FRUITLESS = 3;
+const MAX_LATENCY_SAMPLES = 1 << 20;
+
+function codeName(code: number): ResponseCodeName {
+  return code === PRG_SUCCESS ? 'success' : code === PRG_INVALID ? 'invalid' : 'failure';
+}
+
+export class PcieFunction {
+  /** PRI Response Failure status bit. */
+  responseFailure = false;
+  /** PRI Stopped: no page requests until reset. */
+  stopped = false;
+  /** Responses whose PRG index was not outstanding (PCIe "Unexpected PRG Index"). */
+  unexpectedResponses = 0;
+  readonly responses: ResponseLogEntry[] = [];
+  private seq = 0;
+  private readonly prgs: Array<Prg | undefined> = new Array(PRGI_COUNT).fill(undefined);
+  private nextPrgi = 0;
+  /** Requests in flight (bounded by caps.priOutstanding). */
+  outstandingRequests = 0;
+  private readonly budgetWaiters: Array<() => void> = [];
+  private traffic: TrafficRun | undefined;
+  /** Set when the function is hot-unplugged. */
+  removed = false;
+
+  constructor(
+    readonly name: string,
+    readonly rid: number,
+    readonly caps: PcieCaps,
+    readonly unit: IommuUnit,
+    readonly mem: SparseMemory,
+    readonly sched: Scheduler,
+  ) {}
+
+  get priEnabled(): boolean {
+    return this.caps.pri && !this.stopped && !this.removed;
+  }
+
+  /** PRG indexes currently outstanding. */
+  get outstandingGroups(): number {
+    let n = 0;
+    for (const p of this.prgs) if (p) n += p.count;
+    return n;
+  }
+
+  /** Clear Response Failure and re-enable PRI (PRI control Reset + Enable). */
+  priReset(): void {
+    this.responseFailure = false;
+    this.stopped = false;
+  }
+
+  private allocPrgi(): number {
+    for (let i = 0; i < PRGI_COUNT; i++) {
+      const p = (this.nextPrgi + i) & (PRGI_COUNT - 1);
+      if (!this.prgs[p]) {
+        this.nextPrgi = (p + 1) & (PRGI_COUNT - 1);
+        return p;
+      }
+    }
+    return -1;
+  }
+
+  private canSend(requests: number): boolean {
+    return this.outstandingRequests + requests <= this.caps.priOutstanding && this.prgs.some((p) => !p);
+  }
+
+  private whenBudget(fn: () => void): void {
+    this.budgetWaiters.push(fn);
+  }
+
+  /**
+   * Send one Page Request Group for `pages`, LAST on the final request.
+   * The caller checked {@link canSend}. Returns the PRG index.
+   */
+  private sendGroup(pasid: number | undefined, pages: readonly bigint[], perm: TrafficRequest['perm'], onResponse: (code: number) => void): number {
+    const prgi = this.allocPrgi();
+    this.prgs[prgi] = { pasid, requests: pages.length, count: 1, onResponse };
+    this.outstandingRequests += pages.length;
+    for (let i = 0; i < pages.length; i++) {
+      this.unit.pageRequest({
+        fn: this,
+        pasid,
+        prgi,
+        addr: pages[i]!,
+        read: perm.read,
+        write: perm.write,
+        exec: perm.exec,
+        priv: perm.priv,
+        last: i === pages.length - 1,
+        stag: 0,
+      });
+    }
+    return prgi;
+  }
+
+  /**
+   * Inject one raw page request as the function would send it (the kernel
+   * selftest's TRIGGER_IOPF). A last request (not a Stop Marker) makes its PRG
+   * index outstanding until answered. Returns false when PRI is off or
+   * stopped (the function sends nothing).
+   */
+  injectPageRequest(req: Omit<PageRequest, 'fn' | 'stag'>): boolean {
+    if (!this.priEnabled) return false;
+    const stopMarker = req.last && !req.read && !req.write && req.pasid !== undefined;
+    if (req.last && !stopMarker) {
+      const p = this.prgs[req.prgi & (PRGI_COUNT - 1)];
+      if (p) p.count++;
+      else this.prgs[req.prgi & (PRGI_COUNT - 1)] = { pasid: req.pasid, requests: 0, count: 1, onResponse: undefined };
+    }
+    this.unit.pageRequest({ ...req, prgi: req.prgi & (PRGI_COUNT - 1), fn: this, stag: 0 });
+    return true;
+  }
+
+  /**
+   * A PRG response arrives. Logged always; matched to the outstanding group by
+   * PRG index. Any code but Success/Invalid is Response Failure: PRI stops.
+   */
+  receiveResponse(pasid: number | undefined, prgi: number, code: number): void {
+    const name = codeName(code);
+    this.responses.push({ pasid, grpid: prgi, code: name, seq: ++this.seq });
+    if (name === 'failure') {
+      this.responseFailure = true;
+      this.stopped = true;
+    }
+    const p = this.prgs[prgi];
+    if (!p) {
+      this.unexpectedResponses++;
+      return;
+    }
+    if (--p.count === 0) this.prgs[prgi] = undefined;
+    this.outstandingRequests -= p.requests;
+    p.onResponse?.(code === PRG_SUCCESS ? PRG_SUCCESS : code === PRG_INVALID ? PRG_INVALID : PRG_FAILURE);
+    if (this.budgetWaiters.length > 0) {
+      const waiters = this.budgetWaiters.splice(0);
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Responses with seq > since. */
+  responsesSince(since: number): ResponseLogEntry[] {
+    // seq is 1-based and dense: entry i has seq i+1.
+    return this.responses.slice(Math.max(0, since));
+  }
+
+  /**
+   * Perform a DMA through the IOMMU; `done` is called once with the outcome.
+   * Faulting pages are requested with one PRG per attempt; after Success the
+   * translation is retried, and after 3 rounds without progress the DMA ends
+   * `invalid`.
+   */
+  dma(req: DmaRequest, done: (r: DmaResult) => void): void {
+    new DmaRun(this, req, done).start();
+  }
+
+  /** @internal used by DmaRun and TrafficRun. */
+  trySend(pasid: number | undefined, pages: readonly bigint[], perm: TrafficRequest['perm'], onResponse: (code: number) => void): boolean {
+    if (!this.canSend(pages.length)) return false;
+    this.sendGroup(pasid, pages, perm, onResponse);
+    return true;
+  }
+
+  /** @internal */
+  waitBudget(fn: () => void): void {
+    this.whenBudget(fn);
+  }
+
+  /** Start the traffic generator. Throws Error('busy') if one runs. */
+  startTraffic(req: TrafficRequest): void {
+    if (this.traffic?.running) throw new Error('busy');
+    this.traffic = new TrafficRun(this, req);
+    this.traffic.issue();
+  }
+
+  /** The running or last traffic run's status (undefined before the first run). */
+  trafficStatus(): TrafficStatus | undefined {
+    return this.traffic?.status();
+  }
+
+  /** Stop the traffic generator (outstanding groups still get their responses). */
+  stopTraffic(): void {
+    if (this.traffic) this.traffic.running = false;
+  }
+}
+
+class DmaRun {
+  private readonly pages: bigint[] = [];
+  private readonly hpa: Array<bigint | undefined>;
+  private pageRequests = 0;
+  private retries = 0;
+  private fruitless = 0;
+  private lastFaulting = Infinity;
+  private finished = false;
+  private timer: TimerHandle | undefined;
+
+  constructor(
+    private readonly fn: PcieFunction,
+    private readonly req: DmaRequest,
+    private readonly done: (r: DmaResult) => void,
+  ) {
+    const first = req.iova & ~0xfffn;
+    const end = req.iova + BigInt(Math.max(1, req.length));
+    for (let a = first; a < end; a += 0x1000n) this.pages.push(a);
+    this.hpa = new Array(this.pages.length).fill(undefined);
+  }
+
+  start(): void {
+    this.timer = this.fn.sched.timer(this.req.timeoutMs, () => this.finish('timeout'));
+    this.step();
+  }
+
+  private finish(status: DmaStatus): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) this.fn.sched.cancel(this.timer);
+    let data: Uint8Array | undefined;
+    if (status === 'ok') data = this.transfer();
+    else if (this.req.write) data = this.req.data;
+    this.done({ status, pageRequests: this.pageRequests, retries: this.retries, data });
+  }
+
+  private step(): void {
+    if (this.finished) return;
+    const { pasid, write, exec, priv } = this.req;
+    const faulting: bigint[] = [];
+    for (let i = 0; i < this.pages.length; i++) {
+      // Translate every page each round: a success may have been invalidated since.
+      const r = this.fn.unit.translate(this.fn.rid, pasid ?? 0, this.pages[i]!, write, exec, priv);
+      if (r.kind === 's2') return this.finish('stage2_fault');
+      if (r.kind === 'ok') this.hpa[i] = r.hpa;
+      else {
+        this.hpa[i] = undefined;
+        faulting.push(this.pages[i]!);
+      }
+    }
+    if (faulting.length === 0) return this.finish('ok');
+    if (!this.fn.priEnabled) return this.finish('pri_disabled');
+    if (this.retries > 0) {
+      if (faulting.length >= this.lastFaulting) {
+        if (++this.fruitless >= MAX_FRUITLESS) return this.finish('invalid');
+      } else this.fruitless = 0;
+    }
+    this.lastFaulting = faulting.length;
+    const batch = faulting.slice(0, this.fn.caps.priOutstanding);
+    this.send(batch);
+  }
+
+  private send(batch: bigint[]): void {
+    if (this.finished) return;
+    if (!this.fn.priEnabled) return this.finish('pri_disabled');
+    const perm = { read: !this.req.write, write: this.req.write, exec: this.req.exec, priv: this.req.priv };
+    const sent = this.fn.trySend(this.req.pasid, batch, perm, (code) => {
+      if (this.finished) return;
+      if (code === PRG_SUCCESS) {
+        this.retries++;
+        this.step();
+      } else if (code === PRG_INVALID) this.finish('invalid');
+      else this.finish('failure');
+    });
+    if (sent) this.pageRequests += batch.length;
+    else this.fn.waitBudget(() => this.send(batch));
+  }
+
+  /** Move the bytes: the translations are all present now. */
+  private transfer(): Uint8Array | undefined {
+    const { iova, length, write, data } = this.req;
+    const out = write ? data : new Uint8Array(length);
+    let off = 0;
+    for (let i = 0; i < this.pages.length && off < length; i++) {
+      const pageStart = this.pages[i]!;
+      const from = i === 0 ? iova : pageStart;
+      const inPage = Number(from - pageStart);
+      const len = Math.min(length - off, 4096 - inPage);
+      const hpa = this.hpa[i]! - (this.hpa[i]! & 0xfffn) + BigInt(inPage);
+      if (write) this.fn.mem.write(hpa, data!.subarray(off, off + len));
+      else out!.set(this.fn.mem.read(hpa, len), off);
+      off += len;
+    }
+    return out;
+  }
+}
+
+class TrafficRun {
+  running = true;
+  sent = 0;
+  answered = 0;
+  inFlight = 0;
+  readonly byCode = { success: 0, invalid: 0, failure: 0 };
+  private readonly startedAt: number;
+  private endedAt = -1;
+  private readonly samples: Float64Array;
+  private nsamples = 0;
+  private maxUs = 0;
+  private readonly pages: bigint[];
+  private readonly step: bigint;
+
+  constructor(
+    private readonly fn: PcieFunction,
+    private readonly req: TrafficRequest,
+  ) {
+    this.startedAt = fn.sched.now();
+    this.samples = new Float64Array(Math.min(req.count, MAX_LATENCY_SAMPLES));
+    this.pages = new Array<bigint>(req.pagesPerGroup);
+    this.step = BigInt(req.pagesPerGroup) * 0x1000n;
+  }
+
+  issue(): void {
+    const fn = this.fn;
+    const req = this.req;
+    while (this.running && this.sent < req.count && this.inFlight < req.inFlight) {
+      if (!fn.priEnabled) {
+        this.stop();
+        return;
+      }
+      const base = req.base + BigInt(this.sent) * this.step;
+      for (let i = 0; i < req.pagesPerGroup; i++) this.pages[i] = base + BigInt(i) * 0x1000n;
+      const t0 = fn.sched.now();
+      const ok = fn.trySend(req.pasid, this.pages, req.perm, (code) => this.answer(code, t0));
+      if (!ok) {
+        fn.waitBudget(() => this.issue());
+        return;
+      }
+      this.sent++;
+      this.inFlight++;
+    }
+    if (this.sent >= req.count && this.inFlight === 0) this.stop();
+  }
+
+  private answer(code: number, t0: number): void {
+    this.inFlight--;
+    this.answered++;
+    if (code === PRG_SUCCESS) this.byCode.success++;
+    else if (code === PRG_INVALID) this.byCode.invalid++;
+    else this.byCode.failure++;
+    const us = (this.fn.sched.now() - t0) * 1000;
+    if (us > this.maxUs) this.maxUs = us;
+    if (this.nsamples < this.samples.length) this.samples[this.nsamples++] = us;
+    else this.samples[Math.floor(Math.random() * this.samples.length)] = us;
+    if (this.running) this.issue();
+    else if (this.inFlight === 0 && this.endedAt < 0) this.endedAt = this.fn.sched.now();
+  }
+
+  private stop(): void {
+    this.running = false;
+    if (this.inFlight === 0 && this.endedAt < 0) this.endedAt = this.fn.sched.now();
+  }
+
+  status(): TrafficStatus {
+    const s = this.samples.slice(0, this.nsamples).sort();
+    const pct = (q: number): number => (s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : 0);
+    const end = this.endedAt >= 0 ? this.endedAt : this.fn.sched.now();
+    return {
+      running: this.running || this.inFlight > 0,
+      sent: this.sent,
+      answered: this.answered,
+      byCode: { ...this.byCode },
+      elapsedMs: end - this.startedAt,
+      latencyUs: { p50: round(pct(0.5)), p99: round(pct(0.99)), max: round(this.maxUs) },
+    };
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 10) / 10;
+}

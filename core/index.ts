@@ -1,0 +1,16 @@
+/**
+ * The public entry of the core: what the server and tests use. The server
+ * imports nothing from core but this file.
+ */
+export * from './sched.js';
+export * from './platform.js';
+export { IommuError, type CoreErrno } from './iommu/errors.js';
+export { IopfGroup, IommuDevice, IOMMU_NO_PASID } from './iommu/iommu.js';
+export { IommufdCtx, IommufdObject, DEFAULT_LIMITS } from './iommufd/main.js';
+export type { IommufdLimits, IommufdObserver, IommufdQuirks, AutoCause, IommufdObjType } from './iommufd/main.js';
+export { IommufdIoas } from './iommufd/ioas.js';
+export { IommufdHwpt, IommufdHwptPaging, IommufdHwptNested, iommufdHwptAlloc, type HwptAllocRequest } from './iommufd/hw-pagetable.js';
+export { IommufdDevice, iommufdDeviceBind, iommufdDeviceAttach, iommufdDeviceReplace, iommufdDeviceDetach } from './iommufd/device.js';
+export { IommufdFault, IommufdFaultConn, iommufdFaultAlloc } from './iommufd/eventq.js';
+export type { FaultListener, FaultCounters, RespondResult, RespondError } from './iommufd/eventq.js';
+export type { DmaRequest, DmaResult, DmaStatus, TrafficStatus, ResponseLogEntry } from './hw/pcie-function.js';

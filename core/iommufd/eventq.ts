@@ -1,0 +1,487 @@
+/**
+ * The fault queue object (drivers/iommu/iommufd/eventq.c, was fault.c).
+ *
+ * Groups arrive from the IOPF core through {@link iommufdFaultIopfHandler} and
+ * wait on a FIFO deliver list. A read takes whole groups from the head and
+ * gives each a cookie (lowest free ≥ 1); a response consumes the cookie and
+ * sends the group's one hardware response. Detach, replace, remove-device,
+ * destroy, context release, the response timeout and the depth policy answer
+ * groups automatically, each exactly once.
+ *
+ * Extensions over the kernel (PROTOCOL.md §3, §5): several connections (the
+ * stream's fds) per queue, each with a window; a closed connection's
+ * unanswered groups go back to the head with their cookies; `depth`/`overflow`
+ * and `response_timeout_ms`.
+ *
+ * Cost: every operation is O(1) per group touched (intrusive lists, an array
+ * cookie table, one timer for all deadlines); nothing scans all outstanding
+ * groups per event.
+ */
+import { IommuError } from '../iommu/errors.js';
+import { IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IommuAttachHandle, type IopfGroup } from '../iommu/iommu.js';
+import { iopfFreeGroup, iopfGroupResponse } from '../iopf/io-pgfault.js';
+import type { TimerHandle } from '../sched.js';
+import { IdAllocator } from './ids.js';
+import { IommufdObject, type AutoCause, type IommufdCtx } from './main.js';
+
+/** What a connection (the stream, or a test's fd) hears from its fault queue. */
+export interface FaultListener {
+  /** Groups are waiting and this connection has window space. Coalesce on your side. */
+  readable(): void;
+  /** Groups answered INVALID by the response timeout. */
+  expired(cookies: number[]): void;
+  /** Groups answered at once by the depth policy. */
+  overflow(count: number): void;
+  /** The queue is going away (context release): close the connection. */
+  kill(): void;
+}
+
+/** One open reader of a fault queue (a fault fd; a WebSocket stream). */
+export class IommufdFaultConn {
+  /** Groups delivered here and not answered, in delivery order. */
+  readonly delivered = new Set<IopfGroup>();
+  open = true;
+
+  constructor(
+    readonly fault: IommufdFault,
+    readonly window: number,
+    readonly listener: FaultListener,
+  ) {}
+
+  /** Room for more groups under the window. */
+  get space(): number {
+    return this.window - this.delivered.size;
+  }
+}
+
+/** struct iommufd_attach_handle: an attach handle plus the device that made it. */
+export interface IommufdHandleGroups {
+  /** Groups of this attachment owned by a fault queue (for detach in O(k)). */
+  readonly groups: Set<IopfGroup>;
+  /** dev_id of the attaching device. */
+  readonly devId: number;
+}
+
+export type FaultAttachHandle = IommuAttachHandle & IommufdHandleGroups;
+
+export interface FaultCounters {
+  reported: number;
+  delivered: number;
+  redelivered: number;
+  answered_success: number;
+  answered_invalid: number;
+  auto_detach: number;
+  auto_replace: number;
+  auto_unplug: number;
+  auto_destroy: number;
+  timeout: number;
+  overflow: number;
+}
+
+export interface FaultOptions {
+  depth: number;
+  overflow: 'success' | 'invalid';
+  responseTimeoutMs: number;
+}
+
+export interface RespondError {
+  index: number;
+  cookie: number;
+  errno: 'EINVAL';
+  message: string;
+}
+
+export interface RespondResult {
+  /** Responses accepted. */
+  ok: number;
+  errors: RespondError[];
+  /** Index of the first bad entry when stopping at the first error, else -1. */
+  stoppedAt: number;
+}
+
+/** struct iommufd_fault. */
+export class IommufdFault extends IommufdObject {
+  readonly type = 'fault' as const;
+  // Deliver list (FIFO, intrusive through group.next/prev).
+  private head: IopfGroup | undefined;
+  private tail: IopfGroup | undefined;
+  /** Groups waiting for delivery (including returned ones). */
+  queued = 0;
+  // Cookie table: cookie → group, for groups that hold a cookie.
+  private readonly cookies: Array<IopfGroup | undefined> = [undefined];
+  private readonly cookieIds = new IdAllocator();
+  readonly conns = new Set<IommufdFaultConn>();
+  // Response-timeout list, ordered by first delivery (intrusive through tnext/tprev).
+  private thead: IopfGroup | undefined;
+  private ttail: IopfGroup | undefined;
+  private timer: TimerHandle | undefined;
+  private timerAt = 0;
+  readonly counters: FaultCounters = {
+    reported: 0,
+    delivered: 0,
+    redelivered: 0,
+    answered_success: 0,
+    answered_invalid: 0,
+    auto_detach: 0,
+    auto_replace: 0,
+    auto_unplug: 0,
+    auto_destroy: 0,
+    timeout: 0,
+    overflow: 0,
+  };
+  /** Bound handler: what a fault-capable domain's iopfHandler calls. */
+  readonly handler = (group: IopfGroup): number => iommufdFaultIopfHandler(this, group);
+  /** Bound revoke: iopf_queue_remove_device takes a group back from us. */
+  readonly revoke = (group: IopfGroup): void => {
+    this.untrack(group);
+    this.counters.auto_unplug++;
+    this.observeAuto(group, 'unplug');
+  };
+
+  constructor(
+    ictx: IommufdCtx,
+    readonly options: FaultOptions,
+  ) {
+    super(ictx);
+  }
+
+  describe(): Record<string, unknown> {
+    return { queued: this.queued, outstanding: this.outstanding, connections: this.conns.size };
+  }
+
+  /** Groups delivered on open connections and not answered. */
+  get outstanding(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.delivered.size;
+    return n;
+  }
+
+  /** Groups holding a cookie (delivered at least once, unanswered). */
+  get cookiesInUse(): number {
+    return this.cookieIds.used;
+  }
+
+  // ---- deliver list ------------------------------------------------------
+
+  private pushTail(g: IopfGroup): void {
+    g.next = undefined;
+    g.prev = this.tail;
+    if (this.tail) this.tail.next = g;
+    else this.head = g;
+    this.tail = g;
+    this.queued++;
+  }
+
+  private pushHead(g: IopfGroup): void {
+    g.prev = undefined;
+    g.next = this.head;
+    if (this.head) this.head.prev = g;
+    else this.tail = g;
+    this.head = g;
+    this.queued++;
+  }
+
+  private unlink(g: IopfGroup): void {
+    if (g.prev) g.prev.next = g.next;
+    else this.head = g.next;
+    if (g.next) g.next.prev = g.prev;
+    else this.tail = g.prev;
+    g.next = g.prev = undefined;
+    this.queued--;
+  }
+
+  // ---- timeout list ------------------------------------------------------
+
+  private timeoutAdd(g: IopfGroup): void {
+    g.inTimeoutList = true;
+    g.tnext = undefined;
+    g.tprev = this.ttail;
+    if (this.ttail) this.ttail.tnext = g;
+    else this.thead = g;
+    this.ttail = g;
+    if (!this.timer) this.armTimer();
+  }
+
+  private timeoutRemove(g: IopfGroup): void {
+    if (!g.inTimeoutList) return;
+    g.inTimeoutList = false;
+    if (g.tprev) g.tprev.tnext = g.tnext;
+    else this.thead = g.tnext;
+    if (g.tnext) g.tnext.tprev = g.tprev;
+    else this.ttail = g.tprev;
+    g.tnext = g.tprev = undefined;
+  }
+
+  private armTimer(): void {
+    const first = this.thead;
+    if (!first) return;
+    const sched = this.ictx.env.sched;
+    this.timerAt = first.deliveredAt + this.options.responseTimeoutMs;
+    this.timer = sched.timer(Math.max(0, this.timerAt - sched.now()), () => this.expire());
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    const now = this.ictx.env.sched.now();
+    const cookies: number[] = [];
+    let g = this.thead;
+    while (g && g.deliveredAt + this.options.responseTimeoutMs <= now) {
+      const next = g.tnext;
+      cookies.push(g.cookie);
+      this.untrack(g);
+      this.counters.timeout++;
+      this.observeAuto(g, 'timeout');
+      iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
+      iopfFreeGroup(g);
+      g = next;
+    }
+    this.armTimer();
+    if (cookies.length > 0) {
+      for (const c of [...this.conns]) c.listener.expired(cookies);
+      this.notifyReadable();
+    }
+  }
+
+  // ---- tracking ------------------------------------------------------------
+
+  /**
+   * Remove `g` from every structure of this queue (deliver list, cookie table,
+   * its connection, the timeout list, its handle's set). Idempotent.
+   */
+  untrack(g: IopfGroup): void {
+    if (g.queue !== this) return;
+    if (g.state === 'queued') this.unlink(g);
+    if (g.cookie !== 0) {
+      this.cookies[g.cookie] = undefined;
+      this.cookieIds.free(g.cookie);
+    }
+    const conn = g.conn as IommufdFaultConn | undefined;
+    if (conn) {
+      conn.delivered.delete(g);
+      g.conn = undefined;
+      if (conn.open && this.head && conn.space === 1) conn.listener.readable();
+    }
+    this.timeoutRemove(g);
+    (g.attachHandle as FaultAttachHandle | undefined)?.groups.delete(g);
+    g.queue = undefined;
+    g.state = 'answered';
+  }
+
+  private observeAuto(g: IopfGroup, cause: AutoCause): void {
+    this.ictx.env.observer.autoAnswered?.(cause, IOMMU_PAGE_RESP_INVALID, this.ictx.env.sched.now() - g.reportedAt);
+  }
+
+  /** Tell connections with window space that groups are waiting. */
+  notifyReadable(): void {
+    if (!this.head) return;
+    for (const c of this.conns) if (c.space > 0) c.listener.readable();
+  }
+
+  // ---- the handler ---------------------------------------------------------
+
+  /** Is anything waiting for delivery (poll's EPOLLIN)? */
+  get readable(): boolean {
+    return this.head !== undefined;
+  }
+
+  /**
+   * iommufd_fault_fops_read, for one connection: take whole groups from the
+   * head while the connection's window has room and `maxRecords` allows.
+   * A group that does not fit stays at the head without a cookie.
+   * ENOSPC if no cookie can be allocated and nothing was read.
+   */
+  read(conn: IommufdFaultConn, maxRecords = Infinity, maxGroups = Infinity): IopfGroup[] {
+    const out: IopfGroup[] = [];
+    let records = 0;
+    const now = this.ictx.env.sched.now();
+    const timeout = this.options.responseTimeoutMs;
+    while (this.head && conn.delivered.size < conn.window && out.length < maxGroups) {
+      const g = this.head;
+      if (records + g.faults.length > maxRecords) break;
+      if (g.cookie === 0) {
+        const cookie = this.cookieIds.alloc();
+        if (cookie === 0) {
+          if (out.length === 0) throw new IommuError('ENOSPC', 'no free cookie');
+          break;
+        }
+        g.cookie = cookie;
+        this.cookies[cookie] = g;
+      } else {
+        g.redelivered = true;
+        this.counters.redelivered++;
+      }
+      this.unlink(g);
+      records += g.faults.length;
+      g.state = 'delivered';
+      g.conn = conn;
+      conn.delivered.add(g);
+      if (g.deliveredAt < 0) {
+        g.deliveredAt = now;
+        if (timeout > 0) this.timeoutAdd(g);
+      }
+      out.push(g);
+    }
+    if (out.length > 0) {
+      this.counters.delivered += out.length;
+      this.ictx.env.observer.delivered?.(out.length);
+    }
+    return out;
+  }
+
+  /**
+   * iommufd_fault_fops_write: answer groups by cookie, in order. Each entry's
+   * code must be 0 (SUCCESS) or 1 (INVALID) and its cookie outstanding, else
+   * that entry is an EINVAL (a bad code leaves the cookie valid). With
+   * `stopAtFirst` (the binary write() semantics) processing stops at the first
+   * bad entry; otherwise each entry is judged on its own (JSON mode).
+   */
+  respond(entries: ReadonlyArray<{ cookie: number; code: number }>, stopAtFirst: boolean): RespondResult {
+    const errors: RespondError[] = [];
+    let ok = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const { cookie, code } = entries[i]!;
+      let message: string | undefined;
+      let g: IopfGroup | undefined;
+      if (code !== IOMMU_PAGE_RESP_SUCCESS && code !== IOMMU_PAGE_RESP_INVALID) {
+        message = `response code ${String(code)} is not 0 (success) or 1 (invalid)`;
+      } else if (!Number.isInteger(cookie) || cookie < 1 || cookie >= this.cookies.length || !(g = this.cookies[cookie])) {
+        message = `cookie ${String(cookie)} is not outstanding`;
+      }
+      if (message !== undefined || !g) {
+        errors.push({ index: i, cookie, errno: 'EINVAL', message: message ?? 'bad response' });
+        if (stopAtFirst) return { ok, errors, stoppedAt: i };
+        continue;
+      }
+      this.untrack(g);
+      if (code === IOMMU_PAGE_RESP_SUCCESS) this.counters.answered_success++;
+      else this.counters.answered_invalid++;
+      this.ictx.env.observer.answered?.(code, this.ictx.env.sched.now() - g.reportedAt);
+      iopfGroupResponse(g, code === IOMMU_PAGE_RESP_SUCCESS ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID);
+      iopfFreeGroup(g);
+      ok++;
+    }
+    return { ok, errors, stoppedAt: -1 };
+  }
+
+  /**
+   * Open a connection (a fault fd). ENOSPC beyond the per-queue stream limit.
+   * Groups waiting for delivery make the new connection readable at once.
+   */
+  open(window: number, listener: FaultListener): IommufdFaultConn {
+    const max = this.ictx.env.limits.maxStreamsPerFault;
+    if (max > 0 && this.conns.size >= max) throw new IommuError('ENOSPC', `fault queue ${this.id} already has ${max} open streams`);
+    const conn = new IommufdFaultConn(this, window, listener);
+    this.conns.add(conn);
+    this.users++;
+    if (this.head) listener.readable();
+    return conn;
+  }
+
+  /**
+   * Close a connection: nothing is answered; its unanswered groups return to
+   * the head of the queue, in delivery order, keeping their cookies.
+   */
+  close(conn: IommufdFaultConn): void {
+    if (!conn.open) return;
+    conn.open = false;
+    this.conns.delete(conn);
+    this.users--;
+    const back = [...conn.delivered];
+    conn.delivered.clear();
+    for (let i = back.length - 1; i >= 0; i--) {
+      const g = back[i]!;
+      g.conn = undefined;
+      g.state = 'queued';
+      this.pushHead(g);
+    }
+    if (back.length > 0) this.notifyReadable();
+  }
+
+  /**
+   * iommufd_auto_response_faults: answer INVALID every group of `handle` this
+   * queue holds, queued or delivered, exactly once.
+   */
+  autoResponse(handle: FaultAttachHandle, cause: 'detach' | 'replace'): number {
+    let n = 0;
+    for (const g of [...handle.groups]) {
+      if (g.queue !== this) continue;
+      this.untrack(g);
+      if (cause === 'detach') this.counters.auto_detach++;
+      else this.counters.auto_replace++;
+      this.observeAuto(g, cause);
+      iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
+      iopfFreeGroup(g);
+      n++;
+    }
+    return n;
+  }
+
+  /** iommufd_fault_destroy: answer INVALID every group still held (deliver list and cookie table). */
+  destroy(): void {
+    for (const c of [...this.conns]) {
+      this.close(c);
+      c.listener.kill();
+    }
+    const all: IopfGroup[] = [];
+    for (let g = this.head; g; g = g.next) all.push(g);
+    for (const g of this.cookies) if (g && g.state !== 'queued') all.push(g);
+    for (const g of all) {
+      this.untrack(g);
+      this.counters.auto_destroy++;
+      this.observeAuto(g, this.ictx.released ? 'release' : 'destroy');
+      iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
+      iopfFreeGroup(g);
+    }
+    if (this.timer) this.ictx.env.sched.cancel(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Accept a group from the IOPF core (see {@link iommufdFaultIopfHandler}). */
+  enqueue(g: IopfGroup): void {
+    const depth = this.options.depth;
+    if (depth > 0 && this.queued >= depth) {
+      const code = this.options.overflow === 'success' ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
+      this.counters.overflow++;
+      this.ictx.env.observer.autoAnswered?.('overflow', code, 0);
+      iopfGroupResponse(g, code);
+      iopfFreeGroup(g);
+      for (const c of this.conns) c.listener.overflow(1);
+      return;
+    }
+    g.queue = this;
+    g.state = 'queued';
+    (g.attachHandle as FaultAttachHandle).groups.add(g);
+    this.pushTail(g);
+    this.counters.reported++;
+    this.ictx.env.observer.reported?.();
+    // Readers drain the list until it is empty or their window is full; only
+    // the empty → non-empty edge needs a wake-up (a full window wakes on answer).
+    if (this.queued === 1) this.notifyReadable();
+  }
+}
+
+/**
+ * iommufd_fault_iopf_handler: the iopf_handler of every fault-capable hwpt's
+ * domain. Appends the group at the tail of the deliver list and wakes readers.
+ * Never fails (returns 0).
+ */
+export function iommufdFaultIopfHandler(fault: IommufdFault, group: IopfGroup): number {
+  fault.enqueue(group);
+  return 0;
+}
+
+/**
+ * IOMMU_FAULT_QUEUE_ALLOC. EOPNOTSUPP if flags ≠ 0; EINVAL for a bad option.
+ */
+export function iommufdFaultAlloc(
+  ictx: IommufdCtx,
+  req: { flags?: number; depth?: number; overflow?: 'success' | 'invalid'; response_timeout_ms?: number },
+): IommufdFault {
+  if ((req.flags ?? 0) !== 0) throw new IommuError('EOPNOTSUPP', `fault queue flags 0x${(req.flags ?? 0).toString(16)} are not supported`);
+  const options: FaultOptions = {
+    depth: req.depth ?? 0,
+    overflow: req.overflow ?? 'success',
+    responseTimeoutMs: req.response_timeout_ms ?? 0,
+  };
+  return ictx.create(new IommufdFault(ictx, options), () => {});
+}
