@@ -485,3 +485,8 @@ export function iommufdFaultAlloc(
   };
   return ictx.create(new IommufdFault(ictx, options), () => {});
 }
+
+/** dev_id to put in a group's records: the object id of the device whose attachment reported it. */
+export function faultGroupDevId(group: IopfGroup): number {
+  return (group.attachHandle as FaultAttachHandle | undefined)?.devId ?? 0;
+}

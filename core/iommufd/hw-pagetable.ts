@@ -194,3 +194,14 @@ function lookupFault(ictx: IommufdCtx, faultId: number | undefined): IommufdFaul
   if (!(obj instanceof IommufdFault)) throw new IommuError('ENOENT', `fault_id ${String(faultId)} names no fault queue`);
   return obj;
 }
+
+/** IOMMU_HWPT_INVALIDATE: nested hwpts only; a paging hwpt → EOPNOTSUPP (no cache_invalidate_user). */
+export function iommufdHwptInvalidate(
+  ictx: IommufdCtx,
+  hwptId: number,
+  entries: ReadonlyArray<{ addr: bigint; npages: number; flags?: number }>,
+): number {
+  const hwpt = ictx.get<IommufdHwpt>(hwptId, 'hwpt_paging', 'hwpt_nested');
+  if (!(hwpt instanceof IommufdHwptNested)) throw new IommuError('EOPNOTSUPP', `hwpt ${hwptId} is a paging hwpt: stage 2 invalidates itself on unmap`);
+  return hwpt.invalidate(entries);
+}

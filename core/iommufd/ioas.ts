@@ -156,3 +156,8 @@ function checkRange(iova: bigint, length: bigint): void {
   if (length === 0n) throw new IommuError('EINVAL', 'length must not be 0');
   if (iova + length > 1n << 64n) throw new IommuError('EOVERFLOW', 'iova + length overflows 64 bits');
 }
+
+/** IOMMU_IOAS_ALLOC: a new, empty IO address space. */
+export function iommufdIoasAlloc(ictx: IommufdCtx): IommufdIoas {
+  return ictx.create(new IommufdIoas(ictx), () => {});
+}
