@@ -73,8 +73,8 @@ export const ERRNOS: readonly Errno[] = Object.freeze(Object.keys(ERRNO_HTTP) as
  * ERRNO_DESCRIPTIONS - one line on what each errno means on this wire.
  */
 export const ERRNO_DESCRIPTIONS: Readonly<Record<Errno, string>> = Object.freeze({
-  ENOENT: 'No such object: an id in the path or a fault_id that names nothing of the right type, or nothing mapped to unmap',
-  ENODEV: 'No such platform device (or IOMMU) of that name',
+  ENOENT: 'No such object: an id, platform device or IOMMU named that does not exist (or is of the wrong type), or nothing mapped to unmap',
+  ENODEV: 'No such platform device to bind (the name in a device bind body)',
   EINVAL: 'Malformed request: schema violation, unknown key, bad value, unknown or stale cookie, bad response code',
   EOPNOTSUPP: 'A flags or __reserved field holds a bit that must be 0, or the operation is not supported by this object',
   EOVERFLOW: 'An address range wraps past 2^64',

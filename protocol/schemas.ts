@@ -149,12 +149,16 @@ export const zPlatform = strict({ iommus: arrayOf(zIommu, 'IOMMUs'), devices: ar
 export type Platform = z.input<typeof zPlatform>;
 
 /**
- * zPlatformFile - a `--platform FILE` description: IOMMUs (prq_depth
- * optional, the model's default otherwise) and devices as POSTed.
+ * zPlatformFile - a `--platform FILE` description: IOMMUs as GET
+ * /v1/platform reports them and devices as POST /v1/platform/devices takes
+ * them (caps defaults applied).
  */
 export const zPlatformFile = strict({
   iommus: arrayOf(
-    strict({ name: zDeviceName, model: z.enum(IOMMU_MODELS), prq_depth: zU32.min(1).optional() }, 'an IOMMU object'),
+    strict(
+      { name: zDeviceName, model: z.enum(IOMMU_MODELS), prq_depth: zU32.min(1, { error: 'expected prq_depth ≥ 1' }) },
+      'an IOMMU object',
+    ),
     'IOMMUs',
   ).min(1, { error: 'expected at least one IOMMU' }),
   devices: arrayOf(zAddDeviceBody, 'devices'),
@@ -480,64 +484,64 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     name: 'platform.device.add', method: 'POST', url: `${P}/devices`, auth: 'admin', status: 201,
     body: zAddDeviceBody, response: zPlatformDevice,
     summary: 'Hot-plug a PCIe function (caps default to PASID 20 bits, PRI 512, ATS)',
-    errnos: ['EEXIST', 'ENODEV', 'ENOSPC'],
+    errnos: ['EEXIST', 'ENOENT', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'platform.device.remove', method: 'DELETE', url: D, auth: 'admin', status: 204,
     params: zDeviceNameParams,
     summary: 'Hot-unplug: unbind from its context (outstanding groups answered INVALID), then remove',
-    errnos: ['ENODEV'],
+    errnos: ['ENOENT'],
   }),
   command({
     name: 'platform.device.dma', method: 'POST', url: `${D}/dma`, auth: 'admin', status: 200,
     params: zDeviceNameParams, body: zDmaBody, response: zDmaResult,
     summary: 'Perform a DMA through the IOMMU and wait for its outcome (200 whatever the outcome)',
-    errnos: ['ENODEV', 'E2BIG', 'EOVERFLOW'],
+    errnos: ['ENOENT', 'E2BIG', 'EOVERFLOW', 'ENOMEM'],
   }),
   command({
     name: 'platform.device.page-request', method: 'POST', url: `${D}/page-requests`, auth: 'admin', status: 202,
     params: zDeviceNameParams, body: zPageRequestBody, response: zEmptyResult,
     summary: "Inject one raw page request into the device's IOMMU page request queue",
     kernel: 'selftest TRIGGER_IOPF',
-    errnos: ['ENODEV'],
+    errnos: ['ENOENT'],
   }),
   command({
     name: 'platform.device.responses', method: 'GET', url: `${D}/responses`, auth: 'admin', status: 200,
     params: zDeviceNameParams, query: zResponsesQuery, response: zDeviceResponses,
     summary: 'Every page group response the device received, in order (?since=seq for newer ones)',
-    errnos: ['ENODEV'],
+    errnos: ['ENOENT'],
   }),
   command({
     name: 'platform.device.pri-reset', method: 'POST', url: `${D}/pri-reset`, auth: 'admin', status: 204,
     params: zDeviceNameParams, body: zEmptyBody,
     summary: 'Clear Response Failure and re-enable PRI',
-    errnos: ['ENODEV', 'EOPNOTSUPP'],
+    errnos: ['ENOENT'],
   }),
   command({
     name: 'platform.sva.bind', method: 'POST', url: `${D}/sva`, auth: 'admin', status: 201,
     params: zDeviceNameParams, body: zSvaBindBody, response: zEmptyResult,
     summary: 'Bind a simulated process address space to a PASID (faults resolved in the daemon)',
     kernel: 'iommu_sva_bind_device',
-    errnos: ['ENODEV', 'EEXIST', 'EBUSY', 'EOPNOTSUPP', 'ENOMEM'],
+    errnos: ['ENOENT', 'EBUSY', 'ENOMEM'],
   }),
   command({
     name: 'platform.sva.unbind', method: 'DELETE', url: `${D}/sva/:pasid`, auth: 'admin', status: 204,
     params: zSvaParams,
     summary: 'Flush pending SVA work for the device, then unbind the PASID',
     kernel: 'iommu_sva_unbind_device',
-    errnos: ['ENODEV', 'ENOENT', 'EBUSY'],
+    errnos: ['ENOENT', 'EBUSY'],
   }),
   command({
     name: 'platform.traffic.start', method: 'POST', url: `${D}/traffic`, auth: 'admin', status: 202,
     params: zDeviceNameParams, body: zTrafficBody, response: zEmptyResult,
     summary: "Start the device's traffic generator (one run per device at a time)",
-    errnos: ['ENODEV', 'EBUSY', 'EOPNOTSUPP'],
+    errnos: ['ENOENT', 'EBUSY'],
   }),
   command({
     name: 'platform.traffic.status', method: 'GET', url: `${D}/traffic`, auth: 'admin', status: 200,
     params: zDeviceNameParams, response: zTrafficStatus,
     summary: 'Progress and latency of the current or last traffic run',
-    errnos: ['ENODEV'],
+    errnos: ['ENOENT'],
   }),
   command({
     name: 'context.create', method: 'POST', url: '/v1/contexts', auth: 'none', status: 201,

@@ -387,7 +387,8 @@ export function parseClientJsonFrame(text: string): ClientFrameResult {
   try {
     msg = JSON.parse(text);
   } catch (e) {
-    return { ok: false, message: `not valid JSON: ${(e instanceof Error ? e.message : String(e)).slice(0, 120)}` };
+    const why = (e instanceof Error ? e.message : String(e)).replace(/[\u0000-\u001f\u2028\u2029]/g, ' ');
+    return { ok: false, message: `not valid JSON: ${why.slice(0, 120)}` };
   }
   if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
     return { ok: false, message: `expected a JSON object, got ${describe(msg)}` };

@@ -189,7 +189,7 @@ test('schemas: commandByName finds commands and throws on unknown names', () => 
 });
 
 test('schemas: platform file', () => {
-  const f = zPlatformFile.parse({ iommus: [{ name: 'dmar0', model: 'vtd' }], devices: [{ name: 'dev0', iommu: 'dmar0' }] });
+  const f = zPlatformFile.parse({ iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ name: 'dev0', iommu: 'dmar0' }] });
   assert.equal(f.devices[0]!.caps.pri_outstanding, 512);
   assert.equal(zPlatformFile.safeParse({ iommus: [], devices: [] }).success, false);
 });
