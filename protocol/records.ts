@@ -162,7 +162,7 @@ export function encodeRecord(buf: Uint8Array | DataView, offset: number, r: Iomm
   put32(buf, offset + 16, r.perm);
   put32(buf, offset + 20, 0);
   scratch.setBigUint64(0, r.addr, true);
-  buf.set(scratchBytes, offset + 24);
+  for (let i = 0; i < 8; i++) buf[offset + 24 + i] = scratchBytes[i]!;
   put32(buf, offset + 32, r.length);
   put32(buf, offset + 36, r.cookie);
 }
@@ -182,7 +182,7 @@ export function decodeRecords(buf: Uint8Array): IommuHwptPgfault[] {
   }
   const out: IommuHwptPgfault[] = [];
   for (let o = 0; o < buf.length; o += RECORD_SIZE) {
-    scratchBytes.set(buf.subarray(o + 24, o + 32));
+    for (let i = 0; i < 8; i++) scratchBytes[i] = buf[o + 24 + i]!;
     out.push({
       flags: get32(buf, o),
       dev_id: get32(buf, o + 4),

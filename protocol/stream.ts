@@ -35,7 +35,7 @@ export const STREAM_URL = '/v1/contexts/:ctx/faults/:id/stream';
  * or wrong token), EINVAL (400, unknown subprotocol, bad `window` or unknown
  * query parameter), ENOENT (404, no such fault queue), EIO (500).
  */
-export const STREAM_ERRNOS: readonly Errno[] = Object.freeze(['EACCES', 'EINVAL', 'ENOENT', 'EIO'] as Errno[]);
+export const STREAM_ERRNOS: readonly Errno[] = Object.freeze(['EACCES', 'EINVAL', 'ENOENT', 'EIO'] satisfies Errno[]);
 
 /** DEFAULT_WINDOW - delivered-unanswered groups a connection may hold by default. */
 export const DEFAULT_WINDOW = 1024;

@@ -49,7 +49,10 @@ export function objectMessage(what: string): (issue: IssueInfo) => string {
  */
 function formatPath(path: readonly PropertyKey[]): string {
   let s = '';
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : /^[A-Za-z_$][\w$]*$/.test(String(p)) ? `.${String(p)}` : `[${JSON.stringify(String(p))}]`;
+  for (const p of path) {
+    const key = String(p);
+    s += typeof p === 'number' ? `[${p}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+  }
   return s;
 }
 
