@@ -122,7 +122,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequ
     const quirk = fp?.queue.quirks.nonLastInvalid ?? false;
     if (fp && last) takePartials(fp, prm.grpid);
     if (last || quirk) iopfErrorResponse(dev, prm, IOMMU_PAGE_RESP_INVALID);
-    return handle ? ENODEV_N : EINVAL_N;
+    return EINVAL_N;
   }
   const inject = fp.queue.inject;
   if (!last) {

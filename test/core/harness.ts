@@ -1,0 +1,197 @@
+/**
+ * A small world for core tests: a platform on a manual scheduler, one
+ * context, and helpers named after the kernel-semantics notation
+ * (T = trigger one page request, read/write on a fault "fd", HW log).
+ */
+import {
+  ManualScheduler,
+  Platform,
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdFaultAlloc,
+  iommufdHwptAlloc,
+  iommufdIoasAlloc,
+  faultGroupDevId,
+  type IommufdCtx,
+  type IommufdDevice,
+  type IommufdFault,
+  type IommufdFaultConn,
+  type IommufdHwpt,
+  type IommufdIoas,
+  type IommufdQuirks,
+  type PlatformDesc,
+  IommuError,
+} from '../../core/index.js';
+import { encodeRecord, decodeRecords, type IommuHwptPgfault } from '../../protocol/records.js';
+
+export const NEST_PARENT = 1;
+export const FAULT_ID_VALID = 4;
+export const HWPT_PASID = 8;
+
+export interface WorldOptions {
+  model?: 'vtd' | 'smmuv3' | 'generic';
+  quirks?: IommufdQuirks;
+  devices?: PlatformDesc['devices'];
+  prqDepth?: number;
+}
+
+export class World {
+  readonly sched = new ManualScheduler();
+  readonly platform: Platform;
+  readonly ctx: IommufdCtx;
+
+  constructor(opts: WorldOptions = {}) {
+    this.platform = new Platform({
+      sched: this.sched,
+      desc: {
+        iommus: [{ name: 'iommu0', model: opts.model ?? 'vtd', prq_depth: opts.prqDepth ?? 1024 }],
+        devices: opts.devices ?? [
+          { name: 'd0', bdf: '00:02.0' },
+          { name: 'd1', bdf: '00:03.0' },
+        ],
+      },
+      ...(opts.quirks ? { quirks: opts.quirks } : {}),
+    });
+    this.ctx = this.platform.createContext();
+  }
+
+  bind(name = 'd0'): IommufdDevice {
+    return iommufdDeviceBind(this.ctx, name);
+  }
+
+  ioas(): IommufdIoas {
+    return iommufdIoasAlloc(this.ctx);
+  }
+
+  fault(opts: Parameters<typeof iommufdFaultAlloc>[1] = {}): IommufdFault {
+    return iommufdFaultAlloc(this.ctx, opts);
+  }
+
+  /** A nest-parent paging hwpt P on a fresh IOAS. */
+  parent(idev: IommufdDevice, ioas = this.ioas()): IommufdHwpt {
+    return iommufdHwptAlloc(this.ctx, { dev_id: idev.id, pt_id: ioas.id, flags: NEST_PARENT });
+  }
+
+  /** H: a nested hwpt on `parent` delivering to `fault`. */
+  nested(idev: IommufdDevice, parent: IommufdHwpt, fault: IommufdFault | undefined, extraFlags = 0, pgtbl = 0x1000n): IommufdHwpt {
+    return iommufdHwptAlloc(this.ctx, {
+      dev_id: idev.id,
+      pt_id: parent.id,
+      flags: (fault ? FAULT_ID_VALID : 0) | extraFlags,
+      data_type: 'vtd_s1',
+      data: { flags: 0, pgtbl_addr: pgtbl, addr_width: 48 },
+      ...(fault ? { fault_id: fault.id } : {}),
+    });
+  }
+
+  /** D bound, F, P, H (FAULT_ID_VALID, fault F), D attached at the RID. */
+  standard(opts: { pasidHwpt?: boolean; name?: string } = {}): { d: IommufdDevice; f: IommufdFault; p: IommufdHwpt; h: IommufdHwpt } {
+    const d = this.bind(opts.name ?? 'd0');
+    const f = this.fault();
+    const p = this.parent(d);
+    const h = this.nested(d, p, f, opts.pasidHwpt ? HWPT_PASID : 0);
+    iommufdDeviceAttach(d, h.id);
+    return { d, f, p, h };
+  }
+
+  /** T(pasid, grpid, last, perm, addr): one raw page request, processed before returning. */
+  T(pasid: number | undefined, grpid: number, last: boolean, perm = 3, addr = 0xdeadb000n, dev = 'd0'): void {
+    this.platform.injectPageRequest(dev, { pasid, grpid, addr, perm, last });
+  }
+
+  /** The device's HW log of page group responses. */
+  log(dev = 'd0'): Array<{ pasid: number | undefined; grpid: number; code: string }> {
+    return this.platform.responses(dev).map(({ pasid, grpid, code }) => ({ pasid, grpid, code }));
+  }
+
+  /** Open a fault "fd" (a connection with a large window) that records notices. */
+  fd(f: IommufdFault, window = 65536): Fd {
+    return new Fd(f, window);
+  }
+
+  /** The invariant: nothing is in flight anywhere, and no response was unexpected. */
+  audit(): ReturnType<Platform['audit']> {
+    this.sched.run();
+    return this.platform.audit();
+  }
+}
+
+/** The fault fd: read(count) and write(bytes) with the kernel's rules, over a core connection. */
+export class Fd {
+  readonly conn: IommufdFaultConn;
+  readonly notices: Array<{ type: string; value: unknown }> = [];
+  wakeups = 0;
+
+  constructor(
+    readonly fault: IommufdFault,
+    window: number,
+  ) {
+    this.conn = fault.open(window, {
+      readable: () => this.wakeups++,
+      expired: (cookies) => this.notices.push({ type: 'expired', value: cookies }),
+      overflow: (n) => this.notices.push({ type: 'overflow', value: n }),
+      kill: () => this.notices.push({ type: 'kill', value: null }),
+    });
+  }
+
+  /** read(count): ESPIPE unless a multiple of 40; whole groups that fit; 0 bytes when empty. */
+  read(count: number): Uint8Array {
+    if (count % 40 !== 0) throw new IommuError('ESPIPE', 'read length must be a multiple of 40');
+    const groups = this.fault.read(this.conn, count / 40);
+    let n = 0;
+    for (const g of groups) n += g.faults.length;
+    const out = new Uint8Array(n * 40);
+    let off = 0;
+    for (const g of groups) {
+      for (const f of g.faults) {
+        const p = f.prm;
+        encodeRecord(out, off, { flags: p.flags, dev_id: faultGroupDevId(g), pasid: p.pasid, grpid: p.grpid, perm: p.perm, addr: p.addr, length: 0, cookie: g.cookie });
+        off += 40;
+      }
+    }
+    return out;
+  }
+
+  records(count = 40 * 1024): IommuHwptPgfault[] {
+    return decodeRecords(this.read(count));
+  }
+
+  /** write(responses): returns bytes consumed, or throws the first entry's errno when it failed first. */
+  write(rs: Array<[cookie: number, code: number]>): number {
+    const r = this.fault.respond(
+      rs.map(([cookie, code]) => ({ cookie, code })),
+      true,
+    );
+    if (r.stoppedAt === 0) throw new IommuError('EINVAL', r.errors[0]!.message);
+    return r.ok * 8;
+  }
+
+  /** write() of raw bytes: ESPIPE unless a multiple of 8; then as {@link write}. */
+  writeBytes(buf: Uint8Array): number {
+    if (buf.length % 8 !== 0) throw new IommuError('ESPIPE', 'write length must be a multiple of 8');
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const rs: Array<[number, number]> = [];
+    for (let i = 0; i < buf.length; i += 8) rs.push([dv.getUint32(i, true), dv.getUint32(i + 4, true)]);
+    return rs.length === 0 ? 0 : this.write(rs);
+  }
+
+  /** poll(): IN when groups wait for delivery; OUT always. */
+  poll(): { in: boolean; out: boolean } {
+    return { in: this.fault.readable, out: true };
+  }
+
+  close(): void {
+    this.fault.close(this.conn);
+  }
+}
+
+/** Assert helper: run fn and return the errno it threw. */
+export function errnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof IommuError) return e.errno;
+    throw e;
+  }
+  return undefined;
+}
