@@ -114,7 +114,7 @@ export class Iotlb {
     }
     for (const pages of pageMaps) {
       const victims: Slot[] = [];
-      if (true) {
+      if (end - start <= pages.size) {
         for (let p = start; p < end; p++) {
           const s = pages.get(p);
           if (s !== undefined) victims.push(s);
