@@ -1,0 +1,88 @@
+/**
+ * DOC: contexts and their tokens
+ *
+ * The server's side of an iommufd context: the core's IommufdCtx, the
+ * digest of its token and its child logger. A context route or a stream
+ * authenticates in one fixed order: a request without a token is 401
+ * (requireToken(), before anything else), then an unknown context 404 and a
+ * wrong token (another context's included) 401 (authenticate()).
+ */
+import type { Logger } from 'pino';
+import type { IommufdCtx, Platform } from '../core/index.js';
+import { checkToken, newToken, tokenDigest } from './auth.js';
+import { HttpError } from './errors.js';
+
+/**
+ * struct ContextEntry - one open context.
+ * @ctx: the core's context (the iommufd file).
+ * @digest: SHA-256 of its token.
+ * @log: its child logger (`ctx` bound); streams derive theirs from it.
+ */
+export interface ContextEntry {
+  readonly ctx: IommufdCtx;
+  readonly digest: Buffer;
+  readonly log: Logger;
+}
+
+/**
+ * ContextRegistry - the open contexts of the daemon.
+ * @platform: where contexts are created and released.
+ * @log: the daemon's logger.
+ */
+export class ContextRegistry {
+  private readonly entries = new Map<number, ContextEntry>();
+
+  constructor(
+    private readonly platform: Platform,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * create() - open a context (iommufd open) and mint its token.
+   *
+   * Return: the context id and its token, which is not kept anywhere.
+   * Throws: IommuError ENOSPC beyond the context limit.
+   */
+  create(): { ctx: number; token: string } {
+    const ctx = this.platform.createContext();
+    const token = newToken();
+    const log = this.log.child({ ctx: ctx.id });
+    this.entries.set(ctx.id, { ctx, digest: tokenDigest(token), log });
+    log.info('context created');
+    return { ctx: ctx.id, token };
+  }
+
+  /**
+   * authenticate() - the context @id, if @presented is its token.
+   * @id: the context id from the URL.
+   * @presented: the token from the request.
+   *
+   * Return: the context's entry.
+   * Throws: HttpError ENOENT (404) for an unknown context, EACCES (401)
+   * for a wrong token.
+   */
+  authenticate(id: number, presented: string): ContextEntry {
+    const entry = this.entries.get(id);
+    if (!entry) throw new HttpError('ENOENT', `no context ${id}`);
+    checkToken(presented, entry.digest, 'context');
+    return entry;
+  }
+
+  /**
+   * release() - release a context (iommufd release): every object is
+   * destroyed, outstanding groups are answered INVALID, its streams close
+   * with 1001.
+   * @id: an open context.
+   */
+  release(id: number): void {
+    const entry = this.entries.get(id);
+    this.entries.delete(id);
+    this.platform.releaseContext(id);
+    entry?.log.info('context released');
+  }
+
+  /** forgetAll() - drop every entry, after Platform.shutdown() released the contexts. */
+  forgetAll(): void {
+    this.entries.clear();
+  }
+}

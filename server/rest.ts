@@ -1,0 +1,101 @@
+/**
+ * DOC: REST routes from the command table
+ *
+ * One loop registers every command of the protocol's %COMMANDS table with
+ * one generic handler. For each request, in this order:
+ *
+ * 1. the token: the admin token on `admin` routes (when one is set); on
+ *    `ctx` routes a request without any token is refused first (401);
+ * 2. the path parameters (400 EINVAL);
+ * 3. on `ctx` routes, the context (404 if unknown) and its token (401);
+ * 4. the query string and the body (400 EINVAL), validated with the
+ *    command's zod schemas; a command without a query or body schema takes
+ *    none (strict empty object; an absent body is `{}`);
+ * 5. the implementation; its result is sent with the command's status.
+ *
+ * Errors are thrown and leave through the app's one error handler.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { COMMANDS, formatZodError, type Command } from '../protocol/index.js';
+import { bearerToken, checkToken, requireToken } from './auth.js';
+import type { ContextRegistry } from './contexts.js';
+import { HttpError } from './errors.js';
+import type { RouteInput, RouteTable } from './routes/types.js';
+
+/** What a command without a params, query or body schema accepts: nothing. */
+const NOTHING = z.strictObject({}, { error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown key ${(issue.keys ?? []).map((k) => JSON.stringify(k)).join(', ')}` : 'expected nothing') });
+
+/**
+ * parseWith() - validate one part of a request.
+ * @schema: the command's schema for that part.
+ * @value: the raw part.
+ * @where: `params`, `query` or `body`, for the message.
+ *
+ * Return: the parsed value (u64 strings become bigints, defaults applied).
+ * Throws: HttpError EINVAL with formatZodError()'s one-line message.
+ */
+export function parseWith(schema: z.ZodType, value: unknown, where: string): unknown {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new HttpError('EINVAL', formatZodError(r.error, where));
+  return r.data;
+}
+
+/**
+ * struct RestOptions - what the generic handler needs.
+ * @adminDigest: digest of the admin token, or undefined when platform routes are open.
+ * @contexts: the open contexts, to authenticate `ctx` routes.
+ * @routes: the implementation of every command, by name.
+ */
+export interface RestOptions {
+  readonly adminDigest: Buffer | undefined;
+  readonly contexts: ContextRegistry;
+  readonly routes: RouteTable;
+}
+
+/**
+ * validateRequest() - steps 1 to 4 above for one request.
+ * @command: the command the request matched.
+ * @request: the fastify request.
+ * @opts: tokens and contexts.
+ *
+ * Return: the validated input for the command's implementation.
+ * Throws: HttpError (EACCES, ENOENT, EINVAL).
+ */
+function validateRequest(command: Command, request: FastifyRequest, opts: RestOptions): RouteInput {
+  const token = bearerToken(request.headers.authorization);
+  if (command.auth === 'admin' && opts.adminDigest) checkToken(requireToken(token, 'admin'), opts.adminDigest, 'admin');
+  const ctxToken = command.auth === 'ctx' ? requireToken(token, 'context') : undefined;
+  const params = parseWith(command.params ?? NOTHING, request.params ?? {}, 'params');
+  const context = ctxToken === undefined ? undefined : opts.contexts.authenticate((params as { ctx: number }).ctx, ctxToken);
+  const query = parseWith(command.query ?? NOTHING, request.query ?? {}, 'query');
+  const body = parseWith(command.body ?? NOTHING, request.body ?? {}, 'body');
+  return { params, query, body, context };
+}
+
+/**
+ * registerCommands() - register every command of %COMMANDS on @app.
+ * @app: the fastify instance.
+ * @opts: tokens, contexts and the implementations.
+ *
+ * Throws: Error if a command has no implementation or an implementation
+ * names no command (a programming error, caught at start-up).
+ */
+export function registerCommands(app: FastifyInstance, opts: RestOptions): void {
+  const names = new Set(COMMANDS.map((c) => c.name));
+  for (const name of Object.keys(opts.routes)) {
+    if (!names.has(name)) throw new Error(`route implementation ${name} matches no command`);
+  }
+  for (const command of COMMANDS) {
+    const implementation = opts.routes[command.name];
+    if (!implementation) throw new Error(`command ${command.name} has no implementation`);
+    app.route({
+      method: command.method,
+      url: command.url,
+      handler: async (request, reply) => {
+        const result = await implementation(validateRequest(command, request, opts));
+        return command.status === 204 ? reply.code(204).send() : reply.code(command.status).send(result);
+      },
+    });
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * DOC: /v1/contexts routes (PROTOCOL.md §3)
+ *
+ * iommufd open and release, the object table, device bind and attach, IOAS
+ * map/unmap and guest memory, hwpt allocation and invalidation, fault queue
+ * allocation and status. Every route but create needs the context's token.
+ */
+import {
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceDetach,
+  iommufdDeviceReplace,
+  iommufdFaultAlloc,
+  iommufdHwptAlloc,
+  iommufdHwptInvalidate,
+  iommufdIoasAlloc,
+  type HwptAllocRequest,
+  type IommufdCtx,
+  type IommufdDevice,
+  type IommufdFault,
+  type IommufdIoas,
+} from '../../core/index.js';
+import {
+  formatU64,
+  hexOf,
+  STREAM_URL,
+  type AttachBody,
+  type BindBody,
+  type DetachBody,
+  type FaultAllocBody,
+  type FaultStatus,
+  type HwptAllocBody,
+  type HwptInvalidateBody,
+  type IoasMapBody,
+  type IovaRangeBody,
+  type MemoryWriteBody,
+  type ObjectList,
+} from '../../protocol/index.js';
+import { HttpError } from '../errors.js';
+import { checkNoWrap } from './range.js';
+import { ctxRoute, route, type RouteDeps, type RouteTable } from './types.js';
+
+/** `:id` of an object of the context. */
+interface IdParams {
+  id: number;
+}
+
+/** `:dev_id` of a device object of the context. */
+interface DevIdParams {
+  dev_id: number;
+}
+
+/** The most guest memory one read returns (its hex is twice that). */
+const MAX_MEMORY_READ = 1 << 20;
+
+function ioasOf(ctx: IommufdCtx, id: number): IommufdIoas {
+  return ctx.get<IommufdIoas>(id, 'ioas');
+}
+
+function deviceOf(ctx: IommufdCtx, devId: number): IommufdDevice {
+  return ctx.get<IommufdDevice>(devId, 'device');
+}
+
+/** hwptRequest() - the core's IOMMU_HWPT_ALLOC request (data_type "none" is no data type). */
+function hwptRequest(body: HwptAllocBody): HwptAllocRequest {
+  const req: HwptAllocRequest = { dev_id: body.dev_id, pt_id: body.pt_id, flags: body.flags, __reserved: body.__reserved };
+  if (body.data_type === 'vtd_s1') req.data_type = body.data_type;
+  if (body.data !== undefined) req.data = body.data;
+  if (body.fault_id !== undefined) req.fault_id = body.fault_id;
+  return req;
+}
+
+/** faultStatus() - GET .../faults/:id. */
+function faultStatus(fault: IommufdFault): FaultStatus {
+  return {
+    id: fault.id,
+    queued: fault.queued,
+    outstanding: fault.outstanding,
+    connections: fault.conns.size,
+    counters: { ...fault.counters },
+  };
+}
+
+/**
+ * contextRoutes() - implementations of the context, object, device, ioas,
+ * hwpt and fault commands.
+ * @deps: the context registry.
+ *
+ * Return: the route table part.
+ */
+export function contextRoutes({ contexts }: RouteDeps): RouteTable {
+  return {
+    'context.create': route(() => contexts.create()),
+
+    'context.destroy': ctxRoute(({ context }) => contexts.release(context.ctx.id)),
+
+    'object.list': ctxRoute(({ context }): ObjectList => ({
+      objects: context.ctx.objects().map((o) => ({ id: o.id, type: o.type, ...o.describe() })),
+    })),
+
+    'object.destroy': ctxRoute<IdParams>(({ context, params }) => context.ctx.destroyObject(params.id)),
+
+    'device.bind': ctxRoute<unknown, BindBody>(({ context, body }) => ({ dev_id: iommufdDeviceBind(context.ctx, body.name).id })),
+
+    'ioas.alloc': ctxRoute(({ context }) => ({ id: iommufdIoasAlloc(context.ctx).id })),
+
+    'ioas.map': ctxRoute<IdParams, IoasMapBody>(({ context, params, body }) => {
+      ioasOf(context.ctx, params.id).map(body.iova, body.length, body.read, body.write);
+      return {};
+    }),
+
+    'ioas.unmap': ctxRoute<IdParams, IovaRangeBody>(({ context, params, body }) => ({
+      unmapped: formatU64(ioasOf(context.ctx, params.id).unmap(body.iova, body.length)),
+    })),
+
+    'ioas.memory.write': ctxRoute<IdParams, MemoryWriteBody>(({ context, params, body }) => {
+      const ioas = ioasOf(context.ctx, params.id);
+      for (const w of body.writes) checkNoWrap(w.iova, BigInt(w.data.length));
+      ioas.writeMemory(body.writes);
+    }),
+
+    'ioas.memory.read': ctxRoute<IdParams, IovaRangeBody>(({ context, params, body }) => {
+      const ioas = ioasOf(context.ctx, params.id);
+      checkNoWrap(body.iova, body.length);
+      if (body.length > BigInt(MAX_MEMORY_READ)) throw new HttpError('E2BIG', `a read returns at most ${MAX_MEMORY_READ} bytes`);
+      return { data: hexOf(ioas.readMemory(body.iova, Number(body.length))) };
+    }),
+
+    'hwpt.alloc': ctxRoute<unknown, HwptAllocBody>(({ context, body }) => ({ id: iommufdHwptAlloc(context.ctx, hwptRequest(body)).id })),
+
+    'hwpt.invalidate': ctxRoute<IdParams, HwptInvalidateBody>(({ context, params, body }) => ({
+      done: iommufdHwptInvalidate(context.ctx, params.id, body.entries),
+    })),
+
+    'device.attach': ctxRoute<DevIdParams, AttachBody>(({ context, params, body }) => {
+      iommufdDeviceAttach(deviceOf(context.ctx, params.dev_id), body.pt_id, body.pasid);
+      return {};
+    }),
+
+    'device.replace': ctxRoute<DevIdParams, AttachBody>(({ context, params, body }) => {
+      iommufdDeviceReplace(deviceOf(context.ctx, params.dev_id), body.pt_id, body.pasid);
+      return {};
+    }),
+
+    'device.detach': ctxRoute<DevIdParams, DetachBody>(({ context, params, body }) => {
+      iommufdDeviceDetach(deviceOf(context.ctx, params.dev_id), body.pasid);
+      return {};
+    }),
+
+    'fault.alloc': ctxRoute<unknown, FaultAllocBody>(({ context, body }) => {
+      const id = iommufdFaultAlloc(context.ctx, body).id;
+      return { id, stream: STREAM_URL.replace(':ctx', String(context.ctx.id)).replace(':id', String(id)) };
+    }),
+
+    'fault.get': ctxRoute<IdParams>(({ context, params }) => faultStatus(context.ctx.get<IommufdFault>(params.id, 'fault'))),
+  };
+}

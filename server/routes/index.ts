@@ -1,0 +1,23 @@
+/**
+ * DOC: the route table
+ *
+ * Every command of the protocol's %COMMANDS table has exactly one
+ * implementation here, keyed by its name (a test checks both directions).
+ */
+import { contextRoutes } from './contexts.js';
+import { platformRoutes } from './platform.js';
+import { route, type RouteDeps, type RouteTable } from './types.js';
+
+/**
+ * routeTable() - the implementation of every command.
+ * @deps: what the implementations work on.
+ *
+ * Return: implementations by command name.
+ */
+export function routeTable(deps: RouteDeps): RouteTable {
+  return {
+    ...platformRoutes(deps),
+    ...contextRoutes(deps),
+    healthz: route(() => ({ status: 'ok' })),
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * DOC: /v1/platform routes (PROTOCOL.md §2)
+ *
+ * The simulated hardware: devices, DMA, raw page requests, the response log,
+ * PRI reset, SVA and the traffic generator. Admin token when one is set.
+ */
+import type { DmaResult as CoreDmaResult, TrafficStatus as CoreTrafficStatus } from '../../core/index.js';
+import {
+  hexOf,
+  PERM,
+  type AddDeviceBody,
+  type DeviceResponses,
+  type DmaBody,
+  type DmaResult,
+  type PageRequestBody,
+  type SvaBindBody,
+  type TrafficBody,
+  type TrafficStatus,
+} from '../../protocol/index.js';
+import { HttpError } from '../errors.js';
+import { checkNoWrap } from './range.js';
+import { route, type RouteDeps, type RouteTable } from './types.js';
+
+/** `:name` of a platform device. */
+interface NameParams {
+  name: string;
+}
+
+/** PERM bits the traffic generator understands. */
+const PERM_MASK = PERM.READ | PERM.WRITE | PERM.EXEC | PERM.PRIV;
+
+/** dmaResultWire() - a DMA outcome in wire form (`data` as hex, when any). */
+function dmaResultWire(r: CoreDmaResult): DmaResult {
+  const out: DmaResult = { status: r.status, page_requests: r.pageRequests, retries: r.retries };
+  if (r.data !== undefined) out.data = hexOf(r.data);
+  return out;
+}
+
+/** trafficStatusWire() - traffic status in wire form (whole ms and µs). */
+function trafficStatusWire(s: CoreTrafficStatus): TrafficStatus {
+  return {
+    running: s.running,
+    sent: s.sent,
+    answered: s.answered,
+    by_code: { ...s.byCode },
+    elapsed_ms: Math.round(s.elapsedMs),
+    latency_us: { p50: Math.round(s.latencyUs.p50), p99: Math.round(s.latencyUs.p99), max: Math.round(s.latencyUs.max) },
+  };
+}
+
+/**
+ * platformRoutes() - implementations of the `platform.*` commands.
+ * @deps: the platform.
+ *
+ * Return: the route table part.
+ */
+export function platformRoutes({ platform }: RouteDeps): RouteTable {
+  return {
+    'platform.get': route(() => platform.describe()),
+
+    'platform.device.add': route<unknown, unknown, AddDeviceBody>(({ body }) => platform.addDevice(body)),
+
+    'platform.device.remove': route<NameParams>(({ params }) => platform.removeDevice(params.name)),
+
+    'platform.device.dma': route<NameParams, unknown, DmaBody>(({ params, body }) => {
+      checkNoWrap(body.iova, body.length);
+      const req = {
+        pasid: body.pasid,
+        iova: body.iova,
+        length: Number(body.length),
+        write: body.access === 'write',
+        data: body.data,
+        priv: body.priv,
+        exec: body.exec,
+        timeoutMs: body.timeout_ms,
+      };
+      return new Promise<DmaResult>((resolve) => platform.dma(params.name, req, (r) => resolve(dmaResultWire(r))));
+    }),
+
+    'platform.device.page-request': route<NameParams, unknown, PageRequestBody>(({ params, body }) => {
+      platform.injectPageRequest(params.name, body);
+      return {};
+    }),
+
+    'platform.device.responses': route<NameParams, { since?: number }>(({ params, query }) => {
+      const responses: DeviceResponses['responses'] = platform.responses(params.name, query.since).map((r) =>
+        r.pasid === undefined ? { grpid: r.grpid, code: r.code, seq: r.seq } : { pasid: r.pasid, grpid: r.grpid, code: r.code, seq: r.seq },
+      );
+      return { responses };
+    }),
+
+    'platform.device.pri-reset': route<NameParams>(({ params }) => platform.priReset(params.name)),
+
+    'platform.sva.bind': route<NameParams, unknown, SvaBindBody>(({ params, body }) => {
+      platform.bindSva(params.name, body.pasid, body.vmas);
+      return {};
+    }),
+
+    'platform.sva.unbind': route<NameParams & { pasid: number }>(({ params }) => platform.unbindSva(params.name, params.pasid)),
+
+    'platform.traffic.start': route<NameParams, unknown, TrafficBody>(({ params, body }) => {
+      if (body.perm & ~PERM_MASK) throw new HttpError('EINVAL', `perm 0x${body.perm.toString(16)} has unknown bits`);
+      platform.startTraffic(params.name, {
+        count: body.count,
+        pagesPerGroup: body.pages_per_group,
+        inFlight: body.in_flight,
+        pasid: body.pasid,
+        base: body.base,
+        perm: {
+          read: (body.perm & PERM.READ) !== 0,
+          write: (body.perm & PERM.WRITE) !== 0,
+          exec: (body.perm & PERM.EXEC) !== 0,
+          priv: (body.perm & PERM.PRIV) !== 0,
+        },
+      });
+      return {};
+    }),
+
+    'platform.traffic.status': route<NameParams>(({ params }) => trafficStatusWire(platform.trafficStatus(params.name))),
+  };
+}
