@@ -1,11 +1,76 @@
-// iopfd daemon entry point (the full app arrives with the server issue).
-import Fastify from 'fastify';
+/**
+ * DOC: the iopfd process
+ *
+ * Reads the configuration (flags, IOPFD_* variables, --platform FILE),
+ * builds the app, listens, and prints exactly one line to stdout:
+ * `iopfd listening on http://HOST:PORT` (the bound port), whatever the log
+ * level; logs go to stderr. On SIGINT or SIGTERM: stop accepting, answer
+ * every outstanding group INVALID, close every stream with 1001, exit 0. A
+ * second signal exits at once with status 1. A configuration error exits
+ * with status 2.
+ */
+import type { AddressInfo } from 'node:net';
+import { IommuError } from '../core/index.js';
+import { buildApp } from './app.js';
+import { ConfigError, loadPlatformFile, parseConfig, USAGE, type Config } from './config.js';
+import { createLogger } from './logger.js';
 
-const app = Fastify();
-app.get('/healthz', async () => ({ status: 'ok' }));
-const port = Number(process.env['IOPFD_PORT'] ?? 8080);
-const host = process.env['IOPFD_HOST'] ?? '127.0.0.1';
-await app.listen({ port, host });
-const addr = app.server.address();
-console.log(`iopfd listening on http://${host}:${typeof addr === 'object' && addr ? addr.port : port}`);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void app.close().then(() => process.exit(0)));
+/** fail() - report a start-up error on stderr and exit with @status. */
+function fail(message: string, status: number): never {
+  process.stderr.write(`iopfd: ${message}\n`);
+  process.exit(status);
+}
+
+let config: Config;
+try {
+  config = parseConfig(process.argv.slice(2), process.env);
+} catch (e) {
+  if (e instanceof ConfigError) fail(`${e.message}\n${USAGE}`, 2);
+  throw e;
+}
+if (config.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+const log = createLogger(config.logLevel);
+let daemon: ReturnType<typeof buildApp>;
+try {
+  daemon = buildApp({
+    ...(config.platformFile === undefined ? {} : { platform: loadPlatformFile(config.platformFile) }),
+    ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
+    logger: log,
+    limits: config.limits,
+    quirks: config.quirks,
+    stream: { heartbeatMs: config.heartbeatMs },
+  });
+} catch (e) {
+  if (e instanceof ConfigError) fail(e.message, 2);
+  if (e instanceof IommuError) fail(`bad platform description: ${e.errno}: ${e.message}`, 2);
+  throw e;
+}
+
+try {
+  await daemon.app.listen({ host: config.host, port: config.port });
+} catch (e) {
+  fail(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`, 1);
+}
+const { port } = daemon.app.server.address() as AddressInfo;
+const host = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
+process.stdout.write(`iopfd listening on http://${host}:${port}\n`);
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, 'signal received');
+    daemon.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,143 @@
+/**
+ * DOC: the daemon's fastify app
+ *
+ * buildApp() assembles the daemon without listening, so tests can inject()
+ * or listen on port 0: the simulated platform on the event-loop scheduler,
+ * the REST routes generated from the protocol's command table, the fault
+ * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json and
+ * /docs, one error handler, and the shutdown sequence.
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { Platform, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
+import { CLOSE, openApiDocument, STREAM_URL } from '../protocol/index.js';
+import { tokenDigest } from './auth.js';
+import { ContextRegistry } from './contexts.js';
+import { docsHtml } from './docs.js';
+import { HttpError, wireErrorOf } from './errors.js';
+import { createLogger, pathOf, type LogLevel } from './logger.js';
+import { Metrics } from './metrics.js';
+import { registerCommands } from './rest.js';
+import { routeTable } from './routes/index.js';
+import { EventLoopScheduler } from './scheduler.js';
+import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
+
+/** BODY_LIMIT - the largest request body accepted (bytes); larger → 413 EMSGSIZE. */
+export const BODY_LIMIT = 1 << 20;
+
+/**
+ * struct AppOptions - how to build the daemon.
+ * @platform: the platform description (default: the embedded one).
+ * @adminToken: guards /v1/platform when set.
+ * @logger: a pino logger, or the level of a new one on stderr (default silent).
+ * @limits: resource limits (maxContexts, maxDevices, maxObjects per context,
+ *   maxStreamsPerFault, maxMappedPages per context); absent ones are the core's defaults.
+ * @quirks: kernel-faithful profile switches (default: intended semantics).
+ * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
+ */
+export interface AppOptions {
+  platform?: PlatformDesc;
+  adminToken?: string;
+  logger?: Logger | LogLevel;
+  limits?: PlatformOptions['limits'];
+  quirks?: IommufdQuirks;
+  stream?: Partial<StreamOptions>;
+}
+
+/**
+ * struct IopfdApp - a built daemon.
+ * @app: the fastify instance (not listening).
+ * @platform: the simulated machine.
+ * @metrics: the Prometheus registry.
+ * @shutdown: stop accepting, answer every outstanding group INVALID, close
+ *   every stream with 1001, close the server; idempotent.
+ */
+export interface IopfdApp {
+  readonly app: FastifyInstance;
+  readonly platform: Platform;
+  readonly metrics: Metrics;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * buildApp() - assemble the daemon.
+ * @opts: see AppOptions.
+ *
+ * Return: the app, not listening.
+ * Throws: IommuError if the platform description is inconsistent (duplicate
+ * names or bdfs, unknown IOMMU).
+ */
+export function buildApp(opts: AppOptions = {}): IopfdApp {
+  const log = typeof opts.logger === 'object' ? opts.logger : createLogger(opts.logger ?? 'silent');
+  const metrics = new Metrics();
+  const sched = new EventLoopScheduler((err) => log.error({ err }, 'deferred work threw'));
+  const platform = new Platform({
+    sched,
+    ...(opts.platform ? { desc: opts.platform } : {}),
+    quirks: opts.quirks ?? {},
+    limits: opts.limits ?? {},
+    observer: metrics.observer,
+  });
+  const contexts = new ContextRegistry(platform, log);
+  const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
+
+  // Requests are logged at debug level only (onResponse below), by path.
+  const app = Fastify({
+    loggerInstance: log,
+    bodyLimit: BODY_LIMIT,
+    logController: new LogController({ disableRequestLogging: true }),
+  }) as unknown as FastifyInstance;
+
+  const sendError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
+    const w = wireErrorOf(err);
+    if (w.unexpected) request.log.error({ err, req: request }, 'unexpected error');
+    void reply.code(w.status).send(w.body);
+  };
+  app.setErrorHandler((err, request, reply) => sendError(err, request, reply));
+  app.setNotFoundHandler(async (request) => {
+    throw new HttpError('ENOENT', `no route ${request.method} ${pathOf(request.url)}`);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ req: request, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  });
+
+  // JSON bodies only: an empty body is no body (validated as {}), bad JSON
+  // is EINVAL, any other content-type is EINVAL too.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, text, done) => {
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text as string));
+    } catch (e) {
+      done(new HttpError('EINVAL', `body is not valid JSON: ${(e as Error).message}`), undefined);
+    }
+  });
+
+  registerCommands(app, {
+    adminDigest: opts.adminToken === undefined ? undefined : tokenDigest(opts.adminToken),
+    contexts,
+    routes: routeTable({ platform, contexts }),
+  });
+
+  const openapi = openApiDocument();
+  const docs = docsHtml(openapi);
+  app.get('/openapi.json', async () => openapi);
+  app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get(STREAM_URL, async () => {
+    throw new HttpError('EINVAL', 'the fault stream needs a WebSocket upgrade');
+  });
+  app.server.on('upgrade', streams.handleUpgrade);
+
+  // fastify runs preClose after it stopped routing new requests and before
+  // the server stops accepting connections and waits for open ones.
+  app.addHook('preClose', async () => {
+    log.info('shutting down');
+    platform.shutdown();
+    contexts.forgetAll();
+    streams.close(CLOSE.GOING_AWAY, 'daemon shutting down');
+  });
+
+  let closing: Promise<void> | undefined;
+  return { app, platform, metrics, shutdown: () => (closing ??= app.close()) };
+}

@@ -1,0 +1,201 @@
+/**
+ * DOC: daemon configuration
+ *
+ * Flags and their `IOPFD_*` environment equivalents (a flag wins over the
+ * environment), validated with zod:
+ *
+ *   --host HOST              IOPFD_HOST              default 127.0.0.1
+ *   --port N                 IOPFD_PORT              default 8080 (0 = any free port)
+ *   --admin-token T          IOPFD_ADMIN_TOKEN       guards /v1/platform
+ *   --platform FILE          IOPFD_PLATFORM          platform description (JSON)
+ *   --log-level L            IOPFD_LOG_LEVEL         default info
+ *   --max-contexts N         IOPFD_MAX_CONTEXTS      open contexts
+ *   --max-objects N          IOPFD_MAX_OBJECTS       objects per context
+ *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue
+ *   --max-mapped-pages N     IOPFD_MAX_MAPPED_PAGES  mapped pages per context
+ *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
+ *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
+ *
+ * Without an admin token the daemon refuses to listen beyond loopback.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import type { IommufdQuirks, PlatformDesc, PlatformOptions } from '../core/index.js';
+import { formatZodError, zPlatformFile } from '../protocol/index.js';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
+
+/** ConfigError - a bad flag, variable or platform file; the daemon exits with status 2. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** QUIRKS - `--quirk` names and the core switch each one turns on. */
+export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.freeze({
+  'non-last-invalid': 'nonLastInvalid',
+  'replace-drains-new': 'replaceDrainsNew',
+});
+
+/**
+ * struct Config - the daemon's configuration.
+ * @host: address to listen on.
+ * @port: port to listen on (0 = any free port).
+ * @adminToken: the admin token, if any.
+ * @platformFile: the platform description file, if any.
+ * @logLevel: the pino level.
+ * @limits: resource limits for the Platform.
+ * @quirks: kernel quirks turned on.
+ * @heartbeatMs: the stream ping interval.
+ * @help: `--help` was given.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  adminToken: string | undefined;
+  platformFile: string | undefined;
+  logLevel: LogLevel;
+  limits: NonNullable<PlatformOptions['limits']>;
+  quirks: IommufdQuirks;
+  heartbeatMs: number;
+  help: boolean;
+}
+
+const zCount = z
+  .string()
+  .regex(/^\d{1,10}$/, { error: 'expected a positive integer' })
+  .transform(Number)
+  .pipe(z.number().min(1, { error: 'expected a positive integer' }).max(0xffffffff, { error: 'expected at most 4294967295' }));
+
+/** The flags, each with its environment variable, as zod validates them (strings in). */
+const zOptions = z.strictObject({
+  host: z.string().min(1, { error: 'expected a host name or address' }).default('127.0.0.1'),
+  port: z
+    .string()
+    .regex(/^\d{1,5}$/, { error: 'expected a port number 0..65535' })
+    .transform(Number)
+    .pipe(z.number().max(65535, { error: 'expected a port number 0..65535' }))
+    .default(8080),
+  'admin-token': z.string().min(1, { error: 'expected a non-empty token' }).optional(),
+  platform: z.string().min(1, { error: 'expected a file name' }).optional(),
+  'log-level': z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  'max-contexts': zCount.optional(),
+  'max-objects': zCount.optional(),
+  'max-streams': zCount.optional(),
+  'max-mapped-pages': zCount.optional(),
+  'heartbeat-ms': zCount.default(15000),
+  quirk: z
+    .string()
+    .transform((s) => s.split(',').map((q) => q.trim()).filter((q) => q !== ''))
+    .pipe(z.array(z.enum(Object.keys(QUIRKS) as [string, ...string[]], { error: `expected quirks among ${Object.keys(QUIRKS).join(', ')}` })))
+    .default([]),
+  help: z.literal('true').optional(),
+});
+
+/** FLAGS - every accepted flag name (without `--`). */
+const FLAGS: readonly string[] = Object.keys(zOptions.shape);
+
+/** envName() - the environment variable of a flag: `max-streams` → `IOPFD_MAX_STREAMS`. */
+function envName(flag: string): string {
+  return `IOPFD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** USAGE - the `--help` text. */
+export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
+             [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
+             [--heartbeat-ms N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
+Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
+log levels: ${LOG_LEVELS.join(', ')}
+`;
+
+/** readArgs() - `--flag value` and `--flag=value` pairs; --help takes no value; --quirk may repeat. */
+function readArgs(argv: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const m = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
+    if (!m || !FLAGS.includes(m[1]!)) throw new ConfigError(`unknown argument ${JSON.stringify(arg)}`);
+    const flag = m[1]!;
+    let value: string;
+    if (flag === 'help') value = 'true';
+    else if (m[2] !== undefined) value = m[2];
+    else if (i + 1 < argv.length) value = argv[++i]!;
+    else throw new ConfigError(`--${flag} needs a value`);
+    out[flag] = flag === 'quirk' && out[flag] !== undefined ? `${out[flag]},${value}` : value;
+  }
+  return out;
+}
+
+/**
+ * isLoopback() - whether @host only accepts local connections.
+ * @host: a host name or address.
+ */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return h.startsWith('::ffff:127.');
+}
+
+/**
+ * parseConfig() - the configuration from flags and environment.
+ * @argv: the arguments after the script name.
+ * @env: the environment (only `IOPFD_*` variables are read).
+ *
+ * Return: the configuration.
+ * Throws: ConfigError for an unknown flag, a bad value, or a non-loopback
+ * host without an admin token.
+ */
+export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+  const raw: Record<string, string> = {};
+  for (const flag of FLAGS) {
+    const v = env[envName(flag)];
+    if (v !== undefined && flag !== 'help') raw[flag] = v;
+  }
+  Object.assign(raw, readArgs(argv));
+  const r = zOptions.safeParse(raw);
+  if (!r.success) {
+    throw new ConfigError(r.error.issues.map((i) => `--${String(i.path[0])} (${envName(String(i.path[0]))}): ${i.message}`).join('; '));
+  }
+  const o = r.data;
+  if (o.help === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
+    throw new ConfigError(`refusing to listen on ${o.host} without an admin token (--admin-token or IOPFD_ADMIN_TOKEN): only loopback hosts may leave /v1/platform open`);
+  }
+  const limits: Config['limits'] = {};
+  if (o['max-contexts'] !== undefined) limits.maxContexts = o['max-contexts'];
+  if (o['max-objects'] !== undefined) limits.maxObjects = o['max-objects'];
+  if (o['max-streams'] !== undefined) limits.maxStreamsPerFault = o['max-streams'];
+  if (o['max-mapped-pages'] !== undefined) limits.maxMappedPages = o['max-mapped-pages'];
+  const quirks: IommufdQuirks = {};
+  for (const q of o.quirk) quirks[QUIRKS[q]!] = true;
+  return {
+    host: o.host,
+    port: o.port,
+    adminToken: o['admin-token'],
+    platformFile: o.platform,
+    logLevel: o['log-level'],
+    limits,
+    quirks,
+    heartbeatMs: o['heartbeat-ms'],
+    help: o.help !== undefined,
+  };
+}
+
+/**
+ * loadPlatformFile() - read a `--platform FILE` description.
+ * @file: the path of a JSON file matching the protocol's platform-file schema.
+ *
+ * Return: the platform description (device caps defaults applied).
+ * Throws: ConfigError if the file cannot be read, is not JSON, or does not
+ * match the schema.
+ */
+export function loadPlatformFile(file: string): PlatformDesc {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`--platform ${file}: ${(e as Error).message}`);
+  }
+  const r = zPlatformFile.safeParse(json);
+  if (!r.success) throw new ConfigError(`--platform ${file}: ${formatZodError(r.error, 'platform')}`);
+  return r.data;
+}

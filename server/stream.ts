@@ -1,0 +1,519 @@
+/**
+ * DOC: the fault stream (PROTOCOL.md §5)
+ *
+ * `GET /v1/contexts/:ctx/faults/:id/stream` is the fault fd over WebSocket.
+ * The upgrade is handled on the HTTP server's 'upgrade' event with `ws` in
+ * noServer mode, so that everything is checked before a socket exists: the
+ * token (401), the path and query (400), the context and the fault queue
+ * (404), the subprotocol (400) and the per-queue stream limit (503) are
+ * refused with a plain HTTP response carrying `{errno, message}`.
+ *
+ * A connection is one IommufdFaultConn of the core: the core decides which
+ * groups it may take (window, FIFO, cookies) and tells it when groups are
+ * waiting (readable); the stream turns that into frames:
+ *
+ * - delivery: one flush per event-loop turn reads whole groups in batches
+ *   and sends several groups per frame, frames kept under MAX_FRAME;
+ *   sending pauses while the socket's buffered amount is above a high-water
+ *   mark and resumes on the socket's 'drain';
+ * - responses: JSON `responses` frames are judged entry by entry and get one
+ *   `results` frame; binary frames are write()s of 8-byte responses and get
+ *   one `write` frame; a frame of the wrong kind gets one `error` frame and
+ *   the connection stays open, unless the peer exceeds the error-frame rate
+ *   (close 1008);
+ * - notices: `expired` as the core reports them, `overflow` counts summed
+ *   per event-loop turn;
+ * - heartbeat: a ping every heartbeatMs; a peer that has not answered the
+ *   previous ping is terminated, which closes its connection in the core,
+ *   so its unanswered groups are redelivered elsewhere;
+ * - close: the core re-queues the connection's unanswered groups; releasing
+ *   the context (or shutdown) closes the stream with 1001.
+ */
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { faultGroupDevId, type FaultListener, type IommufdFault, type IommufdFaultConn, type IopfGroup } from '../core/index.js';
+import {
+  CLOSE,
+  DEFAULT_WINDOW,
+  decodeResponse,
+  encodeFaultsFrameJson,
+  encodeRecord,
+  MAX_FRAME,
+  parseClientJsonFrame,
+  RECORD_SIZE,
+  RESPONSE_SIZE,
+  responseCodeOf,
+  STREAM_URL,
+  SUBPROTOCOL_JSON,
+  SUBPROTOCOLS,
+  zObjectParams,
+  zStreamQuery,
+  type ErrorMessage,
+  type FaultsFrameGroup,
+  type HelloMessage,
+  type IommuHwptPgfault,
+  type ResultsMessage,
+  type Subprotocol,
+  type WriteMessage,
+} from '../protocol/index.js';
+import { bearerToken, requireToken } from './auth.js';
+import type { ContextRegistry } from './contexts.js';
+import { HttpError, wireErrorOf } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { parseWith } from './rest.js';
+
+/**
+ * struct StreamOptions - tunables of the fault stream.
+ * @heartbeatMs: ping interval; a peer silent for a whole interval is dropped.
+ * @errorFramesPerSecond: `error` frames a connection may provoke per second;
+ *   one more closes it with 1008.
+ * @highWaterMark: bytes buffered on the socket above which sending pauses.
+ * @groupsPerFrame: the most groups in one `faults` frame or binary frame.
+ * @closeGraceMs: at shutdown, how long a peer has to complete the close
+ *   handshake before its socket is destroyed.
+ */
+export interface StreamOptions {
+  heartbeatMs: number;
+  errorFramesPerSecond: number;
+  highWaterMark: number;
+  groupsPerFrame: number;
+  closeGraceMs: number;
+}
+
+/** DEFAULT_STREAM_OPTIONS - the daemon's defaults. */
+export const DEFAULT_STREAM_OPTIONS: Readonly<StreamOptions> = Object.freeze({
+  heartbeatMs: 15000,
+  errorFramesPerSecond: 20,
+  highWaterMark: 1 << 20,
+  groupsPerFrame: 256,
+  closeGraceMs: 1000,
+});
+
+/**
+ * Records per frame, by mode, so that a frame stays under MAX_FRAME (a JSON
+ * record is at most ~190 bytes). A single group larger than that still goes
+ * out, alone in its frame.
+ */
+const MAX_RECORDS: Readonly<Record<Subprotocol, number>> = {
+  'iopf.v1.json': 4096,
+  'iopf.v1.uapi': Math.floor(MAX_FRAME / RECORD_SIZE),
+};
+
+/** A response code the core refuses, for JSON codes that are not 0/1/"success"/"invalid". */
+const BAD_CODE = -1;
+
+/** The stream path as a regular expression, from the protocol's route. */
+const STREAM_PATH = new RegExp(`^${STREAM_URL.replace(/:\w+/g, '([^/]+)')}$`);
+
+/**
+ * chooseSubprotocol() - the subprotocol for an upgrade.
+ * @offered: the subprotocols the client offers, in its order, or undefined
+ *   when it sent no Sec-WebSocket-Protocol header.
+ *
+ * Return: `iopf.v1.json` when none is offered, else the first offered one
+ * the daemon speaks, or undefined if it speaks none of them.
+ */
+function chooseSubprotocol(offered: Iterable<string> | undefined): Subprotocol | undefined {
+  if (offered === undefined) return SUBPROTOCOL_JSON;
+  for (const p of offered) if ((SUBPROTOCOLS as readonly string[]).includes(p)) return p as Subprotocol;
+  return undefined;
+}
+
+/**
+ * refuseUpgrade() - answer an upgrade with a plain HTTP error and close.
+ * @socket: the upgrade's socket (no WebSocket exists yet).
+ * @status: the HTTP status.
+ * @body: the `{errno, message}` body.
+ */
+function refuseUpgrade(socket: Duplex, status: number, body: object): void {
+  const text = JSON.stringify(body);
+  socket.on('error', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(text)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      text,
+  );
+}
+
+/**
+ * FaultStream - one WebSocket on a fault queue: the listener of its core
+ * connection and the handler of its socket.
+ */
+class FaultStream implements FaultListener {
+  private readonly conn: IommufdFaultConn;
+  private ws: WebSocket | undefined;
+  private socket: Duplex | undefined;
+  private flushPending = false;
+  private waitingDrain = false;
+  private overflowCount = 0;
+  private errorFrames = 0;
+  private errorWindowStart = 0;
+  /** Cleared by each ping, set by each pong. */
+  alive = true;
+  /** One record reused for every binary record written (no allocation per record). */
+  private readonly scratch: IommuHwptPgfault = { flags: 0, dev_id: 0, pasid: 0, grpid: 0, perm: 0, addr: 0n, length: 0, cookie: 0 };
+
+  /**
+   * Opens the core connection at once (ENOSPC beyond the stream limit).
+   * The WebSocket comes later, with attach().
+   */
+  constructor(
+    private readonly server: FaultStreamServer,
+    private readonly fault: IommufdFault,
+    readonly protocol: Subprotocol,
+    readonly window: number,
+    readonly log: Logger,
+  ) {
+    this.conn = fault.open(window, this);
+  }
+
+  /**
+   * attach() - the upgrade completed: say hello and start delivering.
+   * @ws: the WebSocket.
+   * @socket: its socket, whose 'drain' resumes a paused delivery.
+   */
+  attach(ws: WebSocket, socket: Duplex): void {
+    this.ws = ws;
+    this.socket = socket;
+    ws.on('message', (data, isBinary) => this.guard('response handling', () => this.onMessage(data, isBinary)));
+    ws.on('pong', () => (this.alive = true));
+    ws.on('error', (err) => this.log.debug({ err }, 'stream error'));
+    ws.on('close', (code) => this.onClose(code));
+    const hello: HelloMessage = { type: 'hello', protocol: this.protocol, fault_id: this.fault.id, window: this.window };
+    this.sendText(hello);
+    this.log.info({ protocol: this.protocol, window: this.window }, 'stream open');
+    this.scheduleFlush();
+  }
+
+  /** abandon() - the upgrade failed after the core connection was opened. */
+  abandon(): void {
+    this.fault.close(this.conn);
+  }
+
+  // ---- FaultListener (called by the core) ----------------------------------
+
+  /** readable() - groups are waiting and this connection has window space. */
+  readable(): void {
+    this.scheduleFlush();
+  }
+
+  /** expired() - groups answered INVALID by the response timeout. */
+  expired(cookies: number[]): void {
+    this.sendText({ type: 'expired', cookies });
+  }
+
+  /** overflow() - groups answered by the depth policy; one notice per turn. */
+  overflow(count: number): void {
+    if (this.overflowCount === 0) {
+      setImmediate(() => {
+        this.sendText({ type: 'overflow', count: this.overflowCount });
+        this.overflowCount = 0;
+      });
+    }
+    this.overflowCount += count;
+  }
+
+  /** kill() - the fault queue is going away (context released, shutdown). */
+  kill(): void {
+    this.close(CLOSE.GOING_AWAY, 'fault queue destroyed');
+  }
+
+  // ---- socket side ----------------------------------------------------------
+
+  /**
+   * heartbeat() - one heartbeat tick: drop the peer if it did not answer the
+   * previous ping, else ping again.
+   */
+  heartbeat(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!this.alive) {
+      this.log.info('peer missed a heartbeat: terminating');
+      ws.terminate();
+      return;
+    }
+    this.alive = false;
+    ws.ping();
+  }
+
+  /** close() - close the WebSocket (if open) with @code and @reason. */
+  close(code: number, reason: string): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.close(code, reason);
+  }
+
+  /** terminate() - destroy the socket without a close handshake. */
+  terminate(): void {
+    this.ws?.terminate();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushPending) return;
+    this.flushPending = true;
+    setImmediate(this.flush);
+  }
+
+  /** Send whole groups while the core has some for us and the socket is not full. */
+  private readonly flush = (): void => {
+    this.flushPending = false;
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.conn.open) return;
+    this.guard('delivery', () => {
+      for (;;) {
+        if (ws.bufferedAmount > this.server.options.highWaterMark) {
+          this.resumeOnDrain();
+          return;
+        }
+        let groups = this.fault.read(this.conn, MAX_RECORDS[this.protocol], this.server.options.groupsPerFrame);
+        if (groups.length === 0) groups = this.fault.read(this.conn, Infinity, 1);
+        if (groups.length === 0) return;
+        ws.send(this.protocol === SUBPROTOCOL_JSON ? this.encodeJson(groups) : this.encodeUapi(groups));
+      }
+    });
+  };
+
+  /** Run @fn; an unexpected error is logged and closes the stream with 1011 (the daemon goes on). */
+  private guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err }, `${what} failed`);
+      this.close(CLOSE.INTERNAL, `${what} failed`);
+    }
+  }
+
+  private resumeOnDrain(): void {
+    if (this.waitingDrain || !this.socket) return;
+    this.waitingDrain = true;
+    this.socket.once('drain', () => {
+      this.waitingDrain = false;
+      this.scheduleFlush();
+    });
+  }
+
+  private encodeJson(groups: readonly IopfGroup[]): string {
+    const frame: FaultsFrameGroup[] = groups.map((g) => {
+      const devId = faultGroupDevId(g);
+      return {
+        cookie: g.cookie,
+        redelivered: g.redelivered,
+        records: g.faults.map(({ prm }) => ({ ...prm, dev_id: devId, length: 0, cookie: g.cookie })),
+      };
+    });
+    return encodeFaultsFrameJson(frame);
+  }
+
+  private encodeUapi(groups: readonly IopfGroup[]): Buffer {
+    let n = 0;
+    for (const g of groups) n += g.faults.length;
+    const buf = Buffer.allocUnsafe(n * RECORD_SIZE);
+    const r = this.scratch;
+    let offset = 0;
+    for (const g of groups) {
+      r.dev_id = faultGroupDevId(g);
+      r.cookie = g.cookie;
+      for (const { prm } of g.faults) {
+        r.flags = prm.flags;
+        r.pasid = prm.pasid;
+        r.grpid = prm.grpid;
+        r.perm = prm.perm;
+        r.addr = prm.addr;
+        encodeRecord(buf, offset, r);
+        offset += RECORD_SIZE;
+      }
+    }
+    return buf;
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    // binaryType is 'nodebuffer': every message arrives as one Buffer.
+    const buf = data as Buffer;
+    if (this.protocol === SUBPROTOCOL_JSON) {
+      if (isBinary) this.sendError(`binary frame on an ${SUBPROTOCOL_JSON} stream: send JSON text frames`);
+      else this.respondJson(buf.toString('utf8'));
+    } else if (!isBinary) {
+      this.sendError(`text frame on an ${this.protocol} stream: send binary ${RESPONSE_SIZE}-byte responses`);
+    } else {
+      this.respondUapi(buf);
+    }
+  }
+
+  /** A JSON `responses` frame: each entry judged on its own, one `results` frame. */
+  private respondJson(text: string): void {
+    const parsed = parseClientJsonFrame(text);
+    if (!parsed.ok) {
+      this.sendError(parsed.message);
+      return;
+    }
+    const entries = parsed.responses;
+    const r = this.fault.respond(
+      entries.map((e) => ({ cookie: e.cookie, code: responseCodeOf(e.code) ?? BAD_CODE })),
+      false,
+    );
+    for (const err of r.errors) {
+      const code = entries[err.index]!.code;
+      if (responseCodeOf(code) === undefined) err.message = `response code ${JSON.stringify(code)} is not 0, 1, "success" or "invalid"`;
+    }
+    const results: ResultsMessage = { type: 'results', ok: r.ok, errors: r.errors };
+    this.sendText(results);
+  }
+
+  /** A binary frame: one write() of 8-byte responses, stopping at the first bad one. */
+  private respondUapi(buf: Buffer): void {
+    let reply: WriteMessage;
+    if (buf.length % RESPONSE_SIZE !== 0) {
+      reply = { type: 'write', bytes: 0, errno: 'ESPIPE', index: 0 };
+    } else {
+      const entries = [];
+      for (let i = 0; i < buf.length / RESPONSE_SIZE; i++) entries.push(decodeResponse(buf, i));
+      const r = this.fault.respond(entries, true);
+      const bytes = r.ok * RESPONSE_SIZE;
+      reply = r.stoppedAt >= 0 ? { type: 'write', bytes, errno: 'EINVAL', index: r.stoppedAt } : { type: 'write', bytes };
+    }
+    this.sendText(reply);
+  }
+
+  /** One `error` frame, within the connection's error-frame budget (else close 1008). */
+  private sendError(message: string): void {
+    const now = performance.now();
+    if (now - this.errorWindowStart >= 1000) {
+      this.errorWindowStart = now;
+      this.errorFrames = 0;
+    }
+    if (++this.errorFrames > this.server.options.errorFramesPerSecond) {
+      this.log.info('too many bad frames: closing');
+      this.close(CLOSE.POLICY, 'too many bad frames');
+      return;
+    }
+    const frame: ErrorMessage = { type: 'error', errno: 'EINVAL', message };
+    this.sendText(frame);
+  }
+
+  private sendText(message: object): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private onClose(code: number): void {
+    this.fault.close(this.conn);
+    this.server.forget(this);
+    this.log.info({ code }, 'stream closed');
+  }
+}
+
+/**
+ * struct StreamDeps - what the stream server works with.
+ * @contexts: the open contexts, to authenticate and find fault queues.
+ * @metrics: the open-streams gauge.
+ * @log: the daemon's logger (streams log through their context's child).
+ * @options: the tunables.
+ */
+export interface StreamDeps {
+  readonly contexts: ContextRegistry;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly options: StreamOptions;
+}
+
+/**
+ * FaultStreamServer - the fault stream endpoint: upgrade admission, the set
+ * of open streams, their heartbeat, and closing them all at shutdown.
+ */
+export class FaultStreamServer {
+  readonly options: StreamOptions;
+  private readonly wss: WebSocketServer;
+  private readonly streams = new Set<FaultStream>();
+  private readonly heartbeat: NodeJS.Timeout;
+  private nextId = 1;
+
+  constructor(private readonly deps: StreamDeps) {
+    this.options = deps.options;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME,
+      handleProtocols: (protocols) => chooseSubprotocol(protocols) ?? false,
+    });
+    this.heartbeat = setInterval(() => {
+      for (const s of this.streams) s.heartbeat();
+    }, this.options.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /**
+   * handleUpgrade() - the HTTP server's 'upgrade' listener.
+   * @req: the upgrade request.
+   * @socket: its socket.
+   * @head: bytes read past the request head.
+   *
+   * Admits the request (see the DOC above) and opens the core connection
+   * before completing the WebSocket handshake; a refused upgrade gets an
+   * HTTP error response and no WebSocket.
+   */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    let stream: FaultStream;
+    try {
+      stream = this.admit(req);
+    } catch (err) {
+      const w = wireErrorOf(err);
+      if (w.unexpected) this.deps.log.error({ err, req }, 'stream upgrade failed');
+      refuseUpgrade(socket, w.status, w.body);
+      return;
+    }
+    let accepted = false;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      accepted = true;
+      this.streams.add(stream);
+      this.deps.metrics.streamsOpen.inc();
+      stream.attach(ws, socket);
+    });
+    // ws refused the handshake itself (bad WebSocket headers): undo the connection.
+    if (!accepted) stream.abandon();
+  };
+
+  /** forget() - a stream closed. */
+  forget(stream: FaultStream): void {
+    if (this.streams.delete(stream)) this.deps.metrics.streamsOpen.dec();
+  }
+
+  /**
+   * close() - stop the heartbeat and close every open stream with @code;
+   * peers that do not complete the close handshake within closeGraceMs are
+   * cut off.
+   * @code: the close code (1001 at shutdown).
+   * @reason: the close reason.
+   */
+  close(code: number, reason: string): void {
+    clearInterval(this.heartbeat);
+    const open = [...this.streams];
+    for (const s of open) s.close(code, reason);
+    if (open.length > 0) setTimeout(() => open.forEach((s) => s.terminate()), this.options.closeGraceMs).unref();
+  }
+
+  /**
+   * admit() - check an upgrade request and open its core connection.
+   * @req: the upgrade request.
+   *
+   * Return: the stream, its connection open, its WebSocket not yet there.
+   * Throws: HttpError EACCES, EINVAL or ENOENT; IommuError ENOENT or ENOSPC.
+   */
+  private admit(req: IncomingMessage): FaultStream {
+    const url = new URL(req.url ?? '/', 'http://iopfd');
+    const path = STREAM_PATH.exec(url.pathname);
+    if (!path) throw new HttpError('ENOENT', `no WebSocket endpoint at ${url.pathname}`);
+    const query: Record<string, string> = Object.fromEntries(url.searchParams);
+    const token = requireToken(bearerToken(req.headers.authorization) ?? query['token'], 'context');
+    const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params') as { ctx: number; id: number };
+    const entry = this.deps.contexts.authenticate(params.ctx, token);
+    const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query') as { window?: number };
+    const protocol = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()));
+    if (!protocol) throw new HttpError('EINVAL', `unsupported subprotocol: this stream speaks ${SUBPROTOCOLS.join(', ')}`);
+    const fault = entry.ctx.get<IommufdFault>(params.id, 'fault');
+    const log = entry.log.child({ fault: fault.id, stream: this.nextId++ });
+    return new FaultStream(this, fault, protocol, window, log);
+  }
+}
