@@ -344,7 +344,7 @@ export interface FaultFixture {
  * IOAS, and attach the device at its RID (and at @pasid when given).
  */
 export async function faultFixture(
-  server: TestServer,
+  server: Pick<TestServer, 'api'>,
   opts: { device?: string; faultBody?: object; pasid?: number } = {},
 ): Promise<FaultFixture> {
   const created = await server.api.ok('context.create', 'POST', '/v1/contexts');
