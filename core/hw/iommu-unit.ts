@@ -82,8 +82,9 @@ export class IommuUnit {
   onInterrupt: (() => void) | undefined;
   /** smmuv3/generic: a PASID with no context of its own uses a first-stage RID context (guest-owned PASID table). */
   readonly pasidFallback: boolean;
-  private readonly stalls = new Map<number, PageRequest>();
-  private readonly stallPrgs = new Map<string, StallPrg>();
+  private readonly stalls = new Map<number, { req: PageRequest; prg: StallPrg }>();
+  /** Page request groups whose last request has not arrived yet, by requester:PRGI. */
+  private readonly openPrgs = new Map<string, StallPrg>();
   private nextStag = 0;
 
   constructor(
@@ -189,15 +190,15 @@ export class IommuUnit {
     }
     if (this.model === 'smmuv3') {
       req.stag = this.allocStag();
-      this.stalls.set(req.stag, req);
       const key = `${req.fn.rid}:${req.prgi}`;
-      const prg = this.stallPrgs.get(key);
-      if (prg) {
-        prg.outstanding++;
-        prg.lastSeen ||= req.last;
-      } else {
-        this.stallPrgs.set(key, { outstanding: 1, lastSeen: req.last, code: PRG_SUCCESS });
+      let prg = this.openPrgs.get(key);
+      if (!prg) this.openPrgs.set(key, (prg = { outstanding: 0, lastSeen: false, code: PRG_SUCCESS }));
+      prg.outstanding++;
+      if (req.last) {
+        prg.lastSeen = true;
+        this.openPrgs.delete(key);
       }
+      this.stalls.set(req.stag, { req, prg });
     }
     this.prq[(this.prqHead + this.prqCount) % this.prqDepth] = req;
     this.prqCount++;
@@ -243,24 +244,19 @@ export class IommuUnit {
 
   /** CMD_RESUME for a stall (stall model): retry (success) or abort (any other code). */
   resume(stag: number, code: number): void {
-    const req = this.stalls.get(stag);
-    if (!req) return;
+    const stall = this.stalls.get(stag);
+    if (!stall) return;
     this.stalls.delete(stag);
-    const key = `${req.fn.rid}:${req.prgi}`;
-    const prg = this.stallPrgs.get(key);
-    if (!prg) return;
+    const { req, prg } = stall;
     prg.outstanding--;
     if (code !== PRG_SUCCESS && prg.code === PRG_SUCCESS) prg.code = code === PRG_FAILURE ? PRG_FAILURE : PRG_INVALID;
-    if (prg.outstanding === 0 && prg.lastSeen) {
-      this.stallPrgs.delete(key);
-      req.fn.receiveResponse(req.pasid, req.prgi, prg.code);
-    }
+    if (prg.outstanding === 0 && prg.lastSeen) req.fn.receiveResponse(req.pasid, req.prgi, prg.code);
   }
 
   /** Drop every stall and stall group of `fn` (function removed). */
   forgetFunction(fn: PcieFunction): void {
-    for (const [stag, r] of this.stalls) if (r.fn === fn) this.stalls.delete(stag);
-    for (const key of [...this.stallPrgs.keys()]) if (key.startsWith(`${fn.rid}:`)) this.stallPrgs.delete(key);
+    for (const [stag, s] of this.stalls) if (s.req.fn === fn) this.stalls.delete(stag);
+    for (const key of [...this.openPrgs.keys()]) if (key.startsWith(`${fn.rid}:`)) this.openPrgs.delete(key);
     this.contexts.delete(fn.rid);
     this.functions.delete(fn.rid);
   }
