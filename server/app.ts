@@ -81,19 +81,20 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const contexts = new ContextRegistry(platform, log);
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
 
+  // The one error reply: route errors, 404s, body parsing and bad URLs.
+  const replyError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
+    const w = wireErrorOf(err);
+    if (w.unexpected) request.log.error({ err, req: request }, 'unexpected error');
+    void reply.code(w.status).send(w.body);
+  };
   // Requests are logged at debug level only (onResponse below), by path.
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: BODY_LIMIT,
     logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors: replyError,
   }) as unknown as FastifyInstance;
-
-  const sendError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
-    const w = wireErrorOf(err);
-    if (w.unexpected) request.log.error({ err, req: request }, 'unexpected error');
-    void reply.code(w.status).send(w.body);
-  };
-  app.setErrorHandler((err, request, reply) => sendError(err, request, reply));
+  app.setErrorHandler(replyError);
   app.setNotFoundHandler(async (request) => {
     throw new HttpError('ENOENT', `no route ${request.method} ${pathOf(request.url)}`);
   });

@@ -60,12 +60,12 @@ export function requireToken(presented: string | undefined, what: string): strin
  * checkToken() - refuse a request whose token is not the expected one.
  * @presented: the token from the request.
  * @digest: tokenDigest() of the expected token.
- * @what: which token is expected, for the message.
+ * @refusal: the message of the refusal.
  *
  * The comparison is constant-time on the two SHA-256 digests.
  *
  * Throws: HttpError EACCES (401) unless @presented matches.
  */
-export function checkToken(presented: string, digest: Buffer, what: string): void {
-  if (!timingSafeEqual(tokenDigest(presented), digest)) throw new HttpError('EACCES', `wrong ${what} token`);
+export function checkToken(presented: string, digest: Buffer, refusal: string): void {
+  if (!timingSafeEqual(tokenDigest(presented), digest)) throw new HttpError('EACCES', refusal);
 }

@@ -2,15 +2,20 @@
  * DOC: contexts and their tokens
  *
  * The server's side of an iommufd context: the core's IommufdCtx, the
- * digest of its token and its child logger. A context route or a stream
- * authenticates in one fixed order: a request without a token is 401
- * (requireToken(), before anything else), then an unknown context 404 and a
- * wrong token (another context's included) 401 (authenticate()).
+ * digest of its token and its child logger. A context route or a stream is
+ * refused with 401 EACCES when it carries no token (requireToken(), before
+ * anything else), or a token that is not the token of the context named in
+ * the path: another context's, a wrong one, or any token at all for a
+ * context that does not exist (or no longer does), with the same message,
+ * as PROTOCOL.md §1 has it (authenticate()).
  */
 import type { Logger } from 'pino';
 import type { IommufdCtx, Platform } from '../core/index.js';
 import { checkToken, newToken, tokenDigest } from './auth.js';
 import { HttpError } from './errors.js';
+
+/** The refusal for a token that does not open the context in the path. */
+const WRONG_CONTEXT_TOKEN = 'wrong context token';
 
 /**
  * struct ContextEntry - one open context.
@@ -58,13 +63,13 @@ export class ContextRegistry {
    * @presented: the token from the request.
    *
    * Return: the context's entry.
-   * Throws: HttpError ENOENT (404) for an unknown context, EACCES (401)
-   * for a wrong token.
+   * Throws: HttpError EACCES (401) unless @presented is the token of an
+   * open context @id.
    */
   authenticate(id: number, presented: string): ContextEntry {
     const entry = this.entries.get(id);
-    if (!entry) throw new HttpError('ENOENT', `no context ${id}`);
-    checkToken(presented, entry.digest, 'context');
+    if (!entry) throw new HttpError('EACCES', WRONG_CONTEXT_TOKEN);
+    checkToken(presented, entry.digest, WRONG_CONTEXT_TOKEN);
     return entry;
   }
 

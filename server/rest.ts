@@ -7,24 +7,25 @@
  * 1. the token: the admin token on `admin` routes (when one is set); on
  *    `ctx` routes a request without any token is refused first (401);
  * 2. the path parameters (400 EINVAL);
- * 3. on `ctx` routes, the context (404 if unknown) and its token (401);
+ * 3. on `ctx` routes, the token must be the one of the context `:ctx` (401);
  * 4. the query string and the body (400 EINVAL), validated with the
- *    command's zod schemas; a command without a query or body schema takes
- *    none (strict empty object; an absent body is `{}`);
+ *    command's zod schemas; a command without a query schema ignores the
+ *    query string, one without a body schema takes no body (an absent body
+ *    is `{}` everywhere);
  * 5. the implementation; its result is sent with the command's status.
  *
  * Errors are thrown and leave through the app's one error handler.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { COMMANDS, formatZodError, type Command } from '../protocol/index.js';
+import { COMMANDS, formatZodError, objectMessage, type Command } from '../protocol/index.js';
 import { bearerToken, checkToken, requireToken } from './auth.js';
 import type { ContextRegistry } from './contexts.js';
 import { HttpError } from './errors.js';
 import type { RouteInput, RouteTable } from './routes/types.js';
 
-/** What a command without a params, query or body schema accepts: nothing. */
-const NOTHING = z.strictObject({}, { error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown key ${(issue.keys ?? []).map((k) => JSON.stringify(k)).join(', ')}` : 'expected nothing') });
+/** What a command without a params or body schema accepts: nothing. */
+const NOTHING = z.strictObject({}, { error: objectMessage('an empty object') });
 
 /**
  * parseWith() - validate one part of a request.
@@ -64,11 +65,11 @@ export interface RestOptions {
  */
 function validateRequest(command: Command, request: FastifyRequest, opts: RestOptions): RouteInput {
   const token = bearerToken(request.headers.authorization);
-  if (command.auth === 'admin' && opts.adminDigest) checkToken(requireToken(token, 'admin'), opts.adminDigest, 'admin');
+  if (command.auth === 'admin' && opts.adminDigest) checkToken(requireToken(token, 'admin'), opts.adminDigest, 'wrong admin token');
   const ctxToken = command.auth === 'ctx' ? requireToken(token, 'context') : undefined;
   const params = parseWith(command.params ?? NOTHING, request.params ?? {}, 'params');
   const context = ctxToken === undefined ? undefined : opts.contexts.authenticate((params as { ctx: number }).ctx, ctxToken);
-  const query = parseWith(command.query ?? NOTHING, request.query ?? {}, 'query');
+  const query = command.query ? parseWith(command.query, request.query ?? {}, 'query') : {};
   const body = parseWith(command.body ?? NOTHING, request.body ?? {}, 'body');
   return { params, query, body, context };
 }

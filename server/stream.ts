@@ -4,7 +4,7 @@
  * `GET /v1/contexts/:ctx/faults/:id/stream` is the fault fd over WebSocket.
  * The upgrade is handled on the HTTP server's 'upgrade' event with `ws` in
  * noServer mode, so that everything is checked before a socket exists: the
- * token (401), the path and query (400), the context and the fault queue
+ * token of the context (401), the path and query (400), the fault queue
  * (404), the subprotocol (400) and the per-queue stream limit (503) are
  * refused with a plain HTTP response carrying `{errno, message}`.
  *
@@ -48,6 +48,7 @@ import {
   responseCodeOf,
   STREAM_URL,
   SUBPROTOCOL_JSON,
+  SUBPROTOCOL_UAPI,
   SUBPROTOCOLS,
   zObjectParams,
   zStreamQuery,
@@ -98,8 +99,8 @@ export const DEFAULT_STREAM_OPTIONS: Readonly<StreamOptions> = Object.freeze({
  * out, alone in its frame.
  */
 const MAX_RECORDS: Readonly<Record<Subprotocol, number>> = {
-  'iopf.v1.json': 4096,
-  'iopf.v1.uapi': Math.floor(MAX_FRAME / RECORD_SIZE),
+  [SUBPROTOCOL_JSON]: 4096,
+  [SUBPROTOCOL_UAPI]: Math.floor(MAX_FRAME / RECORD_SIZE),
 };
 
 /** A response code the core refuses, for JSON codes that are not 0/1/"success"/"invalid". */
@@ -499,7 +500,8 @@ export class FaultStreamServer {
    * @req: the upgrade request.
    *
    * Return: the stream, its connection open, its WebSocket not yet there.
-   * Throws: HttpError EACCES, EINVAL or ENOENT; IommuError ENOENT or ENOSPC.
+   * Throws: HttpError EACCES, EINVAL or ENOENT (no stream endpoint there);
+   * IommuError ENOENT (no such fault queue) or ENOSPC (stream limit).
    */
   private admit(req: IncomingMessage): FaultStream {
     const url = new URL(req.url ?? '/', 'http://iopfd');
