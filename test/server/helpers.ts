@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { buildApp, type AppOptions, type IopfdApp } from '../../server/app.js';
-import { commandByName, HWPT_FLAGS, RECORD_SIZE, type Subprotocol } from '../../protocol/index.js';
+import { COMMANDS, commandByName, HWPT_FLAGS, RECORD_SIZE, type Command, type Subprotocol } from '../../protocol/index.js';
 
 /** A JSON value as the tests read it (shapes are asserted, not typed). */
 export type Json = any;
@@ -44,6 +44,17 @@ export interface Reply {
   body: Json;
   text: string;
   headers: Headers;
+  /** The command of the table the request's method and path match, if any. */
+  command: Command | undefined;
+}
+
+/** Each command with its URL as a regular expression. */
+const COMMAND_PATHS = COMMANDS.map((c) => ({ c, re: new RegExp(`^${c.url.replace(/:\w+/g, '[^/]+')}$`) }));
+
+/** commandOf() - the command a request matches (fastify picks the same: no two overlap). */
+function commandOf(method: string, path: string): Command | undefined {
+  const pathname = new URL(path, 'http://x').pathname;
+  return COMMAND_PATHS.find(({ c, re }) => c.method === method && re.test(pathname))?.c;
 }
 
 /** Options of one request: a JSON body, or a raw one with its content-type. */
@@ -88,7 +99,7 @@ export class Api {
     } catch {
       parsed = undefined;
     }
-    return { status: res.status, body: parsed, text, headers: res.headers };
+    return { status: res.status, body: parsed, text, headers: res.headers, command: commandOf(method, path) };
   }
 
   get(path: string, opts?: RequestOptions): Promise<Reply> {
@@ -122,13 +133,18 @@ export class Api {
   }
 }
 
-/** assertError() - a reply is the error {errno, message} with the status of the table. */
+/**
+ * assertError() - a reply is the error {errno, message} with the status of
+ * the table, and (on a route of the command table) an errno that the
+ * command lists: the command table and the server stay in step.
+ */
 export function assertError(r: Reply, status: number, errno: string, message?: RegExp): void {
   assert.equal(r.status, status, r.text);
   assert.equal(r.body?.errno, errno, r.text);
   assert.equal(typeof r.body?.message, 'string');
   assert.deepEqual(Object.keys(r.body).sort(), ['errno', 'message']);
   if (message) assert.match(r.body.message, message);
+  if (r.command) assert.ok((r.command.errnos as readonly string[]).includes(errno), `${r.command.name} does not list ${errno}`);
 }
 
 /** One frame received by a StreamClient. */

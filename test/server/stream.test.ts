@@ -257,7 +257,7 @@ describe('fault stream', () => {
     await expect(fx.stream, { token: 'wrong' }, 401, 'EACCES');
     await expect(fx.stream, { token: other.token }, 401, 'EACCES');
     await expect(fx.stream, { token: 'wrong', tokenInQuery: true }, 401, 'EACCES');
-    await expect(`/v1/contexts/99999/faults/${fx.fault}/stream`, { token: fx.token }, 404, 'ENOENT');
+    await expect(`/v1/contexts/99999/faults/${fx.fault}/stream`, { token: fx.token }, 401, 'EACCES');
     await expect(`${fx.prefix}/faults/999/stream`, { token: fx.token }, 404, 'ENOENT');
     await expect(`${fx.prefix}/faults/${fx.ioas}/stream`, { token: fx.token }, 404, 'ENOENT');
     await expect(`${fx.prefix}/faults/x/stream`, { token: fx.token }, 400, 'EINVAL');
