@@ -96,6 +96,8 @@ export interface PlatformOptions {
   quirks?: IommufdQuirks;
   limits?: Partial<IommufdLimits> & { maxContexts?: number; maxDevices?: number };
   observer?: IommufdObserver;
+  /** Allocation-failure injection (tests). */
+  failAlloc?: IommufdEnv['failAlloc'];
 }
 
 interface PlatformDevice extends IommufdPhysDevice {
@@ -222,6 +224,7 @@ export class Platform {
       limits: { ...DEFAULT_LIMITS, ...stripUndefined(opts.limits ?? {}) },
       quirks: opts.quirks ?? {},
       observer: opts.observer ?? {},
+      failAlloc: opts.failAlloc,
     };
     this.maxContexts = opts.limits?.maxContexts ?? 1024;
     this.maxDevices = opts.limits?.maxDevices ?? 256;

@@ -127,6 +127,7 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: number, pasidArg?
   const hwpt = resolvePt(idev, ptId, pasid);
   try {
     checkCompatible(idev, hwpt, pasid);
+    idev.ictx.mayFail('attach-handle');
     const handle = new IommufdAttachHandle(hwpt, idev);
     iommuAttachGroupHandle(idev.phys.dev, pasid, handle);
     idev.attachments.set(pasid, handle);
@@ -149,15 +150,16 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: number, pasidArg
   if (!old) throw new IommuError('EINVAL', `device ${idev.id} is not attached at ${pasid === IOMMU_NO_PASID ? 'the RID' : `pasid ${pasid}`}; use attach`);
   const hwpt = resolvePt(idev, ptId, pasid);
   if (hwpt === old.hwpt) return;
-  const handle = new IommufdAttachHandle(hwpt, idev);
   try {
     checkCompatible(idev, hwpt, pasid);
+    idev.ictx.mayFail('attach-handle');
+    const handle = new IommufdAttachHandle(hwpt, idev);
     iommuReplaceGroupHandle(idev.phys.dev, pasid, handle);
+    idev.attachments.set(pasid, handle);
   } catch (e) {
     putAuto(hwpt);
     throw e;
   }
-  idev.attachments.set(pasid, handle);
   hwpt.users++;
   const target = idev.ictx.env.quirks.replaceDrainsNew ? hwpt.fault : old.hwpt.fault;
   target?.autoResponse(old, 'replace');

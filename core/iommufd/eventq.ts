@@ -288,7 +288,7 @@ export class IommufdFault extends IommufdObject {
    * iommufd_fault_fops_read, for one connection: take whole groups from the
    * head while the connection's window has room and `maxRecords` allows.
    * A group that does not fit stays at the head without a cookie.
-   * ENOSPC if no cookie can be allocated and nothing was read.
+   * ENOMEM/EBUSY if no cookie can be allocated and nothing was read.
    */
   read(conn: IommufdFaultConn, maxRecords = Infinity, maxGroups = Infinity): IopfGroup[] {
     const out: IopfGroup[] = [];
@@ -299,9 +299,11 @@ export class IommufdFault extends IommufdObject {
       const g = this.head;
       if (records + g.faults.length > maxRecords) break;
       if (g.cookie === 0) {
-        const cookie = this.cookieIds.alloc();
+        const injected = this.ictx.env.failAlloc?.('cookie') ?? false;
+        const cookie = injected ? 0 : this.cookieIds.alloc();
         if (cookie === 0) {
-          if (out.length === 0) throw new IommuError('ENOSPC', 'no free cookie');
+          // The group stays at the head without a cookie (kernel: fetch/restore).
+          if (out.length === 0) throw new IommuError(injected ? 'ENOMEM' : 'EBUSY', injected ? 'injected allocation failure (cookie)' : 'every cookie is in use');
           break;
         }
         g.cookie = cookie;

@@ -155,6 +155,7 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
     hwpt = ictx.create(new IommufdHwptPaging(ictx), (h) => {
       h.flags = flags;
       h.iommuName = idev.phys.iommuName;
+      ictx.mayFail('domain');
       h.domain = idev.phys.dev.ops.domainAllocPaging(idev.phys.dev, (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0);
       h.domain.owner = h;
       pt.addDomain(h.domain);
@@ -177,6 +178,7 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
       h.iommuName = idev.phys.iommuName;
       h.pgtblAddr = data.pgtbl_addr;
       h.addrWidth = addrWidth;
+      ictx.mayFail('domain');
       h.domain = idev.phys.dev.ops.domainAllocNested(idev.phys.dev, pt.domain!, { pgtblAddr: data.pgtbl_addr, addrWidth });
       h.domain.owner = h;
       h.parent = pt;

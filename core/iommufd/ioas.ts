@@ -55,6 +55,7 @@ export class IommufdIoas extends IommufdObject {
     try {
       for (let i = 0n; i < BigInt(n); i++) {
         const pfn = first + i;
+        this.ictx.mayFail('frame');
         const page = { hpa: mem.allocFrame(), read, write };
         this.pages.set(pfn, page);
         done.push(pfn);

@@ -61,8 +61,13 @@ export interface IommufdQuirks extends IopfQuirks {
   replaceDrainsNew?: boolean;
 }
 
+/** Allocation sites where a test may inject a failure (the kernel's fail_nth). */
+export type AllocSite = 'object' | 'frame' | 'domain' | 'attach-handle' | 'cookie';
+
 /** Everything a context needs from the world around it. */
 export interface IommufdEnv {
+  /** Fault injection: return true to make this allocation fail with ENOMEM. */
+  failAlloc?: ((site: AllocSite) => boolean) | undefined;
   readonly sched: Scheduler;
   readonly mem: PhysMemory;
   findDevice(name: string): IommufdPhysDevice | undefined;
@@ -110,10 +115,16 @@ export class IommufdCtx {
    * ENOSPC when the context's object limit is reached.
    */
   reserve<T extends IommufdObject>(obj: T): T {
+    this.mayFail('object');
     const id = this.ids.alloc();
     if (id === 0) throw new IommuError('ENOSPC', `context ${this.id} holds its maximum of ${this.env.limits.maxObjects} objects`);
     obj.id = id;
     return obj;
+  }
+
+  /** Throws ENOMEM when fault injection fails this allocation site. */
+  mayFail(site: AllocSite): void {
+    if (this.env.failAlloc?.(site)) throw new IommuError('ENOMEM', `injected allocation failure (${site})`);
   }
 
   /** iommufd_object_finalize: make a reserved object visible. */
