@@ -93,6 +93,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     bodyLimit: BODY_LIMIT,
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: replyError,
+    // fastify's closing-time 503 has a body of its own; a request that still
+    // arrives on an open connection during shutdown is served as usual.
+    return503OnClosing: false,
   }) as unknown as FastifyInstance;
   app.setErrorHandler(replyError);
   app.setNotFoundHandler(async (request) => {

@@ -61,7 +61,7 @@ export interface RestOptions {
  * @opts: tokens and contexts.
  *
  * Return: the validated input for the command's implementation.
- * Throws: HttpError (EACCES, ENOENT, EINVAL).
+ * Throws: HttpError (EACCES, EINVAL).
  */
 function validateRequest(command: Command, request: FastifyRequest, opts: RestOptions): RouteInput {
   const token = bearerToken(request.headers.authorization);

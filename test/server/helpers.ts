@@ -154,7 +154,7 @@ export interface Frame {
 }
 
 /** Options of a stream connection. */
-export interface StreamOptions {
+export interface StreamClientOptions {
   protocol?: Subprotocol | string | string[];
   token?: string;
   tokenInQuery?: boolean;
@@ -163,7 +163,7 @@ export interface StreamOptions {
   maxPayload?: number;
 }
 
-function streamUrl(wsBase: string, path: string, opts: StreamOptions): string {
+function streamUrl(wsBase: string, path: string, opts: StreamClientOptions): string {
   const q = new URLSearchParams();
   if (opts.window !== undefined) q.set('window', String(opts.window));
   if (opts.tokenInQuery && opts.token !== undefined) q.set('token', opts.token);
@@ -171,7 +171,7 @@ function streamUrl(wsBase: string, path: string, opts: StreamOptions): string {
   return `${wsBase}${path}${qs ? `?${qs}` : ''}`;
 }
 
-function wsOptions(opts: StreamOptions): WebSocket.ClientOptions {
+function wsOptions(opts: StreamClientOptions): WebSocket.ClientOptions {
   const headers: Record<string, string> = {};
   if (!opts.tokenInQuery && opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
   return { headers, autoPong: opts.autoPong ?? true, maxPayload: opts.maxPayload ?? 64 << 20 };
@@ -196,7 +196,7 @@ export class StreamClient {
   }
 
   /** open() - connect and wait for the upgrade to complete. */
-  static open(wsBase: string, path: string, opts: StreamOptions = {}): Promise<StreamClient> {
+  static open(wsBase: string, path: string, opts: StreamClientOptions = {}): Promise<StreamClient> {
     const ws = new WebSocket(streamUrl(wsBase, path, opts), opts.protocol ?? [], wsOptions(opts));
     const client = new StreamClient(ws);
     return new Promise((resolve, reject) => {
@@ -281,7 +281,7 @@ export class StreamClient {
  * refusedUpgrade() - attempt a stream upgrade that the daemon must refuse.
  * Return: the HTTP status and parsed body of the refusal.
  */
-export function refusedUpgrade(wsBase: string, path: string, opts: StreamOptions = {}): Promise<{ status: number; body: Json }> {
+export function refusedUpgrade(wsBase: string, path: string, opts: StreamClientOptions = {}): Promise<{ status: number; body: Json }> {
   const ws = new WebSocket(streamUrl(wsBase, path, opts), opts.protocol ?? [], wsOptions(opts));
   return new Promise((resolve, reject) => {
     ws.once('open', () => reject(new Error('the upgrade was accepted')));
