@@ -344,7 +344,10 @@ export class Platform {
     const d = this.device(name);
     d.fn.stopTraffic();
     const idev = d.dev.owner;
-    if (idev instanceof IommufdDevice) idev.ictx.destroyObject(idev.id);
+    if (idev instanceof IommufdDevice) {
+      idev.unplugging = true;
+      idev.ictx.destroyObject(idev.id);
+    }
     for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
     d.driver.releaseDevice(d.dev);
     d.fn.removed = true;
@@ -357,6 +360,7 @@ export class Platform {
     if (req.pasid !== undefined) this.checkPasid(d, req.pasid);
     if (req.length < 1) throw new IommuError('EINVAL', 'length must be at least 1');
     if (req.length > 1 << 20) throw new IommuError('E2BIG', 'a DMA moves at most 1 MiB');
+    if (req.iova + BigInt(req.length) > 1n << 64n) throw new IommuError('EOVERFLOW', 'iova + length overflows 64 bits');
     if (req.write && (!req.data || req.data.length !== req.length)) throw new IommuError('EINVAL', 'a write needs data of exactly length bytes');
     if (!req.write && req.data) throw new IommuError('EINVAL', 'data is only for writes');
     d.fn.dma(req, done);

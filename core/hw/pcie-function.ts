@@ -98,6 +98,8 @@ export class PcieFunction {
   private seq = 0;
   private readonly prgs: Array<Prg | undefined> = new Array(PRGI_COUNT).fill(undefined);
   private nextPrgi = 0;
+  /** PRG indexes not outstanding. */
+  private freePrgis = PRGI_COUNT;
   /** Requests in flight (bounded by caps.priOutstanding). */
   outstandingRequests = 0;
   private readonly budgetWaiters: Array<() => void> = [];
@@ -131,6 +133,7 @@ export class PcieFunction {
     this.stopped = false;
   }
 
+  /** The next free PRG index after the last one handed out; the caller checked freePrgis > 0. */
   private allocPrgi(): number {
     for (let i = 0; i < PRGI_COUNT; i++) {
       const p = (this.nextPrgi + i) & (PRGI_COUNT - 1);
@@ -142,8 +145,13 @@ export class PcieFunction {
     return -1;
   }
 
+  private setPrg(prgi: number, prg: Prg | undefined): void {
+    if (!this.prgs[prgi] !== !prg) this.freePrgis += prg ? -1 : 1;
+    this.prgs[prgi] = prg;
+  }
+
   private canSend(requests: number): boolean {
-    return this.outstandingRequests + requests <= this.caps.priOutstanding && this.prgs.some((p) => !p);
+    return this.outstandingRequests + requests <= this.caps.priOutstanding && this.freePrgis > 0;
   }
 
   private whenBudget(fn: () => void): void {
@@ -156,7 +164,7 @@ export class PcieFunction {
    */
   private sendGroup(pasid: number | undefined, pages: readonly bigint[], perm: TrafficRequest['perm'], onResponse: (code: number) => void): number {
     const prgi = this.allocPrgi();
-    this.prgs[prgi] = { pasid, requests: pages.length, count: 1, onResponse };
+    this.setPrg(prgi, { pasid, requests: pages.length, count: 1, onResponse });
     this.outstandingRequests += pages.length;
     for (let i = 0; i < pages.length; i++) {
       this.unit.pageRequest({
@@ -187,7 +195,7 @@ export class PcieFunction {
     if (req.last && !stopMarker) {
       const p = this.prgs[req.prgi & (PRGI_COUNT - 1)];
       if (p) p.count++;
-      else this.prgs[req.prgi & (PRGI_COUNT - 1)] = { pasid: req.pasid, requests: 0, count: 1, onResponse: undefined };
+      else this.setPrg(req.prgi & (PRGI_COUNT - 1), { pasid: req.pasid, requests: 0, count: 1, onResponse: undefined });
     }
     this.unit.pageRequest({ ...req, prgi: req.prgi & (PRGI_COUNT - 1), fn: this, stag: 0 });
     return true;
@@ -209,7 +217,7 @@ export class PcieFunction {
       this.unexpectedResponses++;
       return;
     }
-    if (--p.count === 0) this.prgs[prgi] = undefined;
+    if (--p.count === 0) this.setPrg(prgi, undefined);
     this.outstandingRequests -= p.requests;
     p.onResponse?.(code === PRG_SUCCESS ? PRG_SUCCESS : code === PRG_INVALID ? PRG_INVALID : PRG_FAILURE);
     if (this.budgetWaiters.length > 0) {

@@ -5,6 +5,7 @@
  */
 import type { Scheduler } from '../sched.js';
 import { IommuError } from './errors.js';
+import { GroupList, LINK_PENDING, newLinks } from './group-list.js';
 
 /** The RID slot of an IOMMU group's pasid array (kernel IOMMU_NO_PASID). */
 export const IOMMU_NO_PASID = 0;
@@ -128,7 +129,7 @@ export class IommuFaultParam {
   /** Non-last requests waiting for their group's last request. */
   readonly partial: IopfFault[] = [];
   /** Groups waiting for a hardware response (pending list). */
-  readonly faults = new Set<IopfGroup>();
+  readonly faults = new GroupList<IopfGroup>(LINK_PENDING);
   /** False once iopf_queue_remove_device() unpublished it. */
   live = true;
 
@@ -202,10 +203,15 @@ export class IopfGroup {
   /** iommufd's user-visible id while delivered (0 = none). */
   cookie = 0;
 
-  // Handler-private fields (iommufd's deliver list and bookkeeping).
+  /**
+   * List links (see group-list.ts): the device's pending list, and the
+   * handler's lists — its attachment's groups, the deliver list or a
+   * connection's delivered list, the response-timeout list.
+   */
+  readonly links = newLinks();
+
+  // Handler-private bookkeeping (iommufd).
   state: IopfGroupState = 'pending';
-  next: IopfGroup | undefined = undefined;
-  prev: IopfGroup | undefined = undefined;
   /** Time of the report (ms, scheduler clock). */
   reportedAt = 0;
   /** Time of first delivery (ms), -1 before. */
@@ -215,10 +221,6 @@ export class IopfGroup {
   conn: unknown = undefined;
   /** Owner's queue (iommufd fault object). */
   queue: unknown = undefined;
-  /** Timeout list links (iommufd), ordered by first delivery. */
-  tnext: IopfGroup | undefined = undefined;
-  tprev: IopfGroup | undefined = undefined;
-  inTimeoutList = false;
 
   constructor(
     /** Every fault of the group, partials in arrival order then the last one. */

@@ -12,6 +12,7 @@ import {
   iommuReplaceGroupHandle,
   type IopfGroup,
 } from '../iommu/iommu.js';
+import { GroupList, LINK_HANDLE } from '../iommu/group-list.js';
 import type { FaultAttachHandle } from './eventq.js';
 import { IOMMU_HWPT_ALLOC_PASID, IommufdHwpt, IommufdHwptPaging } from './hw-pagetable.js';
 import { IommufdIoas } from './ioas.js';
@@ -19,7 +20,7 @@ import { IommufdObject, type IommufdCtx, type IommufdPhysDevice } from './main.j
 
 /** struct iommufd_attach_handle: the handle plus the device that attached. */
 export class IommufdAttachHandle extends IommuAttachHandle implements FaultAttachHandle {
-  readonly groups = new Set<IopfGroup>();
+  readonly groups = new GroupList<IopfGroup>(LINK_HANDLE);
   constructor(
     readonly hwpt: IommufdHwpt,
     readonly idev: IommufdDevice,
@@ -36,6 +37,8 @@ export class IommufdDevice extends IommufdObject {
   readonly type = 'device' as const;
   /** pasid (IOMMU_NO_PASID = RID) → current attachment. */
   readonly attachments = new Map<number, IommufdAttachHandle>();
+  /** Set by hot-unplug: detaches answer with cause `unplug`. */
+  unplugging = false;
 
   constructor(
     ictx: IommufdCtx,
@@ -178,7 +181,7 @@ export function iommufdDeviceDetach(idev: IommufdDevice, pasidArg?: number): voi
   if (!old) throw new IommuError('EINVAL', `device ${idev.id} is not attached at ${pasid === IOMMU_NO_PASID ? 'the RID' : `pasid ${pasid}`}`);
   iommuDetachGroupHandle(idev.phys.dev, pasid);
   idev.attachments.delete(pasid);
-  old.hwpt.fault?.autoResponse(old, 'detach');
+  old.hwpt.fault?.autoResponse(old, idev.unplugging ? 'unplug' : 'detach');
   old.hwpt.users--;
   putAuto(old.hwpt);
 }

@@ -21,6 +21,7 @@ import { IommuError } from '../iommu/errors.js';
 import { IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IommuAttachHandle, type IopfGroup } from '../iommu/iommu.js';
 import { iopfFreeGroup, iopfGroupResponse } from '../iopf/io-pgfault.js';
 import type { TimerHandle } from '../sched.js';
+import { GroupList, LINK_DEADLINE, LINK_DELIVER } from '../iommu/group-list.js';
 import { IdAllocator } from './ids.js';
 import { IommufdObject, type AutoCause, type IommufdCtx } from './main.js';
 
@@ -39,7 +40,7 @@ export interface FaultListener {
 /** One open reader of a fault queue (a fault fd; a WebSocket stream). */
 export class IommufdFaultConn {
   /** Groups delivered here and not answered, in delivery order. */
-  readonly delivered = new Set<IopfGroup>();
+  readonly delivered = new GroupList<IopfGroup>(LINK_DELIVER);
   open = true;
 
   constructor(
@@ -57,7 +58,7 @@ export class IommufdFaultConn {
 /** struct iommufd_attach_handle: an attach handle plus the device that made it. */
 export interface IommufdHandleGroups {
   /** Groups of this attachment owned by a fault queue (for detach in O(k)). */
-  readonly groups: Set<IopfGroup>;
+  readonly groups: GroupList<IopfGroup>;
   /** dev_id of the attaching device. */
   readonly devId: number;
 }
@@ -102,18 +103,14 @@ export interface RespondResult {
 /** struct iommufd_fault. */
 export class IommufdFault extends IommufdObject {
   readonly type = 'fault' as const;
-  // Deliver list (FIFO, intrusive through group.next/prev).
-  private head: IopfGroup | undefined;
-  private tail: IopfGroup | undefined;
-  /** Groups waiting for delivery (including returned ones). */
-  queued = 0;
+  /** The deliver list: groups waiting for delivery (including returned ones), FIFO. */
+  private readonly deliver = new GroupList<IopfGroup>(LINK_DELIVER);
   // Cookie table: cookie → group, for groups that hold a cookie.
   private readonly cookies: Array<IopfGroup | undefined> = [undefined];
   private readonly cookieIds = new IdAllocator();
   readonly conns = new Set<IommufdFaultConn>();
-  // Response-timeout list, ordered by first delivery (intrusive through tnext/tprev).
-  private thead: IopfGroup | undefined;
-  private ttail: IopfGroup | undefined;
+  /** Response-timeout list, ordered by first delivery (so its head is the next deadline). */
+  private readonly deadlines = new GroupList<IopfGroup>(LINK_DEADLINE);
   private timer: TimerHandle | undefined;
   private timerAt = 0;
   readonly counters: FaultCounters = {
@@ -161,59 +158,13 @@ export class IommufdFault extends IommufdObject {
     return this.cookieIds.used;
   }
 
-  // ---- deliver list ------------------------------------------------------
-
-  private pushTail(g: IopfGroup): void {
-    g.next = undefined;
-    g.prev = this.tail;
-    if (this.tail) this.tail.next = g;
-    else this.head = g;
-    this.tail = g;
-    this.queued++;
-  }
-
-  private pushHead(g: IopfGroup): void {
-    g.prev = undefined;
-    g.next = this.head;
-    if (this.head) this.head.prev = g;
-    else this.tail = g;
-    this.head = g;
-    this.queued++;
-  }
-
-  private unlink(g: IopfGroup): void {
-    if (g.prev) g.prev.next = g.next;
-    else this.head = g.next;
-    if (g.next) g.next.prev = g.prev;
-    else this.tail = g.prev;
-    g.next = g.prev = undefined;
-    this.queued--;
-  }
-
-  // ---- timeout list ------------------------------------------------------
-
-  private timeoutAdd(g: IopfGroup): void {
-    g.inTimeoutList = true;
-    g.tnext = undefined;
-    g.tprev = this.ttail;
-    if (this.ttail) this.ttail.tnext = g;
-    else this.thead = g;
-    this.ttail = g;
-    if (!this.timer) this.armTimer();
-  }
-
-  private timeoutRemove(g: IopfGroup): void {
-    if (!g.inTimeoutList) return;
-    g.inTimeoutList = false;
-    if (g.tprev) g.tprev.tnext = g.tnext;
-    else this.thead = g.tnext;
-    if (g.tnext) g.tnext.tprev = g.tprev;
-    else this.ttail = g.tprev;
-    g.tnext = g.tprev = undefined;
+  /** Groups waiting for delivery (including ones returned by a closed connection). */
+  get queued(): number {
+    return this.deliver.size;
   }
 
   private armTimer(): void {
-    const first = this.thead;
+    const first = this.deadlines.head;
     if (!first) return;
     const sched = this.ictx.env.sched;
     this.timerAt = first.deliveredAt + this.options.responseTimeoutMs;
@@ -224,9 +175,9 @@ export class IommufdFault extends IommufdObject {
     this.timer = undefined;
     const now = this.ictx.env.sched.now();
     const cookies: number[] = [];
-    let g = this.thead;
+    let g = this.deadlines.head;
     while (g && g.deliveredAt + this.options.responseTimeoutMs <= now) {
-      const next = g.tnext;
+      const next = this.deadlines.after(g);
       cookies.push(g.cookie);
       this.untrack(g);
       this.counters.timeout++;
@@ -250,19 +201,19 @@ export class IommufdFault extends IommufdObject {
    */
   untrack(g: IopfGroup): void {
     if (g.queue !== this) return;
-    if (g.state === 'queued') this.unlink(g);
+    this.deliver.remove(g);
     if (g.cookie !== 0) {
       this.cookies[g.cookie] = undefined;
       this.cookieIds.free(g.cookie);
     }
     const conn = g.conn as IommufdFaultConn | undefined;
     if (conn) {
-      conn.delivered.delete(g);
+      conn.delivered.remove(g);
       g.conn = undefined;
-      if (conn.open && this.head && conn.space === 1) conn.listener.readable();
+      if (conn.open && this.deliver.head && conn.space === 1) conn.listener.readable();
     }
-    this.timeoutRemove(g);
-    (g.attachHandle as FaultAttachHandle | undefined)?.groups.delete(g);
+    this.deadlines.remove(g);
+    (g.attachHandle as FaultAttachHandle | undefined)?.groups.remove(g);
     g.queue = undefined;
     g.state = 'answered';
   }
@@ -273,7 +224,7 @@ export class IommufdFault extends IommufdObject {
 
   /** Tell connections with window space that groups are waiting. */
   notifyReadable(): void {
-    if (!this.head) return;
+    if (!this.deliver.head) return;
     for (const c of this.conns) if (c.space > 0) c.listener.readable();
   }
 
@@ -281,7 +232,7 @@ export class IommufdFault extends IommufdObject {
 
   /** Is anything waiting for delivery (poll's EPOLLIN)? */
   get readable(): boolean {
-    return this.head !== undefined;
+    return this.deliver.head !== undefined;
   }
 
   /**
@@ -295,8 +246,9 @@ export class IommufdFault extends IommufdObject {
     let records = 0;
     const now = this.ictx.env.sched.now();
     const timeout = this.options.responseTimeoutMs;
-    while (this.head && conn.delivered.size < conn.window && out.length < maxGroups) {
-      const g = this.head;
+    const deliver = this.deliver;
+    while (deliver.head && conn.delivered.size < conn.window && out.length < maxGroups) {
+      const g = deliver.head;
       if (records + g.faults.length > maxRecords) break;
       if (g.cookie === 0) {
         const injected = this.ictx.env.failAlloc?.('cookie') ?? false;
@@ -312,14 +264,17 @@ export class IommufdFault extends IommufdObject {
         g.redelivered = true;
         this.counters.redelivered++;
       }
-      this.unlink(g);
+      deliver.remove(g);
       records += g.faults.length;
       g.state = 'delivered';
       g.conn = conn;
-      conn.delivered.add(g);
+      conn.delivered.pushTail(g);
       if (g.deliveredAt < 0) {
         g.deliveredAt = now;
-        if (timeout > 0) this.timeoutAdd(g);
+        if (timeout > 0) {
+          this.deadlines.pushTail(g);
+          if (!this.timer) this.armTimer();
+        }
       }
       out.push(g);
     }
@@ -375,7 +330,7 @@ export class IommufdFault extends IommufdObject {
     const conn = new IommufdFaultConn(this, window, listener);
     this.conns.add(conn);
     this.users++;
-    if (this.head) listener.readable();
+    if (this.deliver.head) listener.readable();
     return conn;
   }
 
@@ -388,13 +343,13 @@ export class IommufdFault extends IommufdObject {
     conn.open = false;
     this.conns.delete(conn);
     this.users--;
-    const back = [...conn.delivered];
-    conn.delivered.clear();
+    const back = conn.delivered.toArray();
     for (let i = back.length - 1; i >= 0; i--) {
       const g = back[i]!;
+      conn.delivered.remove(g);
       g.conn = undefined;
       g.state = 'queued';
-      this.pushHead(g);
+      this.deliver.pushHead(g);
     }
     if (back.length > 0) this.notifyReadable();
   }
@@ -403,13 +358,12 @@ export class IommufdFault extends IommufdObject {
    * iommufd_auto_response_faults: answer INVALID every group of `handle` this
    * queue holds, queued or delivered, exactly once.
    */
-  autoResponse(handle: FaultAttachHandle, cause: 'detach' | 'replace'): number {
+  autoResponse(handle: FaultAttachHandle, cause: 'detach' | 'replace' | 'unplug'): number {
     let n = 0;
-    for (const g of [...handle.groups]) {
+    for (const g of handle.groups.toArray()) {
       if (g.queue !== this) continue;
       this.untrack(g);
-      if (cause === 'detach') this.counters.auto_detach++;
-      else this.counters.auto_replace++;
+      this.counters[`auto_${cause}`]++;
       this.observeAuto(g, cause);
       iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
       iopfFreeGroup(g);
@@ -424,8 +378,7 @@ export class IommufdFault extends IommufdObject {
       this.close(c);
       c.listener.kill();
     }
-    const all: IopfGroup[] = [];
-    for (let g = this.head; g; g = g.next) all.push(g);
+    const all = this.deliver.toArray();
     for (const g of this.cookies) if (g && g.state !== 'queued') all.push(g);
     for (const g of all) {
       this.untrack(g);
@@ -452,8 +405,8 @@ export class IommufdFault extends IommufdObject {
     }
     g.queue = this;
     g.state = 'queued';
-    (g.attachHandle as FaultAttachHandle).groups.add(g);
-    this.pushTail(g);
+    (g.attachHandle as FaultAttachHandle).groups.pushTail(g);
+    this.deliver.pushTail(g);
     this.counters.reported++;
     this.ictx.env.observer.reported?.();
     // Readers drain the list until it is empty or their window is full; only

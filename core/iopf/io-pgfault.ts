@@ -55,7 +55,7 @@ export function iopfQueueRemoveDevice(queue: IopfQueue, dev: IommuDevice): void 
   const fp = dev.faultParam;
   if (!fp || fp.queue !== queue) return;
   fp.partial.length = 0;
-  for (const group of [...fp.faults]) {
+  for (const group of fp.faults.toArray()) {
     const revoke = group.attachHandle?.domain.iopfRevoke;
     if (revoke) revoke(group);
     iopfGroupResponse(group, IOMMU_PAGE_RESP_INVALID);
@@ -140,7 +140,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequ
   const group = new IopfGroup(faults, fp);
   group.attachHandle = handle;
   group.reportedAt = fp.queue.sched.now();
-  fp.faults.add(group);
+  fp.faults.pushTail(group);
   const ret = inject.handler?.() ? ENOMEM_N : handle.domain.iopfHandler!(group);
   if (ret !== 0) {
     // E5: the handler refused the group.
@@ -158,7 +158,7 @@ export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode)
   if (!group.pending) return;
   group.pending = false;
   const fp = group.faultParam;
-  fp.faults.delete(group);
+  fp.faults.remove(group);
   const prm = group.lastFault.prm;
   fp.dev.ops.pageResponse(fp.dev, group.lastFault, { pasid: prm.pasid, grpid: prm.grpid, code });
 }

@@ -611,7 +611,7 @@ describe('lifetime, detach, replace, teardown', () => {
     let captured: Parameters<typeof iopfGroupResponse>[0] | undefined;
     const dev = w.platform.iommuDevice('d0');
     w.T(undefined, 1, true);
-    captured = [...dev.faultParam!.faults][0];
+    captured = dev.faultParam!.faults.head;
     const fd = w.fd(f);
     fd.read(40);
     fd.write([[1, 0]]);

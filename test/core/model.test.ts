@@ -121,7 +121,7 @@ function run(cmds: Cmd[], model: 'vtd' | 'generic' | 'smmuv3'): void {
   // Last requests each function actually sent (the ones that need a response).
   const lasts = new Map<PcieFunction, number>(fns.map((f) => [f, 0]));
   let c = setup(p, plugged);
-  const delivered = (conn: IommufdFaultConn): IopfGroup[] => [...conn.delivered];
+  const delivered = (conn: IommufdFaultConn): IopfGroup[] => conn.delivered.toArray();
 
   for (const cmd of cmds) {
     switch (cmd.k) {
