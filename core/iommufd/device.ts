@@ -72,24 +72,32 @@ export function iommufdDeviceBind(ictx: IommufdCtx, name: string): IommufdDevice
 }
 
 /** Resolve pt_id for attach: a hwpt, or an IOAS (then an automatic paging hwpt is made). */
-function resolvePt(idev: IommufdDevice, ptId: number, pasid: number): IommufdHwpt {
+function resolvePt(idev: IommufdDevice, ptId: number): IommufdHwpt {
   const ictx = idev.ictx;
   const obj = ictx.get<IommufdObject>(ptId, 'hwpt_paging', 'hwpt_nested', 'ioas');
   if (!(obj instanceof IommufdIoas)) return obj as IommufdHwpt;
-  // iommufd_device_auto_get_domain: reuse a compatible automatic hwpt on this IOAS.
-  for (const o of ictx.objects()) {
-    if (o instanceof IommufdHwptPaging && o.auto && o.ioas === obj && o.iommuName === idev.phys.iommuName) return o;
+  return (
+    findAuto(idev, obj) ??
+    ictx.create(new IommufdHwptPaging(ictx), (h) => {
+      h.auto = true;
+      // Usable at the RID and at any PASID.
+      h.flags = IOMMU_HWPT_ALLOC_PASID;
+      h.iommuName = idev.phys.iommuName;
+      h.domain = idev.phys.dev.ops.domainAllocPaging(idev.phys.dev, false);
+      h.domain.owner = h;
+      obj.addDomain(h.domain);
+      h.ioas = obj;
+      obj.users++;
+    })
+  );
+}
+
+/** iommufd_device_auto_get_domain: the automatic hwpt already made on `ioas` for this device's IOMMU. */
+function findAuto(idev: IommufdDevice, ioas: IommufdIoas): IommufdHwptPaging | undefined {
+  for (const o of idev.ictx.objects()) {
+    if (o instanceof IommufdHwptPaging && o.auto && o.ioas === ioas && o.iommuName === idev.phys.iommuName) return o;
   }
-  return ictx.create(new IommufdHwptPaging(ictx), (h) => {
-    h.auto = true;
-    h.flags = pasid !== IOMMU_NO_PASID ? IOMMU_HWPT_ALLOC_PASID : 0;
-    h.iommuName = idev.phys.iommuName;
-    h.domain = idev.phys.dev.ops.domainAllocPaging(idev.phys.dev, false);
-    h.domain.owner = h;
-    obj.addDomain(h.domain);
-    h.ioas = obj;
-    obj.users++;
-  });
+  return undefined;
 }
 
 /** iommufd_hwpt_compatible_device and the PASID rules. EINVAL when not. */
@@ -119,6 +127,36 @@ function putAuto(hwpt: IommufdHwpt): void {
   }
 }
 
+function slotName(pasid: number): string {
+  return pasid === IOMMU_NO_PASID ? 'the RID' : `pasid ${pasid}`;
+}
+
+/**
+ * Install a new attachment of `ptId` at (idev, pasid) through `install` (the
+ * IOMMU core's attach or replace). On any failure nothing changes and an
+ * automatic hwpt made for it is dropped again.
+ */
+function installHandle(
+  idev: IommufdDevice,
+  ptId: number,
+  pasid: number,
+  install: (dev: IommufdDevice['phys']['dev'], pasid: number, handle: IommufdAttachHandle) => unknown,
+): IommufdHwpt {
+  const hwpt = resolvePt(idev, ptId);
+  try {
+    checkCompatible(idev, hwpt, pasid);
+    idev.ictx.mayFail('attach-handle');
+    const handle = new IommufdAttachHandle(hwpt, idev);
+    install(idev.phys.dev, pasid, handle);
+    idev.attachments.set(pasid, handle);
+  } catch (e) {
+    putAuto(hwpt);
+    throw e;
+  }
+  hwpt.users++;
+  return hwpt;
+}
+
 /**
  * Attach `idev` at the RID (pasid undefined) or a PASID to `ptId` (a hwpt or
  * an IOAS). EBUSY if that slot is attached; EINVAL for an incompatible hwpt;
@@ -126,19 +164,8 @@ function putAuto(hwpt: IommufdHwpt): void {
  */
 export function iommufdDeviceAttach(idev: IommufdDevice, ptId: number, pasidArg?: number): void {
   const pasid = checkPasidArg(pasidArg);
-  if (idev.attachments.has(pasid)) throw new IommuError('EBUSY', `device ${idev.id} is already attached at ${pasid === IOMMU_NO_PASID ? 'the RID' : `pasid ${pasid}`}; use replace`);
-  const hwpt = resolvePt(idev, ptId, pasid);
-  try {
-    checkCompatible(idev, hwpt, pasid);
-    idev.ictx.mayFail('attach-handle');
-    const handle = new IommufdAttachHandle(hwpt, idev);
-    iommuAttachGroupHandle(idev.phys.dev, pasid, handle);
-    idev.attachments.set(pasid, handle);
-    hwpt.users++;
-  } catch (e) {
-    putAuto(hwpt);
-    throw e;
-  }
+  if (idev.attachments.has(pasid)) throw new IommuError('EBUSY', `device ${idev.id} is already attached at ${slotName(pasid)}; use replace`);
+  installHandle(idev, ptId, pasid, iommuAttachGroupHandle);
 }
 
 /**
@@ -150,20 +177,10 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: number, pasidArg?
 export function iommufdDeviceReplace(idev: IommufdDevice, ptId: number, pasidArg?: number): void {
   const pasid = checkPasidArg(pasidArg);
   const old = idev.attachments.get(pasid);
-  if (!old) throw new IommuError('EINVAL', `device ${idev.id} is not attached at ${pasid === IOMMU_NO_PASID ? 'the RID' : `pasid ${pasid}`}; use attach`);
-  const hwpt = resolvePt(idev, ptId, pasid);
-  if (hwpt === old.hwpt) return;
-  try {
-    checkCompatible(idev, hwpt, pasid);
-    idev.ictx.mayFail('attach-handle');
-    const handle = new IommufdAttachHandle(hwpt, idev);
-    iommuReplaceGroupHandle(idev.phys.dev, pasid, handle);
-    idev.attachments.set(pasid, handle);
-  } catch (e) {
-    putAuto(hwpt);
-    throw e;
-  }
-  hwpt.users++;
+  if (!old) throw new IommuError('EINVAL', `device ${idev.id} is not attached at ${slotName(pasid)}; use attach`);
+  const existing = idev.ictx.find(ptId);
+  if (existing === old.hwpt || (existing instanceof IommufdIoas && findAuto(idev, existing) === old.hwpt)) return;
+  const hwpt = installHandle(idev, ptId, pasid, iommuReplaceGroupHandle);
   const target = idev.ictx.env.quirks.replaceDrainsNew ? hwpt.fault : old.hwpt.fault;
   target?.autoResponse(old, 'replace');
   old.hwpt.users--;
@@ -178,7 +195,7 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: number, pasidArg
 export function iommufdDeviceDetach(idev: IommufdDevice, pasidArg?: number): void {
   const pasid = checkPasidArg(pasidArg);
   const old = idev.attachments.get(pasid);
-  if (!old) throw new IommuError('EINVAL', `device ${idev.id} is not attached at ${pasid === IOMMU_NO_PASID ? 'the RID' : `pasid ${pasid}`}`);
+  if (!old) throw new IommuError('EINVAL', `device ${idev.id} is not attached at ${slotName(pasid)}`);
   iommuDetachGroupHandle(idev.phys.dev, pasid);
   idev.attachments.delete(pasid);
   old.hwpt.fault?.autoResponse(old, idev.unplugging ? 'unplug' : 'detach');
