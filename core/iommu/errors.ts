@@ -3,20 +3,14 @@
  * message; the server maps the errno to HTTP in one table. The IOPF path never
  * throws outward: it always answers the device.
  */
-export type CoreErrno =
-  | 'ENOENT'
-  | 'ENODEV'
-  | 'EINVAL'
-  | 'EOPNOTSUPP'
-  | 'EOVERFLOW'
-  | 'E2BIG'
-  | 'ESPIPE'
-  | 'EFAULT'
-  | 'EBUSY'
-  | 'EEXIST'
-  | 'EPERM'
-  | 'ENOSPC'
-  | 'ENOMEM';
+import type { Errno } from '../../protocol/errno.js';
+
+/**
+ * The errnos a core command may throw: the wire's vocabulary (one list, in
+ * protocol/errno.ts) minus what only the shell produces (tokens, rate
+ * limits, body size, internal failures).
+ */
+export type CoreErrno = Exclude<Errno, 'EACCES' | 'EIO' | 'EAGAIN' | 'ETIMEDOUT' | 'EMSGSIZE'>;
 
 export class IommuError extends Error {
   constructor(
