@@ -5,6 +5,7 @@
  * that tests can cut a connection as a network would.
  */
 import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { buildApp, type AppOptions, type IopfdApp } from '../../server/app.js';
 import { IopfdClient } from '../../clients/sdk/index.js';
 
@@ -53,4 +54,9 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
 /** sleep() - wait @ms. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** program() - the compiled path of a client program, e.g. `clients/cli/iopfctl.js` (cwd-independent). */
+export function program(rel: string): string {
+  return fileURLToPath(new URL(`../../${rel}`, import.meta.url));
 }

@@ -1,0 +1,2 @@
+/** DOC: DMA workloads (TrafficGenerator) for the traffic process, iopfctl and the demo. */
+export * from './traffic.js';
