@@ -7,10 +7,11 @@
  * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json and
  * /docs, one error handler, and the shutdown sequence.
  */
+import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Platform, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
-import { CLOSE, openApiDocument, STREAM_URL } from '../protocol/index.js';
+import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
 import { tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
 import { docsHtml } from './docs.js';
@@ -60,6 +61,35 @@ export interface IopfdApp {
 }
 
 /**
+ * replyClientError() - answer a request Node's HTTP parser refused (bad
+ * request line, broken chunking, headers over 16 KiB, a request that took
+ * too long) with 400 EINVAL and the usual `{errno, message}` body, then
+ * close; fastify's default would send a body of its own format. Logged at
+ * debug level by code only: the error's raw packet may hold a token.
+ * @err: the parser's error.
+ * @socket: the client's socket.
+ * @log: the daemon's logger.
+ */
+function replyClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logger): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  log.debug({ code: err.code }, 'malformed HTTP request');
+  const why =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? 'request headers are too large'
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? 'the request was not received in time'
+        : `malformed HTTP request (${err.code ?? 'parse error'})`;
+  const text = JSON.stringify({ errno: 'EINVAL', message: why });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${httpStatusOf('EINVAL')} Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  }
+  socket.destroy();
+}
+
+/**
  * buildApp() - assemble the daemon.
  * @opts: see AppOptions.
  *
@@ -93,6 +123,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     bodyLimit: BODY_LIMIT,
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: replyError,
+    clientErrorHandler: (err, socket) => replyClientError(err, socket, log),
     // fastify's closing-time 503 has a body of its own; a request that still
     // arrives on an open connection during shutdown is served as usual.
     return503OnClosing: false,

@@ -50,7 +50,7 @@ const FASTIFY_MESSAGE: Readonly<Record<string, string>> = {
  *
  * Return: the status and `{errno, message}` body. A fastify client error
  * (4xx with an FST_ code) is EMSGSIZE for a body over the limit, else
- * EINVAL; anything else unknown is EIO with a generic message (the details
+ * EINVAL; a request the client aborted is EINVAL; anything else unknown is EIO with a generic message (the details
  * go to the log only).
  */
 export function wireErrorOf(err: unknown): WireError {
@@ -61,6 +61,9 @@ export function wireErrorOf(err: unknown): WireError {
     const errno: Errno = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'EMSGSIZE' : 'EINVAL';
     return wire(errno, FASTIFY_MESSAGE[e.code] ?? String(e.message), false);
   }
+  // The client went away while its body was being read (Node's 'aborted'):
+  // nobody will read the reply, and it is not the daemon's fault.
+  if (e?.code === 'ECONNRESET' && typeof e.statusCode === 'number' && e.statusCode < 500) return wire('EINVAL', 'the client aborted the request', false);
   return wire('EIO', 'internal error', true);
 }
 
