@@ -18,9 +18,12 @@
  *   mark and resumes on the socket's 'drain';
  * - responses: JSON `responses` frames are judged entry by entry and get one
  *   `results` frame; binary frames are write()s of 8-byte responses and get
- *   one `write` frame; a frame of the wrong kind gets one `error` frame and
- *   the connection stays open, unless the peer exceeds the error-frame rate
- *   (close 1008);
+ *   one `write` frame; a frame of the wrong kind (or a text frame that is not
+ *   UTF-8) gets one `error` frame and the connection stays open, unless the
+ *   peer exceeds the error-frame rate (close 1008);
+ * - input back-pressure: while the replies to a peer are backed up on its
+ *   socket (above the high-water mark), its frames are not read, so a peer
+ *   that writes without reading cannot grow the daemon's memory;
  * - notices: `expired` as the core reports them, `overflow` counts summed
  *   per event-loop turn;
  * - heartbeat: a ping every heartbeatMs; a peer that has not answered the
@@ -29,6 +32,7 @@
  * - close: the core re-queues the connection's unanswered groups; releasing
  *   the context (or shutdown) closes the stream with 1001.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -152,6 +156,7 @@ class FaultStream implements FaultListener {
   private flushPending = false;
   private waitingDrain = false;
   private overflowCount = 0;
+  private inputPaused = false;
   private errorFrames = 0;
   private errorWindowStart = 0;
   /** Cleared by each ping, set by each pong. */
@@ -335,12 +340,32 @@ class FaultStream implements FaultListener {
     const buf = data as Buffer;
     if (this.protocol === SUBPROTOCOL_JSON) {
       if (isBinary) this.sendError(`binary frame on an ${SUBPROTOCOL_JSON} stream: send JSON text frames`);
+      // ws leaves UTF-8 to us (skipUTF8Validation): a bad text frame is an error frame, not a 1007 close.
+      else if (!isUtf8(buf)) this.sendError('text frame is not valid UTF-8');
       else this.respondJson(buf.toString('utf8'));
     } else if (!isBinary) {
       this.sendError(`text frame on an ${this.protocol} stream: send binary ${RESPONSE_SIZE}-byte responses`);
     } else {
       this.respondUapi(buf);
     }
+    this.throttleInput();
+  }
+
+  /**
+   * Stop reading the peer's frames while our replies to it are backed up
+   * (results frames can be several times the size of the frame they answer);
+   * resume on the socket's 'drain'. A peer that never reads then blocks its
+   * own writes instead of growing the daemon's memory.
+   */
+  private throttleInput(): void {
+    const ws = this.ws;
+    if (this.inputPaused || !ws || !this.socket || ws.bufferedAmount <= this.server.options.highWaterMark) return;
+    this.inputPaused = true;
+    ws.pause();
+    this.socket.once('drain', () => {
+      this.inputPaused = false;
+      if (ws.readyState === WebSocket.OPEN) ws.resume();
+    });
   }
 
   /** A JSON `responses` frame: each entry judged on its own, one `results` frame. */
@@ -437,6 +462,8 @@ export class FaultStreamServer {
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: MAX_FRAME,
+      // Text frames are checked in onMessage, to answer a bad one with an error frame.
+      skipUTF8Validation: true,
       handleProtocols: (protocols) => chooseSubprotocol(protocols) ?? false,
     });
     this.heartbeat = setInterval(() => {
