@@ -455,13 +455,17 @@ type CommandSpec = Omit<Command, 'errnos'> & { readonly errnos?: readonly Errno[
 
 /**
  * command() - complete a table entry with the errnos every route of its kind
- * can return: EINVAL (schema), EACCES (token), EMSGSIZE (body size), EIO.
+ * can return: EINVAL (schema, or a body where none is taken), EACCES (token),
+ * EMSGSIZE (body size, on every method but GET), EIO.
  */
 function command(spec: CommandSpec): Command {
   const all = new Set<Errno>(spec.errnos ?? []);
-  if (spec.params || spec.query || spec.body) all.add('EINVAL');
+  // A request of any method but GET may carry a body, even where the route takes
+  // none: it is then refused (EINVAL), or EMSGSIZE when over the size limit.
+  const mayHaveBody = spec.body !== undefined || spec.method !== 'GET';
+  if (spec.params || spec.query || mayHaveBody) all.add('EINVAL');
   if (spec.auth !== 'none') all.add('EACCES');
-  if (spec.body) all.add('EMSGSIZE');
+  if (mayHaveBody) all.add('EMSGSIZE');
   all.add('EIO');
   return Object.freeze({ ...spec, errnos: Object.freeze(ERRNOS.filter((e) => all.has(e))) });
 }
@@ -587,7 +591,7 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     params: zObjectParams, body: zIoasMapBody, response: zEmptyResult,
     summary: 'Map fresh zeroed memory at a 4 KiB aligned IOVA range',
     kernel: 'IOMMU_IOAS_MAP',
-    errnos: ['ENOENT', 'EEXIST', 'EOVERFLOW', 'ENOMEM'],
+    errnos: ['ENOENT', 'EEXIST', 'EOVERFLOW', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'ioas.unmap', method: 'POST', url: `${C}/ioas/:id/unmap`, auth: 'ctx', status: 200,
@@ -627,14 +631,14 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     params: zDevIdParams, body: zAttachBody, response: zEmptyResult,
     summary: 'Attach the device (RID, or a PASID) to an hwpt',
     kernel: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
-    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOMEM'],
+    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'device.replace', method: 'POST', url: `${C}/devices/:dev_id/replace`, auth: 'ctx', status: 200,
     params: zDevIdParams, body: zAttachBody, response: zEmptyResult,
     summary: "Replace the attachment; the old attachment's groups are answered INVALID",
     kernel: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)',
-    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOMEM'],
+    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'device.detach', method: 'POST', url: `${C}/devices/:dev_id/detach`, auth: 'ctx', status: 200,

@@ -439,6 +439,8 @@ function entryShapeError(e: unknown): string | undefined {
   }
   if (n !== 2) return entry['cookie'] === undefined ? '.cookie: required' : '.code: required';
   if (typeof entry['cookie'] !== 'number') return `.cookie: expected a number, got ${describe(entry['cookie'])}`;
+  // JSON.parse turns an overflowing literal such as 1e400 into Infinity, which no reply could echo.
+  if (!Number.isFinite(entry['cookie'])) return '.cookie: expected a finite number';
   const code = entry['code'];
   if (typeof code !== 'number' && typeof code !== 'string') {
     return `.code: expected a number or a string, got ${describe(code)}`;
