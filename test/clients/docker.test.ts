@@ -1,0 +1,112 @@
+// Dockerfile, docker-compose.yml and .dockerignore, checked without a Docker
+// engine: their structure, the commands they run against the real programs,
+// the image's health check and start guard as shell/node would run them,
+// and `docker compose config` / `docker-compose config` where installed.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { program, startDaemon, type TestDaemon } from './helpers.js';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const read = (name: string): string => readFileSync(`${repo}${name}`, 'utf8');
+const run = promisify(execFile);
+
+let d: TestDaemon;
+before(async () => (d = await startDaemon()));
+after(() => d.close());
+
+/** The exec-form JSON array of a Dockerfile instruction (its last line). */
+function execForm(dockerfile: string, instruction: string): string[] {
+  const m = new RegExp(`^(?:${instruction}|\\s+CMD) (\\[.*\\])$`, 'm').exec(dockerfile.slice(dockerfile.search(new RegExp(`^${instruction} `, 'm'))));
+  assert.ok(m, `${instruction} in exec form`);
+  return JSON.parse(m[1]!) as string[];
+}
+
+test('Dockerfile: multi-stage on CI\'s Node major, production dependencies, non-root, health check, port, start guard', async () => {
+  const df = read('Dockerfile');
+  const froms = [...df.matchAll(/^FROM (\S+)(?: AS (\S+))?$/gm)];
+  assert.equal(froms.length, 2, 'two stages');
+  const major = process.versions.node.split('.')[0];
+  assert.deepEqual(froms.map((f) => f[1]), [`node:${major}-slim`, `node:${major}-slim`], 'the Node major CI runs');
+  assert.equal(froms[0]![2], 'build');
+  const [build, runtime] = df.split(/^FROM node:\d+-slim$/m) as [string, string];
+  assert.match(build, /^RUN npm ci$/m);
+  assert.match(build, /^RUN npm run build$/m);
+  assert.match(runtime, /^RUN npm ci --omit=dev/m);
+  assert.match(runtime, /^COPY --from=build \/app\/dist\/server \.\/dist\/server$/m);
+  assert.match(runtime, /^COPY --from=build \/app\/dist\/clients \.\/dist\/clients$/m);
+  assert.match(runtime, /^USER node$/m);
+  assert.match(runtime, /^EXPOSE 8080$/m);
+
+  // The health check, run by node against a live daemon and a dead port.
+  const health = execForm(df, 'HEALTHCHECK');
+  assert.deepEqual(health.slice(0, 2), ['node', '-e']);
+  assert.match(health[2]!, /fetch\('http:\/\/127\.0\.0\.1:8080\/healthz'\)/);
+  const port = new URL(d.url).port;
+  // (Asynchronously: the daemon answers from this very process.)
+  await run(process.execPath, ['-e', health[2]!.replace('8080', port)]);
+  await assert.rejects(run(process.execPath, ['-e', health[2]!.replace('8080', '1')]), (e: { code?: number }) => e.code === 1);
+
+  // The start command listens on 0.0.0.0:8080 and refuses to start without the admin token.
+  const cmd = execForm(df, 'CMD');
+  assert.deepEqual(cmd.slice(0, 2), ['sh', '-c']);
+  assert.match(cmd[2]!, /exec node dist\/server\/main\.js --host 0\.0\.0\.0 --port 8080$/);
+  const env = { ...process.env };
+  delete env['IOPFD_ADMIN_TOKEN'];
+  const guarded = spawnSync(cmd[0]!, cmd.slice(1), { cwd: repo, env, encoding: 'utf8' });
+  assert.notEqual(guarded.status, 0);
+  assert.match(guarded.stderr, /IOPFD_ADMIN_TOKEN is required/);
+});
+
+test('.dockerignore keeps node_modules, dist and .git out of the build context', () => {
+  const lines = read('.dockerignore').split('\n').map((l) => l.trim());
+  for (const entry of ['node_modules', 'dist', '.git']) assert.ok(lines.includes(entry), entry);
+});
+
+/** The services of docker-compose.yml, each as its block of text. */
+function services(compose: string): Map<string, string> {
+  const section = compose.slice(compose.search(/^services:$/m));
+  const out = new Map<string, string>();
+  for (const m of section.matchAll(/^ {2}([\w-]+):\n((?: {4}.*\n|\n)*)/gm)) out.set(m[1]!, m[2]!);
+  return out;
+}
+
+test('docker-compose.yml: daemon, vmm-handler, traffic in health order; their commands parse', async () => {
+  const compose = read('docker-compose.yml');
+  const s = services(compose);
+  assert.deepEqual([...s.keys()], ['daemon', 'vmm-handler', 'traffic']);
+  assert.match(compose, /IOPFD_ADMIN_TOKEN: \$\{IOPFD_ADMIN_TOKEN:-[\w-]+\}/, 'the admin token from the environment, with a demo default');
+  assert.match(s.get('daemon')!, /healthcheck:\n {6}test: \[.*\/healthz.*\]/);
+  const healthy = (service: string, on: string): RegExp => new RegExp(`depends_on:\\n(?: {6}.*\\n)*? {6}${on}:\\n {8}condition: service_healthy`);
+  assert.match(s.get('vmm-handler')!, healthy('vmm-handler', 'daemon'));
+  assert.match(s.get('traffic')!, healthy('traffic', 'daemon'));
+  assert.match(s.get('traffic')!, healthy('traffic', 'vmm-handler'));
+  assert.match(s.get('vmm-handler')!, /healthcheck:\n {6}test: \["CMD", "test", "-f", "\/tmp\/vmm-ready"\]/);
+  assert.match(compose, /--ready-file", "\/tmp\/vmm-ready"/);
+
+  // Each command names a program of the image, with flags it accepts (--help parses them all first).
+  for (const service of ['vmm-handler', 'traffic']) {
+    const command = JSON.parse(/command: (\[.*\])/.exec(s.get(service)!)![1]!) as string[];
+    assert.equal(command[0], 'node');
+    const script = program(command[1]!.replace(/^dist\//, ''));
+    const r = await run(process.execPath, [script, ...command.slice(2), '--help']);
+    assert.match(r.stdout, /^usage: /, service);
+  }
+});
+
+test('docker compose config accepts the file (skipped without Docker Compose)', (t) => {
+  const tools: Array<[string, string[]]> = [
+    ['docker', ['compose']],
+    ['docker-compose', []],
+  ];
+  const tool = tools.find(([cmd, pre]) => spawnSync(cmd, [...pre, 'version'], { stdio: 'ignore' }).status === 0);
+  if (!tool) {
+    t.skip('neither `docker compose` nor `docker-compose` is installed');
+    return;
+  }
+  const r = spawnSync(tool[0], [...tool[1], 'config', '-q'], { cwd: repo, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+});
