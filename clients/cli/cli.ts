@@ -40,7 +40,7 @@ function optionLines(options: readonly OptionSpec[]): string {
 }
 
 /** usageOf() - the help of a command. */
-export function usageOf(c: CliCommand): string {
+function usageOf(c: CliCommand): string {
   const synopsis = ['iopfctl', ...c.words, ...c.args, ...(c.options.length > 0 ? ['[options]'] : [])].join(' ');
   const own = c.options.length > 0 ? `\noptions:\n${optionLines(c.options)}\n` : '';
   return `usage: ${synopsis}\n\n${c.summary}\n${own}\nglobal options:\n${optionLines(GLOBAL_OPTIONS)}\n`;

@@ -188,7 +188,7 @@ interface Held {
 
 type State = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
 
-/** wireRecord() - a JSON-mode record as the binary codec returns it. */
+/** recordOf() - a JSON-mode record as the binary codec returns it. */
 function recordOf(r: WireRecord): IommuHwptPgfault {
   return { flags: r.flags, dev_id: r.dev_id, pasid: r.pasid, grpid: r.grpid, perm: r.perm, addr: parseU64(r.addr), length: r.length, cookie: r.cookie };
 }
@@ -223,7 +223,6 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
   #gen = 0;
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
-  #hello: HelloMessage | undefined;
   readonly #held = new Map<number, Held>();
   readonly #outbox = new Set<number>();
   #inflight: Held[][] = [];
@@ -263,11 +262,6 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
   /** Groups delivered to this client and not yet known to be settled. */
   get outstanding(): number {
     return this.#held.size;
-  }
-
-  /** The hello of the current (or last) connection. */
-  get hello(): HelloMessage | undefined {
-    return this.#hello;
   }
 
   /**
@@ -426,7 +420,6 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
     this.#ws = ws;
     this.#gen++;
     this.#attempt = 0;
-    this.#hello = hello;
     this.#state = 'open';
     this.emit('open', hello);
     this.#scheduleFlush();

@@ -49,11 +49,6 @@ export class GuestMemory {
     await this.ctx.map(this.ioas, { iova: formatU64(this.base), length: formatU64(this.size) });
   }
 
-  /** Pages not yet handed out. */
-  get freePages(): number {
-    return Number((this.#end - this.#next) / GUEST_PAGE);
-  }
-
   /**
    * allocPage() - a zeroed 4 KiB page.
    * Return: its guest physical address.

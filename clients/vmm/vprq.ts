@@ -19,11 +19,6 @@ export class VirtualPrq<T> {
     if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`PRQ depth must be ≥ 1, got ${depth}`);
   }
 
-  /** Descriptors in the queue (the one being handled included). */
-  get length(): number {
-    return this.#entries.length;
-  }
-
   /** inject() - append all of @items, or none if they do not fit. Return: whether they were. */
   inject(items: readonly T[]): boolean {
     if (this.#entries.length + items.length > this.depth) return false;
