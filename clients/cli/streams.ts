@@ -12,7 +12,7 @@
  *   for the run and releases afterwards).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatU64, HWPT_FLAGS, PGFAULT_FLAGS } from '../../protocol/index.js';
+import { CLOSE, formatU64, HWPT_FLAGS, PGFAULT_FLAGS } from '../../protocol/index.js';
 import { parseU32 } from '../common/args.js';
 import type { FaultGroup, FaultQueue, IopfdContext, TrafficStatus } from '../sdk/index.js';
 import { permOf, permText, type CliCommand, type Invocation, type Output } from './command.js';
@@ -62,6 +62,9 @@ export const WATCH: CliCommand = {
     q.on('expired', (cookies) => stderr.write(`watch: expired (answered INVALID by the timeout): ${cookies.join(' ')}\n`));
     q.on('overflow', (n) => stderr.write(`watch: ${n} groups answered by the queue's depth policy\n`));
     q.on('reconnecting', ({ attempt, delayMs }) => stderr.write(`watch: connection lost, reconnecting in ${delayMs} ms (attempt ${attempt})\n`));
+    q.on('close', ({ code, reason }) => {
+      if (code === CLOSE.GOING_AWAY) stderr.write(`watch: the daemon closed the stream (${reason || code})\n`);
+    });
     const stop = (): void => void q.close();
     inv.io.signal?.addEventListener('abort', stop, { once: true });
     if (!inv.json) stdout.write(`${watchRow(WATCH_COLUMNS.map(([h]) => h))}\n`);

@@ -108,7 +108,7 @@ class Child {
     return this.exited;
   }
 
-  /** fail() - an Error carrying this child's stderr. */
+  /** failure() - an Error carrying this child's stderr. */
   failure(what: string): Error {
     return new Error(`${this.name} ${what}:\n${this.stderr.trim()}`);
   }

@@ -2,8 +2,9 @@
 /**
  * DOC: the VMM handler process
  *
- * Runs one VM (Vmm) against a daemon until --duration elapses or SIGINT /
- * SIGTERM, then prints its statistics and exits. Prints a ready line once
+ * Runs one VM (Vmm) against a daemon until --duration elapses, SIGINT /
+ * SIGTERM, or its fault streams end (the daemon went away), then prints its
+ * statistics and exits. Prints a ready line once
  * every device is attached and its fault streams are open (and creates
  * --ready-file then, for health checks). Exit codes as iopfctl's: 0, 1 the
  * daemon refused (or the handler met errors), 2 usage, 3 no connection.
@@ -112,6 +113,7 @@ async function main(): Promise<number> {
   await new Promise<void>((resolve) => {
     onTermination(resolve);
     if (durationMs !== undefined) setTimeout(resolve, durationMs);
+    void vmm.ended().then(resolve);
   });
   const stats = await vmm.stop();
   if (readyFile !== undefined) rmSync(readyFile, { force: true });

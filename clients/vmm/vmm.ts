@@ -184,6 +184,14 @@ export class Vmm {
     return this.#bindings;
   }
 
+  /**
+   * ended() - resolves once every fault stream has ended: the context was
+   * released, or the daemon shut down or could not be reached again.
+   */
+  ended(): Promise<void> {
+    return Promise.all(this.#pumps).then(() => undefined);
+  }
+
   /** stats() - what the handler has done so far. */
   stats(): VmmStats {
     let outstanding = 0;

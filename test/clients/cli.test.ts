@@ -213,6 +213,17 @@ describe('iopfctl commands', () => {
     assert.equal(typeof j.groups_per_s, 'number');
     assert.equal((await d.client.platform()).devices.find((x) => x.name === 'cli2')!.bound, false, 'the run context was released');
 
+    // Answering on a fault queue of a context of one's own.
+    const env = Object.fromEntries([...(await ok(['ctx', 'create'])).matchAll(/(IOPFD_\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!])) as Record<string, string>;
+    const devId = (await ok(['bind', 'cli2'], env)).trim();
+    const ioas = (await ok(['ioas', 'create'], env)).trim();
+    const fault = (await ok(['fault', 'create'], env)).trim().split(' ')[0]!;
+    await ok(['attach', devId, '--pt-id', (await ok(['hwpt', 'create', '--dev-id', devId, '--pt-id', ioas, '--fault-id', fault], env)).trim()], env);
+    const mine = JSON.parse(await ok(['traffic', 'cli2', '--count', '64', '--answer', 'invalid', '--fault', fault, '--json'], env));
+    assert.deepEqual(mine.by_code, { success: 0, invalid: 64, failure: 0 });
+    assert.equal(JSON.parse(await ok(['fault', 'show', fault, '--json'], env)).counters.answered_invalid, 64);
+    await ok(['ctx', 'rm'], env);
+
     let err = '';
     const tty = await runCli(['traffic', 'cli2', '--count', '50'], {
       stdout: { write: () => true },
