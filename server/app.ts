@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { Platform, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
+import { Platform, type IommufdFault, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
 import { tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
@@ -90,6 +90,52 @@ function replyClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logge
 }
 
 /**
+ * tableSizes() - what every table of the daemon holds: contexts, objects,
+ * groups held by fault queues (queued, delivered and unanswered, holding a
+ * cookie), mapped pages and host frames, response-log entries, and the
+ * hardware side of Platform.audit() (device PRGs outstanding, IOPF groups
+ * pending, partials, PRQ entries, stalls). None may grow without bound.
+ */
+function tableSizes(platform: Platform, contexts: ContextRegistry): Record<string, number> {
+  let nctx = 0;
+  let objects = 0;
+  let mappedPages = 0;
+  let queued = 0;
+  let outstanding = 0;
+  let cookies = 0;
+  for (const { ctx } of contexts.all()) {
+    nctx++;
+    objects += ctx.objectCount;
+    mappedPages += ctx.mappedPages;
+    for (const o of ctx.objects()) {
+      if (o.type !== 'fault') continue;
+      const f = o as IommufdFault;
+      queued += f.queued;
+      outstanding += f.outstanding;
+      cookies += f.cookiesInUse;
+    }
+  }
+  let responseLog = 0;
+  for (const d of platform.listDevices()) responseLog += platform.function(d.name).responses.length;
+  const a = platform.audit();
+  return {
+    contexts: nctx,
+    objects,
+    fault_queued: queued,
+    fault_outstanding: outstanding,
+    fault_cookies: cookies,
+    mapped_pages: mappedPages,
+    host_frames: platform.frames.inUse,
+    device_outstanding_prgs: a.outstandingGroups,
+    iopf_pending: a.iopfPending,
+    partials: a.partials,
+    prq: a.prq,
+    stalls: a.stalls,
+    response_log: responseLog,
+  };
+}
+
+/**
  * buildApp() - assemble the daemon.
  * @opts: see AppOptions.
  *
@@ -109,6 +155,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     observer: metrics.observer,
   });
   const contexts = new ContextRegistry(platform, log);
+  metrics.tableSizes = () => tableSizes(platform, contexts);
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
 
   // The one error reply: route errors, 404s, body parsing and bad URLs.

@@ -86,6 +86,11 @@ export class ContextRegistry {
     entry?.log.info('context released');
   }
 
+  /** all() - every open context. */
+  all(): IterableIterator<ContextEntry> {
+    return this.entries.values();
+  }
+
   /** forgetAll() - drop every entry, after Platform.shutdown() released the contexts. */
   forgetAll(): void {
     this.entries.clear();

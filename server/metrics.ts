@@ -22,7 +22,9 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
  * iopfd_groups_answered_total{code}, iopfd_groups_auto_answered_total{cause,code},
  * iopfd_groups_overflowed_total, iopfd_groups_timed_out_total,
  * iopfd_streams_open, iopfd_fault_response_latency_seconds{by} (by = user
- * or auto), plus the process metrics with the iopfd_ prefix.
+ * or auto), iopfd_table_entries{table} (what every table of the daemon
+ * holds, so that a soak can tell that none grows), plus the process
+ * metrics with the iopfd_ prefix.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -30,6 +32,8 @@ export class Metrics {
   readonly streamsOpen: Gauge;
   /** What the Platform's `observer` option takes. */
   readonly observer: IommufdObserver;
+  /** Sizes of the daemon's tables, by name, for `iopfd_table_entries` (set by the app). */
+  tableSizes: (() => Readonly<Record<string, number>>) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -70,6 +74,17 @@ export class Metrics {
       registers,
     });
     this.streamsOpen = new Gauge({ name: 'iopfd_streams_open', help: 'Open fault streams', registers });
+    const tables = (): Readonly<Record<string, number>> => this.tableSizes?.() ?? {};
+    new Gauge({
+      name: 'iopfd_table_entries',
+      help: 'Entries in the daemon\'s tables, read at scrape time (contexts, objects, fault queue groups, device PRGs, ...)',
+      labelNames: ['table'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [table, n] of Object.entries(tables())) this.set({ table }, n);
+      },
+    });
     const codeName = (code: number): string => CODE_NAME[code] ?? String(code);
     this.observer = {
       reported: () => reported.inc(),
