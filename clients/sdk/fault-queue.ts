@@ -394,7 +394,12 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
       });
       ws.on('message', (data, isBinary) => {
         if (opened) return this.#onMessage(data, isBinary);
-        const msg = isBinary ? undefined : (JSON.parse(data.toString()) as ServerMessage);
+        let msg: ServerMessage | undefined;
+        try {
+          msg = isBinary ? undefined : (JSON.parse(data.toString()) as ServerMessage);
+        } catch {
+          msg = undefined;
+        }
         if (msg?.type !== 'hello') {
           fail(new IopfdError('EIO', 0, 'the stream did not start with a hello'));
           ws.terminate();
