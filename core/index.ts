@@ -11,6 +11,15 @@ export type { IommufdLimits, IommufdObserver, IommufdQuirks, AutoCause, IommufdO
 export { IommufdIoas, iommufdIoasAlloc } from './iommufd/ioas.js';
 export { IommufdHwpt, IommufdHwptPaging, IommufdHwptNested, iommufdHwptAlloc, iommufdHwptInvalidate, type HwptAllocRequest } from './iommufd/hw-pagetable.js';
 export { IommufdDevice, iommufdDeviceBind, iommufdDeviceAttach, iommufdDeviceReplace, iommufdDeviceDetach } from './iommufd/device.js';
-export { IommufdFault, IommufdFaultConn, iommufdFaultAlloc, faultGroupDevId } from './iommufd/eventq.js';
-export type { FaultListener, FaultCounters, RespondResult, RespondError } from './iommufd/eventq.js';
+export {
+  IommufdFault,
+  IommufdFaultConn,
+  iommufdFaultAlloc,
+  faultGroupDevId,
+  respondErrorMessage,
+  RESPOND_OK,
+  RESPOND_BAD_CODE,
+  RESPOND_BAD_COOKIE,
+} from './iommufd/eventq.js';
+export type { FaultListener, FaultCounters, RespondResult, RespondError, RespondStatus } from './iommufd/eventq.js';
 export type { DmaRequest, DmaResult, DmaStatus, TrafficStatus, ResponseLogEntry } from './hw/pcie-function.js';

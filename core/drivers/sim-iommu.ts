@@ -219,6 +219,6 @@ export class SimIommu implements IommuOps {
 }
 
 function isCanonical48(addr: bigint): boolean {
-  const top = addr >> 47n;
-  return top === 0n || top === 0x1ffffn;
+  // Bits 63..47 all clear or all set; comparisons allocate no BigInt, a shift would.
+  return (addr >= 0n && addr < 0x8000_0000_0000n) || (addr >= 0xffff_8000_0000_0000n && addr <= 0xffff_ffff_ffff_ffffn);
 }

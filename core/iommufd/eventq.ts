@@ -92,6 +92,29 @@ export interface RespondError {
   message: string;
 }
 
+/** RESPOND_OK - {@link IommufdFault.respondOne}: the group was answered. */
+export const RESPOND_OK = 0;
+/** RESPOND_BAD_CODE - the code is neither SUCCESS (0) nor INVALID (1); the cookie stays valid. */
+export const RESPOND_BAD_CODE = 1;
+/** RESPOND_BAD_COOKIE - no outstanding group holds the cookie (unknown, stale, repeated). */
+export const RESPOND_BAD_COOKIE = 2;
+/** RespondStatus - the outcome of one response entry. */
+export type RespondStatus = typeof RESPOND_OK | typeof RESPOND_BAD_CODE | typeof RESPOND_BAD_COOKIE;
+
+/**
+ * respondErrorMessage() - the EINVAL message of a refused response entry.
+ * @status: RESPOND_BAD_CODE or RESPOND_BAD_COOKIE.
+ * @cookie: the entry's cookie.
+ * @code: the entry's code.
+ */
+export function respondErrorMessage(status: RespondStatus, cookie: number, code: number): string {
+  return status === RESPOND_BAD_CODE
+    ? `response code ${String(code)} is not 0 (success) or 1 (invalid)`
+    : status === RESPOND_BAD_COOKIE
+      ? `cookie ${String(cookie)} is not outstanding`
+      : 'bad response';
+}
+
 export interface RespondResult {
   /** Responses accepted. */
   ok: number;
@@ -240,9 +263,11 @@ export class IommufdFault extends IommufdObject {
    * head while the connection's window has room and `maxRecords` allows.
    * A group that does not fit stays at the head without a cookie.
    * ENOMEM/EBUSY if no cookie can be allocated and nothing was read.
+   * A caller that reads often may pass `out`, an array reused from read to
+   * read: it is emptied, filled and returned.
    */
-  read(conn: IommufdFaultConn, maxRecords = Infinity, maxGroups = Infinity): IopfGroup[] {
-    const out: IopfGroup[] = [];
+  read(conn: IommufdFaultConn, maxRecords = Infinity, maxGroups = Infinity, out: IopfGroup[] = []): IopfGroup[] {
+    out.length = 0;
     let records = 0;
     const now = this.ictx.env.sched.now();
     const timeout = this.options.responseTimeoutMs;
@@ -297,27 +322,38 @@ export class IommufdFault extends IommufdObject {
     let ok = 0;
     for (let i = 0; i < entries.length; i++) {
       const { cookie, code } = entries[i]!;
-      let message: string | undefined;
-      let g: IopfGroup | undefined;
-      if (code !== IOMMU_PAGE_RESP_SUCCESS && code !== IOMMU_PAGE_RESP_INVALID) {
-        message = `response code ${String(code)} is not 0 (success) or 1 (invalid)`;
-      } else if (!Number.isInteger(cookie) || cookie < 1 || cookie >= this.cookies.length || !(g = this.cookies[cookie])) {
-        message = `cookie ${String(cookie)} is not outstanding`;
-      }
-      if (message !== undefined || !g) {
-        errors.push({ index: i, cookie, errno: 'EINVAL', message: message ?? 'bad response' });
+      const st = this.respondOne(cookie, code);
+      if (st !== RESPOND_OK) {
+        errors.push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
         if (stopAtFirst) return { ok, errors, stoppedAt: i };
         continue;
       }
-      this.untrack(g);
-      if (code === IOMMU_PAGE_RESP_SUCCESS) this.counters.answered_success++;
-      else this.counters.answered_invalid++;
-      this.ictx.env.observer.answered?.(code, this.ictx.env.sched.now() - g.reportedAt);
-      iopfGroupResponse(g, code === IOMMU_PAGE_RESP_SUCCESS ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID);
-      iopfFreeGroup(g);
       ok++;
     }
     return { ok, errors, stoppedAt: -1 };
+  }
+
+  /**
+   * One entry of a write: answer the group holding `cookie` with `code`.
+   * The batch form of {@link respond} for callers that decode responses
+   * straight from a frame: it allocates nothing. A bad code is checked
+   * first and leaves the cookie valid.
+   *
+   * Return: RESPOND_OK, RESPOND_BAD_CODE or RESPOND_BAD_COOKIE (see
+   * {@link respondErrorMessage} for the entry's EINVAL message).
+   */
+  respondOne(cookie: number, code: number): RespondStatus {
+    if (code !== IOMMU_PAGE_RESP_SUCCESS && code !== IOMMU_PAGE_RESP_INVALID) return RESPOND_BAD_CODE;
+    const g = Number.isInteger(cookie) && cookie >= 1 && cookie < this.cookies.length ? this.cookies[cookie] : undefined;
+    if (!g) return RESPOND_BAD_COOKIE;
+    this.untrack(g);
+    if (code === IOMMU_PAGE_RESP_SUCCESS) this.counters.answered_success++;
+    else this.counters.answered_invalid++;
+    const observer = this.ictx.env.observer;
+    if (observer.answered) observer.answered(code, this.ictx.env.sched.now() - g.reportedAt);
+    iopfGroupResponse(g, code === IOMMU_PAGE_RESP_SUCCESS ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID);
+    iopfFreeGroup(g);
+    return RESPOND_OK;
   }
 
   /**
