@@ -6,7 +6,7 @@
  * The core reports every group on the iommufd path through the Platform's
  * observer; the stream server moves the open-streams gauge.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Histogram } from 'prom-client';
 import type { AutoCause, IommufdObserver } from '../core/index.js';
 
 /** Response code names, by RESP_CODE value. */
@@ -14,6 +14,60 @@ const CODE_NAME: Readonly<Record<number, string>> = { 0: 'success', 1: 'invalid'
 
 /** Fault-to-response latency buckets, in seconds (100 µs to 30 s). */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** One sample line of a histogram, as prom-client's registry reads it. */
+interface HistogramValue {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName: string;
+}
+
+/**
+ * LatencyHistogram - `iopfd_fault_response_latency_seconds{by}` without
+ * prom-client on the hot path: an observation is a bucket search and three
+ * additions on plain arrays (prom-client hashes the labels and allocates on
+ * every observe); the registry reads it at scrape time through get(), in
+ * prom-client's own histogram shape, so the exposition text is the same.
+ */
+class LatencyHistogram {
+  readonly name = 'iopfd_fault_response_latency_seconds';
+  readonly help = 'Time from a group being reported to its response, by who answered (user or auto)';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  /** Per `by` value: a count per bucket (the last one +Inf only), the sum, the count. */
+  private series = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+
+  /** observe() - one latency of @seconds, answered by @by. */
+  observe(by: 'user' | 'auto', seconds: number): void {
+    let s = this.series.get(by);
+    if (!s) this.series.set(by, (s = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+    s.buckets[i]!++;
+    s.sum += seconds;
+    s.count++;
+  }
+
+  /** get() - the histogram as prom-client's registry formats it (cumulative buckets, +Inf, sum, count). */
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramValue[] }> {
+    const values: HistogramValue[] = [];
+    for (const [by, s] of this.series) {
+      let acc = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        acc += s.buckets[i]!;
+        values.push({ labels: { le, by }, value: acc, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', by }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { by }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { by }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
 
 /**
  * Metrics - the daemon's Prometheus registry and the core observer feeding it.
@@ -38,17 +92,39 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'iopfd_' });
-    const reported = new Counter({ name: 'iopfd_groups_reported_total', help: 'Page request groups queued on a fault queue', registers });
-    const delivered = new Counter({
+    // The per-group counts are plain numbers, added to the counters at scrape time (collect).
+    let reportedN = 0;
+    let deliveredN = 0;
+    const answeredN = [0, 0];
+    new Counter({
+      name: 'iopfd_groups_reported_total',
+      help: 'Page request groups queued on a fault queue',
+      registers,
+      collect() {
+        this.inc(reportedN);
+        reportedN = 0;
+      },
+    });
+    new Counter({
       name: 'iopfd_groups_delivered_total',
       help: 'Groups delivered on a fault stream (redeliveries included)',
       registers,
+      collect() {
+        this.inc(deliveredN);
+        deliveredN = 0;
+      },
     });
     const answered = new Counter({
       name: 'iopfd_groups_answered_total',
       help: 'Groups answered by a client, by response code',
       labelNames: ['code'] as const,
       registers,
+      collect() {
+        answeredN.forEach((n, code) => {
+          if (n > 0) this.inc({ code: codeName(code) }, n);
+          answeredN[code] = 0;
+        });
+      },
     });
     const autoAnswered = new Counter({
       name: 'iopfd_groups_auto_answered_total',
@@ -66,13 +142,9 @@ export class Metrics {
       help: 'Groups answered INVALID by the response timeout',
       registers,
     });
-    const latency = new Histogram({
-      name: 'iopfd_fault_response_latency_seconds',
-      help: 'Time from a group being reported to its response, by who answered (user or auto)',
-      labelNames: ['by'] as const,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    const latency = new LatencyHistogram();
+    // A metric object of our own: the registry only needs name, type, get() and reset().
+    this.registry.registerMetric(latency as unknown as Histogram);
     this.streamsOpen = new Gauge({ name: 'iopfd_streams_open', help: 'Open fault streams', registers });
     const tables = (): Readonly<Record<string, number>> => this.tableSizes?.() ?? {};
     new Gauge({
@@ -87,15 +159,16 @@ export class Metrics {
     });
     const codeName = (code: number): string => CODE_NAME[code] ?? String(code);
     this.observer = {
-      reported: () => reported.inc(),
-      delivered: (n) => delivered.inc(n),
+      reported: () => void reportedN++,
+      delivered: (n) => void (deliveredN += n),
       answered: (code, latencyMs) => {
-        answered.inc({ code: codeName(code) });
-        latency.observe({ by: 'user' }, latencyMs / 1000);
+        if (code === 0 || code === 1) answeredN[code]!++;
+        else answered.inc({ code: codeName(code) });
+        latency.observe('user', latencyMs / 1000);
       },
       autoAnswered: (cause: AutoCause, code, latencyMs) => {
         autoAnswered.inc({ cause, code: codeName(code) });
-        latency.observe({ by: 'auto' }, latencyMs / 1000);
+        latency.observe('auto', latencyMs / 1000);
         if (cause === 'overflow') overflowed.inc();
         else if (cause === 'timeout') timedOut.inc();
       },

@@ -12,10 +12,15 @@
  * groups it may take (window, FIFO, cookies) and tells it when groups are
  * waiting (readable); the stream turns that into frames:
  *
- * - delivery: one flush per event-loop turn reads whole groups in batches
- *   and sends several groups per frame, frames kept under MAX_FRAME;
- *   sending pauses while the socket's buffered amount is above a high-water
- *   mark and resumes on the socket's 'drain';
+ * - delivery: the core's readable() schedules one flush, run when the
+ *   current batch of work is done (a tick, so every group that batch
+ *   reported is there); it reads whole groups in batches and sends several
+ *   groups per frame, frames kept under MAX_FRAME and encoded straight into
+ *   a buffer; sending pauses while the socket's buffered amount is above a
+ *   high-water mark and resumes on the socket's 'drain';
+ * - writes: the socket is corked from the first frame of an event-loop turn
+ *   to the end of the turn, so a `results` frame and the `faults` frame that
+ *   follows it leave in one write;
  * - responses: JSON `responses` frames are judged entry by entry and get one
  *   `results` frame; binary frames are write()s of 8-byte responses and get
  *   one `write` frame; a frame of the wrong kind (or a text frame that is not
@@ -38,18 +43,28 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { faultGroupDevId, type FaultListener, type IommufdFault, type IommufdFaultConn, type IopfGroup } from '../core/index.js';
+import {
+  faultGroupDevId,
+  RESPOND_BAD_CODE,
+  RESPOND_OK,
+  respondErrorMessage,
+  type FaultListener,
+  type IommufdFault,
+  type IommufdFaultConn,
+  type IopfGroup,
+} from '../core/index.js';
 import {
   CLOSE,
   DEFAULT_WINDOW,
-  decodeResponse,
-  encodeFaultsFrameJson,
   encodeRecord,
+  FaultsJsonWriter,
   MAX_FRAME,
   parseClientJsonFrame,
   RECORD_SIZE,
   RESPONSE_SIZE,
+  ResponseBatch,
   responseCodeOf,
+  scanResponsesFrame,
   STREAM_URL,
   SUBPROTOCOL_JSON,
   SUBPROTOCOL_UAPI,
@@ -57,9 +72,9 @@ import {
   zObjectParams,
   zStreamQuery,
   type ErrorMessage,
-  type FaultsFrameGroup,
   type HelloMessage,
   type IommuHwptPgfault,
+  type ResultError,
   type ResultsMessage,
   type Subprotocol,
   type WriteMessage,
@@ -154,6 +169,7 @@ class FaultStream implements FaultListener {
   private ws: WebSocket | undefined;
   private socket: Duplex | undefined;
   private flushPending = false;
+  private corked = false;
   private waitingDrain = false;
   private overflowCount = 0;
   private inputPaused = false;
@@ -163,6 +179,10 @@ class FaultStream implements FaultListener {
   alive = true;
   /** One record reused for every binary record written (no allocation per record). */
   private readonly scratch: IommuHwptPgfault = { flags: 0, dev_id: 0, pasid: 0, grpid: 0, perm: 0, addr: 0n, length: 0, cookie: 0 };
+  /** The groups of one read, reused for every read. */
+  private readonly groups: IopfGroup[] = [];
+  /** The entries of one responses frame, reused for every frame. */
+  private readonly batch = new ResponseBatch();
 
   /**
    * Opens the core connection at once (ENOSPC beyond the stream limit).
@@ -257,11 +277,34 @@ class FaultStream implements FaultListener {
     this.ws?.terminate();
   }
 
+  /**
+   * One flush, once the current batch of work is done: readable() comes on
+   * the first group of a batch (the core's deferred work runs in batches),
+   * and a tick later every group of that batch is waiting, so they share
+   * frames; the socket stays corked to the end of the turn.
+   */
   private scheduleFlush(): void {
     if (this.flushPending) return;
     this.flushPending = true;
-    setImmediate(this.flush);
+    process.nextTick(this.flush);
   }
+
+  /** send() - one frame; the socket is corked until the end of this event-loop turn. */
+  private send(data: string | Buffer, binary: boolean): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!this.corked && this.socket) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
+    ws.send(data, { binary });
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket?.uncork();
+  };
 
   /** Send whole groups while the core has some for us and the socket is not full. */
   private readonly flush = (): void => {
@@ -274,10 +317,13 @@ class FaultStream implements FaultListener {
           this.resumeOnDrain();
           return;
         }
-        let groups = this.fault.read(this.conn, MAX_RECORDS[this.protocol], this.server.options.groupsPerFrame);
-        if (groups.length === 0) groups = this.fault.read(this.conn, Infinity, 1);
+        const groups = this.groups;
+        this.fault.read(this.conn, MAX_RECORDS[this.protocol], this.server.options.groupsPerFrame, groups);
+        if (groups.length === 0) this.fault.read(this.conn, Infinity, 1, groups);
         if (groups.length === 0) return;
-        ws.send(this.protocol === SUBPROTOCOL_JSON ? this.encodeJson(groups) : this.encodeUapi(groups));
+        const json = this.protocol === SUBPROTOCOL_JSON;
+        this.send(json ? this.encodeJson(groups) : this.encodeUapi(groups), !json);
+        groups.length = 0;
       }
     });
   };
@@ -301,16 +347,20 @@ class FaultStream implements FaultListener {
     });
   }
 
-  private encodeJson(groups: readonly IopfGroup[]): string {
-    const frame: FaultsFrameGroup[] = groups.map((g) => {
+  /** A `faults` frame, written from the groups straight into bytes. */
+  private encodeJson(groups: readonly IopfGroup[]): Buffer {
+    const w = this.server.jsonWriter;
+    w.begin();
+    for (const g of groups) {
       const devId = faultGroupDevId(g);
-      return {
-        cookie: g.cookie,
-        redelivered: g.redelivered,
-        records: g.faults.map(({ prm }) => ({ ...prm, dev_id: devId, length: 0, cookie: g.cookie })),
-      };
-    });
-    return encodeFaultsFrameJson(frame);
+      w.group(g.cookie, g.redelivered);
+      const faults = g.faults;
+      for (let i = 0; i < faults.length; i++) {
+        const prm = faults[i]!.prm;
+        w.record(prm.flags, devId, prm.pasid, prm.grpid, prm.perm, prm.addr, 0);
+      }
+    }
+    return w.finish();
   }
 
   private encodeUapi(groups: readonly IopfGroup[]): Buffer {
@@ -341,8 +391,7 @@ class FaultStream implements FaultListener {
     if (this.protocol === SUBPROTOCOL_JSON) {
       if (isBinary) this.sendError(`binary frame on an ${SUBPROTOCOL_JSON} stream: send JSON text frames`);
       // ws leaves UTF-8 to us (skipUTF8Validation): a bad text frame is an error frame, not a 1007 close.
-      else if (!isUtf8(buf)) this.sendError('text frame is not valid UTF-8');
-      else this.respondJson(buf.toString('utf8'));
+      else this.respondJson(buf);
     } else if (!isBinary) {
       this.sendError(`text frame on an ${this.protocol} stream: send binary ${RESPONSE_SIZE}-byte responses`);
     } else {
@@ -368,39 +417,73 @@ class FaultStream implements FaultListener {
     });
   }
 
-  /** A JSON `responses` frame: each entry judged on its own, one `results` frame. */
-  private respondJson(text: string): void {
-    const parsed = parseClientJsonFrame(text);
-    if (!parsed.ok) {
-      this.sendError(parsed.message);
-      return;
+  /**
+   * A JSON text frame: a `responses` frame gets each entry judged on its own
+   * and one `results` frame; anything else one `error` frame. The common
+   * frame is decoded from its bytes (scanResponsesFrame); any other goes
+   * through the UTF-8 check and parseClientJsonFrame(), for the verdict and
+   * the error message.
+   */
+  private respondJson(buf: Buffer): void {
+    let errors: ResultError[] | undefined;
+    let ok = 0;
+    const batch = this.batch;
+    if (scanResponsesFrame(buf, batch)) {
+      const { cookies, codes } = batch;
+      for (let i = 0; i < batch.count; i++) {
+        const cookie = cookies[i]!;
+        const st = this.fault.respondOne(cookie, codes[i]!);
+        if (st === RESPOND_OK) ok++;
+        else (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, codes[i]!) });
+      }
+    } else {
+      // ws leaves UTF-8 to us (skipUTF8Validation): a bad text frame is an error frame, not a 1007 close.
+      if (!isUtf8(buf)) {
+        this.sendError('text frame is not valid UTF-8');
+        return;
+      }
+      const parsed = parseClientJsonFrame(buf.toString('utf8'));
+      if (!parsed.ok) {
+        this.sendError(parsed.message);
+        return;
+      }
+      const entries = parsed.responses;
+      for (let i = 0; i < entries.length; i++) {
+        const { cookie, code } = entries[i]!;
+        const st = this.fault.respondOne(cookie, responseCodeOf(code) ?? BAD_CODE);
+        if (st === RESPOND_OK) ok++;
+        else {
+          const message =
+            st === RESPOND_BAD_CODE ? `response code ${JSON.stringify(code)} is not 0, 1, "success" or "invalid"` : respondErrorMessage(st, cookie, BAD_CODE);
+          (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message });
+        }
+      }
     }
-    const entries = parsed.responses;
-    const r = this.fault.respond(
-      entries.map((e) => ({ cookie: e.cookie, code: responseCodeOf(e.code) ?? BAD_CODE })),
-      false,
-    );
-    for (const err of r.errors) {
-      const code = entries[err.index]!.code;
-      if (responseCodeOf(code) === undefined) err.message = `response code ${JSON.stringify(code)} is not 0, 1, "success" or "invalid"`;
+    if (errors === undefined) {
+      this.send(`{"type":"results","ok":${ok},"errors":[]}`, false);
+    } else {
+      const results: ResultsMessage = { type: 'results', ok, errors };
+      this.sendText(results);
     }
-    const results: ResultsMessage = { type: 'results', ok: r.ok, errors: r.errors };
-    this.sendText(results);
   }
 
   /** A binary frame: one write() of 8-byte responses, stopping at the first bad one. */
   private respondUapi(buf: Buffer): void {
-    let reply: WriteMessage;
     if (buf.length % RESPONSE_SIZE !== 0) {
-      reply = { type: 'write', bytes: 0, errno: 'ESPIPE', index: 0 };
-    } else {
-      const entries = [];
-      for (let i = 0; i < buf.length / RESPONSE_SIZE; i++) entries.push(decodeResponse(buf, i));
-      const r = this.fault.respond(entries, true);
-      const bytes = r.ok * RESPONSE_SIZE;
-      reply = r.stoppedAt >= 0 ? { type: 'write', bytes, errno: 'EINVAL', index: r.stoppedAt } : { type: 'write', bytes };
+      const reply: WriteMessage = { type: 'write', bytes: 0, errno: 'ESPIPE', index: 0 };
+      this.sendText(reply);
+      return;
     }
-    this.sendText(reply);
+    const n = buf.length / RESPONSE_SIZE;
+    for (let i = 0; i < n; i++) {
+      const o = i * RESPONSE_SIZE;
+      if (this.fault.respondOne(buf.readUInt32LE(o), buf.readUInt32LE(o + 4)) !== RESPOND_OK) {
+        const reply: WriteMessage = { type: 'write', bytes: o, errno: 'EINVAL', index: i };
+        this.sendText(reply);
+        return;
+      }
+    }
+    this.send(`{"type":"write","bytes":${buf.length}}`, false);
   }
 
   /** One `error` frame, within the connection's error-frame budget (else close 1008). */
@@ -420,7 +503,7 @@ class FaultStream implements FaultListener {
   }
 
   private sendText(message: object): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    this.send(JSON.stringify(message), false);
   }
 
   private onClose(code: number): void {
@@ -450,6 +533,8 @@ export interface StreamDeps {
  */
 export class FaultStreamServer {
   readonly options: StreamOptions;
+  /** Writes every stream's JSON `faults` frames (each frame its own slice, never reused). */
+  readonly jsonWriter = new FaultsJsonWriter();
   private readonly wss: WebSocketServer;
   private readonly streams = new Set<FaultStream>();
   private readonly heartbeat: NodeJS.Timeout;
