@@ -486,13 +486,14 @@ export class Platform {
   }
 
   /**
-   * Shutdown: release every context and SVA bond, then disable IOPF on every
-   * device, so every outstanding group is answered INVALID.
+   * Shutdown: stop the traffic generators (so that the INVALID answers below
+   * do not make them issue new groups), release every context and SVA bond,
+   * then drain the PRQs, so every outstanding group is answered INVALID once.
    */
   shutdown(): void {
+    for (const d of this.devices.values()) d.fn.stopTraffic();
     for (const id of [...this.contexts.keys()]) this.releaseContext(id);
     for (const d of this.devices.values()) {
-      d.fn.stopTraffic();
       for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
     }
     for (const { driver } of this.iommus.values()) driver.drain();
