@@ -46,18 +46,38 @@ export interface AppOptions {
 }
 
 /**
+ * struct ShutdownSummary - what shutdown answered, from the devices' side.
+ * @outstandingBefore: page request groups outstanding at the devices when
+ *   shutdown began (Platform.audit().outstandingGroups): each needs a response.
+ * @heldByFaultQueues: of those, the groups fault queues held (queued, or
+ *   delivered and unanswered).
+ * @answered: responses the devices received since shutdown began, by code
+ *   (from their response logs).
+ * @audit: Platform.audit() now: all zeros once every group was answered.
+ */
+export interface ShutdownSummary {
+  outstandingBefore: number;
+  heldByFaultQueues: number;
+  answered: { success: number; invalid: number; failure: number };
+  audit: ReturnType<Platform['audit']>;
+}
+
+/**
  * struct IopfdApp - a built daemon.
  * @app: the fastify instance (not listening).
  * @platform: the simulated machine.
  * @metrics: the Prometheus registry.
  * @shutdown: stop accepting, answer every outstanding group INVALID, close
  *   every stream with 1001, close the server; idempotent.
+ * @shutdownSummary: after shutdown began, what it answered (computed when
+ *   called, so call it once deferred responses have run); undefined before.
  */
 export interface IopfdApp {
   readonly app: FastifyInstance;
   readonly platform: Platform;
   readonly metrics: Metrics;
   shutdown(): Promise<void>;
+  shutdownSummary(): ShutdownSummary | undefined;
 }
 
 /**
@@ -213,13 +233,24 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
 
   // fastify runs preClose after it stopped routing new requests and before
   // the server stops accepting connections and waits for open ones.
+  let atShutdown: { seqs: Map<string, number>; outstanding: number; held: number } | undefined;
   app.addHook('preClose', async () => {
     log.info('shutting down');
+    const seqs = new Map(platform.listDevices().map((d) => [d.name, platform.function(d.name).responses.length]));
+    const t = tableSizes(platform, contexts);
+    atShutdown = { seqs, outstanding: platform.audit().outstandingGroups, held: (t['fault_queued'] ?? 0) + (t['fault_outstanding'] ?? 0) };
     platform.shutdown();
     contexts.forgetAll();
     streams.close(CLOSE.GOING_AWAY, 'daemon shutting down');
   });
 
+  const shutdownSummary = (): ShutdownSummary | undefined => {
+    if (!atShutdown) return undefined;
+    const answered = { success: 0, invalid: 0, failure: 0 };
+    for (const [name, seq] of atShutdown.seqs) for (const r of platform.responses(name, seq)) answered[r.code]++;
+    return { outstandingBefore: atShutdown.outstanding, heldByFaultQueues: atShutdown.held, answered, audit: platform.audit() };
+  };
+
   let closing: Promise<void> | undefined;
-  return { app, platform, metrics, shutdown: () => (closing ??= app.close()) };
+  return { app, platform, metrics, shutdown: () => (closing ??= app.close()), shutdownSummary };
 }

@@ -5,8 +5,17 @@
  * builds the app, listens, and prints exactly one line to stdout:
  * `iopfd listening on http://HOST:PORT` (the bound port), whatever the log
  * level; logs go to stderr. On SIGINT or SIGTERM: stop accepting, answer
- * every outstanding group INVALID, close every stream with 1001, exit 0. A
- * second signal exits at once with status 1. A configuration error exits
+ * every outstanding group INVALID, close every stream with 1001, write one
+ * summary line to stderr, exit 0:
+ *
+ *   iopfd: shutdown: answered N outstanding groups INVALID, audit {...}, summary {...}
+ *
+ * where N counts the INVALID responses the devices received during shutdown
+ * (from their response logs), `audit` is Platform.audit() afterwards (all
+ * zeros: nothing left unanswered) and `summary` is the whole ShutdownSummary
+ * (outstanding groups when shutdown began, responses by code), so that a
+ * supervisor or a test can check the invariant across the process boundary.
+ * A second signal exits at once with status 1. A configuration error exits
  * with status 2.
  */
 import type { AddressInfo } from 'node:net';
@@ -66,7 +75,13 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     stopping = true;
     log.info({ signal }, 'signal received');
     daemon.shutdown().then(
-      () => process.exit(0),
+      async () => {
+        // Responses deferred by the hardware model land in the next turn.
+        await new Promise((r) => setImmediate(r));
+        const s = daemon.shutdownSummary();
+        if (s) process.stderr.write(`iopfd: shutdown: answered ${s.answered.invalid} outstanding groups INVALID, audit ${JSON.stringify(s.audit)}, summary ${JSON.stringify(s)}\n`);
+        process.exit(0);
+      },
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
         process.exit(1);

@@ -65,7 +65,7 @@ async function groups(s: StreamClient, n: number, timeoutMs = 3000): Promise<Jso
   return out;
 }
 
-describe('dead peers', () => {
+describe('dead peers', { timeout: 60_000 }, () => {
   let server: TestServer;
   let n = 0;
   before(async () => (server = await startServer({ stream: { heartbeatMs: HEARTBEAT_MS } })));

@@ -314,7 +314,7 @@ async function send(method: string, path: string, auth: string | undefined, body
 
 /* ------------------------------------------------------------------- tests */
 
-describe('fuzz', () => {
+describe('fuzz', { timeout: 90_000 }, () => {
   before(async () => {
     log = captureLog('warn');
     server = await startServer({

@@ -38,7 +38,7 @@ function pathOf(c: Command, fx: FaultFixture, ctx = fx.ctx): string {
     .replace(':pasid', '1');
 }
 
-describe('isolation', () => {
+describe('isolation', { timeout: 60_000 }, () => {
   let server: TestServer;
   let log: LogCapture;
   let admin: Api;
