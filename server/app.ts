@@ -23,7 +23,7 @@ import { routeTable } from './routes/index.js';
 import { EventLoopScheduler } from './scheduler.js';
 import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
 
-/** BODY_LIMIT - the largest request body accepted (bytes); larger → 413 EMSGSIZE. */
+/** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
 export const BODY_LIMIT = 1 << 20;
 
 /**
@@ -33,6 +33,7 @@ export const BODY_LIMIT = 1 << 20;
  * @logger: a pino logger, or the level of a new one on stderr (default silent).
  * @limits: resource limits (maxContexts, maxDevices, maxObjects per context,
  *   maxStreamsPerFault, maxMappedPages per context); absent ones are the core's defaults.
+ * @bodyLimit: the largest request body (bytes, default BODY_LIMIT).
  * @quirks: kernel-faithful profile switches (default: intended semantics).
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
  */
@@ -41,6 +42,7 @@ export interface AppOptions {
   adminToken?: string;
   logger?: Logger | LogLevel;
   limits?: PlatformOptions['limits'];
+  bodyLimit?: number;
   quirks?: IommufdQuirks;
   stream?: Partial<StreamOptions>;
 }
@@ -179,15 +181,17 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
 
   // The one error reply: route errors, 404s, body parsing and bad URLs.
+  const bodyLimit = opts.bodyLimit ?? BODY_LIMIT;
   const replyError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
     const w = wireErrorOf(err);
+    if (w.body.errno === 'EMSGSIZE') w.body.message = `request body is larger than ${bodyLimit === BODY_LIMIT ? '1 MiB' : `${bodyLimit} bytes`}`;
     if (w.unexpected) request.log.error({ err, req: request }, 'unexpected error');
     void reply.code(w.status).send(w.body);
   };
   // Requests are logged at debug level only (onResponse below), by path.
   const app = Fastify({
     loggerInstance: log,
-    bodyLimit: BODY_LIMIT,
+    bodyLimit,
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: replyError,
     clientErrorHandler: (err, socket) => replyClientError(err, socket, log),

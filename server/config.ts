@@ -13,6 +13,10 @@
  *   --max-objects N          IOPFD_MAX_OBJECTS       objects per context
  *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue
  *   --max-mapped-pages N     IOPFD_MAX_MAPPED_PAGES  mapped pages per context
+ *   --max-devices N          IOPFD_MAX_DEVICES       platform devices (hot-plug)
+ *   --body-limit BYTES       IOPFD_BODY_LIMIT        request body size, default 1 MiB
+ *   --max-frame BYTES        IOPFD_MAX_FRAME         stream frame size from clients, default 1 MiB
+ *   --error-frames-per-second N  IOPFD_ERROR_FRAMES_PER_SECOND  error frames per connection, default 20
  *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
  *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
  *
@@ -45,6 +49,9 @@ export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.free
  * @logLevel: the pino level.
  * @limits: resource limits for the Platform.
  * @quirks: kernel quirks turned on.
+ * @bodyLimit: the largest request body (bytes); larger → 413 EMSGSIZE.
+ * @maxFrame: the largest stream frame a client may send (bytes); larger → close 1009.
+ * @errorFramesPerSecond: error frames one connection may provoke per second; one more → close 1008.
  * @heartbeatMs: the stream ping interval.
  * @help: `--help` was given.
  */
@@ -56,6 +63,9 @@ export interface Config {
   logLevel: LogLevel;
   limits: NonNullable<PlatformOptions['limits']>;
   quirks: IommufdQuirks;
+  bodyLimit: number;
+  maxFrame: number;
+  errorFramesPerSecond: number;
   heartbeatMs: number;
   help: boolean;
 }
@@ -82,6 +92,10 @@ const zOptions = z.strictObject({
   'max-objects': zCount.optional(),
   'max-streams': zCount.optional(),
   'max-mapped-pages': zCount.optional(),
+  'max-devices': zCount.optional(),
+  'body-limit': zCount.default(1 << 20),
+  'max-frame': zCount.default(1 << 20),
+  'error-frames-per-second': zCount.default(20),
   'heartbeat-ms': zCount.default(15000),
   quirk: z
     .string()
@@ -102,6 +116,7 @@ function envName(flag: string): string {
 /** USAGE - the `--help` text. */
 export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
+             [--max-devices N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
              [--heartbeat-ms N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
@@ -165,6 +180,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (o['max-objects'] !== undefined) limits.maxObjects = o['max-objects'];
   if (o['max-streams'] !== undefined) limits.maxStreamsPerFault = o['max-streams'];
   if (o['max-mapped-pages'] !== undefined) limits.maxMappedPages = o['max-mapped-pages'];
+  if (o['max-devices'] !== undefined) limits.maxDevices = o['max-devices'];
   const quirks: IommufdQuirks = {};
   for (const q of o.quirk) quirks[QUIRKS[q]!] = true;
   return {
@@ -175,6 +191,9 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     logLevel: o['log-level'],
     limits,
     quirks,
+    bodyLimit: o['body-limit'],
+    maxFrame: o['max-frame'],
+    errorFramesPerSecond: o['error-frames-per-second'],
     heartbeatMs: o['heartbeat-ms'],
     help: o.help !== undefined,
   };

@@ -51,7 +51,8 @@ try {
     logger: log,
     limits: config.limits,
     quirks: config.quirks,
-    stream: { heartbeatMs: config.heartbeatMs },
+    bodyLimit: config.bodyLimit,
+    stream: { heartbeatMs: config.heartbeatMs, maxFrame: config.maxFrame, errorFramesPerSecond: config.errorFramesPerSecond },
   });
 } catch (e) {
   if (e instanceof ConfigError) fail(e.message, 2);

@@ -94,9 +94,12 @@ import { parseWith } from './rest.js';
  * @groupsPerFrame: the most groups in one `faults` frame or binary frame.
  * @closeGraceMs: at shutdown, how long a peer has to complete the close
  *   handshake before its socket is destroyed.
+ * @maxFrame: the largest frame a client may send (bytes); a larger one
+ *   closes its connection with 1009.
  */
 export interface StreamOptions {
   heartbeatMs: number;
+  maxFrame: number;
   errorFramesPerSecond: number;
   highWaterMark: number;
   groupsPerFrame: number;
@@ -106,6 +109,7 @@ export interface StreamOptions {
 /** DEFAULT_STREAM_OPTIONS - the daemon's defaults. */
 export const DEFAULT_STREAM_OPTIONS: Readonly<StreamOptions> = Object.freeze({
   heartbeatMs: 15000,
+  maxFrame: MAX_FRAME,
   errorFramesPerSecond: 20,
   highWaterMark: 1 << 20,
   groupsPerFrame: 256,
@@ -546,7 +550,7 @@ export class FaultStreamServer {
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
-      maxPayload: MAX_FRAME,
+      maxPayload: this.options.maxFrame,
       // Text frames are checked in onMessage, to answer a bad one with an error frame.
       skipUTF8Validation: true,
       handleProtocols: (protocols) => chooseSubprotocol(protocols) ?? false,

@@ -7,8 +7,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLOSE } from '../../protocol/index.js';
-import { Api, faultFixture, injectGroup, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
+import { parseConfig } from '../../server/config.js';
+import { Api, faultFixture, injectGroup, refusedUpgrade, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
 import { metricValue, sleep, spawnDaemon } from './helpers.js';
+
+const ADMIN = 'limits-admin';
+
+/** An error reply with @status and @errno whose message says which limit. */
+function assertLimit(r: { status: number; body: Json; text: string }, status: number, errno: string, message: RegExp): void {
+  assert.equal(r.status, status, r.text);
+  assert.equal(r.body.errno, errno, r.text);
+  assert.match(r.body.message, message);
+}
 
 /** A group round trip on @fx: inject one group on @device, answer it on a fresh stream, see the response. */
 async function roundTrip(api: Api, wsBase: string, fx: FaultFixture, device: string, grpid: number): Promise<void> {
@@ -36,7 +46,7 @@ describe('limits: a stream peer that writes without reading', () => {
       const frame = JSON.stringify({ type: 'responses', responses: entries });
       const FRAMES = 24;
       for (let i = 0; i < FRAMES; i++) s.ws.send(frame);
-      await sleep(1500);
+      await sleep(1000);
       const grown = (await rss()) - before;
       // Unthrottled, the daemon would hold every reply: FRAMES × ~3.6 MB ≈ 90 MB.
       assert.ok(grown < 48e6, `the daemon's RSS grew by ${(grown / 1e6).toFixed(1)} MB`);
@@ -54,5 +64,200 @@ describe('limits: a stream peer that writes without reading', () => {
       d.child.kill('SIGKILL');
       await d.exited;
     }
+  });
+});
+
+describe('limits: each one, when hit, gives a clear errno or close code and affects only the offender', { timeout: 60_000 }, () => {
+  let server: TestServer;
+  let admin: Api;
+  /** A bystander: its context must keep working whatever the offenders do. */
+  let victim: FaultFixture;
+
+  before(async () => {
+    server = await startServer({
+      adminToken: ADMIN,
+      limits: { maxContexts: 4, maxObjects: 6, maxStreamsPerFault: 2, maxMappedPages: 8, maxDevices: 4 },
+      bodyLimit: 4096,
+      stream: { maxFrame: 4096, errorFramesPerSecond: 3 },
+    });
+    admin = server.api.withToken(ADMIN);
+    victim = await faultFixture({ api: admin }, { device: 'nic0' });
+  });
+  after(() => server.close());
+
+  const bystanderWorks = (grpid: number): Promise<void> => roundTrip(admin, server.wsBase, victim, 'nic0', grpid);
+
+  test('contexts: ENOSPC (503) at the limit; a release makes room', async () => {
+    const extra: Json[] = [];
+    for (;;) {
+      const r = await server.api.post('/v1/contexts', {});
+      if (r.status !== 201) {
+        assertLimit(r, 503, 'ENOSPC', /maximum of 4 contexts/);
+        break;
+      }
+      extra.push(r.body);
+      assert.ok(extra.length < 10);
+    }
+    assert.equal(extra.length, 3, 'the victim plus three');
+    await bystanderWorks(1);
+    const gone = extra.pop();
+    await server.api.withToken(gone.token).ok('context.destroy', 'DELETE', `/v1/contexts/${gone.ctx}`);
+    extra.push(await server.api.ok('context.create', 'POST', '/v1/contexts'));
+    for (const c of extra) await server.api.withToken(c.token).ok('context.destroy', 'DELETE', `/v1/contexts/${c.ctx}`);
+  });
+
+  test('objects per context: ENOSPC for new objects and for an automatic hwpt; other contexts unaffected', async () => {
+    const c = await server.api.ok('context.create', 'POST', '/v1/contexts');
+    const api = server.api.withToken(c.token);
+    const prefix = `/v1/contexts/${c.ctx}`;
+    const { dev_id } = await api.ok('device.bind', 'POST', `${prefix}/devices`, { name: 'accel0' });
+    const ids: number[] = [];
+    for (;;) {
+      const r = await api.post(`${prefix}/ioas`, {});
+      if (r.status !== 201) {
+        assertLimit(r, 503, 'ENOSPC', /maximum of 6 objects/);
+        break;
+      }
+      ids.push(r.body.id);
+    }
+    assert.equal(ids.length, 5);
+    await api.ok('object.destroy', 'DELETE', `${prefix}/objects/${ids.pop()}`);
+    await api.ok('ioas.alloc', 'POST', `${prefix}/ioas`, {});
+    // Attaching to an IOAS needs an automatic hwpt: one object too many.
+    assertLimit(await api.post(`${prefix}/devices/${dev_id}/attach`, { pt_id: ids[0] }), 503, 'ENOSPC', /maximum of 6 objects/);
+    const v = await victim.api.ok('ioas.alloc', 'POST', `${victim.prefix}/ioas`, {});
+    await victim.api.ok('object.destroy', 'DELETE', `${victim.prefix}/objects/${v.id}`);
+    await bystanderWorks(2);
+    await api.ok('context.destroy', 'DELETE', prefix);
+  });
+
+  test('mapped pages per context: ENOSPC beyond the limit, nothing mapped by the refused request; unmap makes room', async () => {
+    const c = await server.api.ok('context.create', 'POST', '/v1/contexts');
+    const api = server.api.withToken(c.token);
+    const prefix = `/v1/contexts/${c.ctx}`;
+    const { id } = await api.ok('ioas.alloc', 'POST', `${prefix}/ioas`, {});
+    await api.ok('ioas.map', 'POST', `${prefix}/ioas/${id}/map`, { iova: '0x0', length: '0x6000' });
+    assertLimit(await api.post(`${prefix}/ioas/${id}/map`, { iova: '0x100000', length: '0x3000' }), 503, 'ENOSPC', /limit of 8 mapped pages/);
+    assert.equal((await api.post(`${prefix}/ioas/${id}/memory/read`, { iova: '0x100000', length: '0x1' })).body.errno, 'EFAULT', 'the refused map left nothing behind');
+    await api.ok('ioas.map', 'POST', `${prefix}/ioas/${id}/map`, { iova: '0x100000', length: '0x2000' });
+    // The limit is per context: the victim maps its own 8 pages.
+    await victim.api.ok('ioas.map', 'POST', `${victim.prefix}/ioas/${victim.ioas}/map`, { iova: '0x0', length: '0x8000' });
+    await victim.api.ok('ioas.unmap', 'POST', `${victim.prefix}/ioas/${victim.ioas}/unmap`, { iova: '0x0', length: '0x8000' });
+    await api.ok('ioas.unmap', 'POST', `${prefix}/ioas/${id}/unmap`, { iova: '0x0', length: '0x6000' });
+    await api.ok('ioas.map', 'POST', `${prefix}/ioas/${id}/map`, { iova: '0x200000', length: '0x6000' });
+    assert.equal(server.daemon.platform.frames.inUse, 8);
+    await api.ok('context.destroy', 'DELETE', prefix);
+    assert.equal(server.daemon.platform.frames.inUse, 0);
+  });
+
+  test('streams per fault queue: the upgrade is refused 503 ENOSPC before any socket; another queue is unaffected', async () => {
+    const a = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    const b = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    const r = await refusedUpgrade(server.wsBase, victim.stream, { token: victim.token });
+    assert.equal(r.status, 503);
+    assert.equal(r.body.errno, 'ENOSPC');
+    assert.match(r.body.message, /already has 2 open streams/);
+    assert.equal((await victim.api.ok('fault.get', 'GET', `${victim.prefix}/faults/${victim.fault}`)).connections, 2);
+    const other = await victim.api.ok('fault.alloc', 'POST', `${victim.prefix}/faults`, {});
+    const c = await StreamClient.open(server.wsBase, other.stream, { token: victim.token });
+    await c.json();
+    await a.json();
+    await b.json();
+    await a.close();
+    await waitConnections(victim, 1);
+    const d = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    await d.json();
+    await injectGroup(admin, 'nic0', 3, 0x3000n);
+    const f = await Promise.race([b.reply('faults'), d.reply('faults')]);
+    assert.equal(f.groups.length, 1);
+    await b.respond([{ cookie: f.groups[0].cookie, code: 0 }]);
+    for (const s of [b, c, d]) await s.close();
+    await victim.api.ok('object.destroy', 'DELETE', `${victim.prefix}/objects/${other.id}`);
+  });
+
+  test('body size: 413 EMSGSIZE naming the limit; the next request is served', async () => {
+    const big = { name: `x${'y'.repeat(5000)}` };
+    assertLimit(await admin.post('/v1/platform/devices', big), 413, 'EMSGSIZE', /larger than 4096 bytes/);
+    assertLimit(await victim.api.post(`${victim.prefix}/ioas`, big), 413, 'EMSGSIZE', /larger than 4096 bytes/);
+    await bystanderWorks(4);
+  });
+
+  test('frame size: a frame over the limit closes that connection with 1009; its groups go to the others', async () => {
+    const offender = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    await offender.json();
+    await injectGroup(admin, 'nic0', 5, 0x5000n);
+    const [g] = (await offender.reply('faults')).groups;
+    const other = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    await other.json();
+    offender.ws.send(JSON.stringify({ type: 'responses', responses: Array.from({ length: 200 }, () => ({ cookie: 1, code: 0 })) }));
+    assert.equal((await offender.closed).code, CLOSE.TOO_BIG);
+    const again = await other.reply('faults');
+    assert.deepEqual([again.groups[0].cookie, again.groups[0].redelivered], [g.cookie, true]);
+    assert.equal((await other.respond([{ cookie: g.cookie, code: 0 }])).ok, 1);
+    await other.close();
+    await waitConnections(victim, 0);
+  });
+
+  test('error frames: beyond the rate the offender is closed with 1008; the other connection is untouched', async () => {
+    const offender = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    const polite = await StreamClient.open(server.wsBase, victim.stream, { token: victim.token });
+    await offender.json();
+    await polite.json();
+    for (let i = 0; i < 4; i++) offender.ws.send('not json');
+    for (let i = 0; i < 3; i++) assert.equal((await offender.json()).type, 'error');
+    assert.equal((await offender.closed).code, CLOSE.POLICY);
+    // Answers (results, write) are not error frames: a well-formed frame of stale cookies is not limited.
+    for (let i = 0; i < 10; i++) assert.equal((await polite.respond([{ cookie: 999, code: 0 }])).errors.length, 1);
+    assert.equal(polite.ws.readyState, polite.ws.OPEN);
+    await polite.close();
+    await bystanderWorks(6);
+  });
+
+  test('platform devices: ENOSPC at the limit; existing devices keep working; an unplug makes room', async () => {
+    await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'lim2' });
+    await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'lim3' });
+    assertLimit(await admin.post('/v1/platform/devices', { name: 'lim4' }), 503, 'ENOSPC', /maximum of 4 devices/);
+    await bystanderWorks(7);
+    await admin.ok('platform.device.remove', 'DELETE', '/v1/platform/devices/lim3');
+    await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'lim4' });
+  });
+});
+
+/** Wait until @fx's fault queue has @n connections (a close reaches the daemon a moment after the client). */
+async function waitConnections(fx: FaultFixture, n: number): Promise<void> {
+  for (let t = 0; (await fx.api.ok('fault.get', 'GET', `${fx.prefix}/faults/${fx.fault}`)).connections !== n; t++) {
+    assert.ok(t < 200, `connections never reached ${n}`);
+    await sleep(5);
+  }
+}
+
+describe('limits: flags and environment', { timeout: 30_000 }, () => {
+  test('every limit has a flag and an IOPFD_ variable, validated', () => {
+    const c = parseConfig(
+      ['--max-contexts', '3', '--max-objects=7', '--max-streams', '2', '--max-mapped-pages', '16', '--max-devices', '5', '--body-limit', '2048', '--max-frame', '512'],
+      { IOPFD_ERROR_FRAMES_PER_SECOND: '4' },
+    );
+    assert.deepEqual(c.limits, { maxContexts: 3, maxObjects: 7, maxStreamsPerFault: 2, maxMappedPages: 16, maxDevices: 5 });
+    assert.deepEqual([c.bodyLimit, c.maxFrame, c.errorFramesPerSecond], [2048, 512, 4]);
+    for (const flag of ['--max-devices', '--body-limit', '--max-frame', '--error-frames-per-second']) {
+      assert.throws(() => parseConfig([flag, '0'], {}), new RegExp(flag));
+      assert.throws(() => parseConfig([flag, '-1'], {}), new RegExp(flag));
+    }
+  });
+
+  test('the daemon process enforces them', async (t) => {
+    const d = await spawnDaemon(['--log-level', 'warn', '--body-limit', '300', '--max-frame', '256', '--max-contexts', '2']);
+    t.after(() => void d.child.kill('SIGKILL'));
+    const api = new Api(d.base);
+    assertLimit(await api.post('/v1/platform/devices', { name: 'z'.repeat(400) }), 413, 'EMSGSIZE', /larger than 300 bytes/);
+    const fx = await faultFixture({ api }, { device: 'nic0' });
+    await api.ok('context.create', 'POST', '/v1/contexts');
+    assertLimit(await api.post('/v1/contexts', {}), 503, 'ENOSPC', /maximum of 2 contexts/);
+    const s = await StreamClient.open(d.wsBase, fx.stream, { token: fx.token });
+    await s.json();
+    s.ws.send('x'.repeat(300));
+    assert.equal((await s.closed).code, CLOSE.TOO_BIG);
+    d.child.kill('SIGTERM');
+    assert.equal(await d.exited, 0);
   });
 });

@@ -22,6 +22,9 @@ test('config: defaults', () => {
     logLevel: 'info',
     limits: {},
     quirks: {},
+    bodyLimit: 1 << 20,
+    maxFrame: 1 << 20,
+    errorFramesPerSecond: 20,
     heartbeatMs: 15000,
     help: false,
   });
