@@ -100,37 +100,40 @@ function codeIndex(code: number): number {
   return code === PRG_SUCCESS ? 0 : code === PRG_INVALID ? 1 : 2;
 }
 
+/** Entries per chunk of a ResponseLog (a power of two). */
+const LOG_CHUNK = 1 << 14;
+
 /**
- * ResponseLog - every PRG response a function received, in order: three
- * typed columns (pasid, PRG index, code) grown by doubling, about 7 bytes an
- * entry and no object per response; entries are built only when read.
- * Entry i has seq i + 1.
+ * ResponseLog - every PRG response a function received, in order: one
+ * number per response (pasid × 2^19 + PRG index × 8 + code × 2 + "has a
+ * pasid", exact in a double) in fixed Float64Array chunks, 8 bytes an entry,
+ * no object per response and no copying as it grows; entries are built only
+ * when read. Entry i has seq i + 1.
  */
 export class ResponseLog {
   private n = 0;
-  private pasids = new Uint32Array(256);
-  private grpids = new Uint16Array(256);
-  /** Bit 0: pasid present; bits 1-2: index in CODE_NAMES. */
-  private bits = new Uint8Array(256);
+  private readonly chunks: Float64Array[] = [];
+  /** The chunk being filled. */
+  private tail = new Float64Array(0);
 
   /** Entries logged. */
   get length(): number {
     return this.n;
   }
 
-  /** Log one response (@code a PRG_* code). */
+  /** Log one response (@pasid a u32 or undefined, @grpid < 2^16, @code a PRG_* code). */
   push(pasid: number | undefined, grpid: number, code: number): void {
-    if (this.n === this.bits.length) this.grow();
-    const i = this.n++;
-    this.pasids[i] = pasid ?? 0;
-    this.grpids[i] = grpid;
-    this.bits[i] = (pasid === undefined ? 0 : 1) | (codeIndex(code) << 1);
+    const i = this.n++ & (LOG_CHUNK - 1);
+    if (i === 0) this.chunks.push((this.tail = new Float64Array(LOG_CHUNK)));
+    this.tail[i] = (pasid === undefined ? 0 : pasid * 0x80000 + 1) + grpid * 8 + codeIndex(code) * 2;
   }
 
-  /** The entry at index @i (0-based). */
+  /** The entry at index @i (0-based, below length). */
   at(i: number): ResponseLogEntry {
-    const b = this.bits[i]!;
-    return { pasid: b & 1 ? this.pasids[i]! : undefined, grpid: this.grpids[i]!, code: CODE_NAMES[b >> 1]!, seq: i + 1 };
+    const o = i & (LOG_CHUNK - 1);
+    const v = this.chunks[(i - o) / LOG_CHUNK]![o]!;
+    const low = v % 0x80000;
+    return { pasid: low & 1 ? (v - low) / 0x80000 : undefined, grpid: low >>> 3, code: CODE_NAMES[(low >>> 1) & 3]!, seq: i + 1 };
   }
 
   /** Entries with seq > @since, in order. */
@@ -149,19 +152,6 @@ export class ResponseLog {
 
   *[Symbol.iterator](): IterableIterator<ResponseLogEntry> {
     for (let i = 0; i < this.n; i++) yield this.at(i);
-  }
-
-  private grow(): void {
-    const size = this.bits.length * 2;
-    const pasids = new Uint32Array(size);
-    pasids.set(this.pasids);
-    const grpids = new Uint16Array(size);
-    grpids.set(this.grpids);
-    const bits = new Uint8Array(size);
-    bits.set(this.bits);
-    this.pasids = pasids;
-    this.grpids = grpids;
-    this.bits = bits;
   }
 }
 

@@ -57,7 +57,7 @@ export interface IommuOps {
   readonly name: string;
   /** ops->user_pasid_table: a PASID fault may fall back to a NESTED domain at the RID. */
   readonly userPasidTable: boolean;
-  /** ops->page_response: send one page group response to the hardware. */
+  /** ops->page_response: send one page group response to the hardware (`resp` is only valid during the call). */
   pageResponse(dev: IommuDevice, lastFault: IopfFault, resp: IommuPageResponse): void;
   /** Allocate a paging (stage-2 capable) domain for `dev`. */
   domainAllocPaging(dev: IommuDevice, nestParent: boolean): IommuDomain;

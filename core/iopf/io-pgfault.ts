@@ -22,6 +22,7 @@ import {
   type IommuAttachHandle,
   type IommuDevice,
   type IommuFaultPageRequest,
+  type IommuPageResponse,
   type IommuPageResponseCode,
   type IopfFault,
 } from '../iommu/iommu.js';
@@ -130,8 +131,13 @@ export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequ
     fp.partial.push({ prm });
     return 0;
   }
-  const faults = takePartials(fp, prm.grpid);
-  faults.push({ prm });
+  // Most groups are one request: an exact one-element array, not an empty one grown by push.
+  let faults: IopfFault[];
+  if (fp.partial.length === 0) faults = [{ prm }];
+  else {
+    faults = takePartials(fp, prm.grpid);
+    faults.push({ prm });
+  }
   if (inject.groupAlloc?.()) {
     // E4: the "abort group" path: partials consumed, FAILURE answered.
     iopfErrorResponse(dev, prm, IOMMU_PAGE_RESP_FAILURE);
@@ -159,9 +165,16 @@ export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode)
   group.pending = false;
   const fp = group.faultParam;
   fp.faults.remove(group);
-  const prm = group.lastFault.prm;
-  fp.dev.ops.pageResponse(fp.dev, group.lastFault, { pasid: prm.pasid, grpid: prm.grpid, code });
+  const last = group.lastFault;
+  // One response object for every call: drivers read it before they return and keep nothing of it.
+  const resp = scratchResponse;
+  resp.pasid = last.prm.pasid;
+  resp.grpid = last.prm.grpid;
+  resp.code = code;
+  fp.dev.ops.pageResponse(fp.dev, last, resp);
 }
+
+const scratchResponse: IommuPageResponse = { pasid: 0, grpid: 0, code: IOMMU_PAGE_RESP_INVALID };
 
 /** iopf_free_group: the handler is done with the group. */
 export function iopfFreeGroup(group: IopfGroup): void {

@@ -22,6 +22,7 @@ import {
   echoRate,
   FaultClient,
   ParkedClient,
+  parkDevicesFor,
   parkGroups,
   ROOT,
   setupFaultQueue,
@@ -119,30 +120,30 @@ async function withClients<T>(clients: FaultClient[], fn: (c: FaultClient[]) => 
   }
 }
 
-/** The platform file: DEVICES traffic devices and one for parked groups, on one VT-d model IOMMU. */
-function platformFile(dir: string): { file: string; gens: string[] } {
-  const gens = Array.from({ length: DEVICES }, (_, i) => `gen${i}`);
-  const devices = [...gens, 'bulk'].map((name, i) => ({ name, bdf: `00:${(i + 2).toString(16).padStart(2, '0')}.0` }));
-  const file = join(dir, 'platform.json');
+/** A platform file: @names as PRI devices on one VT-d model IOMMU. */
+function platformFile(dir: string, name: string, names: readonly string[]): string {
+  const devices = names.map((n, i) => ({ name: n, bdf: `${(i >> 5).toString(16).padStart(2, '0')}:${(i & 31).toString(16).padStart(2, '0')}.0` }));
+  const file = join(dir, name);
   writeFileSync(file, JSON.stringify({ iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 4096 }], devices }));
-  return { file, gens };
+  return file;
 }
 
 /** Throughput with @parked outstanding groups (fresh daemon); with @heap, the daemon heap per parked group. */
-async function outstanding(file: string, gen: string, parked: number, heap: boolean): Promise<{ m: Measured; heapPerGroup: number }> {
-  const d = await Daemon.start(file);
+async function outstanding(dir: string, parked: number, heap: boolean): Promise<{ m: Measured; heapPerGroup: number }> {
+  const parkers = Array.from({ length: parkDevicesFor(parked) }, (_, i) => `park${i}`);
+  const d = await Daemon.start(platformFile(dir, `park-${parked}.json`, ['gen0', ...parkers]));
   try {
-    const setup = await setupFaultQueue(d, [gen, 'bulk']);
+    const setup = await setupFaultQueue(d, ['gen0', ...parkers]);
     const windows: number[] = [];
     for (let left = parked; left > 0; left -= windows[windows.length - 1]!) windows.push(Math.min(50_000, left));
     const holders: ParkedClient[] = [];
     for (const w of windows) holders.push(await ParkedClient.open(d, setup, w));
     const h0 = heap ? await d.heapUsed() : 0;
     const t0 = performance.now();
-    await parkGroups(d, 'bulk', parked, holders);
+    await parkGroups(d, parkers, parked, holders);
     log(`parked ${parked.toLocaleString('en-US')} groups in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const h1 = heap ? await d.heapUsed() : 0;
-    const m = await withClients(await clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 1024), (c) => measure(d, c, [gen], `JSON, ${parked.toLocaleString('en-US')} outstanding`));
+    const m = await withClients(await clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 1024), (c) => measure(d, c, ['gen0'], `JSON, ${parked.toLocaleString('en-US')} outstanding`));
     return { m, heapPerGroup: (h1 - h0) / parked };
   } finally {
     await d.stop();
@@ -153,8 +154,9 @@ async function main(): Promise<void> {
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'iopfd-bench-'));
   try {
-    const { file, gens } = platformFile(dir);
+    const gens = Array.from({ length: DEVICES }, (_, i) => `gen${i}`);
     const gen = gens[0]!;
+    const file = platformFile(dir, 'platform.json', gens);
 
     log('baseline A (ws echo, JSON text)');
     const baselineA = await baseline(baselineJsonMessage(A_BYTES), A_BYTES, 1);
@@ -179,8 +181,8 @@ async function main(): Promise<void> {
       await d.stop();
     }
 
-    const o1k = await outstanding(file, gen, 1_000, false);
-    const o100k = await outstanding(file, gen, 100_000, true);
+    const o1k = await outstanding(dir, 1_000, false);
+    const o100k = await outstanding(dir, 100_000, true);
     log(`daemon heap per outstanding group: ${Math.round(o100k.heapPerGroup)} B`);
 
     log('core, in process');

@@ -307,25 +307,34 @@ export class ParkedClient {
   }
 }
 
+/** The devices parkGroups() needs for @n groups: one per PRI budget of 512. */
+export function parkDevicesFor(n: number): number {
+  return Math.ceil(n / PARK_BUDGET);
+}
+
+/** Groups one parking device holds: its whole Outstanding Page Request Allocation. */
+const PARK_BUDGET = 512;
+
 /**
- * parkGroups() - inject @n single-request groups into @device (raw page
- * requests, @concurrency at a time) and wait until @parked hold them all.
+ * parkGroups() - make @n groups outstanding: the traffic generators of
+ * @devices (attached to the queue) each send up to 512 single-request
+ * groups, started one device at a time (so the PRQ never overflows), and
+ * @parked (windows summing to @n) take them and never answer.
  */
-export async function parkGroups(d: Daemon, device: string, n: number, parked: readonly ParkedClient[], concurrency = 32): Promise<void> {
+export async function parkGroups(d: Daemon, devices: readonly string[], n: number, parked: readonly ParkedClient[]): Promise<void> {
   const have = (): number => parked.reduce((s, p) => s + p.received, 0);
   const start = have();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < n) {
-      const i = next++;
-      await d.call('POST', `/v1/platform/devices/${device}/page-requests`, { grpid: i & 511, addr: `0x${(0x1000 * (i + 1)).toString(16)}`, perm: 1, last: true });
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  for (let i = 0, left = n; left > 0; i++, left -= PARK_BUDGET) {
+    await d.call('POST', `/v1/platform/devices/${devices[i]!}/traffic`, { count: Math.min(PARK_BUDGET, left), in_flight: PARK_BUDGET, base: `0x${(0x1_0000_0000 * (i + 1)).toString(16)}` });
+  }
   const deadline = performance.now() + 60_000;
   while (have() - start < n) {
     if (performance.now() > deadline) throw new Error(`parked ${have() - start} of ${n} groups`);
     await sleep(20);
+  }
+  for (const name of devices.slice(0, parkDevicesFor(n))) {
+    const st = (await d.call('GET', `/v1/platform/devices/${name}/traffic`)) as WireTrafficStatus;
+    if (st.answered !== 0) throw new Error(`parking: ${name} had ${st.answered} groups answered (PRQ overflow?)`);
   }
 }
 
