@@ -48,6 +48,9 @@ import { assertErrnoBody, captureLog, metricValue, Rng, sleep, testSeed, unexpec
 const ADMIN = 'chaos-admin';
 const CHAOS_MS = Number(process.env['IOPFD_CHAOS_MS'] ?? 8000);
 const PASIDS = [undefined, 1, 2] as const;
+/** The SVA bond of raw device rA: its PASID and its one VMA. */
+const SVA_PASID = 9;
+const SVA_VMA = 0x10000000n;
 
 type Pasid = number | undefined;
 
@@ -85,7 +88,9 @@ interface Instance {
 interface Device {
   name: string;
   iommu: string;
-  kind: 'traffic' | 'raw';
+  kind: 'traffic' | 'raw' | 'dma';
+  /** An SVA bond at this PASID (raw devices): its faults are resolved inside the daemon. */
+  sva?: number;
   slot: number;
   lock: Lock;
   inst: Instance | undefined;
@@ -126,7 +131,7 @@ class Chaos {
   readonly devices: Device[];
   readonly slots: Slot[] = [];
   running = true;
-  readonly stats = { sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0 };
+  readonly stats = { dmas: 0, svaRebinds: 0, sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0 };
   readonly problems: string[] = [];
 
   constructor(
@@ -136,10 +141,11 @@ class Chaos {
   ) {
     this.devices = [
       { name: 'tA', iommu: 'dmar0', kind: 'traffic', slot: 0 },
-      { name: 'rA', iommu: 'dmar0', kind: 'raw', slot: 0 },
+      { name: 'rA', iommu: 'dmar0', kind: 'raw', slot: 0, sva: SVA_PASID },
       { name: 'tB', iommu: 'smmu0', kind: 'traffic', slot: 1 },
       { name: 'rB', iommu: 'gen0', kind: 'raw', slot: 1 },
       { name: 'tC', iommu: 'gen0', kind: 'traffic', slot: 2 },
+      { name: 'dA', iommu: 'gen0', kind: 'dma', slot: 2 },
     ].map((d) => ({ ...d, kind: d.kind as Device['kind'], lock: new Lock(), inst: undefined, instances: [] }));
   }
 
@@ -175,6 +181,13 @@ class Chaos {
     const inst: Instance = { fn: this.server.daemon.platform.function(d.name), plugged: true, runs: [], runOpen: false, lastsSent: 0, outstanding: new Map(), seq: 0, violations: [] };
     d.inst = inst;
     d.instances.push(inst);
+    if (d.sva !== undefined) await this.bindSva(d);
+  }
+
+  /** An SVA bond on @d at its SVA PASID, one VMA (read/write) of 1 MiB. */
+  async bindSva(d: Device): Promise<void> {
+    const vmas = [{ start: `0x${SVA_VMA.toString(16)}`, length: '0x100000', read: true, write: true }];
+    await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/sva`, { pasid: d.sva, vmas }, [201]);
   }
 
   async unplug(d: Device): Promise<void> {
@@ -192,7 +205,19 @@ class Chaos {
     while (this.running) {
       await sleep(rng.int(150, 500));
       if (!this.running) break;
-      const d = rng.pick(this.devices);
+      const sva = rng.chance(0.3);
+      const d = rng.pick(sva ? this.devices.filter((x) => x.sva !== undefined) : this.devices);
+      if (sva) {
+        // Unbind the SVA bond (pending SVA work is flushed first) and bind it again.
+        await d.lock.run(async () => {
+          if (!d.inst) return;
+          await this.expect(this.admin, 'DELETE', `/v1/platform/devices/${d.name}/sva/${d.sva}`, undefined, [204]);
+          await sleep(rng.int(0, 30));
+          await this.bindSva(d);
+          this.stats.svaRebinds++;
+        });
+        continue;
+      }
       await d.lock.run(async () => {
         if (!d.inst) return;
         await this.unplug(d);
@@ -237,6 +262,38 @@ class Chaos {
     }
   }
 
+  // ---- DMA -------------------------------------------------------------------
+
+  /**
+   * DMAs through the device: they wait on their page requests (the fault
+   * queues, detach, unplug, timeouts); what matters is the device side at the
+   * end (every PRG answered once, none unexpected) and that each DMA ends.
+   */
+  async dmaActor(d: Device, rng: Rng): Promise<void> {
+    const workers = Array.from({ length: 3 }, async () => {
+      while (this.running) {
+        const length = rng.int(1, 3 * 4096);
+        const write = rng.chance(0.3);
+        const body: Json = {
+          iova: `0x${(rng.int(0, 255) * 0x10000 + rng.int(0, 4) * 0x1000 + rng.int(0, 100)).toString(16)}`,
+          length: `0x${length.toString(16)}`,
+          access: write ? 'write' : 'read',
+          timeout_ms: rng.int(20, 400),
+        };
+        if (write) body.data = 'ab'.repeat(length);
+        const pasid = rng.pick([undefined, undefined, 1, 2]);
+        if (pasid !== undefined) body.pasid = pasid;
+        const r = await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/dma`, body, [200], ['ENOENT']);
+        if (r.status === 200) {
+          this.stats.dmas++;
+          if (!['ok', 'invalid', 'timeout', 'pri_disabled'].includes(r.body.status)) this.problem(`DMA ended ${JSON.stringify(r.body)}`);
+        }
+        await sleep(rng.int(0, 20));
+      }
+    });
+    await Promise.all(workers);
+  }
+
   // ---- raw injection -----------------------------------------------------------
 
   async injectorActor(d: Device, rng: Rng): Promise<void> {
@@ -249,11 +306,12 @@ class Chaos {
           let grpid = rng.int(0, 511);
           for (let tries = 0; inst.outstanding.has(grpid) && tries < 600; tries++) grpid = (grpid + 1) & 511;
           if (inst.outstanding.has(grpid)) return;
-          const pasid = rng.pick([undefined, undefined, 1, 2, 5]);
+          const pasid = rng.pick([undefined, undefined, 1, 2, 5, d.sva]);
           const pages = rng.int(1, 4);
           const malformed = rng.chance(0.05);
           const perm = malformed ? 9 : rng.pick([1, 1, 2, 3]);
-          const base = BigInt(rng.int(1, 1 << 24)) * 0x1000n;
+          // Inside the SVA VMA (resolved by the daemon) or anywhere (outside it: INVALID).
+          const base = pasid === d.sva && rng.chance(0.7) ? SVA_VMA + BigInt(rng.int(0, 240)) * 0x1000n : BigInt(rng.int(1, 1 << 24)) * 0x1000n;
           for (let p = 0; p < pages; p++) {
             const last = p === pages - 1;
             if (last) {
@@ -624,7 +682,7 @@ class Chaos {
     for (const s of this.slots) await this.bindDevices(s, this.rng.fork());
     const actors: Array<Promise<void>> = [this.platformActor(this.rng.fork())];
     for (const d of this.devices) {
-      actors.push(d.kind === 'traffic' ? this.trafficActor(d, this.rng.fork()) : this.injectorActor(d, this.rng.fork()));
+      actors.push(d.kind === 'traffic' ? this.trafficActor(d, this.rng.fork()) : d.kind === 'dma' ? this.dmaActor(d, this.rng.fork()) : this.injectorActor(d, this.rng.fork()));
       if (d.kind === 'raw') actors.push(this.pollerActor(d));
     }
     for (let i = 0; i < 3; i++) {
@@ -684,7 +742,10 @@ test('chaos: every page request that needs a response gets exactly one, and ever
           assert.equal(fn.outstandingGroups, 0, `${what}: PRGs never answered`);
           assert.ok(fn.priEnabled || !inst.plugged, `${what}: PRI stopped (a Response Failure)`);
           const logged = inst.plugged ? (await admin.ok('platform.device.responses', 'GET', `/v1/platform/devices/${d.name}/responses`)).responses.length : fn.responses.length;
-          if (d.kind === 'traffic') {
+          if (d.kind === 'dma') {
+            // Each DMA ended (above); its page request groups were each answered once (unexpected 0, outstanding 0).
+            groups += logged;
+          } else if (d.kind === 'traffic') {
             let sent = 0;
             for (const r of inst.runs) {
               assert.equal(r.answered, r.sent, `${what}: a run answered ${r.answered} of the ${r.sent} groups it sent`);
@@ -704,19 +765,20 @@ test('chaos: every page request that needs a response gets exactly one, and ever
 
       // Every table of the daemon is empty, seen from outside (/metrics) and inside (audit).
       const metrics = (await server.api.get('/metrics')).text;
-      // Partials are the device's (lone partials injected above wait for a last request with their index): checked after unplug below.
-      for (const table of ['contexts', 'objects', 'fault_queued', 'fault_outstanding', 'fault_cookies', 'mapped_pages', 'host_frames', 'device_outstanding_prgs', 'iopf_pending', 'prq', 'stalls']) {
+      // Partials are the device's (lone partials injected above wait for a last request with their index), and the
+      // SVA bond of rA keeps its process's pages: both are checked after the unplug below.
+      for (const table of ['contexts', 'objects', 'fault_queued', 'fault_outstanding', 'fault_cookies', 'mapped_pages', 'device_outstanding_prgs', 'iopf_pending', 'prq', 'stalls']) {
         assert.equal(metricValue(metrics, 'iopfd_table_entries', `table="${table}"`), 0, `table ${table} is not empty`);
       }
       assert.equal(metricValue(metrics, 'iopfd_streams_open'), 0);
       const platform = server.daemon.platform;
       assert.deepEqual({ ...platform.audit(), partials: 0 }, { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
       assert.equal(platform.contextCount, 0);
-      assert.equal(platform.frames.inUse, 0);
       const before = chaos.devices.map((d) => d.inst?.fn.responses.length);
       for (const d of chaos.devices) await admin.ok('platform.device.remove', 'DELETE', `/v1/platform/devices/${d.name}`);
       assert.deepEqual(platform.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
       assert.deepEqual(chaos.devices.map((d) => d.inst?.fn.responses.length), before, 'nothing was left to answer at unplug');
+      assert.equal(platform.frames.inUse, 0, 'every host frame (IOAS mappings, SVA page tables and pages) is free');
       // Every group queued on a fault queue was answered once: by a client or by the daemon (overflow groups are never queued).
       const sum = (name: string, filter: RegExp = /./): number =>
         metrics
@@ -731,7 +793,7 @@ test('chaos: every page request that needs a response gets exactly one, and ever
 
       assert.ok(groups >= 2000, `only ${groups} page request groups`);
       const s = chaos.stats;
-      assert.ok(s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0, JSON.stringify(s));
+      assert.ok(s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0 && s.dmas > 20 && s.svaRebinds > 0, JSON.stringify(s));
       process.stdout.write(`# chaos seed ${seed}: ${groups} groups needing a response, ${JSON.stringify({ ...s, reported, answered, auto })}\n`);
     });
   } finally {
