@@ -105,10 +105,11 @@ async function main(): Promise<number> {
   });
   const bindings = vmm.bindings.map((b) => ({ device: b.device, pasid: b.pasid ?? null, dev_id: b.devId, fault: b.faultId, hwpt: b.hwptId }));
   const out = (line: object | string): boolean => process.stdout.write(`${typeof line === 'string' ? line : JSON.stringify(line)}\n`);
-  if (values.json) out({ event: 'ready', ctx: vmm.ctx.ctx, bindings });
-  else out(`vmm: ready: ctx ${vmm.ctx.ctx}, ${bindings.map((b) => `${b.device}@${b.pasid ?? 'rid'} (fault ${b.fault}, hwpt ${b.hwpt})`).join(', ')}`);
+  // The ready file first: whoever reads the ready line may look for it at once.
   const readyFile = values['ready-file'];
   if (readyFile !== undefined) writeFileSync(readyFile, `${process.pid}\n`);
+  if (values.json) out({ event: 'ready', ctx: vmm.ctx.ctx, bindings });
+  else out(`vmm: ready: ctx ${vmm.ctx.ctx}, ${bindings.map((b) => `${b.device}@${b.pasid ?? 'rid'} (fault ${b.fault}, hwpt ${b.hwpt})`).join(', ')}`);
 
   await new Promise<void>((resolve) => {
     onTermination(resolve);
