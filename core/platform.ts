@@ -90,11 +90,18 @@ export const DEFAULT_CAPS: DeviceCapsDesc = {
   prg_response_needs_pasid: true,
 };
 
+/**
+ * DEFAULT_RESPONSE_LOG - responses each device's log holds by default (the
+ * newest ones; 8 bytes each): a long-running daemon must not keep every
+ * response it ever sent. 0 = keep every one.
+ */
+export const DEFAULT_RESPONSE_LOG = 1 << 20;
+
 export interface PlatformOptions {
   sched: Scheduler;
   desc?: PlatformDesc;
   quirks?: IommufdQuirks;
-  limits?: Partial<IommufdLimits> & { maxContexts?: number; maxDevices?: number };
+  limits?: Partial<IommufdLimits> & { maxContexts?: number; maxDevices?: number; responseLog?: number };
   observer?: IommufdObserver;
   /** Allocation-failure injection (tests). */
   failAlloc?: IommufdEnv['failAlloc'];
@@ -199,6 +206,7 @@ export class Platform {
   readonly env: IommufdEnv;
   private readonly maxContexts: number;
   private readonly maxDevices: number;
+  private readonly responseLog: number;
 
   constructor(opts: PlatformOptions) {
     this.sched = opts.sched;
@@ -228,6 +236,7 @@ export class Platform {
     };
     this.maxContexts = opts.limits?.maxContexts ?? 1024;
     this.maxDevices = opts.limits?.maxDevices ?? 256;
+    this.responseLog = opts.limits?.responseLog ?? DEFAULT_RESPONSE_LOG;
     const desc = opts.desc ?? DEFAULT_PLATFORM;
     if (desc.iommus.length === 0) throw new IommuError('EINVAL', 'a platform needs at least one IOMMU');
     for (const d of desc.iommus) this.addIommu(d);
@@ -297,6 +306,7 @@ export class Platform {
       prgResponseNeedsPasid: caps.prg_response_needs_pasid,
     };
     const fn = new PcieFunction(d.name, rid, pcaps, iommu.unit, this.mem, this.sched);
+    fn.responses.limit = this.responseLog;
     const dev = iommu.driver.probeDevice(fn);
     const pd: PlatformDevice = {
       name: d.name,

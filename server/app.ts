@@ -138,7 +138,7 @@ function tableSizes(platform: Platform, contexts: ContextRegistry): Record<strin
     }
   }
   let responseLog = 0;
-  for (const d of platform.listDevices()) responseLog += platform.function(d.name).responses.length;
+  for (const d of platform.listDevices()) responseLog += platform.function(d.name).responses.retained;
   const a = platform.audit();
   return {
     contexts: nctx,

@@ -14,6 +14,7 @@
  *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue
  *   --max-mapped-pages N     IOPFD_MAX_MAPPED_PAGES  mapped pages per context
  *   --max-devices N          IOPFD_MAX_DEVICES       platform devices (hot-plug)
+ *   --response-log N         IOPFD_RESPONSE_LOG      responses each device's log holds, default 1048576 (0: all)
  *   --body-limit BYTES       IOPFD_BODY_LIMIT        request body size, default 1 MiB
  *   --max-frame BYTES        IOPFD_MAX_FRAME         stream frame size from clients, default 1 MiB
  *   --error-frames-per-second N  IOPFD_ERROR_FRAMES_PER_SECOND  error frames per connection, default 20
@@ -93,6 +94,12 @@ const zOptions = z.strictObject({
   'max-streams': zCount.optional(),
   'max-mapped-pages': zCount.optional(),
   'max-devices': zCount.optional(),
+  'response-log': z
+    .string()
+    .regex(/^\d{1,10}$/, { error: 'expected a number of responses (0 keeps every one)' })
+    .transform(Number)
+    .pipe(z.number().max(0xffffffff, { error: 'expected at most 4294967295' }))
+    .optional(),
   'body-limit': zCount.default(1 << 20),
   'max-frame': zCount.default(1 << 20),
   'error-frames-per-second': zCount.default(20),
@@ -116,7 +123,7 @@ function envName(flag: string): string {
 /** USAGE - the `--help` text. */
 export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
-             [--max-devices N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
+             [--max-devices N] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
              [--heartbeat-ms N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
@@ -181,6 +188,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (o['max-streams'] !== undefined) limits.maxStreamsPerFault = o['max-streams'];
   if (o['max-mapped-pages'] !== undefined) limits.maxMappedPages = o['max-mapped-pages'];
   if (o['max-devices'] !== undefined) limits.maxDevices = o['max-devices'];
+  if (o['response-log'] !== undefined) limits.responseLog = o['response-log'];
   const quirks: IommufdQuirks = {};
   for (const q of o.quirk) quirks[QUIRKS[q]!] = true;
   return {

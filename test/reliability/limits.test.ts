@@ -223,6 +223,39 @@ describe('limits: each one, when hit, gives a clear errno or close code and affe
   });
 });
 
+describe('limits: the response log keeps the newest responses only', { timeout: 30_000 }, () => {
+  test('a device that answered 50000 groups holds the newest 20000 (plus up to two chunks of 16384); seqs stay dense; ?since still works', async () => {
+    const server = await startServer({ limits: { responseLog: 20000 } });
+    try {
+      // Unbound: the IOMMU answers every group INVALID at once.
+      await server.api.ok('platform.traffic.start', 'POST', '/v1/platform/devices/nic0/traffic', { count: 50000 });
+      for (let t = 0; (await server.api.ok('platform.traffic.status', 'GET', '/v1/platform/devices/nic0/traffic')).running; t++) {
+        assert.ok(t < 500);
+        await sleep(10);
+      }
+      const all = (await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses')).responses as Json[];
+      assert.ok(all.length >= 20000 && all.length < 50000 && all.length < 20000 + 2 * (1 << 14), `${all.length} held`);
+      assert.equal(all[all.length - 1].seq, 50000, 'seq counts every response');
+      assert.deepEqual(all.map((r) => r.seq), Array.from({ length: all.length }, (_, i) => 50000 - all.length + 1 + i), 'dense, newest last');
+      const tail = (await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses?since=49990')).responses as Json[];
+      assert.deepEqual(tail.map((r) => r.seq), [49991, 49992, 49993, 49994, 49995, 49996, 49997, 49998, 49999, 50000]);
+      // Asking from before the oldest held entry gives what is held (a gap the reader can see from the first seq).
+      assert.equal(((await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses?since=5')).responses as Json[])[0].seq, all[0].seq);
+      assert.equal(metricValue((await server.api.get('/metrics')).text, 'iopfd_table_entries', 'table="response_log"'), all.length);
+      assert.equal(server.daemon.platform.function('nic0').responses.length, 50000);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('--response-log: a number of responses, 0 keeps every one (the default is 1048576)', () => {
+    assert.equal(parseConfig(['--response-log', '0'], {}).limits.responseLog, 0);
+    assert.equal(parseConfig([], { IOPFD_RESPONSE_LOG: '5000' }).limits.responseLog, 5000);
+    assert.equal(parseConfig([], {}).limits.responseLog, undefined);
+    assert.throws(() => parseConfig(['--response-log', '-1'], {}), /--response-log/);
+  });
+});
+
 /** Wait until @fx's fault queue has @n connections (a close reaches the daemon a moment after the client). */
 async function waitConnections(fx: FaultFixture, n: number): Promise<void> {
   for (let t = 0; (await fx.api.ok('fault.get', 'GET', `${fx.prefix}/faults/${fx.fault}`)).connections !== n; t++) {
