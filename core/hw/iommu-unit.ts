@@ -183,6 +183,10 @@ export class IommuUnit {
       if (req.last && (req.read || req.write || req.pasid === undefined)) {
         this.overflowAnswered++;
         const { fn, pasid, prgi } = req;
+        // Stall model: that group is over; its requests already queued must
+        // not hold the PRG index open (their code would leak into the next
+        // group with this index).
+        if (this.model === 'smmuv3') this.openPrgs.delete(`${fn.rid}:${prgi}`);
         this.sched.defer(() => fn.receiveResponse(pasid, prgi, PRG_SUCCESS));
       }
       this.raise();

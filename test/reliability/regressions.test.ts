@@ -1,0 +1,71 @@
+/**
+ * Regressions, in process and deterministic (ManualScheduler): bugs the
+ * reliability work found in the core, each pinned down by the smallest
+ * sequence that showed it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  ManualScheduler,
+  Platform,
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdFaultAlloc,
+  iommufdHwptAlloc,
+  iommufdIoasAlloc,
+} from '../../core/index.js';
+
+test('stall model: a group answered by the hardware on PRQ overflow does not leak its code into the next group with its PRG index', () => {
+  const sched = new ManualScheduler();
+  const p = new Platform({ sched, desc: { iommus: [{ name: 'smmu0', model: 'smmuv3', prq_depth: 1 }], devices: [{ name: 'd0', bdf: '00:02.0' }] } });
+  const fn = p.function('d0');
+  const ctx = p.createContext();
+  const dev = iommufdDeviceBind(ctx, 'd0');
+  const ioas = iommufdIoasAlloc(ctx);
+  const fault = iommufdFaultAlloc(ctx, {});
+  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: ioas.id, flags: 4, fault_id: fault.id }).id);
+  const conn = fault.open(16, { readable() {}, expired() {}, overflow() {}, kill() {} });
+  const send = (last: boolean, addr: bigint): void =>
+    void fn.injectPageRequest({ pasid: undefined, prgi: 7, addr, read: true, write: false, exec: false, priv: false, last });
+  const answer = (code: number): void => {
+    const groups = fault.read(conn);
+    assert.equal(groups.length, 1);
+    assert.equal(fault.respond(groups.map((g) => ({ cookie: g.cookie, code })), false).ok, 1);
+    sched.run();
+  };
+
+  // PRG 7: its first request enters the PRQ (one entry), its last finds it full: the hardware answers Success.
+  send(false, 0x1000n);
+  send(true, 0x2000n);
+  sched.run();
+  assert.deepEqual(fn.responses.map((r) => r.code), ['success']);
+  // The queued request is its own stall: the user answers it Invalid (no second response: its group is over).
+  answer(1);
+  assert.equal(fn.responses.length, 1);
+  // A new group with PRG index 7, answered Success, must get Success (it got the stale Invalid).
+  send(true, 0x3000n);
+  sched.run();
+  answer(0);
+  assert.deepEqual(fn.responses.map((r) => `${r.grpid}:${r.code}`), ['7:success', '7:success']);
+  assert.equal(fn.unexpectedResponses, 0);
+  assert.equal(fn.outstandingGroups, 0);
+});
+
+test('platform shutdown answers each outstanding group once and makes no new ones (traffic generators stop first)', () => {
+  const sched = new ManualScheduler();
+  const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 4096 }], devices: [{ name: 'd0', bdf: '00:02.0' }] } });
+  const fn = p.function('d0');
+  const ctx = p.createContext();
+  const dev = iommufdDeviceBind(ctx, 'd0');
+  const fault = iommufdFaultAlloc(ctx, {});
+  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: iommufdIoasAlloc(ctx).id, flags: 4, fault_id: fault.id }).id);
+  p.startTraffic('d0', { count: 1000, pagesPerGroup: 1, inFlight: 32, pasid: undefined, base: 0x100000n, perm: { read: true, write: false, exec: false, priv: false } });
+  sched.run();
+  assert.equal(fault.queued, 32, 'the generator waits on 32 groups');
+  p.shutdown();
+  sched.run();
+  assert.equal(fn.responses.length, 32, 'one INVALID per outstanding group, and no group issued during shutdown');
+  assert.ok([...fn.responses].every((r) => r.code === 'invalid'));
+  const st = p.trafficStatus('d0');
+  assert.deepEqual([st.running, st.sent, st.answered], [false, 32, 32]);
+});
