@@ -408,11 +408,14 @@ class FaultStream implements FaultListener {
    * Stop reading the peer's frames while our replies to it are backed up
    * (results frames can be several times the size of the frame they answer);
    * resume on the socket's 'drain'. A peer that never reads then blocks its
-   * own writes instead of growing the daemon's memory.
+   * own writes instead of growing the daemon's memory. Deliveries alone stop
+   * at the high-water mark plus one frame (at most 1 MiB), so the threshold,
+   * four high-water marks, is only reached by unread replies: a peer that
+   * sends its answers before it reads the next deliveries is never paused.
    */
   private throttleInput(): void {
     const ws = this.ws;
-    if (this.inputPaused || !ws || !this.socket || ws.bufferedAmount <= this.server.options.highWaterMark) return;
+    if (this.inputPaused || !ws || !this.socket || ws.bufferedAmount <= 4 * this.server.options.highWaterMark) return;
     this.inputPaused = true;
     ws.pause();
     this.socket.once('drain', () => {

@@ -224,6 +224,7 @@ async function main(): Promise<void> {
   });
   console.log(`soak: daemon ${base} (pid ${child.pid}), ${DEVICES} devices, ${MINUTES} min at ${LOAD} of capacity, a sample every ${SAMPLE_S} s`);
 
+  const idle = await metrics();
   for (const name of deviceNames) await ok('POST', '/v1/platform/devices', { name });
   const slotDevices = [deviceNames.filter((_, i) => i % 2 === 0), deviceNames.filter((_, i) => i % 2 === 1)];
   const slots = [await openSlot(slotDevices[0]!), await openSlot(slotDevices[1]!)];
@@ -400,13 +401,13 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`soak report (${MINUTES} min, capacity ${Math.round(capacity)} groups/s, target ${Math.round(target)}, achieved mean ${Math.round(rates.reduce((a, b) => a + b, 0) / rates.length)} groups/s, ${samples[samples.length - 1]!.groups} groups)`);
   console.log(`  churn: ${JSON.stringify(churn)}`);
-  console.log(`  RSS:  start ${MB(rss.start)}, peak ${MB(rss.peak)}, end ${MB(rss.end)} (after release: ${MB(final.rss)})`);
-  console.log(`  heap: start ${MB(heap.start)}, peak ${MB(heap.peak)}, end ${MB(heap.end)} (after release: ${MB(final.heapUsed)})`);
+  console.log(`  RSS:  idle ${MB(idle.rss)}; under load start ${MB(rss.start)}, peak ${MB(rss.peak)}, end ${MB(rss.end)}; after release ${MB(final.rss)}`);
+  console.log(`  heap: idle ${MB(idle.heapUsed)}; under load start ${MB(heap.start)}, peak ${MB(heap.peak)}, end ${MB(heap.end)}; after release ${MB(final.heapUsed)}`);
   console.log(`  tables (max over the run; max in the first and last thirds; after release):`);
   for (const [name, r] of Object.entries(tableReport)) console.log(`    ${name.padEnd(24)} max ${String(r.max).padStart(9)}  first ${String(r.firstThirdMax).padStart(9)}  last ${String(r.lastThirdMax).padStart(9)}  final ${r.final}`);
   if (log) console.log(`  response_log: ${log.final} entries held at the end (GET .../responses)`);
   for (const [what, pass] of verdicts) console.log(`  ${pass ? 'ok  ' : 'FAIL'} ${what}`);
-  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ capacity, target, churn, samples, final, rss, heap, tables: tableReport, verdicts }, null, 2));
+  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ capacity, target, churn, idle, samples, final, rss, heap, tables: tableReport, verdicts }, null, 2));
   process.exit(verdicts.every(([, pass]) => pass) ? 0 : 1);
 }
 
