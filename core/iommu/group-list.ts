@@ -20,10 +20,12 @@ export interface Linked {
   readonly links: unknown[];
 }
 
-/** A fresh link array for a member (all LINK_SLOTS slots empty; a literal is the cheapest array to make). */
+/** A fresh link array for a member (all LINK_SLOTS slots empty): a copy of a template, which has no literal allocation site (see FaultEntry in io-pgfault.ts). */
 export function newLinks(): unknown[] {
-  return [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
+  return EMPTY_LINKS.slice();
 }
+
+const EMPTY_LINKS: readonly unknown[] = new Array<unknown>(LINK_SLOTS).fill(undefined);
 
 export class GroupList<T extends Linked> {
   head: T | undefined = undefined;
