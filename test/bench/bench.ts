@@ -8,7 +8,7 @@
  * outstanding groups with the heap each costs). Writes docs/benchmarks.md
  * and docs/benchmarks.svg; prints the figures as JSON on stdout.
  *
- * Options: --seconds S (per run, default 2.5), --runs N (default 3),
+ * Options: --seconds S (per run, default 2), --runs N (default 5),
  * --no-docs (print only). Run through scripts/bench.mjs (which adds
  * --expose-gc for the heap figures).
  */
@@ -27,15 +27,13 @@ import {
   ROOT,
   setupFaultQueue,
   spawnChild,
-  SUBPROTOCOL_JSON,
-  SUBPROTOCOL_UAPI,
   Tally,
   trafficRun,
   type FaultSetup,
   type TrafficResult,
 } from './load.js';
 import { renderMarkdown, renderSvg, targets, type Baseline, type Figures, type Measured } from './report.js';
-import type { Subprotocol } from '../../protocol/index.js';
+import { SUBPROTOCOL_JSON, SUBPROTOCOL_UAPI, type Subprotocol } from '../../protocol/index.js';
 
 const IN_FLIGHT = 64;
 const DEVICES = 16;
@@ -46,8 +44,8 @@ function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
-const SECONDS = option('--seconds', 2.5);
-const RUNS = option('--runs', 3);
+const SECONDS = option('--seconds', 2);
+const RUNS = option('--runs', 5);
 const DOCS = !process.argv.includes('--no-docs');
 
 const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
@@ -78,30 +76,75 @@ async function baseline(message: string | Buffer, bytes: number, records: number
 }
 
 /**
- * measure() - a warm-up run sized to ~1 s, then RUNS runs sized to ~SECONDS
- * each, of single-request groups on @devices answered by @clients.
+ * struct Config - one iopfd configuration to measure.
+ * @what: its name in the log.
+ * @d: the daemon.
+ * @devices: the devices whose traffic generators run.
+ * @connect: the clients that answer (fresh ones, or the same ones every time).
+ * @persistent: the clients stay open from run to run (else they are opened
+ *   before and closed after each run).
  */
-async function measure(d: Daemon, clients: FaultClient[], devices: readonly string[], what: string): Promise<Measured> {
-  const framesOf = (): [number, number] => [clients.reduce((s, c) => s + c.groups, 0), clients.reduce((s, c) => s + c.frames, 0)];
-  const warm = await trafficRun(d, clients, devices, 20_000, IN_FLIGHT);
-  const warm2 = await trafficRun(d, clients, devices, Math.max(20_000, Math.round(warm.groupsPerSec / devices.length)), IN_FLIGHT);
-  const count = Math.max(20_000, Math.round((warm2.groupsPerSec * SECONDS) / devices.length));
-  const [g0, f0] = framesOf();
-  const results: TrafficResult[] = [];
-  for (let i = 0; i < RUNS; i++) results.push(await trafficRun(d, clients, devices, count, IN_FLIGHT));
-  const [g1, f1] = framesOf();
-  const p50s = results.map((r) => median(r.status.map((s) => s.latency_us.p50)));
-  const p99s = results.map((r) => Math.max(...r.status.map((s) => s.latency_us.p99)));
-  const m: Measured = {
-    groupsPerSec: Math.max(...results.map((r) => r.groupsPerSec)),
-    runs: results.map((r) => r.groupsPerSec),
-    p50: median(p50s),
-    p99: median(p99s),
-    p99Worst: Math.max(...p99s),
-    groupsPerFrame: (g1 - g0) / Math.max(1, f1 - f0),
+interface Config {
+  what: string;
+  d: Daemon;
+  devices: readonly string[];
+  connect: () => Promise<FaultClient[]>;
+  persistent: boolean;
+}
+
+/** Clients that connect() returns every time, opened on first use. */
+function shared(open: () => Promise<FaultClient[]>): () => Promise<FaultClient[]> {
+  let clients: Promise<FaultClient[]> | undefined;
+  return () => (clients ??= open());
+}
+
+/**
+ * compare() - measure @configs side by side: a warm-up of each (which also
+ * sizes its runs to ~SECONDS), then RUNS rounds, each running every config
+ * once in turn, so that drift on the machine touches all of them alike.
+ */
+async function compare(configs: readonly Config[]): Promise<Measured[]> {
+  const counts: number[] = [];
+  const results: TrafficResult[][] = configs.map(() => []);
+  const frames = configs.map(() => ({ groups: 0, frames: 0 }));
+  const once = async (i: number, count: number, record: boolean): Promise<TrafficResult> => {
+    const c = configs[i]!;
+    const clients = await c.connect();
+    try {
+      const g0 = clients.reduce((s, x) => s + x.groups, 0);
+      const f0 = clients.reduce((s, x) => s + x.frames, 0);
+      const r = await trafficRun(c.d, clients, c.devices, count, IN_FLIGHT);
+      if (record) {
+        frames[i]!.groups += clients.reduce((s, x) => s + x.groups, 0) - g0;
+        frames[i]!.frames += clients.reduce((s, x) => s + x.frames, 0) - f0;
+      }
+      return r;
+    } finally {
+      if (!c.persistent) for (const x of clients) x.close();
+    }
   };
-  log(`${what}: ${m.runs.map(k).join(' ')} groups/s, p50 ${m.p50} µs, p99 ${m.p99} µs, ${m.groupsPerFrame.toFixed(1)} groups/frame`);
-  return m;
+  for (let i = 0; i < configs.length; i++) {
+    const n = configs[i]!.devices.length;
+    const warm = await once(i, 20_000, false);
+    const warm2 = await once(i, Math.max(20_000, Math.round(warm.groupsPerSec / n)), false);
+    counts.push(Math.max(20_000, Math.round((warm2.groupsPerSec * SECONDS) / n)));
+  }
+  for (let r = 0; r < RUNS; r++) for (let i = 0; i < configs.length; i++) results[i]!.push(await once(i, counts[i]!, true));
+  for (const c of configs) if (c.persistent) for (const x of await c.connect()) x.close();
+  return results.map((rs, i) => {
+    const p50s = rs.map((r) => median(r.status.map((s) => s.latency_us.p50)));
+    const p99s = rs.map((r) => Math.max(...r.status.map((s) => s.latency_us.p99)));
+    const m: Measured = {
+      groupsPerSec: Math.max(...rs.map((r) => r.groupsPerSec)),
+      runs: rs.map((r) => r.groupsPerSec),
+      p50: median(p50s),
+      p99: median(p99s),
+      p99Worst: Math.max(...p99s),
+      groupsPerFrame: frames[i]!.groups / Math.max(1, frames[i]!.frames),
+    };
+    log(`${configs[i]!.what}: ${m.runs.map(k).join(' ')} groups/s, p50 ${m.p50} µs, p99 ${m.p99} µs, ${m.groupsPerFrame.toFixed(1)} groups/frame`);
+    return m;
+  });
 }
 
 /** One fault queue's clients: @n connections of @window in @protocol. */
@@ -112,14 +155,6 @@ async function clientsOf(d: Daemon, setup: FaultSetup, protocol: Subprotocol, n:
   return out;
 }
 
-async function withClients<T>(clients: FaultClient[], fn: (c: FaultClient[]) => Promise<T>): Promise<T> {
-  try {
-    return await fn(clients);
-  } finally {
-    for (const c of clients) c.close();
-  }
-}
-
 /** A platform file: @names as PRI devices on one VT-d model IOMMU. */
 function platformFile(dir: string, name: string, names: readonly string[]): string {
   const devices = names.map((n, i) => ({ name: n, bdf: `${(i >> 5).toString(16).padStart(2, '0')}:${(i & 31).toString(16).padStart(2, '0')}.0` }));
@@ -128,26 +163,28 @@ function platformFile(dir: string, name: string, names: readonly string[]): stri
   return file;
 }
 
-/** Throughput with @parked outstanding groups (fresh daemon); with @heap, the daemon heap per parked group. */
-async function outstanding(dir: string, parked: number, heap: boolean): Promise<{ m: Measured; heapPerGroup: number }> {
-  const parkers = Array.from({ length: parkDevicesFor(parked) }, (_, i) => `park${i}`);
-  const d = await Daemon.start(platformFile(dir, `park-${parked}.json`, ['gen0', ...parkers]));
-  try {
-    const setup = await setupFaultQueue(d, ['gen0', ...parkers]);
-    const windows: number[] = [];
-    for (let left = parked; left > 0; left -= windows[windows.length - 1]!) windows.push(Math.min(50_000, left));
-    const holders: ParkedClient[] = [];
-    for (const w of windows) holders.push(await ParkedClient.open(d, setup, w));
-    const h0 = heap ? await d.heapUsed() : 0;
-    const t0 = performance.now();
-    await parkGroups(d, parkers, parked, holders);
-    log(`parked ${parked.toLocaleString('en-US')} groups in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    const h1 = heap ? await d.heapUsed() : 0;
-    const m = await withClients(await clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 1024), (c) => measure(d, c, ['gen0'], `JSON, ${parked.toLocaleString('en-US')} outstanding`));
-    return { m, heapPerGroup: (h1 - h0) / parked };
-  } finally {
-    await d.stop();
-  }
+/** struct Parked - a daemon holding @parked outstanding groups, and what they cost its heap. */
+interface Parked {
+  d: Daemon;
+  setup: FaultSetup;
+  heapPerGroup: number;
+}
+
+/** parked() - a fresh daemon with @n groups outstanding on its queue (delivered, never answered). */
+async function parked(dir: string, n: number): Promise<Parked> {
+  const parkers = Array.from({ length: parkDevicesFor(n) }, (_, i) => `park${i}`);
+  const d = await Daemon.start(platformFile(dir, `park-${n}.json`, ['gen0', ...parkers]));
+  const setup = await setupFaultQueue(d, ['gen0', ...parkers]);
+  const windows: number[] = [];
+  for (let left = n; left > 0; left -= windows[windows.length - 1]!) windows.push(Math.min(50_000, left));
+  const holders: ParkedClient[] = [];
+  for (const w of windows) holders.push(await ParkedClient.open(d, setup, w));
+  const h0 = await d.heapUsed();
+  const t0 = performance.now();
+  await parkGroups(d, parkers, n, holders);
+  const h1 = await d.heapUsed();
+  log(`parked ${n.toLocaleString('en-US')} groups in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${Math.round((h1 - h0) / n)} B of heap each`);
+  return { d, setup, heapPerGroup: (h1 - h0) / n };
 }
 
 async function main(): Promise<void> {
@@ -166,24 +203,39 @@ async function main(): Promise<void> {
     log(`baseline B: ${baselineB.runs.map(k).join(' ')} messages/s`);
 
     const d = await Daemon.start(file);
-    let json: Measured, uapi: Measured, devices16: Measured, conns1: Measured, conns8: Measured;
+    let json: Measured, devices16: Measured, uapi: Measured, conns1: Measured, conns8: Measured;
     try {
       const setup = await setupFaultQueue(d, gens);
-      json = await withClients(await clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 4096), async (c) => {
-        const one = await measure(d, c, [gen], 'iopfd JSON');
-        devices16 = await measure(d, c, gens, `iopfd JSON, ${DEVICES} devices`);
-        return one;
-      });
-      uapi = await withClients(await clientsOf(d, setup, SUBPROTOCOL_UAPI, 1, 4096), (c) => measure(d, c, [gen], 'iopfd uapi'));
-      conns1 = await withClients(await clientsOf(d, setup, SUBPROTOCOL_JSON, 1, IN_FLIGHT), (c) => measure(d, c, [gen], '1 connection'));
-      conns8 = await withClients(await clientsOf(d, setup, SUBPROTOCOL_JSON, 8, IN_FLIGHT / 8), (c) => measure(d, c, [gen], '8 connections'));
+      const jsonClients = shared(() => clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 4096));
+      [json, devices16] = (await compare([
+        { what: 'iopfd JSON', d, devices: [gen], connect: jsonClients, persistent: true },
+        { what: `iopfd JSON, ${DEVICES} devices`, d, devices: gens, connect: jsonClients, persistent: true },
+      ])) as [Measured, Measured];
+      [uapi] = (await compare([{ what: 'iopfd uapi', d, devices: [gen], connect: shared(() => clientsOf(d, setup, SUBPROTOCOL_UAPI, 1, 4096)), persistent: true }])) as [Measured];
+      [conns1, conns8] = (await compare([
+        { what: '1 connection', d, devices: [gen], connect: () => clientsOf(d, setup, SUBPROTOCOL_JSON, 1, IN_FLIGHT), persistent: false },
+        { what: '8 connections', d, devices: [gen], connect: () => clientsOf(d, setup, SUBPROTOCOL_JSON, 8, IN_FLIGHT / 8), persistent: false },
+      ])) as [Measured, Measured];
     } finally {
       await d.stop();
     }
 
-    const o1k = await outstanding(dir, 1_000, false);
-    const o100k = await outstanding(dir, 100_000, true);
-    log(`daemon heap per outstanding group: ${Math.round(o100k.heapPerGroup)} B`);
+    const p1k = await parked(dir, 1_000);
+    let o1k: Measured, o100k: Measured, p100k: Parked | undefined;
+    try {
+      p100k = await parked(dir, 100_000);
+      const at = (p: Parked): Config => ({
+        what: `JSON, ${p === p1k ? '1,000' : '100,000'} outstanding`,
+        d: p.d,
+        devices: ['gen0'],
+        connect: shared(() => clientsOf(p.d, p.setup, SUBPROTOCOL_JSON, 1, 1024)),
+        persistent: true,
+      });
+      [o1k, o100k] = (await compare([at(p1k), at(p100k)])) as [Measured, Measured];
+    } finally {
+      await p1k.d.stop();
+      await p100k?.d.stop();
+    }
 
     log('core, in process');
     const core = runCoreBench(300_000);
@@ -209,9 +261,9 @@ async function main(): Promise<void> {
       devices16: devices16!,
       conns1,
       conns8,
-      outstanding1k: o1k.m,
-      outstanding100k: o100k.m,
-      daemonHeapPerGroup: o100k.heapPerGroup,
+      outstanding1k: o1k,
+      outstanding100k: o100k,
+      daemonHeapPerGroup: p100k!.heapPerGroup,
     };
     for (const t of targets(figures)) log(`target ${t.name}: ${t.value} (${t.goal}) ${t.score >= 1 ? 'met' : 'NOT met'}`);
     if (DOCS) {

@@ -9,12 +9,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
-import { PGFAULT_FLAGS, RECORD_SIZE, RESPONSE_SIZE, SUBPROTOCOL_JSON, SUBPROTOCOL_UAPI, type Subprotocol } from '../../protocol/index.js';
+import { PGFAULT_FLAGS, RECORD_SIZE, RESPONSE_SIZE, SUBPROTOCOL_UAPI, type Subprotocol } from '../../protocol/index.js';
 
 /** The repository root (this file is dist/test/bench/load.js once built). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A JSON value as the bench reads it (shapes are the protocol's, not re-checked). */
+export type Json = any;
 
 /** A child process that printed the port it listens on. */
 export interface Child {
@@ -129,8 +132,8 @@ export class Daemon {
     return new Daemon(child);
   }
 
-  /** call() - one REST request; throws on an HTTP error status. */
-  async call(method: string, path: string, body?: unknown, token?: string): Promise<any> {
+  /** call() - one REST request; throws on an HTTP error status. Its JSON body, shapes as the protocol says (not re-checked here). */
+  async call(method: string, path: string, body?: unknown, token?: string): Promise<Json> {
     const headers: Record<string, string> = {};
     if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -391,4 +394,3 @@ export async function trafficRun(d: Daemon, clients: readonly FaultClient[], dev
   return { groupsPerSec: (devices.length * count) / (wallMs / 1000), status };
 }
 
-export { SUBPROTOCOL_JSON, SUBPROTOCOL_UAPI };
