@@ -4,7 +4,8 @@
  * `GET /v1/contexts/:ctx/faults/:id/stream` is the fault fd over WebSocket.
  * The upgrade is handled on the HTTP server's 'upgrade' event with `ws` in
  * noServer mode, so that everything is checked before a socket exists: the
- * token of the context (401), the path and query (400), the fault queue
+ * token of the context (401), the path and query (400), the WebSocket
+ * handshake headers (400, checked here rather than by ws), the fault queue
  * (404), the subprotocol (400) and the per-queue stream limit (503) are
  * refused with a plain HTTP response carrying `{errno, message}`.
  *
@@ -152,16 +153,47 @@ function chooseSubprotocol(offered: Iterable<string> | undefined): Subprotocol |
  * @status: the HTTP status.
  * @body: the `{errno, message}` body.
  */
-function refuseUpgrade(socket: Duplex, status: number, body: object): void {
+function refuseUpgrade(socket: Duplex, status: number, body: object, headers = ''): void {
   const text = JSON.stringify(body);
   socket.on('error', () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(text)}\r\n` +
+      headers +
       'Connection: close\r\n\r\n' +
       text,
   );
+}
+
+/** A handshake refused for its WebSocket version: the reply names the one the daemon speaks (RFC 6455 §4.4). */
+class VersionError extends HttpError {}
+
+/** A Sec-WebSocket-Key: 16 bytes in base64. */
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
+/** An HTTP token (RFC 9110), what a subprotocol name must be. */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * checkHandshake() - the checks `ws` makes on a WebSocket handshake, made
+ * here first so that a refusal carries `{errno, message}` like every other
+ * (ws would answer with a text/html body, and 405 for a method).
+ * @req: the upgrade request.
+ *
+ * Throws: HttpError EINVAL (VersionError for the version).
+ */
+function checkHandshake(req: IncomingMessage): void {
+  if (req.method !== 'GET') throw new HttpError('EINVAL', `the fault stream is opened with GET, not ${String(req.method)}`);
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket') throw new HttpError('EINVAL', 'the fault stream needs Upgrade: websocket');
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !WS_KEY.test(key)) throw new HttpError('EINVAL', 'missing or invalid Sec-WebSocket-Key header');
+  const version = Number(req.headers['sec-websocket-version']);
+  if (version !== 13 && version !== 8) throw new VersionError('EINVAL', 'missing or unsupported Sec-WebSocket-Version header: this stream speaks 13');
+  const offered = req.headers['sec-websocket-protocol'];
+  if (offered !== undefined) {
+    const names = offered.split(',').map((p) => p.trim());
+    if (!names.every((p) => HTTP_TOKEN.test(p)) || new Set(names).size !== names.length) throw new HttpError('EINVAL', 'invalid Sec-WebSocket-Protocol header');
+  }
 }
 
 /**
@@ -581,7 +613,7 @@ export class FaultStreamServer {
     } catch (err) {
       const w = wireErrorOf(err);
       if (w.unexpected) this.deps.log.error({ err, req }, 'stream upgrade failed');
-      refuseUpgrade(socket, w.status, w.body);
+      refuseUpgrade(socket, w.status, w.body, err instanceof VersionError ? 'Sec-WebSocket-Version: 13\r\n' : '');
       return;
     }
     let accepted = false;
@@ -623,13 +655,19 @@ export class FaultStreamServer {
    * IommuError ENOENT (no such fault queue) or ENOSPC (stream limit).
    */
   private admit(req: IncomingMessage): FaultStream {
-    const url = new URL(req.url ?? '/', 'http://iopfd');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://iopfd');
+    } catch {
+      throw new HttpError('EINVAL', 'the request target is not a valid URL');
+    }
     const path = STREAM_PATH.exec(url.pathname);
     if (!path) throw new HttpError('ENOENT', `no WebSocket endpoint at ${url.pathname}`);
     const query: Record<string, string> = Object.fromEntries(url.searchParams);
     const token = requireToken(bearerToken(req.headers.authorization) ?? query['token'], 'context');
     const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params') as { ctx: number; id: number };
     const entry = this.deps.contexts.authenticate(params.ctx, token);
+    checkHandshake(req);
     const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query') as { window?: number };
     const protocol = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()));
     if (!protocol) throw new HttpError('EINVAL', `unsupported subprotocol: this stream speaks ${SUBPROTOCOLS.join(', ')}`);

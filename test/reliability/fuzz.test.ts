@@ -494,6 +494,47 @@ describe('fuzz', { timeout: 90_000 }, () => {
     }
   });
 
+  test('stream upgrades: bad handshakes are refused with {errno, message} before any socket, never 500', async () => {
+    const seed = testSeed();
+    await withSeed('upgrade fuzz', seed, async () => {
+      const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+      const reqArb = fc.record({
+        method: fc.constantFrom('GET', 'GET', 'POST', 'PUT', 'DELETE'),
+        path: fc.constantFrom(fx.stream, `${fx.stream}?window=2`, `${fx.stream}?window=0`, `${fx.stream}?x=1`, `/v1/contexts/${fx.ctx}/faults/99/stream`, '/v1/contexts/x/faults/1/stream', '/nope', '/%ff', 'http://[/'),
+        auth: fc.constantFrom(`Bearer ${fx.token}`, `Bearer ${fx.token}`, 'Bearer wrong', ''),
+        upgrade: fc.constantFrom('websocket', 'websocket', 'WebSocket', 'h2c', ''),
+        key: fc.constantFrom(KEY, KEY, 'abc', '', `${KEY}x`),
+        version: fc.constantFrom('13', '13', '8', '12', '', 'x'),
+        protocol: fc.constantFrom(undefined, 'iopf.v1.json', 'iopf.v1.uapi', 'iopf.v1.json, iopf.v1.json', 'iopf.v1.json, ,x', 'bogus', 'a b', '\u00e9'),
+      });
+      await fc.assert(
+        fc.asyncProperty(reqArb, async (q) => {
+          let head = `${q.method} ${q.path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n`;
+          if (q.upgrade) head += `Upgrade: ${q.upgrade}\r\n`;
+          if (q.auth) head += `Authorization: ${q.auth}\r\n`;
+          if (q.key) head += `Sec-WebSocket-Key: ${q.key}\r\n`;
+          if (q.version) head += `Sec-WebSocket-Version: ${q.version}\r\n`;
+          if (q.protocol !== undefined) head += `Sec-WebSocket-Protocol: ${q.protocol}\r\n`;
+          // Done at the hello of an accepted stream, or at the end of a JSON reply (a refused upgrade, or a plain request).
+          const text = await rawSocket(server.base, `${head}\r\n`, 1000, /"type":"hello"|\r\n\r\n\{[^]*\}$/);
+          if (text.startsWith('HTTP/1.1 101')) {
+            assert.match(text, /"type":"hello"/);
+            return;
+          }
+          const r = parseRawResponse(text);
+          assert.ok(r, `no HTTP reply to ${JSON.stringify(head)}: ${JSON.stringify(text.slice(0, 200))}`);
+          assertErrnoBody(r.status, r.body, head.split('\r\n').join(' | '));
+        }),
+        { numRuns: 150, seed, endOnFailure: true },
+      );
+      // Every accepted stream above was closed by its client: no connection left behind.
+      for (let t = 0; (await fx.api.ok('fault.get', 'GET', `${fx.prefix}/faults/${fx.fault}`)).connections !== 0; t++) {
+        assert.ok(t < 100, 'a connection was left open');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    });
+  });
+
   test('stream: random JSON and binary frames in both modes, then nothing lost', async () => {
     const seed = testSeed();
     await withSeed('stream fuzz', seed, async () => {

@@ -143,10 +143,11 @@ export function rawHttp(base: string, req: RawRequest): Promise<RawReply> {
 
 /**
  * rawSocket() - write @data on a fresh TCP connection and collect what comes
- * back until the server closes or @ms pass: for requests node:http cannot
- * even form (bad request lines, broken chunking, oversized headers).
+ * back until the server closes, @ms pass, or what came back matches @until:
+ * for requests node:http cannot even form (bad request lines, broken
+ * chunking, oversized headers, hand-made upgrades).
  */
-export function rawSocket(base: string, data: Buffer | string, ms = 500): Promise<string> {
+export function rawSocket(base: string, data: Buffer | string, ms = 500, until?: RegExp): Promise<string> {
   const url = new URL(base);
   return new Promise((resolve) => {
     const s = connect(Number(url.port), url.hostname);
@@ -157,7 +158,10 @@ export function rawSocket(base: string, data: Buffer | string, ms = 500): Promis
       resolve(out);
     };
     const t = setTimeout(done, ms);
-    s.on('data', (c) => (out += c.toString('latin1')));
+    s.on('data', (c) => {
+      out += c.toString('latin1');
+      if (until?.test(out)) done();
+    });
     s.on('end', done);
     s.on('error', done);
     s.write(data);
