@@ -237,11 +237,20 @@ ${shortfalls(f)}## Method
   the core's respondOne(), which allocates nothing; binary writes likewise.
   No zod on the stream's hot path, no log line per group, no timer per group
   (the fault queue has one timer for all deadlines), cookies in an array
-  (O(1) lookup and removal).
+  (O(1) lookup and removal) handed out lowest-free from a bitmap with
+  summary levels (a few word operations, where a heap took O(log n)).
+- Metrics: the per-group counters and the latency histogram are plain
+  numbers, handed to prom-client at scrape time (its per-call label hashing
+  cost about 12 % of the daemon's throughput).
 - Device side: a PRG object per index reused by every group, one callback
   for every group of a traffic run, latencies in a fixed log-linear
   histogram (O(1) per group, percentiles without sorting), the response log
-  in typed columns (7 bytes per response instead of an object).
+  as one number per response in fixed chunks (8 bytes instead of an object).
+- Garbage: per-group objects are made by constructors or template copies,
+  never literals. V8 decides per literal site whether to allocate straight
+  in the old generation; after 100,000 parked groups had survived, it did so
+  for every later short-lived group, and the 100,000-outstanding runs fell
+  to 0.75-0.85 of the 1,000 ones.
 `;
 }
 
