@@ -497,11 +497,15 @@ describe('fuzz', { timeout: 90_000 }, () => {
   test('stream upgrades: bad handshakes are refused with {errno, message} before any socket, never 500', async () => {
     const seed = testSeed();
     await withSeed('upgrade fuzz', seed, async () => {
+      // A fixture of its own: the REST fuzz above may have destroyed the shared one's objects.
+      const admin = server.api.withToken(ADMIN);
+      await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'fz-up' });
+      const up = await faultFixture({ api: admin }, { device: 'fz-up' });
       const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
       const reqArb = fc.record({
         method: fc.constantFrom('GET', 'GET', 'POST', 'PUT', 'DELETE'),
-        path: fc.constantFrom(fx.stream, `${fx.stream}?window=2`, `${fx.stream}?window=0`, `${fx.stream}?x=1`, `/v1/contexts/${fx.ctx}/faults/99/stream`, '/v1/contexts/x/faults/1/stream', '/nope', '/%ff', 'http://[/'),
-        auth: fc.constantFrom(`Bearer ${fx.token}`, `Bearer ${fx.token}`, 'Bearer wrong', ''),
+        path: fc.constantFrom(up.stream, `${up.stream}?window=2`, `${up.stream}?window=0`, `${up.stream}?x=1`, `/v1/contexts/${up.ctx}/faults/99/stream`, '/v1/contexts/x/faults/1/stream', '/nope', '/%ff', 'http://[/'),
+        auth: fc.constantFrom(`Bearer ${up.token}`, `Bearer ${up.token}`, 'Bearer wrong', ''),
         upgrade: fc.constantFrom('websocket', 'websocket', 'WebSocket', 'h2c', ''),
         key: fc.constantFrom(KEY, KEY, 'abc', '', `${KEY}x`),
         version: fc.constantFrom('13', '13', '8', '12', '', 'x'),
@@ -528,7 +532,7 @@ describe('fuzz', { timeout: 90_000 }, () => {
         { numRuns: 150, seed, endOnFailure: true },
       );
       // Every accepted stream above was closed by its client: no connection left behind.
-      for (let t = 0; (await fx.api.ok('fault.get', 'GET', `${fx.prefix}/faults/${fx.fault}`)).connections !== 0; t++) {
+      for (let t = 0; (await up.api.ok('fault.get', 'GET', `${up.prefix}/faults/${up.fault}`)).connections !== 0; t++) {
         assert.ok(t < 100, 'a connection was left open');
         await new Promise((r) => setTimeout(r, 10));
       }
