@@ -127,6 +127,9 @@ const MAX_RECORDS: Readonly<Record<Subprotocol, number>> = {
   [SUBPROTOCOL_UAPI]: Math.floor(MAX_FRAME / RECORD_SIZE),
 };
 
+/** Frames this long (bytes, or characters of ASCII text) are not held back by the per-turn cork. */
+const CORK_LIMIT = 64 * 1024;
+
 /** A response code the core refuses, for JSON codes that are not 0/1/"success"/"invalid". */
 const BAD_CODE = -1;
 
@@ -325,11 +328,18 @@ class FaultStream implements FaultListener {
     process.nextTick(this.flush);
   }
 
-  /** send() - one frame; the socket is corked until the end of this event-loop turn. */
+  /**
+   * send() - one frame. A small frame waits in the corked socket until the
+   * end of this event-loop turn (so the turn's frames leave in one write); a
+   * large one flushes what waits and goes at once, since it gains nothing
+   * from company and would only be held in the daemon's memory.
+   */
   private send(data: string | Buffer, binary: boolean): void {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    if (!this.corked && this.socket) {
+    if (data.length >= CORK_LIMIT) {
+      if (this.corked) this.uncork();
+    } else if (!this.corked && this.socket) {
       this.corked = true;
       this.socket.cork();
       setImmediate(this.uncork);
@@ -337,7 +347,9 @@ class FaultStream implements FaultListener {
     ws.send(data, { binary });
   }
 
+  /** End of the turn (or a large frame): write what the cork holds. Idempotent. */
   private readonly uncork = (): void => {
+    if (!this.corked) return;
     this.corked = false;
     this.socket?.uncork();
   };
