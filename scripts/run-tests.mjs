@@ -20,6 +20,8 @@ if (files.length === 0) {
   console.error('no test files found under dist/test');
   process.exit(1);
 }
-const args = ['--test', '--test-reporter=spec', ...process.argv.slice(2), ...files];
+// A hung test fails after two minutes instead of holding CI; a file that
+// leaves a handle open still ends when its tests are done.
+const args = ['--test', '--test-reporter=spec', '--test-timeout=120000', '--test-force-exit', ...process.argv.slice(2), ...files];
 const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
 process.exit(r.status ?? 1);
