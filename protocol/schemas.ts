@@ -589,9 +589,9 @@ export const COMMANDS: readonly Command[] = Object.freeze([
   command({
     name: 'ioas.map', method: 'POST', url: `${C}/ioas/:id/map`, auth: 'ctx', status: 201,
     params: zObjectParams, body: zIoasMapBody, response: zEmptyResult,
-    summary: 'Map fresh zeroed memory at a 4 KiB aligned IOVA range',
+    summary: 'Map fresh zeroed memory at a 4 KiB aligned IOVA range (at most 256 MiB per call)',
     kernel: 'IOMMU_IOAS_MAP',
-    errnos: ['ENOENT', 'EEXIST', 'EOVERFLOW', 'ENOSPC', 'ENOMEM'],
+    errnos: ['ENOENT', 'EEXIST', 'EOVERFLOW', 'E2BIG', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'ioas.unmap', method: 'POST', url: `${C}/ioas/:id/unmap`, auth: 'ctx', status: 200,

@@ -8,6 +8,11 @@ import type { IommuDomain } from '../iommu/iommu.js';
 import { IommufdObject, type IommufdCtx } from './main.js';
 
 const PAGE = 4096n;
+/**
+ * Pages one map call may pin (256 MiB). Mapping is synchronous, so one call
+ * holds the event loop for its whole length; larger ranges take several calls.
+ */
+export const MAX_MAP_PAGES = 1 << 16;
 const PAGE_MASK = PAGE - 1n;
 
 export interface IoasPage {
@@ -35,6 +40,7 @@ export class IommufdIoas extends IommufdObject {
   /**
    * IOMMU_IOAS_MAP: back [iova, iova+length) with fresh zeroed pages.
    * EINVAL unless both are 4 KiB aligned and length > 0 and it does not wrap;
+   * E2BIG beyond MAX_MAP_PAGES in one call;
    * EEXIST if any page is already mapped (nothing is mapped then);
    * ENOSPC beyond the context's mapped-page limit.
    */
@@ -42,6 +48,7 @@ export class IommufdIoas extends IommufdObject {
     checkRange(iova, length);
     if (!read && !write) throw new IommuError('EINVAL', 'a mapping needs read or write permission');
     const n = Number(length / PAGE);
+    if (n > MAX_MAP_PAGES) throw new IommuError('E2BIG', `one map call pins at most ${MAX_MAP_PAGES} pages (256 MiB); split the range`);
     const limit = this.ictx.env.limits.maxMappedPages;
     if (limit > 0 && this.ictx.mappedPages + n > limit) {
       throw new IommuError('ENOSPC', `mapping ${n} pages would exceed the context's limit of ${limit} mapped pages`);

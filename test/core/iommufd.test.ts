@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdDeviceReplace, iommufdHwptAlloc, iommufdHwptInvalidate } from '../../core/index.js';
 import { IdAllocator } from '../../core/iommufd/ids.js';
+import { MAX_MAP_PAGES } from '../../core/iommufd/ioas.js';
 import { World, errnoOf } from './harness.js';
 
 test('ids: always the lowest free id ≥ 1 (model check)', () => {
@@ -65,12 +66,15 @@ test('ioas: alignment, overlap, unmap and guest memory rules', () => {
   assert.equal(w.platform.frames.inUse, 0);
 });
 
-test('ioas: the per-context mapped-page limit is ENOSPC and maps nothing', () => {
+test('ioas: one call maps at most MAX_MAP_PAGES (E2BIG); the per-context mapped-page limit is ENOSPC and maps nothing', () => {
   const w = new World();
   const ioas = w.ioas();
+  assert.equal(errnoOf(() => ioas.map(0n, BigInt(MAX_MAP_PAGES + 1) * 0x1000n, true, true)), 'E2BIG');
   const limit = w.platform.env.limits.maxMappedPages;
-  assert.equal(errnoOf(() => ioas.map(0n, BigInt(limit + 1) * 0x1000n, true, true)), 'ENOSPC');
-  assert.equal(ioas.pages.size, 0);
+  for (let done = 0; done + MAX_MAP_PAGES <= limit; done += MAX_MAP_PAGES) ioas.map(BigInt(done) * 0x1000n, BigInt(MAX_MAP_PAGES) * 0x1000n, true, true);
+  const mapped = ioas.pages.size;
+  assert.equal(errnoOf(() => ioas.map(0x1_0000_0000_0000n, BigInt(limit - mapped + 1) * 0x1000n, true, true)), 'ENOSPC');
+  assert.equal(ioas.pages.size, mapped);
 });
 
 test('hwpt alloc: the kernel errnos, in order', () => {
