@@ -44,12 +44,13 @@ describe('limits: a stream peer that writes without reading', () => {
       (s.ws as unknown as { _socket: { pause(): void } })._socket.pause();
       const entries = Array.from({ length: 30000 }, (_, i) => ({ cookie: 4_000_000_000 + i, code: 0 }));
       const frame = JSON.stringify({ type: 'responses', responses: entries });
-      const FRAMES = 24;
+      const FRAMES = 48;
       for (let i = 0; i < FRAMES; i++) s.ws.send(frame);
       await sleep(1000);
       const grown = (await rss()) - before;
-      // Unthrottled, the daemon would hold every reply: FRAMES × ~3.6 MB ≈ 90 MB.
-      assert.ok(grown < 48e6, `the daemon's RSS grew by ${(grown / 1e6).toFixed(1)} MB`);
+      // Unthrottled, the daemon would hold every reply: FRAMES × ~3.6 MB ≈ 170 MB; throttled it
+      // holds a few high-water marks plus parsing garbage (36–50 MB seen under load), whatever FRAMES is.
+      assert.ok(grown < 100e6, `the daemon's RSS grew by ${(grown / 1e6).toFixed(1)} MB`);
       // Reading again, the peer gets one results frame per frame, and the stream works normally.
       (s.ws as unknown as { _socket: { resume(): void } })._socket.resume();
       for (let i = 0; i < FRAMES; i++) {
