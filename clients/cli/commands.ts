@@ -12,6 +12,15 @@ import { permOf, table, type CliCommand, type Invocation } from './command.js';
 
 const id = (name: string, inv: Invocation): number => parseU32(name, inv.args[name]!, 1);
 
+/** --iova and --length, both required: the IOVA range of the ioas commands. */
+const RANGE_OPTIONS = [
+  { name: 'iova', arg: 'VA', help: 'first IOVA (required)' },
+  { name: 'length', arg: 'LEN', help: 'bytes (required)' },
+] as const;
+
+const iovaOf = (inv: Invocation): string => inv.opts.u64('iova') ?? inv.opts.need('iova');
+const rangeOf = (inv: Invocation): { iova: string; length: string } => ({ iova: iovaOf(inv), length: inv.opts.u64('length') ?? inv.opts.need('length') });
+
 /** PLATFORM_COMMANDS - the simulated hardware (admin token). */
 export const PLATFORM_COMMANDS: readonly CliCommand[] = [
   {
@@ -221,34 +230,23 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
       { name: 'length', arg: 'LEN', help: 'bytes, 4 KiB multiple (required)' },
       { name: 'readonly', help: 'not writable' },
     ],
-    run: (inv) =>
-      inv.context().map(id('IOAS', inv), {
-        iova: inv.opts.u64('iova') ?? inv.opts.need('iova'),
-        length: inv.opts.u64('length') ?? inv.opts.need('length'),
-        ...(inv.opts.flag('readonly') ? { write: false } : {}),
-      }),
+    run: (inv) => inv.context().map(id('IOAS', inv), { ...rangeOf(inv), ...(inv.opts.flag('readonly') ? { write: false } : {}) }),
     text: () => '',
   },
   {
     words: ['ioas', 'unmap'],
     args: ['IOAS'],
     summary: 'unmap an IOVA range; prints the bytes unmapped',
-    options: [
-      { name: 'iova', arg: 'VA', help: 'first IOVA (required)' },
-      { name: 'length', arg: 'LEN', help: 'bytes (required)' },
-    ],
-    run: (inv) => inv.context().unmap(id('IOAS', inv), { iova: inv.opts.u64('iova') ?? inv.opts.need('iova'), length: inv.opts.u64('length') ?? inv.opts.need('length') }),
+    options: [...RANGE_OPTIONS],
+    run: (inv) => inv.context().unmap(id('IOAS', inv), rangeOf(inv)),
     text: (r: { unmapped: string }) => r.unmapped,
   },
   {
     words: ['ioas', 'read'],
     args: ['IOAS'],
     summary: 'read memory mapped in the IOAS (hex)',
-    options: [
-      { name: 'iova', arg: 'VA', help: 'first IOVA (required)' },
-      { name: 'length', arg: 'LEN', help: 'bytes (required)' },
-    ],
-    run: (inv) => inv.context().readMemory(id('IOAS', inv), { iova: inv.opts.u64('iova') ?? inv.opts.need('iova'), length: inv.opts.u64('length') ?? inv.opts.need('length') }),
+    options: [...RANGE_OPTIONS],
+    run: (inv) => inv.context().readMemory(id('IOAS', inv), rangeOf(inv)),
     text: (r: { data: string }) => r.data,
   },
   {
@@ -259,7 +257,7 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
       { name: 'iova', arg: 'VA', help: 'first IOVA (required)' },
       { name: 'data', arg: 'HEX', help: 'the bytes (required)' },
     ],
-    run: (inv) => inv.context().writeMemory(id('IOAS', inv), [{ iova: inv.opts.u64('iova') ?? inv.opts.need('iova'), data: inv.opts.need('data') }]),
+    run: (inv) => inv.context().writeMemory(id('IOAS', inv), [{ iova: iovaOf(inv), data: inv.opts.need('data') }]),
   },
   {
     words: ['hwpt', 'create'],
