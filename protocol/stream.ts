@@ -203,6 +203,30 @@ export interface OverflowMessage {
   count: number;
 }
 
+/**
+ * struct RevokedMessage - extension: groups that held a cookie (delivered, or
+ * returned to the queue with it) were answered INVALID by @cause (detach,
+ * replace, unplug = hot-unplug, destroy = the fault queue destroyed, just
+ * before its streams close); their @cookies are free and may name other
+ * groups later. Sent to every open stream of the fault queue, once per
+ * operation.
+ */
+export interface RevokedMessage {
+  type: 'revoked';
+  cause: 'detach' | 'replace' | 'unplug' | 'destroy';
+  cookies: number[];
+}
+
+/**
+ * struct RedeliveredMessage - extension, uapi mode: the next binary frame
+ * holds the groups with these @cookies redelivered (a closed connection's
+ * unanswered groups; JSON mode says `"redelivered": true` per group instead).
+ */
+export interface RedeliveredMessage {
+  type: 'redelivered';
+  cookies: number[];
+}
+
 /** ServerMessage - every text frame the daemon sends. */
 export type ServerMessage =
   | HelloMessage
@@ -211,7 +235,9 @@ export type ServerMessage =
   | WriteMessage
   | ErrorMessage
   | ExpiredMessage
-  | OverflowMessage;
+  | OverflowMessage
+  | RevokedMessage
+  | RedeliveredMessage;
 
 /** WireResponseCode - the response codes a client may send in JSON mode. */
 export type WireResponseCode = 0 | 1 | 'success' | 'invalid';
@@ -320,6 +346,18 @@ export const zOverflowMessage = z.strictObject(
   { error: objectMessage('an overflow message') },
 );
 
+/** zRevokedMessage - schema of a `revoked` notice (extension). */
+export const zRevokedMessage = z.strictObject(
+  { type: z.literal('revoked'), cause: z.enum(['detach', 'replace', 'unplug', 'destroy']), cookies: z.array(zU32).min(1) },
+  { error: objectMessage('a revoked message') },
+);
+
+/** zRedeliveredMessage - schema of a `redelivered` notice (extension, uapi mode). */
+export const zRedeliveredMessage = z.strictObject(
+  { type: z.literal('redelivered'), cookies: z.array(zU32).min(1) },
+  { error: objectMessage('a redelivered message') },
+);
+
 /** zServerMessage - schema of any daemon text frame, by `type`. */
 export const zServerMessage = z.discriminatedUnion('type', [
   zHelloMessage,
@@ -329,6 +367,8 @@ export const zServerMessage = z.discriminatedUnion('type', [
   zErrorMessage,
   zExpiredMessage,
   zOverflowMessage,
+  zRevokedMessage,
+  zRedeliveredMessage,
 ]);
 
 /**

@@ -31,7 +31,10 @@
  *   socket (above the high-water mark), its frames are not read, so a peer
  *   that writes without reading cannot grow the daemon's memory;
  * - notices: `expired` as the core reports them, `overflow` counts summed
- *   per event-loop turn;
+ *   per event-loop turn; extensions: `revoked` (detach, replace, unplug,
+ *   destroy answered groups that held cookies) as the core reports them, and
+ *   in uapi mode a `redelivered` notice before a binary frame holding
+ *   redelivered groups;
  * - heartbeat: a ping every heartbeatMs; a peer that has not answered the
  *   previous ping is terminated, which closes its connection in the core,
  *   so its unanswered groups are redelivered elsewhere;
@@ -53,6 +56,7 @@ import {
   type IommufdFault,
   type IommufdFaultConn,
   type IopfGroup,
+  type RevokeCause,
 } from '../core/index.js';
 import {
   CLOSE,
@@ -76,7 +80,9 @@ import {
   type HelloMessage,
   type IommuHwptPgfault,
   type ResultError,
+  type RedeliveredMessage,
   type ResultsMessage,
+  type RevokedMessage,
   type Subprotocol,
   type WriteMessage,
 } from '../protocol/index.js';
@@ -272,6 +278,12 @@ class FaultStream implements FaultListener {
     this.sendText({ type: 'expired', cookies });
   }
 
+  /** revoked() - extension: groups holding cookies answered INVALID by detach, replace, unplug or destroy. */
+  revoked(cookies: number[], cause: RevokeCause): void {
+    const msg: RevokedMessage = { type: 'revoked', cause, cookies };
+    this.sendText(msg);
+  }
+
   /** overflow() - groups answered by the depth policy; one notice per turn. */
   overflow(count: number): void {
     if (this.overflowCount === 0) {
@@ -411,9 +423,22 @@ class FaultStream implements FaultListener {
     return w.finish();
   }
 
+  /**
+   * A binary frame of whole groups. Extension: if some of them are
+   * redelivered, a `redelivered` text notice naming their cookies goes first
+   * (the 40-byte records cannot say it).
+   */
   private encodeUapi(groups: readonly IopfGroup[]): Buffer {
     let n = 0;
-    for (const g of groups) n += g.faults.length;
+    let redelivered: number[] | undefined;
+    for (const g of groups) {
+      n += g.faults.length;
+      if (g.redelivered) (redelivered ??= []).push(g.cookie);
+    }
+    if (redelivered) {
+      const msg: RedeliveredMessage = { type: 'redelivered', cookies: redelivered };
+      this.sendText(msg);
+    }
     const buf = Buffer.allocUnsafe(n * RECORD_SIZE);
     const r = this.scratch;
     let offset = 0;

@@ -60,6 +60,7 @@ export const WATCH: CliCommand = {
     await q.connect();
     const { stdout, stderr } = inv.io;
     q.on('expired', (cookies) => stderr.write(`watch: expired (answered INVALID by the timeout): ${cookies.join(' ')}\n`));
+    q.on('revoked', (cookies, cause) => stderr.write(`watch: revoked (answered INVALID by ${cause}): ${cookies.join(' ')}\n`));
     q.on('overflow', (n) => stderr.write(`watch: ${n} groups answered by the queue's depth policy\n`));
     q.on('reconnecting', ({ attempt, delayMs }) => stderr.write(`watch: connection lost, reconnecting in ${delayMs} ms (attempt ${attempt})\n`));
     q.on('close', ({ code, reason }) => {

@@ -21,16 +21,19 @@
  *   daemon delivers that group again on the current one, and only then goes
  *   out (an answer sent on the lost connection and never acknowledged is
  *   sent again only then too);
- * - a group announced `expired`, or whose cookie comes back naming another
- *   group (it was answered without us: timeout while disconnected, detach,
- *   replace), is forgotten and any answer still queued for it is dropped
+ * - a group announced `expired` or `revoked` (the extension notice for
+ *   detach, replace, unplug, destroy), or whose cookie comes back naming
+ *   another group (it was answered without us: timeout while disconnected,
+ *   detach, replace, against a daemon without the notice), is forgotten and any answer still queued for it is dropped
  *   with a 'stale' event;
  * - a redelivered group the consumer already has is not yielded twice.
  *
  * In JSON mode a redelivery is told by its `redelivered` flag; the binary
- * records have no such flag, so in uapi mode a group that comes back with
- * the same cookie and the same records (dev_id, pasid, grpid, perm, flags,
- * addr) is taken for a redelivery.
+ * records have no such flag, so in uapi mode the daemon sends a
+ * `redelivered` text notice (an extension) naming the redelivered cookies of
+ * the next binary frame. Against a daemon that never sends it, a group that
+ * comes back with the same cookie and the same records (dev_id, pasid,
+ * grpid, perm, flags, addr) is taken for a redelivery.
  *
  * As with the kernel, an answer identifies its group by cookie only, and a
  * cookie is reused once answered. respond() accepts the FaultGroup object
@@ -40,7 +43,7 @@
  * Events: 'open' (hello), 'close' (each connection, ours included), 'reconnecting',
  * 'results', 'write', 'error' (a daemon `error` frame, or the fatal error
  * that ended the queue; emitted only when someone listens), 'expired',
- * 'overflow', 'stale' (an answer not sent, and why).
+ * 'revoked', 'overflow', 'stale' (an answer not sent, and why).
  */
 import { EventEmitter } from 'node:events';
 import WebSocket, { type RawData } from 'ws';
@@ -57,6 +60,7 @@ import {
   type HelloMessage,
   type IommuHwptPgfault,
   type ResultsMessage,
+  type RevokedMessage,
   type ServerMessage,
   type WireRecord,
   type WriteMessage,
@@ -137,10 +141,11 @@ export type ResponseEntry = { cookie: number; code: ResponseCode } | { group: Fa
  * StaleReason - why an answer was not sent: `unknown` (no such group held:
  * never delivered here, already answered, expired), `repeated` (the group
  * was answered already), `reused` (the cookie names another group now),
- * `expired` (the response timeout answered the group), `closed` (the queue
+ * `expired` (the response timeout answered the group), `revoked` (detach,
+ * replace, unplug or destroy answered the group), `closed` (the queue
  * closed before the answer could go out).
  */
-export type StaleReason = 'unknown' | 'repeated' | 'reused' | 'expired' | 'closed';
+export type StaleReason = 'unknown' | 'repeated' | 'reused' | 'expired' | 'revoked' | 'closed';
 
 /** struct StaleResponse - an answer the client did not send. */
 export interface StaleResponse {
@@ -165,6 +170,7 @@ export interface FaultQueueEvents {
   write: [message: WriteMessage];
   error: [error: Error];
   expired: [cookies: number[]];
+  revoked: [cookies: number[], cause: RevokedMessage['cause']];
   overflow: [count: number];
   stale: [response: StaleResponse];
 }
@@ -221,6 +227,8 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
   #state: State = 'idle';
   #ws: WebSocket | undefined;
   #gen = 0;
+  /** uapi mode: the cookies the daemon's `redelivered` notice names for the next binary frame. */
+  #redeliveredNext: Set<number> | undefined;
   #attempt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #held = new Map<number, Held>();
@@ -424,6 +432,7 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
     }
     this.#ws = ws;
     this.#gen++;
+    this.#redeliveredNext = undefined;
     this.#attempt = 0;
     this.#state = 'open';
     this.emit('open', hello);
@@ -503,7 +512,9 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
   #onMessage(data: RawData, isBinary: boolean): void {
     const buf = data as Buffer;
     if (isBinary) {
-      this.#onRecords(decodeRecords(buf));
+      const redelivered = this.#redeliveredNext;
+      this.#redeliveredNext = undefined;
+      this.#onRecords(decodeRecords(buf), redelivered);
       return;
     }
     let msg: ServerMessage;
@@ -535,6 +546,16 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
         }
         this.emit('expired', msg.cookies);
         break;
+      case 'revoked':
+        for (const c of msg.cookies) {
+          const h = this.#held.get(c);
+          if (h) this.#drop(c, h, 'revoked');
+        }
+        this.emit('revoked', msg.cookies, msg.cause);
+        break;
+      case 'redelivered':
+        this.#redeliveredNext = new Set(msg.cookies);
+        break;
       case 'overflow':
         this.emit('overflow', msg.count);
         break;
@@ -543,20 +564,26 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
     }
   }
 
-  /** A binary frame: whole groups, consecutive records sharing a cookie. */
-  #onRecords(records: IommuHwptPgfault[]): void {
+  /**
+   * A binary frame: whole groups, consecutive records sharing a cookie.
+   * @redelivered: the cookies of the `redelivered` notice that preceded it;
+   *   without one, the records tell a redelivery (an older daemon).
+   */
+  #onRecords(records: IommuHwptPgfault[], redelivered: Set<number> | undefined): void {
     let start = 0;
     for (let i = 1; i <= records.length; i++) {
       if (i === records.length || records[i]!.cookie !== records[start]!.cookie) {
-        this.#onGroup(records[start]!.cookie, undefined, records.slice(start, i));
+        const cookie = records[start]!.cookie;
+        this.#onGroup(cookie, redelivered?.has(cookie), records.slice(start, i));
         start = i;
       }
     }
   }
 
   /**
-   * One delivered group. @redelivered is the JSON flag, undefined in uapi
-   * mode (where the records tell a redelivery).
+   * One delivered group. @redelivered is the JSON flag (in uapi mode, from
+   * the `redelivered` notice), undefined in uapi mode without a notice
+   * (where the records tell a redelivery).
    */
   #onGroup(cookie: number, redelivered: boolean | undefined, records: IommuHwptPgfault[]): void {
     const h = this.#held.get(cookie);

@@ -99,6 +99,8 @@ export class IommuDomain {
    * (the single-owner rule; the real kernel lacks it, see E9).
    */
   iopfRevoke: ((group: IopfGroup) => void) | undefined = undefined;
+  /** Called once by iopf_queue_remove_device() after its iopfRevoke calls (to batch notices). */
+  iopfRevokeDone: (() => void) | undefined = undefined;
   /** Owner's back pointer (the iommufd hwpt, or the SVA binding). */
   owner: unknown = undefined;
   /** Driver-private state (the hardware tables). */

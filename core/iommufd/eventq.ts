@@ -33,9 +33,18 @@ export interface FaultListener {
   expired(cookies: number[]): void;
   /** Groups answered at once by the depth policy. */
   overflow(count: number): void;
+  /**
+   * Extension: groups that held a cookie (delivered, or returned to the queue
+   * with it) were answered INVALID by detach, replace, unplug or destroy;
+   * their cookies are free again. One call per operation, never empty.
+   */
+  revoked(cookies: number[], cause: RevokeCause): void;
   /** The queue is going away (context release): close the connection. */
   kill(): void;
 }
+
+/** Why groups holding cookies were answered INVALID without a response (the `revoked` notice). */
+export type RevokeCause = 'detach' | 'replace' | 'unplug' | 'destroy';
 
 /** One open reader of a fault queue (a fault fd; a WebSocket stream). */
 export class IommufdFaultConn {
@@ -153,9 +162,19 @@ export class IommufdFault extends IommufdObject {
   readonly handler = (group: IopfGroup): number => iommufdFaultIopfHandler(this, group);
   /** Bound revoke: iopf_queue_remove_device takes a group back from us. */
   readonly revoke = (group: IopfGroup): void => {
+    if (group.queue === this && group.cookie !== 0) this.revokedPending.push(group.cookie);
     this.untrack(group);
     this.counters.auto_unplug++;
     this.observeAuto(group, 'unplug');
+  };
+  /** Cookies taken back by {@link revoke} since the last {@link revokeDone}. */
+  private revokedPending: number[] = [];
+  /** Bound: iopf_queue_remove_device is done revoking; one `revoked` notice for the batch. */
+  readonly revokeDone = (): void => {
+    const cookies = this.revokedPending;
+    if (cookies.length === 0) return;
+    this.revokedPending = [];
+    this.notifyRevoked(cookies, 'unplug');
   };
 
   constructor(
@@ -243,6 +262,11 @@ export class IommufdFault extends IommufdObject {
 
   private observeAuto(g: IopfGroup, cause: AutoCause): void {
     this.ictx.env.observer.autoAnswered?.(cause, IOMMU_PAGE_RESP_INVALID, this.ictx.env.sched.now() - g.reportedAt);
+  }
+
+  /** Tell every open connection that `cookies` were answered INVALID by `cause`. */
+  private notifyRevoked(cookies: number[], cause: RevokeCause): void {
+    for (const c of [...this.conns]) c.listener.revoked(cookies, cause);
   }
 
   /** Tell connections with window space that groups are waiting. */
@@ -396,8 +420,11 @@ export class IommufdFault extends IommufdObject {
    */
   autoResponse(handle: FaultAttachHandle, cause: 'detach' | 'replace' | 'unplug'): number {
     let n = 0;
+    let cookies: number[] | undefined;
     for (const g of handle.groups.toArray()) {
       if (g.queue !== this) continue;
+      // The cookie, if any, before untrack() frees it.
+      if (g.cookie !== 0) (cookies ??= []).push(g.cookie);
       this.untrack(g);
       this.counters[`auto_${cause}`]++;
       this.observeAuto(g, cause);
@@ -405,11 +432,18 @@ export class IommufdFault extends IommufdObject {
       iopfFreeGroup(g);
       n++;
     }
+    if (cookies) this.notifyRevoked(cookies, cause);
     return n;
   }
 
   /** iommufd_fault_destroy: answer INVALID every group still held (deliver list and cookie table). */
   destroy(): void {
+    if (this.conns.size > 0) {
+      // Tell the streams before kill() closes them (the groups are answered just below).
+      const cookies: number[] = [];
+      for (let i = 1; i < this.cookies.length; i++) if (this.cookies[i]) cookies.push(i);
+      if (cookies.length > 0) this.notifyRevoked(cookies, 'destroy');
+    }
     for (const c of [...this.conns]) {
       this.close(c);
       c.listener.kill();

@@ -37,6 +37,7 @@ export abstract class IommufdHwpt extends IommufdObject {
     fault.users++;
     this.domain!.iopfHandler = fault.handler;
     this.domain!.iopfRevoke = fault.revoke;
+    this.domain!.iopfRevokeDone = fault.revokeDone;
   }
 
   unlinkFault(): void {

@@ -70,12 +70,18 @@ export function iopfQueueRemoveDevice(queue: IopfQueue, dev: IommuDevice): void 
   const fp = dev.faultParam;
   if (!fp || fp.queue !== queue) return;
   fp.partial.length = 0;
+  let done: Set<() => void> | undefined;
   for (const group of fp.faults.toArray()) {
-    const revoke = group.attachHandle?.domain.iopfRevoke;
-    if (revoke) revoke(group);
+    const domain = group.attachHandle?.domain;
+    const revoke = domain?.iopfRevoke;
+    if (revoke) {
+      revoke(group);
+      if (domain.iopfRevokeDone) (done ??= new Set()).add(domain.iopfRevokeDone);
+    }
     iopfGroupResponse(group, IOMMU_PAGE_RESP_INVALID);
     iopfFreeGroup(group);
   }
+  if (done) for (const f of done) f();
   fp.live = false;
   dev.faultParam = undefined;
   queue.devices.delete(dev);

@@ -56,7 +56,7 @@ export function coreRig(): CoreRig {
     const h = iommufdHwptAlloc(ctx, { dev_id: d.id, pt_id: parent.id, flags: 4, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 }, fault_id: fault.id });
     iommufdDeviceAttach(d, h.id);
   }
-  const noop = { readable() {}, expired() {}, overflow() {}, kill() {} };
+  const noop = { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} };
   return { sched, platform, fault, conn: fault.open(1024, noop), backlogConn: fault.open(1 << 30, noop) };
 }
 

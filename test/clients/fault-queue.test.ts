@@ -104,19 +104,20 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     await fx.ctx.release();
   });
 
-  test(`FaultQueue (${mode}): a refused answer (the group was auto-answered by a detach) is settled`, async () => {
+  test(`FaultQueue (${mode}): a group auto-answered by a detach is revoked; a late answer is not sent`, async () => {
     const fx = await fixture();
     const q = fx.ctx.faultQueue(fx.fault, { mode });
     await q.connect();
     const it = q[Symbol.asyncIterator]();
     await inject(fx.device, 1, 0x1000);
     const [g] = await take(it, 1);
+    const revoked = new Promise((resolve) => q.once('revoked', (cookies, cause) => resolve([cookies, cause])));
     await fx.ctx.detach(fx.devId);
-    const ack = new Promise((resolve) => q.once(mode === 'json' ? 'results' : 'write', resolve));
+    assert.deepEqual(await revoked, [[g!.cookie], 'detach']);
+    const stale: StaleResponse[] = [];
+    q.on('stale', (s) => stale.push(s));
     q.respond(g!, 'success');
-    const m = (await ack) as { errors?: unknown[]; errno?: string; bytes: number };
-    if (mode === 'json') assert.equal(m.errors?.length, 1);
-    else assert.deepEqual(m, { type: 'write', bytes: 0, errno: 'EINVAL', index: 0 });
+    assert.deepEqual(stale, [{ cookie: g!.cookie, code: 0, reason: 'unknown' }]);
     assert.equal(q.outstanding, 0);
     assert.deepEqual(await codes(fx.device), [[1, 'invalid']]);
     await q.close();
@@ -257,4 +258,37 @@ test('FaultQueue: a refused upgrade is fatal; releasing the context ends the ite
   await fx.ctx.release();
   assert.deepEqual(await end, { done: true, value: undefined });
   assert.deepEqual(closes, [1001]);
+});
+
+test('FaultQueue: a revoked group (detach) drops its queued answer; uapi mode takes redelivery from the notice', async () => {
+  const fx = await fixture();
+  const q = fx.ctx.faultQueue(fx.fault, { reconnect: { initialDelayMs: 300, jitter: 0 } });
+  const stale: StaleResponse[] = [];
+  const revoked: Array<[number[], string]> = [];
+  q.on('stale', (s) => stale.push(s));
+  q.on('revoked', (cookies, cause) => revoked.push([cookies, cause]));
+  await q.connect();
+  const it = q[Symbol.asyncIterator]();
+  await inject(fx.device, 1, 0x1000);
+  const [g1] = await take(it, 1);
+
+  d.streamSockets.at(-1)!.destroy();
+  await waitFor(() => !q.connected, 2000, 'the cut');
+  q.respond(g1!, 'success'); // held until g1 comes again on q's connection
+  // Another uapi stream takes the returned group meanwhile: the notice marks it redelivered.
+  const q2 = fx.ctx.faultQueue(fx.fault, { mode: 'uapi' });
+  await q2.connect();
+  const [again] = await take(q2[Symbol.asyncIterator](), 1);
+  assert.deepEqual([again!.cookie, again!.redelivered], [g1!.cookie, true]);
+  await waitFor(() => q.connected, 3000, 'the reconnect');
+
+  await fx.ctx.detach(fx.devId);
+  await waitFor(() => revoked.length === 1, 2000, 'the revoked notice');
+  assert.deepEqual(revoked, [[[g1!.cookie], 'detach']]);
+  assert.deepEqual(stale, [{ cookie: g1!.cookie, code: 0, reason: 'revoked' }]);
+  await sleep(50);
+  assert.deepEqual(await codes(fx.device), [[1, 'invalid']], 'the SUCCESS for the revoked group was not sent');
+  await q.close();
+  await q2.close();
+  await fx.ctx.release();
 });

@@ -72,7 +72,7 @@ function runWithFailure(nth: number): boolean {
         fault_id: fault!.id,
       }).id),
     () => iommufdDeviceAttach(ctx.get(ids['dev']!, 'device'), ids['nested']!),
-    () => (conn = fault!.open(16, { readable() {}, expired() {}, overflow() {}, kill() {} })),
+    () => (conn = fault!.open(16, { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} })),
     () => T(1, false),
     () => T(1, true),
     () => fault!.read(conn!),

@@ -130,6 +130,7 @@ export class Fd {
       readable: () => this.wakeups++,
       expired: (cookies) => this.notices.push({ type: 'expired', value: cookies }),
       overflow: (n) => this.notices.push({ type: 'overflow', value: n }),
+      revoked: (cookies, cause) => this.notices.push({ type: 'revoked', value: { cause, cookies } }),
       kill: () => this.notices.push({ type: 'kill', value: null }),
     });
   }

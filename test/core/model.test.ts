@@ -96,7 +96,7 @@ function setup(p: Platform, plugged: boolean[]): Ctx {
 }
 
 function openConn(c: Ctx, fault: IommufdFault, window: number): void {
-  c.conns.push(fault.open(window, { readable() {}, expired() {}, overflow() {}, kill() {} }));
+  c.conns.push(fault.open(window, { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} }));
 }
 
 function tolerate(fn: () => void): void {

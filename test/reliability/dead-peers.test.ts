@@ -164,8 +164,16 @@ describe('dead peers', { timeout: 60_000 }, () => {
       const live = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token, protocol: 'iopf.v1.uapi' });
       await live.json();
       let again = Buffer.alloc(0);
-      while (again.length < 3 * 40) again = Buffer.concat([again, await live.binary(HEARTBEAT_MS * 10)]);
+      const noticed: number[] = [];
+      while (again.length < 3 * 40) {
+        // Each binary frame of redelivered groups follows a `redelivered` notice naming them (an extension).
+        const notice = await live.json(HEARTBEAT_MS * 10);
+        assert.equal(notice.type, 'redelivered');
+        noticed.push(...notice.cookies);
+        again = Buffer.concat([again, await live.binary(HEARTBEAT_MS * 10)]);
+      }
       assert.deepEqual([...new Set(decodeBinaryRecords(again).map((r) => r.cookie))].sort(), cookies, 'redelivered with the same cookies');
+      assert.deepEqual(noticed.sort(), cookies, 'the notices name them');
       const b = Buffer.alloc(cookies.length * 8);
       cookies.forEach((c, i) => b.writeUInt32LE(c, i * 8));
       live.ws.send(b);

@@ -24,7 +24,7 @@ test('stall model: a group answered by the hardware on PRQ overflow does not lea
   const ioas = iommufdIoasAlloc(ctx);
   const fault = iommufdFaultAlloc(ctx, {});
   iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: ioas.id, flags: 4, fault_id: fault.id }).id);
-  const conn = fault.open(16, { readable() {}, expired() {}, overflow() {}, kill() {} });
+  const conn = fault.open(16, { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} });
   const send = (last: boolean, addr: bigint): void =>
     void fn.injectPageRequest({ pasid: undefined, prgi: 7, addr, read: true, write: false, exec: false, priv: false, last });
   const answer = (code: number): void => {
