@@ -438,10 +438,7 @@ describe('lifetime, detach, replace, teardown', () => {
   test('case 34: detach answers both the unread and the read group INVALID exactly once', () => {
     const w = new World();
     const { d, f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
-    w.T(undefined, 2, true);
+    const { fd } = w.readAndUnread(f);
     iommufdDeviceDetach(d);
     assert.equal(w.log().length, 2);
     assert.deepEqual(new Set(w.log().map((e) => e.grpid)), new Set([1, 2]));
@@ -482,10 +479,7 @@ describe('lifetime, detach, replace, teardown', () => {
       const h1 = w.nested(d, p, f1);
       const h2 = w.nested(d, p, f2);
       iommufdDeviceAttach(d, h1.id);
-      const fd = w.fd(f1);
-      w.T(undefined, 1, true);
-      fd.read(40);
-      w.T(undefined, 2, true);
+      const { fd } = w.readAndUnread(f1);
       iommufdDeviceReplace(d, h2.id);
       if (!quirk) {
         assert.equal(w.log().length, 2);
@@ -538,10 +532,7 @@ describe('lifetime, detach, replace, teardown', () => {
     // Context release.
     const w = new World();
     const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
-    w.T(undefined, 2, true);
+    const { fd } = w.readAndUnread(f);
     w.platform.releaseContext(w.ctx.id);
     assert.equal(w.log().length, 2);
     assert.ok(w.log().every((e) => e.code === 'invalid'));
@@ -552,10 +543,7 @@ describe('lifetime, detach, replace, teardown', () => {
   test('case 40: IOPF disabled on D (remove-device) answers each pending group INVALID exactly once; later writes are EINVAL', () => {
     const w = new World();
     const { d, f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
-    w.T(undefined, 2, true);
+    const { fd } = w.readAndUnread(f);
     iopfQueueRemoveDevice(driverOf(w).queue, w.platform.iommuDevice('d0'));
     assert.equal(w.log().length, 2);
     assert.equal(errnoOf(() => fd.write([[1, 0]])), 'EINVAL');

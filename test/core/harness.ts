@@ -109,6 +109,18 @@ export class World {
     return new Fd(f, window);
   }
 
+  /**
+   * The fixture of the teardown cases: on a new fd of `f`, group 1 (grpid 1)
+   * read and unanswered, group 2 (grpid 2) queued unread.
+   */
+  readAndUnread(f: IommufdFault, dev = 'd0'): { fd: Fd; cookie: number } {
+    const fd = this.fd(f);
+    this.T(undefined, 1, true, 3, 0xdeadb000n, dev);
+    const [r] = fd.records(40);
+    this.T(undefined, 2, true, 3, 0xdeadb000n, dev);
+    return { fd, cookie: r!.cookie };
+  }
+
   /** The invariant: nothing is in flight anywhere, and no response was unexpected. */
   audit(): ReturnType<Platform['audit']> {
     this.sched.run();

@@ -20,13 +20,13 @@ test('revoked: detach with one delivered and one queued group lists only the del
   const fd = w.fd(f);
   const other = w.fd(f);
   w.T(undefined, 1, true);
-  const [r] = fd.records(40);
+  const cookie = fd.records(40)[0]!.cookie;
   w.T(undefined, 2, true);
   assert.equal(f.queued, 1);
   iommufdDeviceDetach(d);
   assert.equal(w.log().length, 2);
-  assert.deepEqual(revokedOf(fd.notices), [{ cause: 'detach', cookies: [r!.cookie] }]);
-  assert.deepEqual(revokedOf(other.notices), [{ cause: 'detach', cookies: [r!.cookie] }]);
+  assert.deepEqual(revokedOf(fd.notices), [{ cause: 'detach', cookies: [cookie] }]);
+  assert.deepEqual(revokedOf(other.notices), [{ cause: 'detach', cookies: [cookie] }]);
 });
 
 test('revoked: nothing delivered, no notice', () => {
@@ -62,23 +62,17 @@ test('revoked: replace → cause replace', () => {
   const h1 = w.nested(d, p, f1);
   const h2 = w.nested(d, p, f2);
   iommufdDeviceAttach(d, h1.id);
-  const fd = w.fd(f1);
-  w.T(undefined, 1, true);
-  const [r] = fd.records(40);
-  w.T(undefined, 2, true);
+  const { fd, cookie } = w.readAndUnread(f1);
   iommufdDeviceReplace(d, h2.id);
-  assert.deepEqual(revokedOf(fd.notices), [{ cause: 'replace', cookies: [r!.cookie] }]);
+  assert.deepEqual(revokedOf(fd.notices), [{ cause: 'replace', cookies: [cookie] }]);
 });
 
 test('revoked: hot-unplug (remove-device) → cause unplug', () => {
   const w = new World();
   const { f } = w.standard();
-  const fd = w.fd(f);
-  w.T(undefined, 1, true);
-  const [r] = fd.records(40);
-  w.T(undefined, 2, true);
+  const { fd, cookie } = w.readAndUnread(f);
   w.platform.removeDevice('d0');
-  assert.deepEqual(revokedOf(fd.notices), [{ cause: 'unplug', cookies: [r!.cookie] }]);
+  assert.deepEqual(revokedOf(fd.notices), [{ cause: 'unplug', cookies: [cookie] }]);
 });
 
 test('revoked: iopf remove-device (the revoke path) → one notice, cause unplug', () => {
@@ -98,14 +92,11 @@ test('revoked: iopf remove-device (the revoke path) → one notice, cause unplug
 test('revoked: context release: the streams hear of every delivered cookie before kill', () => {
   const w = new World();
   const { f } = w.standard();
-  const fd = w.fd(f);
-  w.T(undefined, 1, true);
-  const [r] = fd.records(40);
-  w.T(undefined, 2, true);
+  const { fd, cookie } = w.readAndUnread(f);
   w.platform.releaseContext(w.ctx.id);
   // Release detaches the device first (cause detach), then destroys the queue.
   assert.deepEqual(fd.notices, [
-    { type: 'revoked', value: { cause: 'detach', cookies: [r!.cookie] } },
+    { type: 'revoked', value: { cause: 'detach', cookies: [cookie] } },
     { type: 'kill', value: null },
   ]);
   assert.equal(w.audit().outstandingGroups, 0);
@@ -121,15 +112,12 @@ test('revoked: groups still held when the fault queue is destroyed → cause des
   const h1 = w.nested(d, p, f1);
   const h2 = w.nested(d, p, f2);
   iommufdDeviceAttach(d, h1.id);
-  const fd = w.fd(f1);
-  w.T(undefined, 1, true);
-  const [r] = fd.records(40);
-  w.T(undefined, 2, true);
+  const { fd, cookie } = w.readAndUnread(f1);
   iommufdDeviceReplace(d, h2.id);
   assert.deepEqual(fd.notices, []);
   w.platform.releaseContext(w.ctx.id);
   assert.deepEqual(fd.notices, [
-    { type: 'revoked', value: { cause: 'destroy', cookies: [r!.cookie] } },
+    { type: 'revoked', value: { cause: 'destroy', cookies: [cookie] } },
     { type: 'kill', value: null },
   ]);
   assert.equal(w.audit().outstandingGroups, 0);
