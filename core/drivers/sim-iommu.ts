@@ -62,7 +62,6 @@ export class SimIommu implements IommuOps {
   readonly name: string;
   readonly userPasidTable: boolean;
   readonly queue: IopfQueue;
-  private readonly byRid = new Map<number, IommuDevice>();
   readonly stats: SimIommuStats = { reported: 0, stopMarkersDropped: 0, malformedAnswered: 0, malformedDropped: 0, unknownRequester: 0, partialDiscards: 0 };
 
   constructor(readonly unit: IommuUnit) {
@@ -80,8 +79,8 @@ export class SimIommu implements IommuOps {
   probeDevice(fn: PcieFunction): IommuDevice {
     const dev = new IommuDevice(fn.name, this);
     dev.priv = fn;
-    this.byRid.set(fn.rid, dev);
-    this.unit.functions.set(fn.rid, fn);
+    fn.iommu = dev;
+    this.unit.addFunction(fn);
     if (fn.caps.pri) iopfQueueAddDevice(this.queue, dev);
     return dev;
   }
@@ -92,7 +91,7 @@ export class SimIommu implements IommuOps {
     this.drainPageRequests(dev);
     iopfQueueRemoveDevice(this.queue, dev);
     this.unit.forgetFunction(fn);
-    this.byRid.delete(fn.rid);
+    fn.iommu = undefined;
   }
 
   /** The threaded interrupt handler: process every request in the PRQ. */
@@ -116,7 +115,7 @@ export class SimIommu implements IommuOps {
     const model = this.unit.model;
     const stall = model === 'smmuv3';
     const last = stall || r.last;
-    const dev = this.byRid.get(r.fn.rid);
+    const dev = r.fn.iommu as IommuDevice | undefined;
     if (!dev) {
       this.stats.unknownRequester++;
       if (last) this.answerDirect(r, PRG_INVALID);

@@ -67,7 +67,13 @@ interface StallPrg {
 
 export class IommuUnit {
   readonly iotlb = new Iotlb();
-  readonly functions = new Map<number, PcieFunction>();
+  /**
+   * The functions behind this unit, found by requester id (a 16-bit BDF), as
+   * responses are routed: fnSlot[rid] indexes fns (0 = none). Two loads, no
+   * hashing, on every response.
+   */
+  private readonly fnSlot = new Uint16Array(0x10000);
+  private readonly fns: Array<PcieFunction | undefined> = [undefined];
   private readonly contexts = new Map<number, Map<number, ContextEntry>>();
   // PRQ ring.
   private readonly prq: Array<PageRequest | undefined> = [];
@@ -242,7 +248,7 @@ export class IommuUnit {
 
   /** Page Group Response (VT-d invalidation-queue descriptor / PCIe PRG response). */
   pageGroupResponse(rid: number, pasid: number | undefined, prgi: number, code: number): void {
-    const fn = this.functions.get(rid);
+    const fn = this.fns[this.fnSlot[rid & 0xffff]!];
     if (fn) fn.receiveResponse(pasid, prgi, code);
   }
 
@@ -257,12 +263,27 @@ export class IommuUnit {
     if (prg.outstanding === 0 && prg.lastSeen) req.fn.receiveResponse(req.pasid, req.prgi, prg.code);
   }
 
+  /** A function now sits behind this unit (responses to its requester id reach it). */
+  addFunction(fn: PcieFunction): void {
+    let slot = this.fnSlot[fn.rid & 0xffff]!;
+    if (slot === 0) {
+      slot = this.fns.indexOf(undefined, 1);
+      if (slot < 0) slot = this.fns.push(undefined) - 1;
+      this.fnSlot[fn.rid & 0xffff] = slot;
+    }
+    this.fns[slot] = fn;
+  }
+
   /** Drop every stall and stall group of `fn` (function removed). */
   forgetFunction(fn: PcieFunction): void {
     for (const [stag, s] of this.stalls) if (s.req.fn === fn) this.stalls.delete(stag);
     for (const key of [...this.openPrgs.keys()]) if (key.startsWith(`${fn.rid}:`)) this.openPrgs.delete(key);
     this.contexts.delete(fn.rid);
-    this.functions.delete(fn.rid);
+    const slot = this.fnSlot[fn.rid & 0xffff]!;
+    if (slot !== 0 && this.fns[slot] === fn) {
+      this.fns[slot] = undefined;
+      this.fnSlot[fn.rid & 0xffff] = 0;
+    }
   }
 
   private allocStag(): number {

@@ -244,6 +244,11 @@ export class PcieFunction {
   private traffic: TrafficRun | undefined;
   /** Set when the function is hot-unplugged. */
   removed = false;
+  /**
+   * dev->iommu: the IOMMU driver's per-device data, set when the driver
+   * probes the function and cleared when it releases it (opaque here).
+   */
+  iommu: unknown = undefined;
 
   constructor(
     readonly name: string,
