@@ -120,10 +120,38 @@ export class IommuAttachHandle {
   constructor(readonly domain: IommuDomain) {}
 }
 
+/**
+ * The group's pasid array (an xarray in the kernel): pasid → attach handle.
+ * The RID's own slot (IOMMU_NO_PASID) is a field, since every request
+ * without a PASID looks it up; other PASIDs live in a map.
+ */
+export class PasidArray {
+  private rid: IommuAttachHandle | undefined = undefined;
+  private readonly pasids = new Map<number, IommuAttachHandle>();
+
+  get(pasid: number): IommuAttachHandle | undefined {
+    return pasid === IOMMU_NO_PASID ? this.rid : this.pasids.get(pasid);
+  }
+
+  has(pasid: number): boolean {
+    return this.get(pasid) !== undefined;
+  }
+
+  set(pasid: number, handle: IommuAttachHandle): void {
+    if (pasid === IOMMU_NO_PASID) this.rid = handle;
+    else this.pasids.set(pasid, handle);
+  }
+
+  delete(pasid: number): void {
+    if (pasid === IOMMU_NO_PASID) this.rid = undefined;
+    else this.pasids.delete(pasid);
+  }
+}
+
 /** struct iommu_group: one per device in the simulation; the pasid array lives here. */
 export class IommuGroup {
   /** pasid (IOMMU_NO_PASID for the RID) → attach handle. */
-  readonly pasidArray = new Map<number, IommuAttachHandle>();
+  readonly pasidArray = new PasidArray();
 }
 
 /** struct iommu_fault_param: per-device fault state while IOPF is enabled. */
