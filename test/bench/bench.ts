@@ -12,10 +12,11 @@
  * --no-docs (print only). Run through scripts/bench.mjs (which adds
  * --expose-gc for the heap figures).
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, type } from 'node:os';
 import { join } from 'node:path';
-import { runCoreBench } from './core-rig.js';
+import type { CoreFigures } from './core-rig.js';
 import {
   baselineJsonMessage,
   Daemon,
@@ -39,6 +40,22 @@ const IN_FLIGHT = 64;
 const DEVICES = 16;
 const A_BYTES = 262;
 const B_RECORDS = 16;
+
+/**
+ * coreInOwnProcess() - the core figures from `core-bench.js` run in a fresh
+ * node (with --expose-gc), as the daemon runs in one: measured here, after
+ * the load clients, it would pay for this process's heap and JIT state.
+ */
+function coreInOwnProcess(count: number): CoreFigures {
+  const out = execFileSync(process.execPath, ['--expose-gc', join(ROOT, 'dist/test/bench/core-bench.js')], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_GROUPS: String(count) },
+    encoding: 'utf8',
+  });
+  const line = out.trim().split('\n').pop() ?? '';
+  const f = JSON.parse(line) as { groupsPerSec: number; with1k: number; with100k: number; heapPerGroup: number };
+  return { groupsPerSec: f.groupsPerSec, with1k: f.with1k, with100k: f.with100k, heapPerGroup: f.heapPerGroup };
+}
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -237,8 +254,8 @@ async function main(): Promise<void> {
       await p100k?.d.stop();
     }
 
-    log('core, in process');
-    const core = runCoreBench(300_000);
+    log('core, in process (a process of its own, like the daemon)');
+    const core = coreInOwnProcess(300_000);
     log(`core: ${k(core.groupsPerSec)} groups/s; outstanding 1k ${k(core.with1k)}, 100k ${k(core.with100k)}; heap ${Math.round(core.heapPerGroup)} B/group`);
 
     const figures: Figures = {

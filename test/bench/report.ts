@@ -216,8 +216,11 @@ ${shortfalls(f)}## Method
   daemon's confirmation (\`results\` / \`write\`) of the last answer. p50/p99
   are the traffic generator's own request-to-response latencies (GET
   .../traffic), read once after each run.
-- Core: test/bench/core-rig.ts (also \`npm run bench:core\`), the same path
-  in process on a manual scheduler, 512 in flight.
+- Core: test/bench/core-rig.ts, the same path in process on a manual
+  scheduler, 512 in flight; run as \`dist/test/bench/core-bench.js\` (also
+  \`npm run bench:core\`) in a fresh child process with \`--expose-gc\`, as
+  the daemon runs in its own: each figure the best of 3 runs of 300,000
+  groups after a warm-up.
 
 ## What the daemon does for these figures
 
