@@ -220,7 +220,8 @@ ${shortfalls(f)}## Method
   scheduler, 512 in flight; run as \`dist/test/bench/core-bench.js\` (also
   \`npm run bench:core\`) in a fresh child process with \`--expose-gc\`, as
   the daemon runs in its own: each figure the best of 3 runs of 300,000
-  groups after a warm-up.
+  groups after a warm-up of at least a second (the first few hundred
+  thousand groups run partly unoptimized code).
 
 ## What the daemon does for these figures
 
