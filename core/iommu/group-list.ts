@@ -1,92 +1,85 @@
 /**
  * An intrusive doubly linked list of IOPF groups (the kernel's list_head).
- * A group carries one link slot per list it can be on, so adding and removing
- * cost O(1) and allocate nothing — with 100,000 groups outstanding, hash-set
- * entries per group would be most of the garbage collector's work.
+ * A group embeds one {@link ListNode} per list it can be on (the kernel's
+ * `struct list_head` members), so adding and removing cost O(1) and allocate
+ * nothing — with 100,000 groups outstanding, hash-set entries per group would
+ * be most of the garbage collector's work.
  *
- * The links live in one small array per member (`links`), three entries per
- * list kind (next, prev, the list it is on); a numeric index keeps every
- * access monomorphic, which named per-list fields behind a computed key would
- * not.
+ * Every list and node is of one class whatever the list, so each access is a
+ * plain field load at a monomorphic site. The `K` parameter names the node a
+ * list links through (`'pending'`, `'deliver'`, ...): passing a group's
+ * pending node to a deliver list does not compile.
  */
-export const LINK_PENDING = 0;
-export const LINK_HANDLE = 3;
-export const LINK_DELIVER = 6;
-export const LINK_DEADLINE = 9;
-export const LINK_SLOTS = 12;
-export type LinkKind = typeof LINK_PENDING | typeof LINK_HANDLE | typeof LINK_DELIVER | typeof LINK_DEADLINE;
 
-export interface Linked {
-  readonly links: unknown[];
+/** struct list_head, embedded in @item: its links on at most one list of kind K. */
+export class ListNode<T, K extends string = string> {
+  next: ListNode<T, K> | undefined = undefined;
+  prev: ListNode<T, K> | undefined = undefined;
+  /** The list the node is on (undefined: on none). */
+  list: GroupList<T, K> | undefined = undefined;
+
+  constructor(readonly item: T) {}
 }
 
-/** A fresh link array for a member (all LINK_SLOTS slots empty): a copy of a template, which has no literal allocation site (see FaultEntry in io-pgfault.ts). */
-export function newLinks(): unknown[] {
-  return EMPTY_LINKS.slice();
-}
-
-const EMPTY_LINKS: readonly unknown[] = new Array<unknown>(LINK_SLOTS).fill(undefined);
-
-export class GroupList<T extends Linked> {
-  head: T | undefined = undefined;
-  tail: T | undefined = undefined;
+export class GroupList<T, K extends string = string> {
+  private first: ListNode<T, K> | undefined = undefined;
+  private last: ListNode<T, K> | undefined = undefined;
   size = 0;
 
-  constructor(private readonly k: LinkKind) {}
-
-  /** Is `x` on this list? */
-  has(x: T): boolean {
-    return x.links[this.k + 2] === this;
+  /** The first member. */
+  get head(): T | undefined {
+    return this.first?.item;
   }
 
-  pushTail(x: T): void {
-    const k = this.k;
-    const l = x.links;
-    l[k + 2] = this;
-    l[k] = undefined;
-    l[k + 1] = this.tail;
-    if (this.tail) this.tail.links[k] = x;
-    else this.head = x;
-    this.tail = x;
+  /** Is the node's member on this list? */
+  has(n: ListNode<T, K>): boolean {
+    return n.list === this;
+  }
+
+  pushTail(n: ListNode<T, K>): void {
+    const last = this.last;
+    n.list = this;
+    n.next = undefined;
+    n.prev = last;
+    if (last) last.next = n;
+    else this.first = n;
+    this.last = n;
     this.size++;
   }
 
-  pushHead(x: T): void {
-    const k = this.k;
-    const l = x.links;
-    l[k + 2] = this;
-    l[k + 1] = undefined;
-    l[k] = this.head;
-    if (this.head) this.head.links[k + 1] = x;
-    else this.tail = x;
-    this.head = x;
+  pushHead(n: ListNode<T, K>): void {
+    const first = this.first;
+    n.list = this;
+    n.prev = undefined;
+    n.next = first;
+    if (first) first.prev = n;
+    else this.last = n;
+    this.first = n;
     this.size++;
   }
 
-  /** Unlink `x`; does nothing if it is not on this list. */
-  remove(x: T): void {
-    const k = this.k;
-    const l = x.links;
-    if (l[k + 2] !== this) return;
-    const n = l[k] as T | undefined;
-    const p = l[k + 1] as T | undefined;
-    if (p) p.links[k] = n;
-    else this.head = n;
-    if (n) n.links[k + 1] = p;
-    else this.tail = p;
-    l[k] = l[k + 1] = l[k + 2] = undefined;
+  /** Unlink the node; does nothing if it is not on this list. */
+  remove(n: ListNode<T, K>): void {
+    if (n.list !== this) return;
+    const next = n.next;
+    const prev = n.prev;
+    if (prev) prev.next = next;
+    else this.first = next;
+    if (next) next.prev = prev;
+    else this.last = prev;
+    n.next = n.prev = n.list = undefined;
     this.size--;
   }
 
-  /** The member after `x`. */
-  after(x: T): T | undefined {
-    return x.links[this.k] as T | undefined;
+  /** The member after the node's. */
+  after(n: ListNode<T, K>): T | undefined {
+    return n.next?.item;
   }
 
   /** A snapshot of the members, head first (safe to mutate the list while walking it). */
   toArray(): T[] {
     const out: T[] = [];
-    for (let x = this.head; x; x = x.links[this.k] as T | undefined) out.push(x);
+    for (let n = this.first; n; n = n.next) out.push(n.item);
     return out;
   }
 }

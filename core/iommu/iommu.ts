@@ -5,7 +5,7 @@
  */
 import type { Scheduler } from '../sched.js';
 import { IommuError } from './errors.js';
-import { GroupList, LINK_PENDING, newLinks } from './group-list.js';
+import { GroupList, ListNode } from './group-list.js';
 
 /** The RID slot of an IOMMU group's pasid array (kernel IOMMU_NO_PASID). */
 export const IOMMU_NO_PASID = 0;
@@ -159,7 +159,7 @@ export class IommuFaultParam {
   /** Non-last requests waiting for their group's last request. */
   readonly partial: IopfFault[] = [];
   /** Groups waiting for a hardware response (pending list). */
-  readonly faults = new GroupList<IopfGroup>(LINK_PENDING);
+  readonly faults = new GroupList<IopfGroup, 'pending'>();
   /** False once iopf_queue_remove_device() unpublished it. */
   live = true;
 
@@ -233,12 +233,14 @@ export class IopfGroup {
   /** iommufd's user-visible id while delivered (0 = none). */
   cookie = 0;
 
-  /**
-   * List links (see group-list.ts): the device's pending list, and the
-   * handler's lists — its attachment's groups, the deliver list or a
-   * connection's delivered list, the response-timeout list.
-   */
-  readonly links = newLinks();
+  /** Its node on the device's pending list (group-list.ts). */
+  readonly pendingNode = new ListNode<IopfGroup, 'pending'>(this);
+  /** The handler's nodes: its attachment's groups (iommufd). */
+  readonly handleNode = new ListNode<IopfGroup, 'handle'>(this);
+  /** The deliver list or a connection's delivered list (iommufd). */
+  readonly deliverNode = new ListNode<IopfGroup, 'deliver'>(this);
+  /** The response-timeout list (iommufd). */
+  readonly deadlineNode = new ListNode<IopfGroup, 'deadline'>(this);
 
   // Handler-private bookkeeping (iommufd).
   state: IopfGroupState = 'pending';

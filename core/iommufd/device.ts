@@ -12,7 +12,7 @@ import {
   iommuReplaceGroupHandle,
   type IopfGroup,
 } from '../iommu/iommu.js';
-import { GroupList, LINK_HANDLE } from '../iommu/group-list.js';
+import { GroupList } from '../iommu/group-list.js';
 import type { FaultAttachHandle } from './eventq.js';
 import { IOMMU_HWPT_ALLOC_PASID, IommufdHwpt, IommufdHwptPaging } from './hw-pagetable.js';
 import { IommufdIoas } from './ioas.js';
@@ -20,7 +20,7 @@ import { IommufdObject, type IommufdCtx, type IommufdPhysDevice } from './main.j
 
 /** struct iommufd_attach_handle: the handle plus the device that attached. */
 export class IommufdAttachHandle extends IommuAttachHandle implements FaultAttachHandle {
-  readonly groups = new GroupList<IopfGroup>(LINK_HANDLE);
+  readonly groups = new GroupList<IopfGroup, 'handle'>();
   constructor(
     readonly hwpt: IommufdHwpt,
     readonly idev: IommufdDevice,

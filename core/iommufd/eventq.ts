@@ -21,7 +21,7 @@ import { IommuError } from '../iommu/errors.js';
 import { IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IommuAttachHandle, type IopfGroup } from '../iommu/iommu.js';
 import { iopfFreeGroup, iopfGroupResponse } from '../iopf/io-pgfault.js';
 import type { TimerHandle } from '../sched.js';
-import { GroupList, LINK_DEADLINE, LINK_DELIVER } from '../iommu/group-list.js';
+import { GroupList } from '../iommu/group-list.js';
 import { IdAllocator } from './ids.js';
 import { IommufdObject, type AutoCause, type IommufdCtx } from './main.js';
 
@@ -49,7 +49,7 @@ export type RevokeCause = 'detach' | 'replace' | 'unplug' | 'destroy';
 /** One open reader of a fault queue (a fault fd; a WebSocket stream). */
 export class IommufdFaultConn {
   /** Groups delivered here and not answered, in delivery order. */
-  readonly delivered = new GroupList<IopfGroup>(LINK_DELIVER);
+  readonly delivered = new GroupList<IopfGroup, 'deliver'>();
   open = true;
 
   constructor(
@@ -67,7 +67,7 @@ export class IommufdFaultConn {
 /** struct iommufd_attach_handle: an attach handle plus the device that made it. */
 export interface IommufdHandleGroups {
   /** Groups of this attachment owned by a fault queue (for detach in O(k)). */
-  readonly groups: GroupList<IopfGroup>;
+  readonly groups: GroupList<IopfGroup, 'handle'>;
   /** dev_id of the attaching device. */
   readonly devId: number;
 }
@@ -136,13 +136,13 @@ export interface RespondResult {
 export class IommufdFault extends IommufdObject {
   readonly type = 'fault' as const;
   /** The deliver list: groups waiting for delivery (including returned ones), FIFO. */
-  private readonly deliver = new GroupList<IopfGroup>(LINK_DELIVER);
+  private readonly deliver = new GroupList<IopfGroup, 'deliver'>();
   // Cookie table: cookie → group, for groups that hold a cookie.
   private readonly cookies: Array<IopfGroup | undefined> = [undefined];
   private readonly cookieIds = new IdAllocator();
   readonly conns = new Set<IommufdFaultConn>();
   /** Response-timeout list, ordered by first delivery (so its head is the next deadline). */
-  private readonly deadlines = new GroupList<IopfGroup>(LINK_DEADLINE);
+  private readonly deadlines = new GroupList<IopfGroup, 'deadline'>();
   private timer: TimerHandle | undefined;
   private timerAt = 0;
   readonly counters: FaultCounters = {
@@ -219,7 +219,7 @@ export class IommufdFault extends IommufdObject {
     const cookies: number[] = [];
     let g = this.deadlines.head;
     while (g && g.deliveredAt + this.options.responseTimeoutMs <= now) {
-      const next = this.deadlines.after(g);
+      const next = this.deadlines.after(g.deadlineNode);
       cookies.push(g.cookie);
       this.untrack(g);
       this.counters.timeout++;
@@ -243,19 +243,19 @@ export class IommufdFault extends IommufdObject {
    */
   untrack(g: IopfGroup): void {
     if (g.queue !== this) return;
-    this.deliver.remove(g);
+    this.deliver.remove(g.deliverNode);
     if (g.cookie !== 0) {
       this.cookies[g.cookie] = undefined;
       this.cookieIds.free(g.cookie);
     }
     const conn = g.conn as IommufdFaultConn | undefined;
     if (conn) {
-      conn.delivered.remove(g);
+      conn.delivered.remove(g.deliverNode);
       g.conn = undefined;
       if (conn.open && this.deliver.head && conn.space === 1) conn.listener.readable();
     }
-    this.deadlines.remove(g);
-    (g.attachHandle as FaultAttachHandle | undefined)?.groups.remove(g);
+    this.deadlines.remove(g.deadlineNode);
+    (g.attachHandle as FaultAttachHandle | undefined)?.groups.remove(g.handleNode);
     g.queue = undefined;
     g.state = 'answered';
   }
@@ -313,15 +313,15 @@ export class IommufdFault extends IommufdObject {
         g.redelivered = true;
         this.counters.redelivered++;
       }
-      deliver.remove(g);
+      deliver.remove(g.deliverNode);
       records += g.faults.length;
       g.state = 'delivered';
       g.conn = conn;
-      conn.delivered.pushTail(g);
+      conn.delivered.pushTail(g.deliverNode);
       if (g.deliveredAt < 0) {
         g.deliveredAt = now;
         if (timeout > 0) {
-          this.deadlines.pushTail(g);
+          this.deadlines.pushTail(g.deadlineNode);
           if (!this.timer) this.armTimer();
         }
       }
@@ -406,10 +406,10 @@ export class IommufdFault extends IommufdObject {
     const back = conn.delivered.toArray();
     for (let i = back.length - 1; i >= 0; i--) {
       const g = back[i]!;
-      conn.delivered.remove(g);
+      conn.delivered.remove(g.deliverNode);
       g.conn = undefined;
       g.state = 'queued';
-      this.deliver.pushHead(g);
+      this.deliver.pushHead(g.deliverNode);
     }
     if (back.length > 0) this.notifyReadable();
   }
@@ -475,8 +475,8 @@ export class IommufdFault extends IommufdObject {
     }
     g.queue = this;
     g.state = 'queued';
-    (g.attachHandle as FaultAttachHandle).groups.pushTail(g);
-    this.deliver.pushTail(g);
+    (g.attachHandle as FaultAttachHandle).groups.pushTail(g.handleNode);
+    this.deliver.pushTail(g.deliverNode);
     this.counters.reported++;
     this.ictx.env.observer.reported?.();
     // Readers drain the list until it is empty or their window is full; only

@@ -169,7 +169,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequ
   const group = new IopfGroup(faults, fp);
   group.attachHandle = handle;
   group.reportedAt = fp.queue.sched.now();
-  fp.faults.pushTail(group);
+  fp.faults.pushTail(group.pendingNode);
   const ret = inject.handler?.() ? ENOMEM_N : handle.domain.iopfHandler!(group);
   if (ret !== 0) {
     // E5: the handler refused the group.
@@ -187,7 +187,7 @@ export function iopfGroupResponse(group: IopfGroup, code: IommuPageResponseCode)
   if (!group.pending) return;
   group.pending = false;
   const fp = group.faultParam;
-  fp.faults.remove(group);
+  fp.faults.remove(group.pendingNode);
   const last = group.lastFault;
   // One response object for every call: drivers read it before they return and keep nothing of it.
   const resp = scratchResponse;
