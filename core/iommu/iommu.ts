@@ -239,8 +239,8 @@ export class IopfGroup {
   readonly handleNode = new ListNode<IopfGroup, 'handle'>(this);
   /** The deliver list or a connection's delivered list (iommufd). */
   readonly deliverNode = new ListNode<IopfGroup, 'deliver'>(this);
-  /** The response-timeout list (iommufd). */
-  readonly deadlineNode = new ListNode<IopfGroup, 'deadline'>(this);
+  /** The response-timeout list (iommufd): made on first use, as most queues have no timeout. */
+  deadlineNode: ListNode<IopfGroup, 'deadline'> | undefined = undefined;
 
   // Handler-private bookkeeping (iommufd).
   state: IopfGroupState = 'pending';

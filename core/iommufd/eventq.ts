@@ -21,7 +21,7 @@ import { IommuError } from '../iommu/errors.js';
 import { IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS, type IommuAttachHandle, type IopfGroup } from '../iommu/iommu.js';
 import { iopfFreeGroup, iopfGroupResponse } from '../iopf/io-pgfault.js';
 import type { TimerHandle } from '../sched.js';
-import { GroupList } from '../iommu/group-list.js';
+import { GroupList, ListNode } from '../iommu/group-list.js';
 import { IdAllocator } from './ids.js';
 import { IommufdObject, type AutoCause, type IommufdCtx } from './main.js';
 
@@ -219,7 +219,7 @@ export class IommufdFault extends IommufdObject {
     const cookies: number[] = [];
     let g = this.deadlines.head;
     while (g && g.deliveredAt + this.options.responseTimeoutMs <= now) {
-      const next = this.deadlines.after(g.deadlineNode);
+      const next = this.deadlines.after(g.deadlineNode!);
       cookies.push(g.cookie);
       this.untrack(g);
       this.counters.timeout++;
@@ -254,7 +254,7 @@ export class IommufdFault extends IommufdObject {
       g.conn = undefined;
       if (conn.open && this.deliver.head && conn.space === 1) conn.listener.readable();
     }
-    this.deadlines.remove(g.deadlineNode);
+    if (g.deadlineNode) this.deadlines.remove(g.deadlineNode);
     (g.attachHandle as FaultAttachHandle | undefined)?.groups.remove(g.handleNode);
     g.queue = undefined;
     g.state = 'answered';
@@ -321,7 +321,7 @@ export class IommufdFault extends IommufdObject {
       if (g.deliveredAt < 0) {
         g.deliveredAt = now;
         if (timeout > 0) {
-          this.deadlines.pushTail(g.deadlineNode);
+          this.deadlines.pushTail((g.deadlineNode ??= new ListNode(g)));
           if (!this.timer) this.armTimer();
         }
       }
