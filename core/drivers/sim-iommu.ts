@@ -28,8 +28,8 @@ import {
   IOMMU_PAGE_RESP_SUCCESS,
   IommuDevice,
   IommuDomain,
+  IopfFaultRecord,
   type IommuOps,
-  type IommuFaultPageRequest,
   type IommuPageResponse,
   type IopfFault,
   type IopfQueue,
@@ -145,7 +145,7 @@ export class SimIommu implements IommuOps {
       (r.exec ? IOMMU_FAULT_PERM_EXEC : 0) |
       (r.priv ? IOMMU_FAULT_PERM_PRIV : 0);
     this.stats.reported++;
-    iommuReportDeviceFault(dev, new FaultRequest(flags, r.pasid ?? 0, stall ? r.stag : r.prgi, perm, r.addr));
+    iommuReportDeviceFault(dev, new IopfFaultRecord(flags, r.pasid ?? 0, stall ? r.stag : r.prgi, perm, r.addr));
   }
 
   pageResponse(dev: IommuDevice, lastFault: IopfFault, resp: IommuPageResponse): void {
@@ -216,17 +216,6 @@ export class SimIommu implements IommuOps {
     );
     for (const r of taken) this.handle(r);
   }
-}
-
-/** The fault a request becomes; a class, not a literal (see FaultEntry in io-pgfault.ts). */
-class FaultRequest implements IommuFaultPageRequest {
-  constructor(
-    public flags: number,
-    public pasid: number,
-    public grpid: number,
-    public perm: number,
-    public addr: bigint,
-  ) {}
 }
 
 function isCanonical48(addr: bigint): boolean {

@@ -16,6 +16,7 @@ import {
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IommuFaultParam,
+  IopfFaultRecord,
   IopfGroup,
   IopfQueue,
   iommuAttachHandleGet,
@@ -30,18 +31,11 @@ import { EINVAL_N, ENODEV_N, ENOMEM_N } from '../iommu/errors.js';
 import type { Scheduler } from '../sched.js';
 
 /**
- * struct iopf_fault, as the report path makes it. Per-group objects come
- * from constructors and copies, not literals: V8 decides per literal site
- * whether to allocate straight in the old generation, and a daemon that once
- * held 100,000 groups (all surviving) would otherwise allocate every later,
- * short-lived group there.
+ * A one-fault array to copy: per-group objects come from constructors and
+ * copies, never literals (slice() allocates with no literal site; see
+ * IopfFaultRecord).
  */
-class FaultEntry implements IopfFault {
-  constructor(readonly prm: IommuFaultPageRequest) {}
-}
-
-/** A one-fault array to copy (slice() allocates with no literal site). */
-const ONE_FAULT: IopfFault[] = [new FaultEntry({ flags: 0, pasid: 0, grpid: 0, perm: 0, addr: 0n })];
+const ONE_FAULT: IopfFault[] = [new IopfFaultRecord(0, 0, 0, 0, 0n)];
 
 /** iopf_queue_alloc: a fault queue for one IOMMU instance. */
 export function iopfQueueAlloc(name: string, sched: Scheduler): IopfQueue {
@@ -105,8 +99,8 @@ export function findFaultHandler(dev: IommuDevice, prm: IommuFaultPageRequest): 
 }
 
 /** iopf_error_response: answer one request directly, without a group. */
-function iopfErrorResponse(dev: IommuDevice, prm: IommuFaultPageRequest, code: IommuPageResponseCode): void {
-  dev.ops.pageResponse(dev, new FaultEntry(prm), { pasid: prm.pasid, grpid: prm.grpid, code });
+function iopfErrorResponse(dev: IommuDevice, evt: IopfFault, code: IommuPageResponseCode): void {
+  dev.ops.pageResponse(dev, evt, { pasid: evt.prm.pasid, grpid: evt.prm.grpid, code });
 }
 
 /** Removes and returns the partials of `fp` whose grpid matches (grpid only, as the kernel does). */
@@ -126,6 +120,8 @@ function takePartials(fp: IommuFaultParam, grpid: number): IopfFault[] {
 
 /**
  * iommu_report_device_fault: the driver's entry point for one page request.
+ * The core keeps @evt (a partial, or a fault of its group) where the kernel
+ * copies it: the driver hands it over and must not touch it again.
  *
  * Returns 0 when the request was taken (queued as a partial, or its group was
  * handed to a handler or answered), -EINVAL when there was no handler or no
@@ -133,7 +129,8 @@ function takePartials(fp: IommuFaultParam, grpid: number): IopfFault[] {
  * partial could not be stored (E3: lost, no response).
  * Context: the driver's report path; never throws.
  */
-export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequest): number {
+export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number {
+  const prm = evt.prm;
   const last = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) !== 0;
   const fp = dev.faultParam;
   const handle = findFaultHandler(dev, prm);
@@ -142,13 +139,13 @@ export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequ
     // the kernel also answers a non-last request (quirk, behind an option).
     const quirk = fp?.queue.quirks.nonLastInvalid ?? false;
     if (fp && last) takePartials(fp, prm.grpid);
-    if (last || quirk) iopfErrorResponse(dev, prm, IOMMU_PAGE_RESP_INVALID);
+    if (last || quirk) iopfErrorResponse(dev, evt, IOMMU_PAGE_RESP_INVALID);
     return EINVAL_N;
   }
   const inject = fp.queue.inject;
   if (!last) {
     if (inject.partialAlloc?.()) return ENOMEM_N;
-    fp.partial.push(new FaultEntry(prm));
+    fp.partial.push(evt);
     return 0;
   }
   // Most groups are one request: an exact one-element array (a copy of a
@@ -156,14 +153,14 @@ export function iommuReportDeviceFault(dev: IommuDevice, prm: IommuFaultPageRequ
   let faults: IopfFault[];
   if (fp.partial.length === 0) {
     faults = ONE_FAULT.slice();
-    faults[0] = new FaultEntry(prm);
+    faults[0] = evt;
   } else {
     faults = takePartials(fp, prm.grpid);
-    faults.push(new FaultEntry(prm));
+    faults.push(evt);
   }
   if (inject.groupAlloc?.()) {
     // E4: the "abort group" path: partials consumed, FAILURE answered.
-    iopfErrorResponse(dev, prm, IOMMU_PAGE_RESP_FAILURE);
+    iopfErrorResponse(dev, evt, IOMMU_PAGE_RESP_FAILURE);
     return 0;
   }
   const group = new IopfGroup(faults, fp);

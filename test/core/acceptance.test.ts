@@ -13,6 +13,7 @@ import {
   iommufdHwptAlloc,
 } from '../../core/index.js';
 import { iommuReportDeviceFault, iopfGroupResponse, iopfQueueRemoveDevice } from '../../core/iopf/io-pgfault.js';
+import { IopfFaultRecord } from '../../core/iommu/iommu.js';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { World, errnoOf, FAULT_ID_VALID, HWPT_PASID, NEST_PARENT } from './harness.js';
 
@@ -187,7 +188,7 @@ describe('basic delivery', () => {
     assert.deepEqual(w.log(), [{ pasid: 5, grpid: 6, code: 'invalid' }]);
     // The reporter sees EINVAL.
     const dev = w.platform.iommuDevice('d0');
-    assert.equal(iommuReportDeviceFault(dev, { flags: 3, pasid: 5, grpid: 7, perm: 1, addr: 0x1000n }), -22);
+    assert.equal(iommuReportDeviceFault(dev, new IopfFaultRecord(3, 5, 7, 1, 0x1000n)), -22);
   });
 
   test('case 15: a NESTED hwpt attached at PASID 2048 delivers a record with pasid 2048 and PASID_VALID', () => {
@@ -560,7 +561,7 @@ describe('lifetime, detach, replace, teardown', () => {
     const { f } = w.standard();
     const dev = w.platform.iommuDevice('d0');
     iopfQueueRemoveDevice(driverOf(w).queue, dev);
-    assert.equal(iommuReportDeviceFault(dev, { flags: 2, pasid: 0, grpid: 5, perm: 1, addr: 0x1000n }), -22);
+    assert.equal(iommuReportDeviceFault(dev, new IopfFaultRecord(2, 0, 5, 1, 0x1000n)), -22);
     assert.deepEqual(w.log(), [{ pasid: undefined, grpid: 5, code: 'invalid' }]);
     assert.equal(f.queued, 0);
   });
