@@ -33,21 +33,31 @@ export interface ContextEntry {
   readonly s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
 }
 
-/** One page request as it enters the PRQ. */
-export interface PageRequest {
-  fn: PcieFunction;
-  /** undefined = no PASID prefix. */
-  pasid: number | undefined;
-  prgi: number;
-  addr: bigint;
-  read: boolean;
-  write: boolean;
-  exec: boolean;
-  priv: boolean;
-  last: boolean;
-  /** Stall tag (stall model only). */
-  stag: number;
+/**
+ * One page request as it enters the PRQ (a PRQ descriptor). Every request,
+ * from the DMA engine, the traffic generator or an injection, is made by
+ * this constructor, so the driver's PRQ drain sees one object shape.
+ */
+export class PageRequest {
+  /** Stall tag (stall model only; the unit sets it). */
+  stag = 0;
+
+  constructor(
+    readonly fn: PcieFunction,
+    /** undefined = no PASID prefix. */
+    readonly pasid: number | undefined,
+    readonly prgi: number,
+    readonly addr: bigint,
+    readonly read: boolean,
+    readonly write: boolean,
+    readonly exec: boolean,
+    readonly priv: boolean,
+    readonly last: boolean,
+  ) {}
 }
+
+/** A page request as a function's user describes it (the function adds itself). */
+export type PageRequestFields = Pick<PageRequest, 'pasid' | 'prgi' | 'addr' | 'read' | 'write' | 'exec' | 'priv' | 'last'>;
 
 export type TranslateResult =
   | { kind: 'ok'; hpa: bigint }

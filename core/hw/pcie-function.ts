@@ -7,7 +7,7 @@
  * and a built-in traffic generator.
  */
 import type { Scheduler, TimerHandle } from '../sched.js';
-import { PRG_FAILURE, PRG_INVALID, PRG_SUCCESS, type IommuUnit, type PageRequest } from './iommu-unit.js';
+import { PageRequest, PRG_FAILURE, PRG_INVALID, PRG_SUCCESS, type IommuUnit, type PageRequestFields } from './iommu-unit.js';
 import type { SparseMemory } from './memory.js';
 
 export interface PcieCaps {
@@ -323,18 +323,7 @@ export class PcieFunction {
     this.takePrg(prgi, pasid, pages.length, onResponse);
     this.outstandingRequests += pages.length;
     for (let i = 0; i < pages.length; i++) {
-      this.unit.pageRequest({
-        fn: this,
-        pasid,
-        prgi,
-        addr: pages[i]!,
-        read: perm.read,
-        write: perm.write,
-        exec: perm.exec,
-        priv: perm.priv,
-        last: i === pages.length - 1,
-        stag: 0,
-      });
+      this.unit.pageRequest(new PageRequest(this, pasid, prgi, pages[i]!, perm.read, perm.write, perm.exec, perm.priv, i === pages.length - 1));
     }
     return prgi;
   }
@@ -345,7 +334,7 @@ export class PcieFunction {
    * index outstanding until answered. Returns false when PRI is off or
    * stopped (the function sends nothing).
    */
-  injectPageRequest(req: Omit<PageRequest, 'fn' | 'stag'>): boolean {
+  injectPageRequest(req: PageRequestFields): boolean {
     if (!this.priEnabled) return false;
     const stopMarker = req.last && !req.read && !req.write && req.pasid !== undefined;
     if (req.last && !stopMarker) {
@@ -353,7 +342,7 @@ export class PcieFunction {
       if (p) p.count++;
       else this.takePrg(req.prgi & (PRGI_COUNT - 1), req.pasid, 0, undefined);
     }
-    this.unit.pageRequest({ ...req, prgi: req.prgi & (PRGI_COUNT - 1), fn: this, stag: 0 });
+    this.unit.pageRequest(new PageRequest(this, req.pasid, req.prgi & (PRGI_COUNT - 1), req.addr, req.read, req.write, req.exec, req.priv, req.last));
     return true;
   }
 
