@@ -414,9 +414,8 @@ class FaultStream implements FaultListener {
     for (const g of groups) {
       const devId = faultGroupDevId(g);
       w.group(g.cookie, g.redelivered);
-      const faults = g.faults;
-      for (let i = 0; i < faults.length; i++) {
-        const prm = faults[i]!.prm;
+      for (let i = 0, n = g.faultCount; i < n; i++) {
+        const prm = g.faultAt(i).prm;
         w.record(prm.flags, devId, prm.pasid, prm.grpid, prm.perm, prm.addr, 0);
       }
     }
@@ -432,7 +431,7 @@ class FaultStream implements FaultListener {
     let n = 0;
     let redelivered: number[] | undefined;
     for (const g of groups) {
-      n += g.faults.length;
+      n += g.faultCount;
       if (g.redelivered) (redelivered ??= []).push(g.cookie);
     }
     if (redelivered) {
@@ -445,7 +444,8 @@ class FaultStream implements FaultListener {
     for (const g of groups) {
       r.dev_id = faultGroupDevId(g);
       r.cookie = g.cookie;
-      for (const { prm } of g.faults) {
+      for (let i = 0, k = g.faultCount; i < k; i++) {
+        const prm = g.faultAt(i).prm;
         r.flags = prm.flags;
         r.pasid = prm.pasid;
         r.grpid = prm.grpid;

@@ -244,6 +244,9 @@ export class IommuDevice {
 /** Group life cycle, as core/README.md draws it. */
 export type IopfGroupState = 'pending' | 'queued' | 'delivered' | 'answered';
 
+/** The partials of a one-request group (shared, never written). */
+export const NO_PARTIALS: readonly IopfFault[] = Object.freeze([]);
+
 /**
  * struct iopf_group: the unit of delivery and of response. The fields after
  * `cookie` are the handler's (kernel: `node` and iommufd's private use).
@@ -277,18 +280,29 @@ export class IopfGroup {
   queue: unknown = undefined;
 
   constructor(
-    /** Every fault of the group, partials in arrival order then the last one. */
-    readonly faults: IopfFault[],
+    /** The fault carrying LAST_PAGE; its (pasid, grpid) identify the response (kernel: last_fault). */
+    readonly lastFault: IopfFault,
+    /**
+     * The group's other faults, in arrival order ({@link NO_PARTIALS} for
+     * the common one-request group: nothing is allocated for it).
+     */
+    readonly partials: readonly IopfFault[],
     readonly faultParam: IommuFaultParam,
   ) {}
 
-  /** The fault carrying LAST_PAGE; its (pasid, grpid) identify the response. */
-  get lastFault(): IopfFault {
-    return this.faults[this.faults.length - 1]!;
+  /** fault_count: the partials and the last fault. */
+  get faultCount(): number {
+    return this.partials.length + 1;
   }
 
-  get faultCount(): number {
-    return this.faults.length;
+  /** Fault @i of the group (0 ≤ i < faultCount): the partials in arrival order, then the last. */
+  faultAt(i: number): IopfFault {
+    return i < this.partials.length ? this.partials[i]! : this.lastFault;
+  }
+
+  /** Every fault of the group, in order, as a new array. */
+  faults(): IopfFault[] {
+    return [...this.partials, this.lastFault];
   }
 
   get dev(): IommuDevice {

@@ -298,7 +298,7 @@ export class IommufdFault extends IommufdObject {
     const deliver = this.deliver;
     while (deliver.head && conn.delivered.size < conn.window && out.length < maxGroups) {
       const g = deliver.head;
-      if (records + g.faults.length > maxRecords) break;
+      if (records + g.faultCount > maxRecords) break;
       if (g.cookie === 0) {
         const injected = this.ictx.env.failAlloc?.('cookie') ?? false;
         const cookie = injected ? 0 : this.cookieIds.alloc();
@@ -314,7 +314,7 @@ export class IommufdFault extends IommufdObject {
         this.counters.redelivered++;
       }
       deliver.remove(g.deliverNode);
-      records += g.faults.length;
+      records += g.faultCount;
       g.state = 'delivered';
       g.conn = conn;
       conn.delivered.pushTail(g.deliverNode);

@@ -16,8 +16,8 @@ import {
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IommuFaultParam,
-  IopfFaultRecord,
   IopfGroup,
+  NO_PARTIALS,
   IopfQueue,
   iommuAttachHandleGet,
   type IommuAttachHandle,
@@ -29,13 +29,6 @@ import {
 } from '../iommu/iommu.js';
 import { EINVAL_N, ENODEV_N, ENOMEM_N } from '../iommu/errors.js';
 import type { Scheduler } from '../sched.js';
-
-/**
- * A one-fault array to copy: per-group objects come from constructors and
- * copies, never literals (slice() allocates with no literal site; see
- * IopfFaultRecord).
- */
-const ONE_FAULT: IopfFault[] = [new IopfFaultRecord(0, 0, 0, 0, 0n)];
 
 /** iopf_queue_alloc: a fault queue for one IOMMU instance. */
 export function iopfQueueAlloc(name: string, sched: Scheduler): IopfQueue {
@@ -104,9 +97,9 @@ function iopfErrorResponse(dev: IommuDevice, evt: IopfFault, code: IommuPageResp
 }
 
 /** Removes and returns the partials of `fp` whose grpid matches (grpid only, as the kernel does). */
-function takePartials(fp: IommuFaultParam, grpid: number): IopfFault[] {
+function takePartials(fp: IommuFaultParam, grpid: number): readonly IopfFault[] {
   const partial = fp.partial;
-  if (partial.length === 0) return [];
+  if (partial.length === 0) return NO_PARTIALS;
   const taken: IopfFault[] = [];
   let w = 0;
   for (let r = 0; r < partial.length; r++) {
@@ -148,22 +141,13 @@ export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number
     fp.partial.push(evt);
     return 0;
   }
-  // Most groups are one request: an exact one-element array (a copy of a
-  // template, see FaultEntry), not an empty one grown by push.
-  let faults: IopfFault[];
-  if (fp.partial.length === 0) {
-    faults = ONE_FAULT.slice();
-    faults[0] = evt;
-  } else {
-    faults = takePartials(fp, prm.grpid);
-    faults.push(evt);
-  }
+  const partials = takePartials(fp, prm.grpid);
   if (inject.groupAlloc?.()) {
     // E4: the "abort group" path: partials consumed, FAILURE answered.
     iopfErrorResponse(dev, evt, IOMMU_PAGE_RESP_FAILURE);
     return 0;
   }
-  const group = new IopfGroup(faults, fp);
+  const group = new IopfGroup(evt, partials.length === 0 ? NO_PARTIALS : partials, fp);
   group.attachHandle = handle;
   group.reportedAt = fp.queue.sched.now();
   fp.faults.pushTail(group.pendingNode);

@@ -41,7 +41,8 @@ export class IommuSva extends IommuAttachHandle {
 /** iommu_sva_handle_iopf's work: resolve each fault; the first failure decides the group. */
 function svaResolve(group: IopfGroup, mm: IommuSvaMm): void {
   let code: 0 | 1 = IOMMU_PAGE_RESP_SUCCESS;
-  for (const f of group.faults) {
+  for (let i = 0; i < group.faultCount; i++) {
+    const f = group.faultAt(i);
     if (!mm.handleMmFault(f.prm.addr, f.prm.perm)) {
       code = IOMMU_PAGE_RESP_INVALID;
       break;

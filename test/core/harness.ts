@@ -152,11 +152,11 @@ export class Fd {
     if (count % 40 !== 0) throw new IommuError('ESPIPE', 'read length must be a multiple of 40');
     const groups = this.fault.read(this.conn, count / 40);
     let n = 0;
-    for (const g of groups) n += g.faults.length;
+    for (const g of groups) n += g.faultCount;
     const out = new Uint8Array(n * 40);
     let off = 0;
     for (const g of groups) {
-      for (const f of g.faults) {
+      for (const f of g.faults()) {
         const p = f.prm;
         encodeRecord(out, off, { flags: p.flags, dev_id: faultGroupDevId(g), pasid: p.pasid, grpid: p.grpid, perm: p.perm, addr: p.addr, length: 0, cookie: g.cookie });
         off += 40;
