@@ -462,6 +462,16 @@ export class Platform {
     d.fn.startTraffic({ ...req, inFlight });
   }
 
+  /**
+   * DELETE .../traffic (extension): the generator issues no more groups; the
+   * groups in flight stay outstanding until answered (by the client or any
+   * auto-response path), so `running` stays true until then. Idempotent.
+   */
+  stopTraffic(name: string): TrafficStatus {
+    this.device(name).fn.stopTraffic();
+    return this.trafficStatus(name);
+  }
+
   trafficStatus(name: string): TrafficStatus {
     const st = this.device(name).fn.trafficStatus();
     return (
@@ -506,7 +516,8 @@ export class Platform {
     for (const d of this.devices.values()) {
       for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
     }
-    for (const { driver } of this.iommus.values()) driver.drain();
+    // A drain takes what was queued when it started; nothing issues new groups now, so a few runs empty the PRQs.
+    for (const { driver } of this.iommus.values()) for (let i = 0; i < 16 && driver.unit.prqLength > 0; i++) driver.drain();
   }
 
   /**

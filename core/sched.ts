@@ -62,9 +62,16 @@ export class ManualScheduler implements Scheduler {
 
   /** Runs deferred work until none is left (work may defer more work). Returns how many ran. */
   run(limit = 10_000_000): number {
+    const n = this.step(limit);
+    if (this.head < this.queue.length) throw new Error('ManualScheduler.run: deferred work does not settle');
+    return n;
+  }
+
+  /** Runs at most @max deferred callbacks, oldest first (a test's single step). Returns how many ran. */
+  step(max = 1): number {
     let n = 0;
-    while (this.head < this.queue.length) {
-      if (n++ >= limit) throw new Error('ManualScheduler.run: deferred work does not settle');
+    while (this.head < this.queue.length && n < max) {
+      n++;
       const fn = this.queue[this.head]!;
       this.queue[this.head++] = noop;
       if (this.head > 1024 && this.head * 2 > this.queue.length) {

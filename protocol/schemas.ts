@@ -548,6 +548,12 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     errnos: ['ENOENT'],
   }),
   command({
+    name: 'platform.traffic.stop', method: 'DELETE', url: `${D}/traffic`, auth: 'admin', status: 200,
+    params: zDeviceNameParams, response: zTrafficStatus,
+    summary: "Stop the device's traffic generator (extension): no new groups; those in flight are still answered. Returns the run's status",
+    errnos: ['ENOENT'],
+  }),
+  command({
     name: 'context.create', method: 'POST', url: '/v1/contexts', auth: 'none', status: 201,
     body: zEmptyBody, response: zContextCreated,
     summary: 'Open a context; its token is returned once',

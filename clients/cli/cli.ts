@@ -19,7 +19,7 @@ import { connectionOf, errorReport, EXIT, parseU32, UsageError } from '../common
 import { IopfdClient } from '../sdk/index.js';
 import { Options, type CliCommand, type CliIo, type Invocation, type OptionSpec } from './command.js';
 import { CONTEXT_COMMANDS, PLATFORM_COMMANDS } from './commands.js';
-import { DEVICE_TRAFFIC, WATCH } from './streams.js';
+import { DEVICE_TRAFFIC, TRAFFIC_STOP, WATCH } from './streams.js';
 
 const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { name: 'url', arg: 'URL', help: 'the daemon (IOPFD_URL; default http://127.0.0.1:8080)' },
@@ -31,7 +31,7 @@ const GLOBAL_OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** COMMANDS - every iopfctl command. */
-export const COMMANDS: readonly CliCommand[] = Object.freeze([...PLATFORM_COMMANDS, ...CONTEXT_COMMANDS, WATCH, DEVICE_TRAFFIC]);
+export const COMMANDS: readonly CliCommand[] = Object.freeze([...PLATFORM_COMMANDS, ...CONTEXT_COMMANDS, WATCH, DEVICE_TRAFFIC, TRAFFIC_STOP]);
 
 function optionLines(options: readonly OptionSpec[]): string {
   const left = options.map((o) => `  --${o.name}${o.arg ? ` ${o.arg}` : ''}`);

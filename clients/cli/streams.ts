@@ -195,17 +195,38 @@ export const DEVICE_TRAFFIC: CliCommand = {
         await sleep(100);
         st = await inv.client.trafficStatus(device);
       }
+      // Interrupted: the generator issues no more groups (those in flight stay until answered).
+      if (st.running) st = await inv.client.stopTraffic(device);
       if (tty) {
         progressBar(inv.io.stderr, st, count);
         inv.io.stderr.write('\n');
       }
-      return { ...st, groups_per_s: st.elapsed_ms > 0 ? Math.round((st.answered * 1000) / st.elapsed_ms) : 0 };
+      return withRate(st);
     } finally {
       await responder?.stop();
     }
   },
-  text: (r: TrafficResult) =>
+  text: trafficText,
+};
+
+/** TRAFFIC_STOP - `iopfctl traffic stop DEVICE`. */
+export const TRAFFIC_STOP: CliCommand = {
+  words: ['traffic', 'stop'],
+  args: ['DEVICE'],
+  summary: "stop the device's traffic generator: no new groups, those in flight are still answered",
+  options: [],
+  run: async (inv): Promise<TrafficResult> => withRate(await inv.client.stopTraffic(inv.args['DEVICE']!)),
+  text: trafficText,
+};
+
+function withRate(st: TrafficStatus): TrafficResult {
+  return { ...st, groups_per_s: st.elapsed_ms > 0 ? Math.round((st.answered * 1000) / st.elapsed_ms) : 0 };
+}
+
+function trafficText(r: TrafficResult): string {
+  return (
     `traffic: ${r.answered}/${r.sent} groups answered in ${r.elapsed_ms} ms: ${r.groups_per_s} groups/s; ` +
     `success ${r.by_code.success}, invalid ${r.by_code.invalid}, failure ${r.by_code.failure}; ` +
-    `latency µs p50 ${r.latency_us.p50} p99 ${r.latency_us.p99} max ${r.latency_us.max}${r.running ? ' (still running)' : ''}`,
-};
+    `latency µs p50 ${r.latency_us.p50} p99 ${r.latency_us.p99} max ${r.latency_us.max}${r.running ? ' (groups still in flight)' : ''}`
+  );
+}

@@ -206,6 +206,11 @@ export class IopfdClient {
     return this.call('platform.traffic.start', { params: { name }, body });
   }
 
+  /** stopTraffic() - DELETE .../traffic (extension): no new groups; the run's status. */
+  stopTraffic(name: string): Promise<TrafficStatus> {
+    return this.call('platform.traffic.stop', { params: { name } });
+  }
+
   /** trafficStatus() - GET .../traffic: the current or last run. */
   trafficStatus(name: string): Promise<TrafficStatus> {
     return this.call('platform.traffic.status', { params: { name } });

@@ -94,10 +94,18 @@ export class SimIommu implements IommuOps {
     fn.iommu = undefined;
   }
 
-  /** The threaded interrupt handler: process every request in the PRQ. */
+  /**
+   * The threaded interrupt handler: process the requests queued when it
+   * started. One that arrives meanwhile (an answer given here, INVALID for a
+   * device with no handler, makes the device send its next group at once)
+   * has raised the interrupt again and waits for the next run: a device
+   * that is answered synchronously must not keep one drain, and the
+   * daemon's event loop, busy for its whole traffic run.
+   */
   drain(): void {
-    for (let r = this.unit.prqPop(); r; r = this.unit.prqPop()) this.handle(r);
-    if (this.unit.overflow) {
+    for (let n = this.unit.prqLength, r; n > 0 && (r = this.unit.prqPop()); n--) this.handle(r);
+    // While overflowed the unit takes no new request, so the PRQ is empty here.
+    if (this.unit.overflow && this.unit.prqLength === 0) {
       // E25: the queue is empty again; partials lost their last request to the overflow.
       iopfQueueDiscardPartial(this.queue);
       this.stats.partialDiscards++;

@@ -414,7 +414,7 @@ export class PcieFunction {
 
   /** Stop the traffic generator (outstanding groups still get their responses). */
   stopTraffic(): void {
-    if (this.traffic) this.traffic.running = false;
+    this.traffic?.stop();
   }
 }
 
@@ -581,7 +581,8 @@ class TrafficRun {
     else if (this.inFlight === 0 && this.endedAt < 0) this.endedAt = this.fn.sched.now();
   }
 
-  private stop(): void {
+  /** Issue no more groups; those in flight still count when answered. */
+  stop(): void {
     this.running = false;
     if (this.inFlight === 0 && this.endedAt < 0) this.endedAt = this.fn.sched.now();
   }

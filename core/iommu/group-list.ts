@@ -13,6 +13,8 @@
 
 /** struct list_head, embedded in @item: its links on at most one list of kind K. */
 export class ListNode<T, K extends string = string> {
+  /** The list kind, for the type checker only (no such field exists at run time). */
+  declare private readonly kind: K;
   next: ListNode<T, K> | undefined = undefined;
   prev: ListNode<T, K> | undefined = undefined;
   /** The list the node is on (undefined: on none). */
@@ -22,6 +24,8 @@ export class ListNode<T, K extends string = string> {
 }
 
 export class GroupList<T, K extends string = string> {
+  /** The node kind it takes, for the type checker only. */
+  declare private readonly kind: K;
   private first: ListNode<T, K> | undefined = undefined;
   private last: ListNode<T, K> | undefined = undefined;
   size = 0;

@@ -301,7 +301,7 @@ export class IopfGroup {
   }
 
   /** Every fault of the group, in order, as a new array. */
-  faults(): IopfFault[] {
+  faultList(): IopfFault[] {
     return [...this.partials, this.lastFault];
   }
 

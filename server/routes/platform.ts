@@ -117,5 +117,7 @@ export function platformRoutes({ platform }: RouteDeps): RouteTable {
     }),
 
     'platform.traffic.status': route<NameParams>(({ params }) => trafficStatusWire(platform.trafficStatus(params.name))),
+
+    'platform.traffic.stop': route<NameParams>(({ params }) => trafficStatusWire(platform.stopTraffic(params.name))),
   };
 }

@@ -234,6 +234,38 @@ describe('iopfctl commands', () => {
     assert.match(err, /\r\[#{30}\] 50\/50 groups/);
   });
 
+  test('traffic stop; an interrupted traffic run stops its generator', async () => {
+    const env = Object.fromEntries([...(await ok(['ctx', 'create'])).matchAll(/(IOPFD_\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!])) as Record<string, string>;
+    const devId = (await ok(['bind', 'cli2'], env)).trim();
+    const ioas = (await ok(['ioas', 'create'], env)).trim();
+    const fault = (await ok(['fault', 'create'], env)).trim().split(' ')[0]!;
+    await ok(['attach', devId, '--pt-id', (await ok(['hwpt', 'create', '--dev-id', devId, '--pt-id', ioas, '--fault-id', fault], env)).trim()], env);
+    await d.client.startTraffic('cli2', { count: 1_000_000, in_flight: 8 });
+    const j = JSON.parse(await ok(['traffic', 'stop', 'cli2', '--json']));
+    assert.deepEqual([j.running, j.sent, j.answered], [true, 8, 0], 'eight groups in flight, nobody reading');
+    assert.match(await ok(['traffic', 'stop', 'cli2']), /^traffic: 0\/8 groups answered .*\(groups still in flight\)\n$/);
+    await ok(['ctx', 'rm'], env);
+    const after = await d.client.trafficStatus('cli2');
+    assert.deepEqual([after.running, after.sent, after.by_code.invalid], [false, 8, 8], 'released: the 8 answered INVALID, none issued since');
+
+    // SIGINT during `iopfctl traffic`: the generator stops instead of running on.
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 150);
+    let out = '';
+    const code = await runCli(['traffic', 'cli2', '--count', '100000000', '--json'], {
+      stdout: { write: (s: string) => ((out += s), true) },
+      stderr: { write: () => true },
+      env: { IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN },
+      signal: ac.signal,
+    });
+    assert.equal(code, 0);
+    const r = JSON.parse(out);
+    assert.ok(r.sent > 0 && r.sent < 100_000_000, `stopped early (${r.sent} sent)`);
+    await waitFor(async () => !(await d.client.trafficStatus('cli2')).running, 5000, 'the in-flight groups to be answered');
+    const end = await d.client.trafficStatus('cli2');
+    assert.ok(end.sent - r.sent <= 512, 'at most the groups already in flight were issued after the stop');
+  });
+
   test('the iopfctl program: shebang, exit codes', async () => {
     const bin = program('clients/cli/iopfctl.js');
     assert.ok(readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node\n'));

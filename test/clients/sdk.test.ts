@@ -42,6 +42,7 @@ test('IopfdClient: every route of the command table, typed, answers matching the
   await c.startTraffic('sdk0', { count: 4 });
   await waitFor(async () => !(await c.trafficStatus('sdk0')).running, 3000, 'traffic run');
   assert.equal((await c.trafficStatus('sdk0')).by_code.invalid, 4);
+  assert.deepEqual([(await c.stopTraffic('sdk0')).running, (await c.stopTraffic('sdk0')).sent], [false, 4]);
 
   const ctx = await c.createContext();
   assert.ok(ctx.ctx >= 1 && ctx.token.length > 0);

@@ -156,7 +156,7 @@ export class Fd {
     const out = new Uint8Array(n * 40);
     let off = 0;
     for (const g of groups) {
-      for (const f of g.faults()) {
+      for (const f of g.faultList()) {
         const p = f.prm;
         encodeRecord(out, off, { flags: p.flags, dev_id: faultGroupDevId(g), pasid: p.pasid, grpid: p.grpid, perm: p.perm, addr: p.addr, length: 0, cookie: g.cookie });
         off += 40;

@@ -56,6 +56,13 @@ const EXAMPLES: Record<string, Parts> = {
       elapsed_ms: 120, latency_us: { p50: 40, p99: 300, max: 900 },
     },
   },
+  'platform.traffic.stop': {
+    params: { name: 'dev0' },
+    response: {
+      running: true, sent: 70, answered: 6, by_code: { success: 6, invalid: 0, failure: 0 },
+      elapsed_ms: 3, latency_us: { p50: 40, p99: 300, max: 900 },
+    },
+  },
   'context.create': { body: {}, response: { ctx: 1, token: 'abcdef' } },
   'context.destroy': { params: { ctx: '1' } },
   'object.list': {

@@ -69,3 +69,17 @@ test('platform shutdown answers each outstanding group once and makes no new one
   const st = p.trafficStatus('d0');
   assert.deepEqual([st.running, st.sent, st.answered], [false, 32, 32]);
 });
+
+test('a device answered synchronously (no handler: INVALID) does not keep one PRQ drain busy for its whole traffic run', () => {
+  const sched = new ManualScheduler();
+  const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 4096 }], devices: [{ name: 'd0', bdf: '00:02.0' }] } });
+  p.startTraffic('d0', { count: 100_000, pagesPerGroup: 1, inFlight: 8, pasid: undefined, base: 0x1_0000_0000n, perm: { read: true, write: false, exec: false, priv: false } });
+  // One interrupt: the drain takes the 8 groups queued when it started; the 8 the answers made the device send wait for the next one.
+  assert.equal(sched.step(), 1);
+  assert.deepEqual([p.trafficStatus('d0').answered, p.trafficStatus('d0').sent], [8, 16]);
+  assert.equal(p.audit().prq, 8);
+  sched.run();
+  const st = p.trafficStatus('d0');
+  assert.deepEqual([st.running, st.answered, st.byCode.invalid], [false, 100_000, 100_000]);
+  assert.equal(p.audit().prq, 0);
+});

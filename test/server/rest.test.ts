@@ -159,6 +159,35 @@ describe('platform routes', () => {
     await s.close();
     await fx.api.ok('context.destroy', 'DELETE', fx.prefix);
   });
+
+  test('DELETE .../traffic: no new groups; those in flight are still answered; idempotent', async () => {
+    const fx = await faultFixture(server, { device: 'accel0' });
+    await server.api.ok('platform.traffic.start', 'POST', `${PLATFORM}/devices/accel0/traffic`, { count: 1000, in_flight: 4 });
+    let st = await server.api.ok('platform.traffic.stop', 'DELETE', `${PLATFORM}/devices/accel0/traffic`);
+    assert.deepEqual([st.running, st.sent, st.answered], [true, 4, 0], 'stopped with 4 groups in flight');
+    const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
+    await s.json(); // hello
+    let answered = 0;
+    while (answered < 4) {
+      const f = await s.json();
+      for (const g of f.groups) {
+        assert.equal((await s.respond([{ cookie: g.cookie, code: 'success' }])).ok, 1);
+        answered++;
+      }
+    }
+    await waitFor(async () => !(await server.api.get(`${PLATFORM}/devices/accel0/traffic`)).body.running, 2000, 'the run to end');
+    st = await server.api.ok('platform.traffic.status', 'GET', `${PLATFORM}/devices/accel0/traffic`);
+    assert.deepEqual([st.running, st.sent, st.answered, st.by_code.success], [false, 4, 4, 4], 'nothing issued after the stop');
+    st = await server.api.ok('platform.traffic.stop', 'DELETE', `${PLATFORM}/devices/accel0/traffic`);
+    assert.deepEqual([st.running, st.sent], [false, 4]);
+    assertError(await server.api.delete(`${PLATFORM}/devices/ghost/traffic`), 404, 'ENOENT');
+    // A new run may start at once.
+    await server.api.ok('platform.traffic.start', 'POST', `${PLATFORM}/devices/accel0/traffic`, { count: 2, in_flight: 2 });
+    await s.close();
+    await fx.api.ok('context.destroy', 'DELETE', fx.prefix);
+    st = await server.api.ok('platform.traffic.status', 'GET', `${PLATFORM}/devices/accel0/traffic`);
+    assert.deepEqual([st.running, st.sent, st.by_code.invalid], [false, 2, 2], 'context release answered the new run INVALID');
+  });
 });
 
 describe('admin token', () => {
