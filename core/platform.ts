@@ -353,6 +353,9 @@ export class Platform {
   removeDevice(name: string): void {
     const d = this.device(name);
     d.fn.stopTraffic();
+    // Gone from the bus: from here it sends nothing (a DMA that the INVALID
+    // answers below would let send its next group ends pri_disabled instead).
+    d.fn.removed = true;
     const idev = d.dev.owner;
     if (idev instanceof IommufdDevice) {
       idev.unplugging = true;
@@ -360,7 +363,6 @@ export class Platform {
     }
     for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
     d.driver.releaseDevice(d.dev);
-    d.fn.removed = true;
     this.devices.delete(name);
   }
 

@@ -83,3 +83,27 @@ test('a device answered synchronously (no handler: INVALID) does not keep one PR
   assert.deepEqual([st.running, st.answered, st.byCode.invalid], [false, 100_000, 100_000]);
   assert.equal(p.audit().prq, 0);
 });
+
+test('hot-unplug: a DMA waiting for PRI budget ends pri_disabled at once; the function sends nothing after it is pulled', () => {
+  const sched = new ManualScheduler();
+  const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri_outstanding: 1 } }] } });
+  const fn = p.function('d0');
+  const ctx = p.createContext();
+  const dev = iommufdDeviceBind(ctx, 'd0');
+  const ioas = iommufdIoasAlloc(ctx);
+  const fault = iommufdFaultAlloc(ctx, {});
+  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: ioas.id, flags: 4, fault_id: fault.id }).id);
+  const ended: string[] = [];
+  const dma = (iova: bigint): void =>
+    p.dma('d0', { pasid: undefined, iova, length: 8, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000 }, (r) => void ended.push(`${iova}:${r.status}`));
+  dma(0x1000n); // takes the one request of budget: its group waits on the fault queue
+  dma(0x2000n); // waits for budget
+  sched.run();
+  assert.deepEqual([fault.queued, ended], [1, []]);
+  p.removeDevice('d0');
+  sched.run();
+  // The first DMA's group was answered INVALID by the unplug; the second never sent a request.
+  assert.deepEqual(ended, ['4096:invalid', '8192:pri_disabled']);
+  assert.deepEqual(fn.responses.map((r) => r.code), ['invalid']);
+  assert.equal(p.audit().prq, 0);
+});
