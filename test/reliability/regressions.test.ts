@@ -15,15 +15,21 @@ import {
   iommufdIoasAlloc,
 } from '../../core/index.js';
 
+/** @name bound in a new context, attached to a fault-capable paging hwpt: the context's fault queue. */
+function faultQueueOf(p: Platform, name: string): ReturnType<typeof iommufdFaultAlloc> {
+  const ctx = p.createContext();
+  const dev = iommufdDeviceBind(ctx, name);
+  const ioas = iommufdIoasAlloc(ctx);
+  const fault = iommufdFaultAlloc(ctx, {});
+  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: ioas.id, flags: 4, fault_id: fault.id }).id);
+  return fault;
+}
+
 test('stall model: a group answered by the hardware on PRQ overflow does not leak its code into the next group with its PRG index', () => {
   const sched = new ManualScheduler();
   const p = new Platform({ sched, desc: { iommus: [{ name: 'smmu0', model: 'smmuv3', prq_depth: 1 }], devices: [{ name: 'd0', bdf: '00:02.0' }] } });
   const fn = p.function('d0');
-  const ctx = p.createContext();
-  const dev = iommufdDeviceBind(ctx, 'd0');
-  const ioas = iommufdIoasAlloc(ctx);
-  const fault = iommufdFaultAlloc(ctx, {});
-  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: ioas.id, flags: 4, fault_id: fault.id }).id);
+  const fault = faultQueueOf(p, 'd0');
   const conn = fault.open(16, { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} });
   const send = (last: boolean, addr: bigint): void =>
     void fn.injectPageRequest({ pasid: undefined, prgi: 7, addr, read: true, write: false, exec: false, priv: false, last });
@@ -55,10 +61,7 @@ test('platform shutdown answers each outstanding group once and makes no new one
   const sched = new ManualScheduler();
   const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 4096 }], devices: [{ name: 'd0', bdf: '00:02.0' }] } });
   const fn = p.function('d0');
-  const ctx = p.createContext();
-  const dev = iommufdDeviceBind(ctx, 'd0');
-  const fault = iommufdFaultAlloc(ctx, {});
-  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: iommufdIoasAlloc(ctx).id, flags: 4, fault_id: fault.id }).id);
+  const fault = faultQueueOf(p, 'd0');
   p.startTraffic('d0', { count: 1000, pagesPerGroup: 1, inFlight: 32, pasid: undefined, base: 0x100000n, perm: { read: true, write: false, exec: false, priv: false } });
   sched.run();
   assert.equal(fault.queued, 32, 'the generator waits on 32 groups');
@@ -88,11 +91,7 @@ test('hot-unplug: a DMA waiting for PRI budget ends pri_disabled at once; the fu
   const sched = new ManualScheduler();
   const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri_outstanding: 1 } }] } });
   const fn = p.function('d0');
-  const ctx = p.createContext();
-  const dev = iommufdDeviceBind(ctx, 'd0');
-  const ioas = iommufdIoasAlloc(ctx);
-  const fault = iommufdFaultAlloc(ctx, {});
-  iommufdDeviceAttach(dev, iommufdHwptAlloc(ctx, { dev_id: dev.id, pt_id: ioas.id, flags: 4, fault_id: fault.id }).id);
+  const fault = faultQueueOf(p, 'd0');
   const ended: string[] = [];
   const dma = (iova: bigint): void =>
     p.dma('d0', { pasid: undefined, iova, length: 8, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000 }, (r) => void ended.push(`${iova}:${r.status}`));

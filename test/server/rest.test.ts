@@ -138,16 +138,7 @@ describe('platform routes', () => {
     let st = await server.api.ok('platform.traffic.status', 'GET', `${PLATFORM}/devices/accel0/traffic`);
     assert.equal(st.running, true);
     assert.equal(st.sent, 2);
-    const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
-    await s.json(); // hello
-    let answered = 0;
-    while (answered < 6) {
-      const f = await s.json();
-      for (const g of f.groups) {
-        assert.equal((await s.respond([{ cookie: g.cookie, code: 'success' }])).ok, 1);
-        answered++;
-      }
-    }
+    const s = await answerStream(server, fx, 6);
     await waitFor(async () => !(await server.api.get(`${PLATFORM}/devices/accel0/traffic`)).body.running, 2000, 'the run to end');
     st = await server.api.ok('platform.traffic.status', 'GET', `${PLATFORM}/devices/accel0/traffic`);
     assert.equal(st.sent, 6);
@@ -165,16 +156,7 @@ describe('platform routes', () => {
     await server.api.ok('platform.traffic.start', 'POST', `${PLATFORM}/devices/accel0/traffic`, { count: 1000, in_flight: 4 });
     let st = await server.api.ok('platform.traffic.stop', 'DELETE', `${PLATFORM}/devices/accel0/traffic`);
     assert.deepEqual([st.running, st.sent, st.answered], [true, 4, 0], 'stopped with 4 groups in flight');
-    const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
-    await s.json(); // hello
-    let answered = 0;
-    while (answered < 4) {
-      const f = await s.json();
-      for (const g of f.groups) {
-        assert.equal((await s.respond([{ cookie: g.cookie, code: 'success' }])).ok, 1);
-        answered++;
-      }
-    }
+    const s = await answerStream(server, fx, 4);
     await waitFor(async () => !(await server.api.get(`${PLATFORM}/devices/accel0/traffic`)).body.running, 2000, 'the run to end');
     st = await server.api.ok('platform.traffic.status', 'GET', `${PLATFORM}/devices/accel0/traffic`);
     assert.deepEqual([st.running, st.sent, st.answered, st.by_code.success], [false, 4, 4, 4], 'nothing issued after the stop');
@@ -189,6 +171,20 @@ describe('platform routes', () => {
     assert.deepEqual([st.running, st.sent, st.by_code.invalid], [false, 2, 2], 'context release answered the new run INVALID');
   });
 });
+
+/** Open the fault stream of @fx and answer its next @n groups SUCCESS, one by one; the stream, still open. */
+async function answerStream(server: TestServer, fx: Awaited<ReturnType<typeof faultFixture>>, n: number): Promise<StreamClient> {
+  const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
+  await s.json(); // hello
+  for (let answered = 0; answered < n; ) {
+    const f = await s.json();
+    for (const g of f.groups) {
+      assert.equal((await s.respond([{ cookie: g.cookie, code: 'success' }])).ok, 1);
+      answered++;
+    }
+  }
+  return s;
+}
 
 describe('admin token', () => {
   let server: TestServer;
