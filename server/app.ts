@@ -25,6 +25,8 @@ import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from '.
 
 /** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
 export const BODY_LIMIT = 1 << 20;
+/** Default cap on open TCP connections (HTTP and fault streams together). */
+export const MAX_CONNECTIONS = 1024;
 
 /**
  * struct AppOptions - how to build the daemon.
@@ -36,6 +38,8 @@ export const BODY_LIMIT = 1 << 20;
  * @bodyLimit: the largest request body (bytes, default BODY_LIMIT).
  * @quirks: kernel-faithful profile switches (default: intended semantics).
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
+ * @maxConnections: open TCP connections at most (default MAX_CONNECTIONS);
+ *   one more is closed as it is accepted, and counted.
  */
 export interface AppOptions {
   platform?: PlatformDesc;
@@ -45,6 +49,7 @@ export interface AppOptions {
   bodyLimit?: number;
   quirks?: IommufdQuirks;
   stream?: Partial<StreamOptions>;
+  maxConnections?: number;
 }
 
 /**
@@ -234,6 +239,13 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     throw new HttpError('EINVAL', 'the fault stream needs a WebSocket upgrade');
   });
   app.server.on('upgrade', streams.handleUpgrade);
+  // Beyond the cap node closes a new connection as it accepts it ('drop'):
+  // no HTTP reply is possible without taking the connection on.
+  app.server.maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  app.server.on('drop', (data?: { remoteAddress?: string; remotePort?: number }) => {
+    metrics.connectionsRefused.inc();
+    log.debug({ remote: data?.remoteAddress, port: data?.remotePort, max: app.server.maxConnections }, 'connection refused: at the connection limit');
+  });
 
   // fastify runs preClose after it stopped routing new requests and before
   // the server stops accepting connections and waits for open ones.

@@ -19,6 +19,7 @@
  *   --max-frame BYTES        IOPFD_MAX_FRAME         stream frame size from clients, default 1 MiB
  *   --error-frames-per-second N  IOPFD_ERROR_FRAMES_PER_SECOND  error frames per connection, default 20
  *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
+ *   --max-connections N      IOPFD_MAX_CONNECTIONS   open TCP connections, default 1024
  *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
  *
  * Without an admin token the daemon refuses to listen beyond loopback.
@@ -54,6 +55,7 @@ export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.free
  * @maxFrame: the largest stream frame a client may send (bytes); larger → close 1009.
  * @errorFramesPerSecond: error frames one connection may provoke per second; one more → close 1008.
  * @heartbeatMs: the stream ping interval.
+ * @maxConnections: open TCP connections at most; one more is closed as accepted.
  * @help: `--help` was given.
  */
 export interface Config {
@@ -68,6 +70,7 @@ export interface Config {
   maxFrame: number;
   errorFramesPerSecond: number;
   heartbeatMs: number;
+  maxConnections: number;
   help: boolean;
 }
 
@@ -104,6 +107,7 @@ const zOptions = z.strictObject({
   'max-frame': zCount.default(1 << 20),
   'error-frames-per-second': zCount.default(20),
   'heartbeat-ms': zCount.default(15000),
+  'max-connections': zCount.default(1024),
   quirk: z
     .string()
     .transform((s) => s.split(',').map((q) => q.trim()).filter((q) => q !== ''))
@@ -124,7 +128,7 @@ function envName(flag: string): string {
 export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
              [--max-devices N] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
-             [--heartbeat-ms N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
+             [--heartbeat-ms N] [--max-connections N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
 `;
@@ -203,6 +207,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     maxFrame: o['max-frame'],
     errorFramesPerSecond: o['error-frames-per-second'],
     heartbeatMs: o['heartbeat-ms'],
+    maxConnections: o['max-connections'],
     help: o.help !== undefined,
   };
 }

@@ -52,6 +52,7 @@ try {
     limits: config.limits,
     quirks: config.quirks,
     bodyLimit: config.bodyLimit,
+    maxConnections: config.maxConnections,
     stream: { heartbeatMs: config.heartbeatMs, maxFrame: config.maxFrame, errorFramesPerSecond: config.errorFramesPerSecond },
   });
 } catch (e) {

@@ -75,7 +75,8 @@ class LatencyHistogram {
  * Series: iopfd_groups_reported_total, iopfd_groups_delivered_total,
  * iopfd_groups_answered_total{code}, iopfd_groups_auto_answered_total{cause,code},
  * iopfd_groups_overflowed_total, iopfd_groups_timed_out_total,
- * iopfd_streams_open, iopfd_fault_response_latency_seconds{by} (by = user
+ * iopfd_streams_open, iopfd_connections_refused_total,
+ * iopfd_fault_response_latency_seconds{by} (by = user
  * or auto), iopfd_table_entries{table} (what every table of the daemon
  * holds, so that a soak can tell that none grows), plus the process
  * metrics with the iopfd_ prefix.
@@ -84,6 +85,8 @@ export class Metrics {
   readonly registry = new Registry();
   /** Open fault streams. */
   readonly streamsOpen: Gauge;
+  /** Connections closed as accepted, beyond --max-connections. */
+  readonly connectionsRefused: Counter;
   /** What the Platform's `observer` option takes. */
   readonly observer: IommufdObserver;
   /** Sizes of the daemon's tables, by name, for `iopfd_table_entries` (set by the app). */
@@ -146,6 +149,11 @@ export class Metrics {
     // A metric object of our own: the registry only needs name, type, get() and reset().
     this.registry.registerMetric(latency as unknown as Histogram);
     this.streamsOpen = new Gauge({ name: 'iopfd_streams_open', help: 'Open fault streams', registers });
+    this.connectionsRefused = new Counter({
+      name: 'iopfd_connections_refused_total',
+      help: 'TCP connections closed as they were accepted, beyond --max-connections',
+      registers,
+    });
     const tables = (): Readonly<Record<string, number>> => this.tableSizes?.() ?? {};
     new Gauge({
       name: 'iopfd_table_entries',

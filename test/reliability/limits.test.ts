@@ -6,6 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
 import { CLOSE } from '../../protocol/index.js';
 import { parseConfig } from '../../server/config.js';
 import { Api, faultFixture, injectGroup, refusedUpgrade, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
@@ -224,6 +225,56 @@ describe('limits: each one, when hit, gives a clear errno or close code and affe
   });
 });
 
+describe('limits: TCP connections', { timeout: 30_000 }, () => {
+  test('one beyond --max-connections is closed as it is accepted and counted; open streams are untouched; a close makes room', async () => {
+    const server = await startServer({ adminToken: ADMIN, maxConnections: 6 });
+    const admin = server.api.withToken(ADMIN);
+    const raw: Socket[] = [];
+    try {
+      const fx = await faultFixture({ api: admin }, { device: 'nic0' });
+      const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
+      await s.json(); // hello
+      const open = (): Promise<number> => new Promise((resolve) => server.daemon.app.server.getConnections((_e, n) => resolve(n)));
+      /** A raw connection: resolves with the bytes it got once the daemon closed it, or 'open' after @ms. */
+      const dial = (ms: number): Promise<{ socket: Socket; got: string | 'open' }> =>
+        new Promise((resolve) => {
+          const socket = connect(Number(new URL(server.base).port), '127.0.0.1');
+          let got = '';
+          socket.on('data', (d) => (got += d.toString()));
+          socket.on('error', () => {});
+          const t = setTimeout(() => resolve({ socket, got: 'open' }), ms);
+          socket.on('close', () => {
+            clearTimeout(t);
+            resolve({ socket, got });
+          });
+        });
+      while ((await open()) < 6) {
+        const r = await dial(100);
+        assert.equal(r.got, 'open', 'a connection under the limit stays open');
+        raw.push(r.socket);
+      }
+      const refused = await dial(2000);
+      assert.equal(refused.got, '', 'closed at once, nothing sent');
+      assert.equal(await open(), 6);
+      // The stream, one of the six, still works: free two slots for the REST calls, and round-trip a group.
+      raw.pop()!.destroy();
+      raw.pop()!.destroy();
+      for (let t = 0; (await open()) > 4; t++) {
+        assert.ok(t < 200, 'the daemon saw the closes');
+        await sleep(10);
+      }
+      await injectGroup(admin, 'nic0', 3, 0x40000n);
+      const frame = await s.reply('faults');
+      assert.equal((await s.respond([{ cookie: frame.groups[0].cookie, code: 0 }])).ok, 1);
+      assert.equal(metricValue((await admin.get('/metrics')).text, 'iopfd_connections_refused_total'), 1);
+      await s.close();
+    } finally {
+      for (const r of raw) r.destroy();
+      await server.close();
+    }
+  });
+});
+
 describe('limits: the response log keeps the newest responses only', { timeout: 30_000 }, () => {
   test('a device that answered 50000 groups holds the newest 20000 (plus up to two chunks of 16384); seqs stay dense; ?since still works', async () => {
     const server = await startServer({ limits: { responseLog: 20000 } });
@@ -273,7 +324,9 @@ describe('limits: flags and environment', { timeout: 30_000 }, () => {
     );
     assert.deepEqual(c.limits, { maxContexts: 3, maxObjects: 7, maxStreamsPerFault: 2, maxMappedPages: 16, maxDevices: 5 });
     assert.deepEqual([c.bodyLimit, c.maxFrame, c.errorFramesPerSecond], [2048, 512, 4]);
-    for (const flag of ['--max-devices', '--body-limit', '--max-frame', '--error-frames-per-second']) {
+    assert.equal(parseConfig([], {}).maxConnections, 1024);
+    assert.equal(parseConfig([], { IOPFD_MAX_CONNECTIONS: '64' }).maxConnections, 64);
+    for (const flag of ['--max-devices', '--body-limit', '--max-frame', '--error-frames-per-second', '--max-connections']) {
       assert.throws(() => parseConfig([flag, '0'], {}), new RegExp(flag));
       assert.throws(() => parseConfig([flag, '-1'], {}), new RegExp(flag));
     }

@@ -26,6 +26,7 @@ test('config: defaults', () => {
     maxFrame: 1 << 20,
     errorFramesPerSecond: 20,
     heartbeatMs: 15000,
+    maxConnections: 1024,
     help: false,
   });
 });
