@@ -356,13 +356,18 @@ export class Platform {
     // Gone from the bus: from here it sends nothing (a DMA that the INVALID
     // answers below would let send its next group ends pri_disabled instead).
     d.fn.removed = true;
-    const idev = d.dev.owner;
-    if (idev instanceof IommufdDevice) {
-      idev.unplugging = true;
-      idev.ictx.destroyObject(idev.id);
+    try {
+      const idev = d.dev.owner;
+      if (idev instanceof IommufdDevice) {
+        idev.unplugging = true;
+        idev.ictx.destroyObject(idev.id);
+      }
+      for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
+      d.driver.releaseDevice(d.dev);
+    } catch (e) {
+      d.fn.removed = false; // still listed: back on the bus
+      throw e;
     }
-    for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
-    d.driver.releaseDevice(d.dev);
     this.devices.delete(name);
   }
 
@@ -518,8 +523,15 @@ export class Platform {
     for (const d of this.devices.values()) {
       for (const sva of [...d.svas.values()]) this.unbindSva(d, sva);
     }
-    // A drain takes what was queued when it started; nothing issues new groups now, so a few runs empty the PRQs.
-    for (const { driver } of this.iommus.values()) for (let i = 0; i < 16 && driver.unit.prqLength > 0; i++) driver.drain();
+    // A drain takes what was queued when it started. With no handler left
+    // every request is answered INVALID at once, and a DMA that an answer let
+    // send its next group ends with that group's INVALID, so the PRQs empty
+    // in a few runs (the cap only guards against a bug looping forever).
+    for (const { driver } of this.iommus.values()) {
+      let runs = 0;
+      do driver.drain();
+      while (driver.unit.prqLength > 0 && ++runs < 100_000);
+    }
   }
 
   /**

@@ -104,7 +104,8 @@ export class SimIommu implements IommuOps {
    */
   drain(): void {
     for (let n = this.unit.prqLength, r; n > 0 && (r = this.unit.prqPop()); n--) this.handle(r);
-    // While overflowed the unit takes no new request, so the PRQ is empty here.
+    // While overflowed the unit takes no new request; if the overflow came
+    // while this drain ran, requests queued before it wait for the next drain.
     if (this.unit.overflow && this.unit.prqLength === 0) {
       // E25: the queue is empty again; partials lost their last request to the overflow.
       iopfQueueDiscardPartial(this.queue);

@@ -402,7 +402,7 @@ export class PcieFunction {
 
   /** Start the traffic generator. Throws Error('busy') if one runs. */
   startTraffic(req: TrafficRequest): void {
-    if (this.traffic?.running) throw new Error('busy');
+    if (this.traffic?.busy) throw new Error('busy');
     this.traffic = new TrafficRun(this, req);
     this.traffic.issue();
   }
@@ -581,6 +581,11 @@ class TrafficRun {
     else if (this.inFlight === 0 && this.endedAt < 0) this.endedAt = this.fn.sched.now();
   }
 
+  /** Issuing, or waiting for the answers of groups in flight (status().running). */
+  get busy(): boolean {
+    return this.running || this.inFlight > 0;
+  }
+
   /** Issue no more groups; those in flight still count when answered. */
   stop(): void {
     this.running = false;
@@ -591,7 +596,7 @@ class TrafficRun {
     const end = this.endedAt >= 0 ? this.endedAt : this.fn.sched.now();
     const h = this.latency;
     return {
-      running: this.running || this.inFlight > 0,
+      running: this.busy,
       sent: this.sent,
       answered: this.answered,
       byCode: { ...this.byCode },

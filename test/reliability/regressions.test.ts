@@ -106,3 +106,38 @@ test('hot-unplug: a DMA waiting for PRI budget ends pri_disabled at once; the fu
   assert.deepEqual(fn.responses.map((r) => r.code), ['invalid']);
   assert.equal(p.audit().prq, 0);
 });
+
+test('shutdown settles synchronously even when each answer lets a waiting DMA send its next group', () => {
+  const sched = new ManualScheduler();
+  const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri_outstanding: 1 } }] } });
+  const fn = p.function('d0');
+  const fault = faultQueueOf(p, 'd0');
+  const ended: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    p.dma('d0', { pasid: undefined, iova: BigInt(0x1000 * (i + 1)), length: 8, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000 }, (r) => void ended.push(r.status));
+  }
+  sched.run();
+  assert.equal(fault.queued, 1, 'one group holds the whole budget; 19 DMAs wait for it');
+  p.shutdown();
+  // No sched.run(): shutdown itself answered the queued group and every group the waiting DMAs sent after it.
+  assert.deepEqual([ended.length, new Set(ended)], [20, new Set(['invalid'])]);
+  assert.equal(fn.responses.length, 20);
+  assert.deepEqual(p.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
+});
+
+test('a stopped traffic run with groups in flight is still busy: a new run cannot replace it and lose its accounting', () => {
+  const sched = new ManualScheduler();
+  const p = new Platform({ sched, desc: { iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ name: 'd0', bdf: '00:02.0' }] } });
+  const fn = p.function('d0');
+  const fault = faultQueueOf(p, 'd0');
+  const req = { count: 100, pagesPerGroup: 1, inFlight: 4, pasid: undefined, base: 0x10000n, perm: { read: true, write: false, exec: false, priv: false } };
+  fn.startTraffic(req);
+  sched.run();
+  assert.deepEqual(p.stopTraffic('d0').running, true);
+  assert.throws(() => fn.startTraffic(req), /busy/);
+  const conn = fault.open(16, { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} });
+  for (const g of fault.read(conn)) fault.respondOne(g.cookie, 0);
+  sched.run();
+  assert.deepEqual([p.trafficStatus('d0').running, p.trafficStatus('d0').answered], [false, 4]);
+  fn.startTraffic(req); // idle now
+});
