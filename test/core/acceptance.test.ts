@@ -346,10 +346,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 27: write(7) and write(9) are ESPIPE and answer nothing; write(0) returns 0', () => {
     const w = new World();
-    const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
+    const { f, fd } = w.delivered(1);
     assert.equal(errnoOf(() => fd.writeBytes(new Uint8Array(7))), 'ESPIPE');
     assert.equal(errnoOf(() => fd.writeBytes(new Uint8Array(9))), 'ESPIPE');
     assert.equal(fd.writeBytes(new Uint8Array(0)), 0);
@@ -358,10 +355,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 28: code 2 is EINVAL, the log is unchanged, and the cookie stays valid', () => {
     const w = new World();
-    const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
+    const { f, fd } = w.delivered(1);
     assert.equal(errnoOf(() => fd.write([[1, 2]])), 'EINVAL');
     assert.deepEqual(w.log(), []);
     assert.equal(fd.write([[1, 0]]), 8);
@@ -370,10 +364,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 29: a duplicate cookie in one write consumes it once: returns 8, one response', () => {
     const w = new World();
-    const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
+    const { f, fd } = w.delivered(1);
     assert.equal(
       fd.write([
         [1, 0],
@@ -392,11 +383,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 31: write{2,1}{99,0}{1,0} returns 8, answers group 2 INVALID, leaves group 1 outstanding', () => {
     const w = new World();
-    const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    w.T(undefined, 2, true);
-    fd.read(80);
+    const { f, fd } = w.delivered(2);
     assert.equal(
       fd.write([
         [2, 1],
@@ -411,11 +398,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 32: a cookie is the smallest free value ≥ 1, reused after a response', () => {
     const w = new World();
-    const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    w.T(undefined, 2, true);
-    fd.read(80);
+    const { f, fd } = w.delivered(2);
     fd.write([[1, 0]]);
     w.T(undefined, 3, true);
     assert.equal(fd.records()[0]!.cookie, 1);
@@ -519,10 +502,7 @@ describe('lifetime, detach, replace, teardown', () => {
 
   test('case 38: closing the fd answers nothing; new faults still queue', () => {
     const w = new World();
-    const { f } = w.standard();
-    const fd = w.fd(f);
-    w.T(undefined, 1, true);
-    fd.read(40);
+    const { f, fd } = w.delivered(1);
     fd.close();
     w.T(undefined, 2, true);
     assert.deepEqual(w.log(), []);

@@ -121,6 +121,33 @@ export class World {
     return { fd, cookie: r!.cookie };
   }
 
+  /**
+   * The fixture of the write cases: {@link standard}, a new fd of its fault
+   * queue, and groups with grpid 1..@n reported and read (cookies 1..@n).
+   */
+  delivered(n: number): ReturnType<World['standard']> & { fd: Fd } {
+    const st = this.standard();
+    const fd = this.fd(st.f);
+    for (let g = 1; g <= n; g++) this.T(undefined, g, true);
+    fd.read(40 * n);
+    return { ...st, fd };
+  }
+
+  /**
+   * The fixture of the replace cases: D bound, two fault queues F1 and F2,
+   * nested hwpts H1 (→ F1) and H2 (→ F2) on one parent, D attached to H1.
+   */
+  twoQueues(): { d: IommufdDevice; f1: IommufdFault; f2: IommufdFault; h1: IommufdHwpt; h2: IommufdHwpt } {
+    const d = this.bind();
+    const f1 = this.fault();
+    const f2 = this.fault();
+    const p = this.parent(d);
+    const h1 = this.nested(d, p, f1);
+    const h2 = this.nested(d, p, f2);
+    iommufdDeviceAttach(d, h1.id);
+    return { d, f1, f2, h1, h2 };
+  }
+
   /** The invariant: nothing is in flight anywhere, and no response was unexpected. */
   audit(): ReturnType<Platform['audit']> {
     this.sched.run();

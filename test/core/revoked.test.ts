@@ -55,13 +55,7 @@ test('revoked: a group returned to the queue with its cookie (disconnect) is lis
 
 test('revoked: replace → cause replace', () => {
   const w = new World();
-  const d = w.bind();
-  const f1 = w.fault();
-  const f2 = w.fault();
-  const p = w.parent(d);
-  const h1 = w.nested(d, p, f1);
-  const h2 = w.nested(d, p, f2);
-  iommufdDeviceAttach(d, h1.id);
+  const { d, f1, h2 } = w.twoQueues();
   const { fd, cookie } = w.readAndUnread(f1);
   iommufdDeviceReplace(d, h2.id);
   assert.deepEqual(revokedOf(fd.notices), [{ cause: 'replace', cookies: [cookie] }]);
@@ -105,13 +99,7 @@ test('revoked: context release: the streams hear of every delivered cookie befor
 test('revoked: groups still held when the fault queue is destroyed → cause destroy, before kill', () => {
   // The E13 quirk leaves the old attachment's groups in their queue after a replace.
   const w = new World({ quirks: { replaceDrainsNew: true } });
-  const d = w.bind();
-  const f1 = w.fault();
-  const f2 = w.fault();
-  const p = w.parent(d);
-  const h1 = w.nested(d, p, f1);
-  const h2 = w.nested(d, p, f2);
-  iommufdDeviceAttach(d, h1.id);
+  const { d, f1, h2 } = w.twoQueues();
   const { fd, cookie } = w.readAndUnread(f1);
   iommufdDeviceReplace(d, h2.id);
   assert.deepEqual(fd.notices, []);
