@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
-import { PGFAULT_FLAGS, RECORD_SIZE, RESPONSE_SIZE, SUBPROTOCOL_UAPI, type Subprotocol } from '../../protocol/index.js';
+import { PGFAULT_FLAGS, RECORD_SIZE, RESPONSE_SIZE, SUBPROTOCOL_UAPI, type Subprotocol, type TrafficStatus } from '../../protocol/index.js';
 
 /** The repository root (this file is dist/test/bench/load.js once built). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -336,19 +336,9 @@ export async function parkGroups(d: Daemon, devices: readonly string[], n: numbe
     await sleep(20);
   }
   for (const name of devices.slice(0, parkDevicesFor(n))) {
-    const st = (await d.call('GET', `/v1/platform/devices/${name}/traffic`)) as WireTrafficStatus;
+    const st = (await d.call('GET', `/v1/platform/devices/${name}/traffic`)) as TrafficStatus;
     if (st.answered !== 0) throw new Error(`parking: ${name} had ${st.answered} groups answered (PRQ overflow?)`);
   }
-}
-
-/** Traffic status as GET .../traffic returns it. */
-export interface WireTrafficStatus {
-  running: boolean;
-  sent: number;
-  answered: number;
-  by_code: { success: number; invalid: number; failure: number };
-  elapsed_ms: number;
-  latency_us: { p50: number; p99: number; max: number };
 }
 
 /**
@@ -359,7 +349,7 @@ export interface WireTrafficStatus {
  */
 export interface TrafficResult {
   groupsPerSec: number;
-  status: WireTrafficStatus[];
+  status: TrafficStatus[];
 }
 
 /**
@@ -382,9 +372,9 @@ export async function trafficRun(d: Daemon, clients: readonly FaultClient[], dev
     clearTimeout(timer);
   }
   const wallMs = performance.now() - t0;
-  let status: WireTrafficStatus[];
+  let status: TrafficStatus[];
   for (;;) {
-    status = await Promise.all(devices.map((name) => d.call('GET', `/v1/platform/devices/${name}/traffic`) as Promise<WireTrafficStatus>));
+    status = await Promise.all(devices.map((name) => d.call('GET', `/v1/platform/devices/${name}/traffic`) as Promise<TrafficStatus>));
     if (status.every((s) => !s.running)) break;
     await sleep(5);
   }
