@@ -456,13 +456,7 @@ describe('lifetime, detach, replace, teardown', () => {
   test('case 36: a successful replace answers the old attachment groups INVALID once; the E13 quirk drains the new queue instead', () => {
     for (const quirk of [false, true]) {
       const w = new World({ quirks: { replaceDrainsNew: quirk } });
-      const d = w.bind();
-      const f1 = w.fault();
-      const f2 = w.fault();
-      const p = w.parent(d);
-      const h1 = w.nested(d, p, f1);
-      const h2 = w.nested(d, p, f2);
-      iommufdDeviceAttach(d, h1.id);
+      const { d, f1, f2, h1, h2 } = w.twoQueues();
       const { fd } = w.readAndUnread(f1);
       iommufdDeviceReplace(d, h2.id);
       if (!quirk) {
