@@ -131,7 +131,7 @@ class Chaos {
   readonly devices: Device[];
   readonly slots: Slot[] = [];
   running = true;
-  readonly stats = { dmas: 0, svaRebinds: 0, sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0 };
+  readonly stats = { dmas: 0, svaRebinds: 0, sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, idleRecycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0 };
   readonly problems: string[] = [];
 
   constructor(
@@ -471,30 +471,47 @@ class Chaos {
     }
   }
 
-  /** Destroy fault queue k (EBUSY while streamed or used by a hwpt) and make a new one. */
-  async recycleFault(slot: Slot, k: number, rng: Rng): Promise<void> {
-    const f = slot.faults[k]!;
-    const prefix = `/v1/contexts/${slot.ctx}`;
-    await this.expect(slot.api, 'DELETE', `${prefix}/objects/${f.id}`, undefined, [], ['EBUSY']);
+  /** Stop @f's stream actors and wait until the daemon has no connection on it. */
+  async quiesce(slot: Slot, f: FaultQ): Promise<void> {
     f.paused = true;
     for (let t = 0; f.sessions > 0 && t < 300; t++) await sleep(10);
     // A dropped connection is closed on the client at once, on the daemon when the TCP close arrives.
     for (let t = 0; t < 100; t++) {
-      const st = await this.call(slot.api, 'GET', `${prefix}/faults/${f.id}`);
+      const st = await this.call(slot.api, 'GET', `/v1/contexts/${slot.ctx}/faults/${f.id}`);
       if (st.status !== 200 || st.body.connections === 0) break;
       await sleep(10);
     }
-    for (const [key, h] of [...slot.attached]) {
-      if (h !== k) continue;
-      const [name, p] = key.split(':');
-      await this.detach(slot, this.devices.find((d) => d.name === name)!, p === 'rid' ? undefined : Number(p));
+  }
+
+  /** Destroy fault queue k (EBUSY while streamed or used by a hwpt) and make a new one. */
+  async recycleFault(slot: Slot, k: number, rng: Rng): Promise<void> {
+    const f = slot.faults[k]!;
+    const prefix = `/v1/contexts/${slot.ctx}`;
+    const used = [...slot.hwpts.values()].some((hs) => hs[k] !== -1);
+    // Sometimes quiesce an unused queue first, so that the destroy below must succeed.
+    const idle = !used && rng.chance(0.5);
+    if (idle) await this.quiesce(slot, f);
+    // EBUSY while a stream is open or a hwpt uses the queue. An unused queue
+    // is also idle between two sessions of its stream actors: then the
+    // destroy succeeds and the queue is gone at once.
+    const first = await this.expect(slot.api, 'DELETE', `${prefix}/objects/${f.id}`, undefined, idle ? [204] : used ? [] : [204], idle ? [] : ['EBUSY']);
+    if (first.status === 204) {
+      f.paused = true;
+      this.stats.idleRecycles++;
+    } else {
+      await this.quiesce(slot, f);
+      for (const [key, h] of [...slot.attached]) {
+        if (h !== k) continue;
+        const [name, p] = key.split(':');
+        await this.detach(slot, this.devices.find((d) => d.name === name)!, p === 'rid' ? undefined : Number(p));
+      }
+      for (const hs of slot.hwpts.values()) {
+        if (hs[k] === -1) continue;
+        await this.expect(slot.api, 'DELETE', `${prefix}/objects/${hs[k]}`, undefined, [204]);
+        hs[k] = -1;
+      }
+      await this.expect(slot.api, 'DELETE', `${prefix}/objects/${f.id}`, undefined, [204]);
     }
-    for (const hs of slot.hwpts.values()) {
-      if (hs[k] === -1) continue;
-      await this.expect(slot.api, 'DELETE', `${prefix}/objects/${hs[k]}`, undefined, [204]);
-      hs[k] = -1;
-    }
-    await this.expect(slot.api, 'DELETE', `${prefix}/objects/${f.id}`, undefined, [204]);
     // The new queue's hwpts are allocated on the next attach that picks them.
     slot.faults[k] = await this.newFault(slot, k, rng);
     this.stats.recycles++;
