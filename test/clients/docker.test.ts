@@ -25,12 +25,16 @@ function execForm(dockerfile: string, instruction: string): string[] {
   return JSON.parse(m[1]!) as string[];
 }
 
-test('Dockerfile: multi-stage on CI\'s Node major, production dependencies, non-root, health check, port, start guard', async () => {
+test('Dockerfile: multi-stage on the Node major of the engines field, production dependencies, non-root, health check, port, start guard', async () => {
   const df = read('Dockerfile');
   const froms = [...df.matchAll(/^FROM (\S+)(?: AS (\S+))?$/gm)];
   assert.equal(froms.length, 2, 'two stages');
-  const major = process.versions.node.split('.')[0];
-  assert.deepEqual(froms.map((f) => f[1]), [`node:${major}-slim`, `node:${major}-slim`], 'the Node major CI runs');
+  // The image pins the oldest major package.json supports, the one CI runs
+  // (not the major running this test: the suite also runs on Node 22 and 24).
+  const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+  const major = /^>=(\d+)$/.exec(engines)?.[1];
+  assert.ok(major, `engines.node is ">=N": ${engines}`);
+  assert.deepEqual(froms.map((f) => f[1]), [`node:${major}-slim`, `node:${major}-slim`], 'the Node major of package.json\'s engines');
   assert.equal(froms[0]![2], 'build');
   const [build, runtime] = df.split(/^FROM node:\d+-slim$/m) as [string, string];
   assert.match(build, /^RUN npm ci$/m);
