@@ -183,8 +183,10 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
   });
 
   test(`FaultQueue (${mode}): no stale answer across a reconnect (expired while away, cookie reused)`, async () => {
-    const fx = await fixture({ response_timeout_ms: 100 });
-    const q = fx.ctx.faultQueue(fx.fault, { mode, reconnect: { initialDelayMs: 400, jitter: 0 } });
+    // g1 must expire after the client saw the cut (300 ms is ample) and
+    // before it reconnects (1 s later).
+    const fx = await fixture({ response_timeout_ms: 300 });
+    const q = fx.ctx.faultQueue(fx.fault, { mode, reconnect: { initialDelayMs: 1000, jitter: 0 } });
     const stale: StaleResponse[] = [];
     q.on('stale', (s) => stale.push(s));
     await q.connect();
@@ -215,7 +217,8 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
 }
 
 test('FaultQueue: expired and overflow notices; an answer for an expired group is not sent', async () => {
-  const fx = await fixture({ response_timeout_ms: 100, depth: 1, overflow: 'invalid' });
+  // g1 must not expire before g2 and g3 are injected (three REST calls; 1 s is ample on a loaded machine).
+  const fx = await fixture({ response_timeout_ms: 1000, depth: 1, overflow: 'invalid' });
   const q = fx.ctx.faultQueue(fx.fault, { window: 1 });
   const expired: number[][] = [];
   const overflow: number[] = [];
@@ -229,7 +232,7 @@ test('FaultQueue: expired and overflow notices; an answer for an expired group i
   await inject(fx.device, 2, 0x2000); // queued (depth 1)
   await inject(fx.device, 3, 0x3000); // overflow: answered INVALID at once
   const [g1] = await take(it, 1);
-  await waitFor(() => overflow.length === 1 && expired.length === 1, 2000, 'notices');
+  await waitFor(() => overflow.length === 1 && expired.length === 1, 5000, 'notices');
   assert.deepEqual(overflow, [1]);
   assert.deepEqual(expired, [[g1!.cookie]]);
   // The expiry freed the window slot and the cookie: g2 came with g1's cookie.
@@ -262,7 +265,8 @@ test('FaultQueue: a refused upgrade is fatal; releasing the context ends the ite
 
 test('FaultQueue: a revoked group (detach) drops its queued answer; uapi mode takes redelivery from the notice', async () => {
   const fx = await fixture();
-  const q = fx.ctx.faultQueue(fx.fault, { reconnect: { initialDelayMs: 300, jitter: 0 } });
+  // q must reconnect only after q2 has connected and taken g1 (2 s is ample on a loaded machine).
+  const q = fx.ctx.faultQueue(fx.fault, { reconnect: { initialDelayMs: 2000, jitter: 0 } });
   const stale: StaleResponse[] = [];
   const revoked: Array<[number[], string]> = [];
   q.on('stale', (s) => stale.push(s));
@@ -280,7 +284,7 @@ test('FaultQueue: a revoked group (detach) drops its queued answer; uapi mode ta
   await q2.connect();
   const [again] = await take(q2[Symbol.asyncIterator](), 1);
   assert.deepEqual([again!.cookie, again!.redelivered], [g1!.cookie, true]);
-  await waitFor(() => q.connected, 3000, 'the reconnect');
+  await waitFor(() => q.connected, 6000, 'the reconnect');
 
   await fx.ctx.detach(fx.devId);
   await waitFor(() => revoked.length === 1, 2000, 'the revoked notice');

@@ -15,7 +15,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { decodeBinaryRecords, faultFixture, inject, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
 import { sleep } from './helpers.js';
 
-const HEARTBEAT_MS = 100;
+// Short enough to keep the suite quick, long enough that the few REST and
+// stream round trips a test makes before it expects the heartbeat's verdict
+// fit well inside one period on a loaded machine.
+const HEARTBEAT_MS = 300;
 
 /** A TCP proxy to the daemon that can go silent: no byte forwarded either way, no close propagated. */
 class BlackHoleProxy {
@@ -71,47 +74,53 @@ describe('dead peers', { timeout: 60_000 }, () => {
   before(async () => (server = await startServer({ stream: { heartbeatMs: HEARTBEAT_MS } })));
   after(() => server.close());
 
-  /** A fresh device and fixture, and @count groups injected on it. */
-  async function setup(count: number): Promise<FaultFixture & { device: string }> {
+  /** A fresh device and fixture on @srv, and @count groups injected on it. */
+  async function setup(count: number, srv: TestServer = server): Promise<FaultFixture & { device: string }> {
     const device = `dp${n++}`;
-    await server.api.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: device });
-    const fx = await faultFixture(server, { device, pasid: 4 });
-    for (let g = 0; g < count; g++) await inject(server.api, device, { grpid: 10 + g, addr: BigInt(g + 1) * 0x1000n, ...(g % 2 ? { pasid: 4 } : {}) });
+    await srv.api.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: device });
+    const fx = await faultFixture(srv, { device, pasid: 4 });
+    for (let g = 0; g < count; g++) await inject(srv.api, device, { grpid: 10 + g, addr: BigInt(g + 1) * 0x1000n, ...(g % 2 ? { pasid: 4 } : {}) });
     return { ...fx, device };
   }
 
   /** The live client answers every redelivered group; then each group got exactly one response. */
-  async function finish(fx: FaultFixture & { device: string }, live: StreamClient, held: Json[], count: number): Promise<void> {
+  async function finish(fx: FaultFixture & { device: string }, live: StreamClient, held: Json[], count: number, srv: TestServer = server): Promise<void> {
     const again = await groups(live, held.length);
     assert.deepEqual(
       again.map((g) => [g.cookie, g.redelivered]).sort(),
       held.map((g) => [g.cookie, true]).sort(),
       'the dead peer\'s groups come back with their cookies, marked redelivered',
     );
-    assert.deepEqual(server.daemon.platform.responses(fx.device), [], 'nothing answered because a peer died');
+    assert.deepEqual(srv.daemon.platform.responses(fx.device), [], 'nothing answered because a peer died');
     const r = await live.respond(again.map((g) => ({ cookie: g.cookie, code: 0 })));
     assert.equal(r.ok, held.length);
-    const log = server.daemon.platform.responses(fx.device);
+    const log = srv.daemon.platform.responses(fx.device);
     assert.equal(log.length, count);
     assert.deepEqual(log.map((x) => x.code), Array(count).fill('success'));
-    assert.equal(server.daemon.platform.function(fx.device).unexpectedResponses, 0);
+    assert.equal(srv.daemon.platform.function(fx.device).unexpectedResponses, 0);
     const st = await status(fx);
     assert.deepEqual([st.queued, st.outstanding, st.counters.redelivered >= held.length], [0, 0, true]);
   }
 
   test('a TCP connection dropped without a close frame: groups redelivered at once', async () => {
-    const fx = await setup(4);
-    const dying = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
-    await dying.json();
-    const held = await groups(dying, 4);
-    assert.ok(held.every((g) => g.redelivered === false));
-    (dying.ws as unknown as { _socket: Socket })._socket.destroy();
-    const t0 = Date.now();
-    const live = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
-    await live.json();
-    await finish(fx, live, held, 4);
-    assert.ok(Date.now() - t0 < HEARTBEAT_MS * 5, 'found out by the TCP close, not by waiting');
-    await live.close();
+    // A daemon whose heartbeat would take 10 s: the redelivery must come from the TCP close.
+    const slow = await startServer({ stream: { heartbeatMs: 10_000 } });
+    try {
+      const fx = await setup(4, slow);
+      const dying = await StreamClient.open(slow.wsBase, fx.stream, { token: fx.token });
+      await dying.json();
+      const held = await groups(dying, 4);
+      assert.ok(held.every((g) => g.redelivered === false));
+      (dying.ws as unknown as { _socket: Socket })._socket.destroy();
+      const t0 = Date.now();
+      const live = await StreamClient.open(slow.wsBase, fx.stream, { token: fx.token });
+      await live.json();
+      await finish(fx, live, held, 4, slow);
+      assert.ok(Date.now() - t0 < 5000, 'found out by the TCP close, not by the heartbeat');
+      await live.close();
+    } finally {
+      await slow.close();
+    }
   });
 
   test('a peer that vanishes with its connection up (black-hole proxy) is dropped by the heartbeat', async () => {

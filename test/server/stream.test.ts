@@ -224,7 +224,8 @@ describe('fault stream', () => {
   });
 
   test('notices: overflow (depth policy) and expired (response timeout)', async () => {
-    const fx = await fixture(server, { faultBody: { depth: 1, overflow: 'invalid', response_timeout_ms: 150 } });
+    // g must not expire before groups 2 and 3 are injected (two REST calls; 1 s is ample on a loaded machine).
+    const fx = await fixture(server, { faultBody: { depth: 1, overflow: 'invalid', response_timeout_ms: 1000 } });
     const s = await open(server, fx, { window: 1 });
     await inject(server.api, fx.device, { grpid: 1, addr: 0x1000n }); // delivered
     const [g] = await groupsOf(s, 1);
