@@ -153,10 +153,16 @@ class Chaos {
     ].map((d) => ({ ...d, kind: d.kind as Device['kind'], lock: new Lock(), inst: undefined, instances: [] }));
   }
 
-  /** enough() - has the run covered every kind of event (checked again at the end)? */
+  /**
+   * enough() - has the run covered every kind of event (checked again at the
+   * end), or already failed? The groups are counted as the end counts them:
+   * every response every device instance got.
+   */
   enough(): boolean {
+    if (this.problems.length > 0) return true;
     const s = this.stats;
-    return s.groupsSeen >= 2500 && s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0 && s.dmas > 20 && s.svaRebinds > 0;
+    const groups = this.devices.flatMap((d) => d.instances).reduce((n, i) => n + i.fn.responses.length, 0);
+    return groups >= 2000 && s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0 && s.dmas > 20 && s.svaRebinds > 0;
   }
 
   problem(msg: string): void {
@@ -505,6 +511,7 @@ class Chaos {
     if (first.status === 204) {
       f.paused = true;
       this.stats.idleRecycles++;
+      await this.expect(slot.api, 'GET', `${prefix}/faults/${f.id}`, undefined, [], ['ENOENT']);
     } else {
       await this.quiesce(slot, f);
       for (const [key, h] of [...slot.attached]) {
@@ -518,6 +525,7 @@ class Chaos {
         hs[k] = -1;
       }
       await this.expect(slot.api, 'DELETE', `${prefix}/objects/${f.id}`, undefined, [204]);
+      await this.expect(slot.api, 'GET', `${prefix}/faults/${f.id}`, undefined, [], ['ENOENT']);
     }
     // The new queue's hwpts are allocated on the next attach that picks them.
     slot.faults[k] = await this.newFault(slot, k, rng);
@@ -726,7 +734,7 @@ class Chaos {
   }
 }
 
-test('chaos: every page request that needs a response gets exactly one, and every table empties', { timeout: 120_000 }, async () => {
+test('chaos: every page request that needs a response gets exactly one, and every table empties', { timeout: CHAOS_MS + CHAOS_EXTRA_MS + 60_000 }, async () => {
   const seed = testSeed();
   const log: LogCapture = captureLog('warn');
   const server = await startServer({

@@ -18,7 +18,7 @@ import { sleep } from './helpers.js';
 // Short enough to keep the suite quick, long enough that the few REST and
 // stream round trips a test makes before it expects the heartbeat's verdict
 // fit well inside one period on a loaded machine.
-const HEARTBEAT_MS = 300;
+const HEARTBEAT_MS = 500;
 
 /** A TCP proxy to the daemon that can go silent: no byte forwarded either way, no close propagated. */
 class BlackHoleProxy {
