@@ -16,6 +16,7 @@ import { tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
 import { docsHtml } from './docs.js';
 import { HttpError, wireErrorOf } from './errors.js';
+import { defaultMemoryLimit } from './config.js';
 import { createLogger, pathOf, type LogLevel } from './logger.js';
 import { Metrics } from './metrics.js';
 import { registerCommands } from './rest.js';
@@ -34,7 +35,9 @@ export const MAX_CONNECTIONS = 1024;
  * @adminToken: guards /v1/platform when set.
  * @logger: a pino logger, or the level of a new one on stderr (default silent).
  * @limits: resource limits (maxContexts, maxDevices, maxObjects per context,
- *   maxStreamsPerFault, maxMappedPages per context); absent ones are the core's defaults.
+ *   maxStreamsPerFault, maxMappedPages per context, maxPartials per device,
+ *   memoryLimit bytes); absent ones are the core's LIMITS, the memory limit
+ *   defaultMemoryLimit().
  * @bodyLimit: the largest request body (bytes, default BODY_LIMIT).
  * @quirks: kernel-faithful profile switches (default: intended semantics).
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
@@ -116,6 +119,11 @@ function replyClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logge
   socket.destroy();
 }
 
+/** stripUndefinedLimits() - @limits without its undefined entries (they must not hide a default). */
+function stripUndefinedLimits(limits: NonNullable<AppOptions['limits']>): NonNullable<AppOptions['limits']> {
+  return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
+}
+
 /**
  * tableSizes() - what every table of the daemon holds: contexts, objects,
  * groups held by fault queues (queued, delivered and unanswered, holding a
@@ -178,11 +186,12 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     sched,
     ...(opts.platform ? { desc: opts.platform } : {}),
     quirks: opts.quirks ?? {},
-    limits: opts.limits ?? {},
+    limits: { memoryLimit: defaultMemoryLimit(), ...stripUndefinedLimits(opts.limits ?? {}) },
     observer: metrics.observer,
   });
   const contexts = new ContextRegistry(platform, log);
   metrics.tableSizes = () => tableSizes(platform, contexts);
+  metrics.memoryBudget = () => ({ inUse: platform.budget.inUse, limit: platform.budget.limit });
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
 
   // The one error reply: route errors, 404s, body parsing and bad URLs.
