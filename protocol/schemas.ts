@@ -507,7 +507,7 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     params: zDeviceNameParams, body: zPageRequestBody, response: zEmptyResult,
     summary: "Inject one raw page request into the device's IOMMU page request queue",
     kernel: 'selftest TRIGGER_IOPF',
-    errnos: ['ENOENT'],
+    errnos: ['ENOENT', 'ENOSPC'],
   }),
   command({
     name: 'platform.device.responses', method: 'GET', url: `${D}/responses`, auth: 'admin', status: 200,
@@ -610,7 +610,7 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     name: 'ioas.memory.write', method: 'POST', url: `${C}/ioas/:id/memory/write`, auth: 'ctx', status: 204,
     params: zObjectParams, body: zMemoryWriteBody,
     summary: 'Write guest memory; EFAULT if any byte is unmapped, and then nothing is written',
-    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW'],
+    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW', 'ENOMEM'],
   }),
   command({
     name: 'ioas.memory.read', method: 'POST', url: `${C}/ioas/:id/memory/read`, auth: 'ctx', status: 200,
