@@ -482,6 +482,8 @@ export class Platform {
     const maxInFlight = Math.max(1, Math.floor(d.caps.pri_outstanding / req.pagesPerGroup));
     const inFlight = req.inFlight ?? maxInFlight;
     if (inFlight < 1 || inFlight > maxInFlight) throw new IommuError('EINVAL', `in_flight must be 1..${maxInFlight}`);
+    const end = req.base + BigInt(req.count) * BigInt(req.pagesPerGroup) * 0x1000n;
+    if (end > 1n << 64n) throw new IommuError('EOVERFLOW', `${req.count} groups of ${req.pagesPerGroup} pages from base 0x${req.base.toString(16)} would pass 2^64`);
     const st = d.fn.trafficStatus();
     if (st?.running) throw new IommuError('EBUSY', `traffic is already running on ${name}`);
     d.fn.startTraffic({ ...req, inFlight });

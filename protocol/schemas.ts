@@ -539,7 +539,7 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     name: 'platform.traffic.start', method: 'POST', url: `${D}/traffic`, auth: 'admin', status: 202,
     params: zDeviceNameParams, body: zTrafficBody, response: zEmptyResult,
     summary: "Start the device's traffic generator (one run per device at a time)",
-    errnos: ['ENOENT', 'EBUSY'],
+    errnos: ['ENOENT', 'EBUSY', 'EOVERFLOW'],
   }),
   command({
     name: 'platform.traffic.status', method: 'GET', url: `${D}/traffic`, auth: 'admin', status: 200,

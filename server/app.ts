@@ -26,6 +26,14 @@ import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from '.
 
 /** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
 export const BODY_LIMIT = 1 << 20;
+/**
+ * LINGER_MS, LINGER_BYTES - after a 413 the daemon half-closes and goes on
+ * reading (and discarding) what the client still sends, this long and this
+ * much at most, then closes (RFC 9112 §9.6): closing at once would make the
+ * client's TCP stack answer its unsent body with a reset that loses the 413.
+ */
+export const LINGER_MS = 2000;
+export const LINGER_BYTES = 8 << 20;
 /** Default cap on open TCP connections (HTTP and fault streams together). */
 export const MAX_CONNECTIONS = 1024;
 
@@ -88,6 +96,48 @@ export interface IopfdApp {
   readonly metrics: Metrics;
   shutdown(): Promise<void>;
   shutdownSummary(): ShutdownSummary | undefined;
+}
+
+/**
+ * lingerClose() - close the connection of @request after its reply without
+ * losing the reply: half-close once the reply is out instead of destroying
+ * the socket, discard what still arrives up to LINGER_BYTES, and destroy the
+ * socket LINGER_MS later, or sooner past LINGER_BYTES or when the client
+ * closes.
+ * @request: a request whose body was refused unread.
+ */
+function lingerClose(request: FastifyRequest): void {
+  const socket = request.raw.socket as (Socket & { destroySoon?: () => void }) | null;
+  if (!socket || socket.destroyed) return;
+  // Node ends a `Connection: close` reply with socket.destroySoon(): end,
+  // then destroy as soon as the reply is flushed. Only end here.
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+  };
+  let seen = 0;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  request.raw.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_BYTES) socket.destroy();
+  });
+  request.raw.resume();
+}
+
+/**
+ * hostProblem() - why a request's Host headers are refused (RFC 9112 §3.2:
+ * an HTTP/1.1 request needs exactly one; HTTP/1.0 may have none), or
+ * undefined when they are fine.
+ * @httpVersion: the request's version, e.g. `1.1`.
+ * @rawHeaders: its headers as received, names and values alternating.
+ */
+export function hostProblem(httpVersion: string, rawHeaders: readonly string[]): string | undefined {
+  let hosts = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return `the request has ${hosts} Host headers; HTTP/1.1 allows one`;
+  if (hosts === 0 && httpVersion !== '1.0') return 'the request has no Host header; HTTP/1.1 requires one';
+  return undefined;
 }
 
 /**
@@ -198,7 +248,11 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const bodyLimit = opts.bodyLimit ?? BODY_LIMIT;
   const replyError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
     const w = wireErrorOf(err);
-    if (w.body.errno === 'EMSGSIZE') w.body.message = `request body is larger than ${bodyLimit === BODY_LIMIT ? '1 MiB' : `${bodyLimit} bytes`}`;
+    if (w.body.errno === 'EMSGSIZE') {
+      w.body.message = `request body is larger than ${bodyLimit === BODY_LIMIT ? '1 MiB' : `${bodyLimit} bytes`}`;
+      void reply.header('connection', 'close');
+      lingerClose(request);
+    }
     if (w.unexpected) request.log.error({ err, req: request }, 'unexpected error');
     void reply.code(w.status).send(w.body);
   };
@@ -209,6 +263,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: replyError,
     clientErrorHandler: (err, socket) => replyClientError(err, socket, log),
+    // Node's own check answers a request without Host with a bare 400; the
+    // onRequest hook below answers it (and two Host headers) with a body.
+    http: { requireHostHeader: false },
     // fastify's closing-time 503 has a body of its own; a request that still
     // arrives on an open connection during shutdown is served as usual.
     return503OnClosing: false,
@@ -217,20 +274,30 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   app.setNotFoundHandler(async (request) => {
     throw new HttpError('ENOENT', `no route ${request.method} ${pathOf(request.url)}`);
   });
+  app.addHook('onRequest', async (request) => {
+    const why = hostProblem(request.raw.httpVersion, request.raw.rawHeaders);
+    if (why !== undefined) throw new HttpError('EINVAL', why);
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ req: request, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
   });
 
   // JSON bodies only: an empty body is no body (validated as {}), bad JSON
-  // is EINVAL, any other content-type is EINVAL too.
+  // is EINVAL, JSON that is not an object (null, an array, a number, a
+  // string) is EINVAL, any other content-type is EINVAL too.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, text, done) => {
     if (text === '') return done(null, undefined);
+    let body: unknown;
     try {
-      done(null, JSON.parse(text as string));
+      body = JSON.parse(text as string);
     } catch (e) {
-      done(new HttpError('EINVAL', `body is not valid JSON: ${(e as Error).message}`), undefined);
+      return done(new HttpError('EINVAL', `body is not valid JSON: ${(e as Error).message}`), undefined);
     }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      return done(new HttpError('EINVAL', `body must be a JSON object, not ${body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`}`), undefined);
+    }
+    done(null, body);
   });
 
   registerCommands(app, {
