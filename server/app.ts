@@ -12,7 +12,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type { Logger } from 'pino';
 import { Platform, type IommufdFault, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
-import { tokenDigest } from './auth.js';
+import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
 import { docsHtml } from './docs.js';
 import { HttpError, wireErrorOf } from './errors.js';
@@ -23,6 +23,7 @@ import { registerCommands } from './rest.js';
 import { routeTable } from './routes/index.js';
 import { EventLoopScheduler } from './scheduler.js';
 import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
+import { streamTarget } from './stream-admission.js';
 
 /** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
 export const BODY_LIMIT = 1 << 20;
@@ -34,6 +35,8 @@ export const BODY_LIMIT = 1 << 20;
  */
 export const LINGER_MS = 2000;
 export const LINGER_BYTES = 8 << 20;
+/** A path under one context: `/v1/contexts/:ctx` and below. */
+const CTX_PATH = /^\/v1\/contexts\/([^/]+)(?:\/|$)/;
 /** Default cap on open TCP connections (HTTP and fault streams together). */
 export const MAX_CONNECTIONS = 1024;
 
@@ -271,7 +274,11 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     return503OnClosing: false,
   }) as unknown as FastifyInstance;
   app.setErrorHandler(replyError);
+  // Under /v1/contexts/:ctx the context's token is checked first (401), as
+  // on every route there: no route's existence is told to a stranger.
   app.setNotFoundHandler(async (request) => {
+    const m = CTX_PATH.exec(pathOf(request.url));
+    if (m) contexts.authenticate(Number(m[1]), requireToken(bearerToken(request.headers.authorization), 'context'));
     throw new HttpError('ENOENT', `no route ${request.method} ${pathOf(request.url)}`);
   });
   app.addHook('onRequest', async (request) => {
@@ -311,7 +318,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   app.get('/openapi.json', async () => openapi);
   app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
-  app.get(STREAM_URL, async () => {
+  // Without an upgrade: the token is checked first, as for the upgrade.
+  app.get(STREAM_URL, async (request) => {
+    streamTarget(request.raw, contexts);
     throw new HttpError('EINVAL', 'the fault stream needs a WebSocket upgrade');
   });
   app.server.on('upgrade', streams.handleUpgrade);

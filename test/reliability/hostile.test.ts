@@ -3,14 +3,20 @@
  * over the limit still gets its 413 (the daemon reads and discards what the
  * client goes on sending, then closes), Host header problems and a `null`
  * body are EINVAL with a body, over-long u64 strings and a traffic run past
- * 2^64 are refused.
+ * 2^64 are refused; on the fault stream the token is checked first even
+ * without an upgrade, the Authorization header wins over ?token=, a mixed
+ * subprotocol offer gets the first known one, and a ping flood is closed
+ * 1008.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { WebSocket } from 'ws';
+import { CLOSE } from '../../protocol/index.js';
 import { LINGER_MS } from '../../server/app.js';
-import { assertError, startServer, type TestServer } from '../server/helpers.js';
-import { parseRawResponse, rawSocket } from './helpers.js';
+import { MAX_PENDING_PONGS } from '../../server/stream.js';
+import { assertError, faultFixture, inject, refusedUpgrade, StreamClient, startServer, waitFor, type FaultFixture, type TestServer } from '../server/helpers.js';
+import { captureLog, parseRawResponse, rawSocket, type LogCapture } from './helpers.js';
 
 /**
  * slowUpload() - send a request announcing @bytes of body, then the body in
@@ -121,5 +127,104 @@ describe('hostile input', { timeout: 60_000 }, () => {
     assertError(await server.api.post('/v1/platform/devices/nic0/traffic', { count: 4294967295, base: '0xffffff0000000000' }), 400, 'EOVERFLOW');
     await server.api.ok('platform.traffic.start', 'POST', '/v1/platform/devices/nic0/traffic', { count: 1, pages_per_group: 2, base: '0xffffffffffffe000' });
     await server.api.ok('platform.traffic.stop', 'DELETE', '/v1/platform/devices/nic0/traffic');
+  });
+});
+
+describe('hostile input: the fault stream', { timeout: 60_000 }, () => {
+  let server: TestServer;
+  let log: LogCapture;
+  let fx: FaultFixture;
+
+  before(async () => {
+    log = captureLog('debug');
+    server = await startServer({ logger: log.logger });
+    fx = await faultFixture(server);
+  });
+  after(() => server.close());
+
+  test('the stream path without an upgrade checks the token first: 401 without or with a wrong one, 400 with the right one; unknown routes under a context too', async () => {
+    const path = `${fx.prefix}/faults/${fx.fault}/stream`;
+    assertError(await server.api.call('GET', path), 401, 'EACCES');
+    assertError(await server.api.withToken('wrong').call('GET', path), 401, 'EACCES');
+    assertError(await server.api.call('GET', `${path}?token=wrong`), 401, 'EACCES');
+    assertError(await fx.api.call('GET', path), 400, 'EINVAL', /needs a WebSocket upgrade/);
+    assertError(await server.api.call('GET', `${fx.prefix}/no-such-route`), 401, 'EACCES');
+    assertError(await server.api.call('PUT', `${fx.prefix}/ioas`), 401, 'EACCES');
+    assertError(await server.api.call('GET', '/v1/contexts/999999/x'), 401, 'EACCES');
+    assertError(await fx.api.call('GET', `${fx.prefix}/no-such-route`), 404, 'ENOENT');
+  });
+
+  test('Authorization header over ?token=: a wrong or malformed header with the right query token is 401', async () => {
+    const url = `${server.wsBase}${fx.stream}?token=${encodeURIComponent(fx.token)}`;
+    for (const authorization of ['Bearer wrong', 'Basic abc', 'Bearer']) {
+      const r = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(url, [], { headers: { authorization } });
+        ws.once('open', () => reject(new Error(`${authorization}: the upgrade was accepted`)));
+        ws.once('error', () => {});
+        ws.once('unexpected-response', (_req, res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+      });
+      assert.equal(r, 401, authorization);
+    }
+    const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token, tokenInQuery: true });
+    assert.equal((await s.json()).type, 'hello');
+    await s.close();
+  });
+
+  test('a mixed subprotocol offer: the first one the daemon speaks is chosen', async () => {
+    for (const [offer, chosen] of [
+      [['iopf.v1.json', 'foo'], 'iopf.v1.json'],
+      [['foo', 'iopf.v1.uapi', 'iopf.v1.json'], 'iopf.v1.uapi'],
+    ] as const) {
+      const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token, protocol: [...offer] });
+      assert.equal(s.ws.protocol, chosen);
+      assert.equal((await s.json()).protocol, chosen);
+      await s.close();
+    }
+    assert.equal((await refusedUpgrade(server.wsBase, fx.stream, { token: fx.token, protocol: ['foo', 'bar'] })).status, 400);
+  });
+
+  test(`a ping flood (${MAX_PENDING_PONGS} pongs unwritten) closes that stream 1008 "ping flood" with a warn line; another stream and pings at a sane pace are untouched`, async () => {
+    const other = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
+    await other.json();
+    // A sane peer: 200 pings, each after the previous pong.
+    for (let i = 0; i < 200; i++) {
+      const pong = new Promise((resolve) => other.ws.once('pong', resolve));
+      other.ws.ping();
+      await pong;
+    }
+    const flood = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
+    await flood.json();
+    flood.ws.pause(); // reads nothing more
+    const payload = Buffer.alloc(125, 1);
+    let sent = 0;
+    const pump = setInterval(() => {
+      for (let i = 0; i < 1000 && flood.ws.readyState === WebSocket.OPEN && sent < 2_000_000; i++, sent++) flood.ws.ping(payload);
+    }, 1);
+    const closed = await flood.closed;
+    clearInterval(pump);
+    assert.ok([CLOSE.POLICY, 1006].includes(closed.code), `closed ${closed.code}`);
+    await waitFor(() => log.lines.some((l) => l.includes('"ping flood: closing"') && l.includes('"level":40')), 5000, 'the warn line');
+    // The other stream still works: a group goes to it and is answered.
+    await inject(server.api, 'nic0', { grpid: 4, addr: 0x4000n });
+    const f = await other.json();
+    assert.equal((await other.respond([{ cookie: f.groups[0].cookie, code: 'success' }])).ok, 1);
+    await other.close();
+  });
+
+  test('a peer that reads its pongs may send bursts below the bound', async () => {
+    const s = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
+    await s.json();
+    for (let round = 0; round < 20; round++) {
+      let pongs = 0;
+      const all = new Promise<void>((resolve) => s.ws.on('pong', () => ++pongs === 16 && resolve()));
+      for (let i = 0; i < 16; i++) s.ws.ping();
+      await all;
+      s.ws.removeAllListeners('pong');
+    }
+    assert.equal(s.ws.readyState, WebSocket.OPEN);
+    await s.close();
   });
 });
