@@ -32,10 +32,10 @@ import {
   type IommufdQuirks,
   type PhysMemory,
 } from './iommufd/main.js';
-import { LIMITS, MemoryBudget, type LimitName } from './limits.js';
+import { LIMITS, MemoryBudget, type LimitName } from './iommufd/limits.js';
 import type { Scheduler } from './sched.js';
 
-export { LIMITS, MemoryBudget, type LimitName } from './limits.js';
+export { LIMITS, MemoryBudget, type LimitName } from './iommufd/limits.js';
 
 export interface IommuDesc {
   name: string;

@@ -25,7 +25,7 @@
  *   --max-connections N      IOPFD_MAX_CONNECTIONS   open TCP connections, default 1024
  *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
  *
- * The defaults of the resource limits are the core's LIMITS (core/limits.ts).
+ * The defaults of the resource limits are the core's LIMITS (core/iommufd/limits.ts).
  * Without an admin token the daemon refuses to listen beyond loopback.
  */
 import { readFileSync } from 'node:fs';

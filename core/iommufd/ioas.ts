@@ -6,7 +6,7 @@
  */
 import { IommuError } from '../iommu/errors.js';
 import type { IommuDomain } from '../iommu/iommu.js';
-import { LIMITS } from '../limits.js';
+import { LIMITS } from './limits.js';
 import { IommufdObject, type IommufdCtx } from './main.js';
 
 const PAGE = 4096n;

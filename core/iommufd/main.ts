@@ -9,7 +9,7 @@
  */
 import { IommuError } from '../iommu/errors.js';
 import type { IommuDevice, IopfQuirks } from '../iommu/iommu.js';
-import { LIMITS, type LimitName, type MemoryBudget } from '../limits.js';
+import { LIMITS, type LimitName, type MemoryBudget } from './limits.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
 

@@ -7,7 +7,7 @@
  * with ENOSPC; the daemon-wide memory budget refuses with ENOMEM. Both refuse
  * before anything is allocated, so a refused command changes nothing.
  */
-import { IommuError } from './iommu/errors.js';
+import { IommuError } from '../iommu/errors.js';
 
 /**
  * LIMITS - the defaults of every limit (0 means no limit where noted).
