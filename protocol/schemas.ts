@@ -475,8 +475,9 @@ const D = '/v1/platform/devices/:name';
 const C = '/v1/contexts/:ctx';
 
 /**
- * COMMANDS - every REST route of the contract (§2 platform, §3 contexts and
- * objects, §6 health). The fault stream is not here: see STREAM_URL.
+ * COMMANDS - every REST route of the protocol (docs/protocol.md: platform,
+ * contexts and objects, operations). The fault stream is not here: see
+ * STREAM_URL.
  */
 export const COMMANDS: readonly Command[] = Object.freeze([
   command({
