@@ -58,6 +58,8 @@ export function platformRoutes({ platform }: RouteDeps): RouteTable {
   return {
     'platform.get': route(() => platform.describe()),
 
+    'platform.device.get': route<NameParams>(({ params }) => platform.deviceInfo(params.name)),
+
     'platform.device.add': route<unknown, unknown, AddDeviceBody>(({ body }) => platform.addDevice(body)),
 
     'platform.device.remove': route<NameParams>(({ params }) => platform.removeDevice(params.name)),
