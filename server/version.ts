@@ -1,19 +1,14 @@
 /**
  * DOC: the daemon's version, for `iopfd --version`
  */
-import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 /**
- * packageVersion() - the `version` of the package's package.json (read from
- * dist/server/, two folders up).
+ * packageVersion() - the `version` of the package's package.json, by the
+ * package's own name (its `exports` lists `./package.json`).
  *
- * Return: e.g. `0.1.0`, or `unknown` if package.json cannot be read.
+ * Return: e.g. `0.1.0`.
  */
 export function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
+  return (createRequire(import.meta.url)('iopfd/package.json') as { version: string }).version;
 }
