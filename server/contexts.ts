@@ -80,14 +80,15 @@ export class ContextRegistry {
    * destroyed, outstanding groups are answered INVALID, its streams close
    * with 1001. The owner's DELETE and the admin's force-release both end here.
    * @id: an open context.
+   * @by: who released it, for the log: its owner, or the admin (force-release).
    *
    * Throws: IommuError ENOENT if no context @id is open.
    */
-  release(id: number): void {
+  release(id: number, by: 'owner' | 'admin' = 'owner'): void {
     const entry = this.entries.get(id);
     this.entries.delete(id);
     this.platform.releaseContext(id);
-    entry?.log.info('context released');
+    entry?.log.info({ by }, 'context released');
   }
 
   /** all() - every open context. */

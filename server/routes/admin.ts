@@ -42,6 +42,6 @@ export function adminRoutes({ contexts }: RouteDeps): RouteTable {
       return { contexts: [...contexts.all()].map((e) => contextInfo(e, now)) };
     }),
 
-    'platform.contexts.release': route<{ ctx: number }>(({ params }) => contexts.release(params.ctx)),
+    'platform.contexts.release': route<{ ctx: number }>(({ params }) => contexts.release(params.ctx, 'admin')),
   };
 }
