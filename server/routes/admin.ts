@@ -9,9 +9,12 @@
  * context's streams closed with 1001. Admin token when one is set.
  */
 import { IommufdDevice, IommufdFault } from '../../core/index.js';
-import type { ContextInfo, ContextList } from '../../protocol/index.js';
+import type { CommandName, ContextInfo } from '../../protocol/index.js';
 import type { ContextEntry } from '../contexts.js';
-import { route, type RouteDeps, type RouteTable } from './types.js';
+import type { RouteDeps, RoutesOf } from './types.js';
+
+/** AdminCommand - the `platform.contexts.*` commands. */
+export type AdminCommand = Extract<CommandName, `platform.contexts.${string}`>;
 
 /**
  * contextInfo() - one open context as GET /v1/platform/contexts lists it.
@@ -35,13 +38,13 @@ function contextInfo(entry: ContextEntry, now: number): ContextInfo {
  *
  * Return: the route table part.
  */
-export function adminRoutes({ contexts }: RouteDeps): RouteTable {
+export function adminRoutes({ contexts }: RouteDeps): RoutesOf<AdminCommand> {
   return {
-    'platform.contexts.list': route((): ContextList => {
+    'platform.contexts.list': () => {
       const now = performance.now();
       return { contexts: [...contexts.all()].map((e) => contextInfo(e, now)) };
-    }),
+    },
 
-    'platform.contexts.release': route<{ ctx: number }>(({ params }) => contexts.release(params.ctx, 'admin')),
+    'platform.contexts.release': ({ params }) => contexts.release(params.ctx, 'admin'),
   };
 }
