@@ -105,7 +105,7 @@ export function streamTarget(req: IncomingMessage, contexts: ContextRegistry): S
   // An Authorization header wins over ?token=, even a malformed one (then no token opens the context).
   const header = req.headers.authorization;
   const token = requireToken(header !== undefined ? (bearerToken(header) ?? '') : query['token'], 'context');
-  const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params') as { ctx: number; id: number };
+  const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params');
   const entry = contexts.authenticate(params.ctx, token);
   return { entry, faultId: params.id, query };
 }
@@ -136,7 +136,7 @@ export interface StreamAdmission {
 export function admitStream(req: IncomingMessage, contexts: ContextRegistry): StreamAdmission {
   const { entry, faultId, query } = streamTarget(req, contexts);
   checkHandshake(req);
-  const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query') as { window?: number };
+  const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query');
   const protocol = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()));
   if (!protocol) throw new HttpError('EINVAL', `unsupported subprotocol: this stream speaks ${SUBPROTOCOLS.join(', ')}`);
   const fault = entry.ctx.get<IommufdFault>(faultId, 'fault');
