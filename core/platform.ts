@@ -61,7 +61,7 @@ export interface PlatformDesc {
   devices: DeviceDesc[];
 }
 
-/** Device as the protocol reference (docs/protocol.md) §2 lists it. */
+/** Device as GET /v1/platform lists it (docs/protocol.md, platform routes). */
 export interface DeviceInfo {
   name: string;
   bdf: string;
@@ -255,7 +255,7 @@ export class Platform {
     this.iommus.set(d.name, { desc: d, unit, driver });
   }
 
-  // ---- platform API (docs/protocol.md §2) -------------------------------------
+  // ---- platform API (the /v1/platform routes) -----------------------------------
 
   describe(): { iommus: IommuDesc[]; devices: DeviceInfo[] } {
     return { iommus: [...this.iommus.values()].map((i) => ({ ...i.desc })), devices: this.listDevices() };
@@ -489,7 +489,7 @@ export class Platform {
     );
   }
 
-  // ---- contexts (docs/protocol.md §3) -------------------------------------------
+  // ---- contexts (the /v1/contexts routes) ---------------------------------------
 
   /** POST /v1/contexts (iommufd open). ENOSPC beyond the context limit. */
   createContext(): IommufdCtx {

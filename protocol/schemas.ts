@@ -533,9 +533,9 @@ const D = '/v1/platform/devices/:name';
 const C = '/v1/contexts/:ctx';
 
 /**
- * COMMAND_TABLE - every REST route of the contract (platform, contexts and
- * objects, health; see the protocol reference, docs/protocol.md), each entry
- * typed as written. The fault stream is not here: see STREAM_URL.
+ * COMMAND_TABLE - every REST route of the protocol (docs/protocol.md: platform,
+ * contexts and objects, operations), each entry typed as written. The fault
+ * stream is not here: see STREAM_URL.
  */
 const COMMAND_TABLE = Object.freeze([
   command({

@@ -1,7 +1,7 @@
 /**
  * DOC: tokens
  *
- * Two kinds of bearer token (docs/protocol.md §1): the admin token for
+ * Two kinds of bearer token (docs/protocol.md, authentication): the admin token for
  * /v1/platform, and one token per context returned by POST /v1/contexts.
  * Only the SHA-256 digest of a token is kept; a presented token is hashed
  * and compared with crypto.timingSafeEqual, so neither the content nor the

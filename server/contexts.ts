@@ -7,7 +7,7 @@
  * anything else), or a token that is not the token of the context named in
  * the path: another context's, a wrong one, or any token at all for a
  * context that does not exist (or no longer does), with the same message,
- * as the protocol reference (docs/protocol.md) §1 has it (authenticate()).
+ * as docs/protocol.md's authentication section has it (authenticate()).
  */
 import type { Logger } from 'pino';
 import type { IommufdCtx, Platform } from '../core/index.js';
