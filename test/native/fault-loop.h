@@ -196,6 +196,8 @@ static inline int fault_loop_run(int fd, const struct fault_loop_config *cfg,
 	unsigned int empty_reads = 0;
 
 	memset(&st, 0, sizeof(st));
+	if (stats)
+		*stats = st;
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
 		perror("fault-loop: fcntl");
