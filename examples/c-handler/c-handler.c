@@ -50,16 +50,8 @@ int main(int argc, char **argv)
 	}
 	if (!url)
 		url = "http://127.0.0.1:8080";
-	if (argc == 5) {
-		/* A power of two P: every address ≥ P has a bit ≥ log2(P) set. */
-		uint64_t above = strtoull(argv[4], NULL, 0);
-
-		if (!above || (above & (above - 1))) {
-			fprintf(stderr, "%s: INVALID_ABOVE must be a power of two\n", argv[0]);
-			return 64;
-		}
-		cfg.invalid_mask = ~(above - 1);
-	}
+	if (argc == 5)
+		cfg.invalid_above = strtoull(argv[4], NULL, 0);
 	fault_fd = iopfd_fault_fd(url, (uint32_t)strtoul(argv[1], NULL, 0), argv[2], (uint32_t)strtoul(argv[3], NULL, 0));
 	if (fault_fd < 0) {
 		fprintf(stderr, "%s: cannot open fault queue %s at %s: %s\n", argv[0], argv[3], url, strerror(errno));
