@@ -212,6 +212,33 @@ int iopfd_read_head(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
 	}
 }
 
+int iopfd_read_more(int fd, char *buf, size_t cap, size_t *len, size_t want, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	if (want > cap - 1)
+		want = cap - 1;
+	while (*len < want) {
+		ssize_t r;
+
+		if (wait_fd(fd, POLLIN, deadline) < 0)
+			return -1;
+		r = recv(fd, buf + *len, want - *len, 0);
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -1;
+		}
+		if (r == 0) {
+			errno = EPROTO;
+			return -1;
+		}
+		*len += (size_t)r;
+		buf[*len] = 0;
+	}
+	return 0;
+}
+
 int iopfd_http_status(const char *head)
 {
 	int status;
