@@ -70,6 +70,8 @@ export interface DeviceInfo {
   bound: boolean;
   pri_enabled: boolean;
   pri_status: { response_failure: boolean; stopped: boolean };
+  /** The id of the context the device is bound to, or null (extension). */
+  ctx: number | null;
 }
 
 /** The embedded default platform: one VT-d model IOMMU, two PRI/PASID functions. */
@@ -272,6 +274,7 @@ export class Platform {
       bound: d.dev.owner !== undefined,
       pri_enabled: d.fn.priEnabled,
       pri_status: { response_failure: d.fn.responseFailure, stopped: d.fn.stopped },
+      ctx: d.dev.owner instanceof IommufdDevice ? d.dev.owner.ictx.id : null,
     };
   }
 
