@@ -6,6 +6,7 @@
 import type { Scheduler } from '../sched.js';
 import { IommuError } from './errors.js';
 import { GroupList, ListNode } from './group-list.js';
+import { LATEST_PROFILE, type IopfProfile } from '../profiles.js';
 
 /** The RID slot of an IOMMU group's pasid array (kernel IOMMU_NO_PASID). */
 export const IOMMU_NO_PASID = 0;
@@ -84,7 +85,7 @@ export interface IommuOps {
   /** Allocate a paging (stage-2 capable) domain for `dev`. */
   domainAllocPaging(dev: IommuDevice, nestParent: boolean): IommuDomain;
   /** Allocate a NESTED domain whose stage 1 is a guest `vtd_s1` table on `parent`. */
-  domainAllocNested(dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57 }): IommuDomain;
+  domainAllocNested(dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57; flags: number }): IommuDomain;
   /** Allocate an SVA domain whose stage 1 is a process page table rooted at `pgd` (no stage 2). */
   domainAllocSva(dev: IommuDevice, pgd: bigint, addrWidth: 48 | 57): IommuDomain;
   /** Free a domain (no attachment may remain). */
@@ -93,8 +94,8 @@ export interface IommuOps {
   domainMapPage(domain: IommuDomain, iova: bigint, hpa: bigint, read: boolean, write: boolean): void;
   /** Unmap one 4 KiB page from a paging domain and flush every cached translation that used it. */
   domainUnmapPage(domain: IommuDomain, iova: bigint): void;
-  /** Invalidate stage-1 IOTLB entries of a nested domain ([addr, addr + npages pages)). */
-  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number): void;
+  /** Invalidate stage-1 IOTLB entries of a nested domain ([addr, addr + npages pages); npages undefined: all). */
+  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number | bigint | undefined): void;
   /** Program (or clear, with undefined) the translation of (dev, pasid). */
   setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void;
   /**
@@ -201,12 +202,6 @@ export interface IopfFaultInjection {
   handler?: () => boolean;
 }
 
-/** Profile switches: the default is the latest kernel with its intended semantics. */
-export interface IopfQuirks {
-  /** E1 as the real kernel does it: a non-last request with no handler gets its own INVALID. */
-  nonLastInvalid?: boolean;
-}
-
 /** struct iopf_queue: one per IOMMU instance; its work queue runs SVA work. */
 export class IopfQueue {
   readonly devices = new Set<IommuDevice>();
@@ -215,7 +210,8 @@ export class IopfQueue {
   workHead = 0;
   workScheduled = false;
   inject: IopfFaultInjection = {};
-  quirks: IopfQuirks = {};
+  /** The kernel release's IOPF-core behaviour. */
+  profile: IopfProfile = LATEST_PROFILE;
 
   constructor(
     readonly name: string,

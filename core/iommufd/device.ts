@@ -181,7 +181,7 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: number, pasidArg
   const existing = idev.ictx.find(ptId);
   if (existing === old.hwpt || (existing instanceof IommufdIoas && findAuto(idev, existing) === old.hwpt)) return;
   const hwpt = installHandle(idev, ptId, pasid, iommuReplaceGroupHandle);
-  const target = idev.ictx.env.quirks.replaceDrainsNew ? hwpt.fault : old.hwpt.fault;
+  const target = idev.ictx.env.profile.replaceDrainsNew ? hwpt.fault : old.hwpt.fault;
   target?.autoResponse(old, 'replace');
   old.hwpt.users--;
   putAuto(old.hwpt);

@@ -130,7 +130,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number
   if (!handle || !fp) {
     // E1/E2. Intended semantics: only the last request of a group is answered;
     // the kernel also answers a non-last request (quirk, behind an option).
-    const quirk = fp?.queue.quirks.nonLastInvalid ?? false;
+    const quirk = fp?.queue.profile.nonLastInvalid ?? false;
     if (fp && last) takePartials(fp, prm.grpid);
     if (last || quirk) iopfErrorResponse(dev, evt, IOMMU_PAGE_RESP_INVALID);
     return EINVAL_N;

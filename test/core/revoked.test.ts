@@ -97,8 +97,8 @@ test('revoked: context release: the streams hear of every delivered cookie befor
 });
 
 test('revoked: groups still held when the fault queue is destroyed → cause destroy, before kill', () => {
-  // The E13 quirk leaves the old attachment's groups in their queue after a replace.
-  const w = new World({ quirks: { replaceDrainsNew: true } });
+  // v6.15's E13 bug leaves the old attachment's groups in their queue after a replace.
+  const w = new World({ kernel: 'v6.15' });
   const { d, f1, h2 } = w.twoQueues();
   const { fd, cookie } = w.readAndUnread(f1);
   iommufdDeviceReplace(d, h2.id);
