@@ -34,7 +34,8 @@ import {
   type IopfFault,
   type IopfQueue,
 } from '../iommu/iommu.js';
-import { LATEST_PROFILE, type DriverProfile } from '../profiles.js';
+import { IommuError } from '../iommu/errors.js';
+import { LATEST_PROFILE, type KernelProfile } from '../profiles.js';
 import { iommuReportDeviceFault, iopfQueueAddDevice, iopfQueueAlloc, iopfQueueDiscardPartial, iopfQueueRemoveDevice } from '../iopf/io-pgfault.js';
 
 interface DomainPriv {
@@ -79,7 +80,7 @@ export class SimIommu implements IommuOps {
   constructor(
     readonly unit: IommuUnit,
     readonly hostVaBits: 48 | 57 = 48,
-    readonly profile: DriverProfile = LATEST_PROFILE,
+    readonly profile: KernelProfile = LATEST_PROFILE,
   ) {
     this.canonLow = 1n << BigInt(hostVaBits - 1);
     this.canonHigh = (1n << 64n) - this.canonLow;
@@ -93,14 +94,59 @@ export class SimIommu implements IommuOps {
     return this.unit.model;
   }
 
-  /** Probe a function behind this unit: an IommuDevice, with IOPF enabled if it has PRI. */
+  /**
+   * Probe a function behind this unit. VT-d (iommu_enable_pci_pri, v6.15+)
+   * enables PRI here when the function has ATS and PRI and, if it is
+   * PASID-capable, "PRG Response PASID Required"; under a profile with
+   * priAtAttach PRI stays off until the first fault-capable attach. The
+   * stall and mock models leave the function's PRI as it is. Nobody is on
+   * the iopf queue before a fault-capable attach (enableIopf).
+   */
   probeDevice(fn: PcieFunction): IommuDevice {
     const dev = new IommuDevice(fn.name, this);
     dev.priv = fn;
     fn.iommu = dev;
     this.unit.addFunction(fn);
-    if (fn.caps.pri) iopfQueueAddDevice(this.queue, dev);
+    if (this.unit.model === 'vtd') fn.pri.enableBit = !this.profile.priAtAttach && this.priUsable(fn);
     return dev;
+  }
+
+  /** The PRI conditions of iommu_enable_pci_pri (VT-d). */
+  private priUsable(fn: PcieFunction): boolean {
+    return fn.caps.pri && fn.caps.ats && (fn.caps.pasidBits === 0 || fn.caps.prgResponseNeedsPasid);
+  }
+
+  /**
+   * enableIopf() - the first fault-capable attachment of @dev. VT-d
+   * (intel_iommu_enable_iopf, v6.15+): ENODEV unless PRI was enabled at
+   * probe. With priAtAttach (v6.11–v6.14's iommufd_fault_iopf_enable and
+   * the older intel_iommu_enable_iopf): ENODEV without PRI or ATS, EINVAL
+   * for a PASID-capable function without "PRG Response PASID Required",
+   * else PRI is reset and enabled here. SMMUv3 (arm_smmu_enable_iopf): every
+   * function of the model stalls, so none is refused. The mock
+   * (mock_dev_enable_iopf): no condition.
+   */
+  enableIopf(dev: IommuDevice): void {
+    const fn = dev.priv as PcieFunction;
+    if (this.unit.model === 'vtd') {
+      if (this.profile.priAtAttach) {
+        if (!fn.caps.pri || !fn.caps.ats) throw new IommuError('ENODEV', `${dev.name} has no PRI/ATS: no IOPF`);
+        if (fn.caps.pasidBits > 0 && !fn.caps.prgResponseNeedsPasid) {
+          throw new IommuError('EINVAL', `${dev.name} is PASID-capable without "PRG Response PASID Required": no IOPF`);
+        }
+        fn.pri.reset();
+        fn.pri.enableBit = true;
+      } else if (!fn.pri.enableBit) {
+        throw new IommuError('ENODEV', `${dev.name}: PRI could not be enabled at probe (needs ATS, PRI and, with PASID, "PRG Response PASID Required")`);
+      }
+    }
+    iopfQueueAddDevice(this.queue, dev);
+  }
+
+  /** disableIopf() - the last fault-capable attachment went: iopf_queue_remove_device (and pci_disable_pri under priAtAttach). */
+  disableIopf(dev: IommuDevice): void {
+    iopfQueueRemoveDevice(this.queue, dev);
+    if (this.unit.model === 'vtd' && this.profile.priAtAttach) (dev.priv as PcieFunction).pri.enableBit = false;
   }
 
   /** Release a function: disable IOPF (pending groups answered INVALID), forget its contexts. */
@@ -108,6 +154,7 @@ export class SimIommu implements IommuOps {
     const fn = dev.priv as PcieFunction;
     this.drainPageRequests(dev);
     iopfQueueRemoveDevice(this.queue, dev);
+    dev.iopfUsers = 0;
     this.unit.forgetFunction(fn);
     fn.iommu = undefined;
   }

@@ -78,6 +78,8 @@ export interface IommuPageResponse {
 export interface IommuOps {
   /** Driver name and model, for listings. */
   readonly name: string;
+  /** The kernel release's IOPF-core behaviour (read by iommu_report_device_fault even for a device off the iopf queue). */
+  readonly profile: IopfProfile;
   /** ops->user_pasid_table: a PASID fault may fall back to a NESTED domain at the RID. */
   readonly userPasidTable: boolean;
   /** ops->page_response: send one page group response to the hardware (`resp` is only valid during the call). */
@@ -98,6 +100,15 @@ export interface IommuOps {
   cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number | bigint | undefined): void;
   /** Program (or clear, with undefined) the translation of (dev, pasid). */
   setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void;
+  /**
+   * Put the device on the IOMMU's iopf queue for its first fault-capable
+   * attachment (VT-d intel_iommu_enable_iopf, SMMUv3 arm_smmu_enable_iopf,
+   * the selftest's mock_dev_enable_iopf), with the model's conditions.
+   * Throws IommuError (ENODEV, EINVAL) and changes nothing when refused.
+   */
+  enableIopf(dev: IommuDevice): void;
+  /** Take the device off the iopf queue after its last fault-capable attachment went (iopf_queue_remove_device). */
+  disableIopf(dev: IommuDevice): void;
   /**
    * Process every page request still queued in hardware for `dev` (and
    * `pasid`, when given) before an attachment goes away, so no report for the
@@ -140,6 +151,9 @@ export class IommuDomain {
 
 /** struct iommu_attach_handle: what sits in a group's pasid array. Embedded by its users. */
 export class IommuAttachHandle {
+  /** This attachment holds one of the device's fault-capable references (iommuIopfGet). */
+  iopfRef = false;
+
   constructor(readonly domain: IommuDomain) {}
 }
 
@@ -226,6 +240,8 @@ export class IopfQueue {
 export class IommuDevice {
   readonly group = new IommuGroup();
   faultParam: IommuFaultParam | undefined = undefined;
+  /** Fault-capable attachments (RID, PASIDs, SVA binds): the driver's iopf_refcount. */
+  iopfUsers = 0;
   /** Driver-private (the hardware function). */
   priv: unknown = undefined;
   /** The iommufd device object bound to it, if any (exclusive ownership). */
@@ -307,11 +323,40 @@ export class IopfGroup {
 }
 
 /**
+ * iommuIopfGet() - one more fault-capable attachment of @dev: the first one
+ * puts it on the iopf queue (the driver's conditions apply; its errno is
+ * thrown and nothing changes).
+ */
+export function iommuIopfGet(dev: IommuDevice): void {
+  if (dev.iopfUsers === 0) dev.ops.enableIopf(dev);
+  dev.iopfUsers++;
+}
+
+/**
+ * iommuIopfPut() - a fault-capable attachment of @dev went (detach, replace,
+ * unbind): the last one takes the device off the iopf queue, answering what
+ * is still pending INVALID and freeing its partial requests. The attach,
+ * replace and detach helpers below take the reference; the caller drops it
+ * once its own auto-response ran (the kernel drops it inside the detach,
+ * before iommufd's auto-response: the ordering of the 2026 use-after-free
+ * report, which the simulation avoids).
+ */
+export function iommuIopfPut(dev: IommuDevice, handle: IommuAttachHandle): void {
+  if (!handle.iopfRef) return;
+  handle.iopfRef = false;
+  if (--dev.iopfUsers === 0) dev.ops.disableIopf(dev);
+}
+
+/**
  * iommu_attach_group_handle / iommu_attach_device_pasid: install `handle` at
  * (dev, pasid). EBUSY if the slot is taken.
  */
 export function iommuAttachGroupHandle(dev: IommuDevice, pasid: number, handle: IommuAttachHandle): void {
   if (dev.group.pasidArray.has(pasid)) throw new IommuError('EBUSY', `${dev.name} pasid ${pasid} is already attached`);
+  if (handle.domain.iopfHandler) {
+    iommuIopfGet(dev);
+    handle.iopfRef = true;
+  }
   dev.ops.setDevPasid(dev, pasid, handle.domain);
   dev.group.pasidArray.set(pasid, handle);
   handle.domain.attachCount++;
@@ -324,6 +369,10 @@ export function iommuAttachGroupHandle(dev: IommuDevice, pasid: number, handle: 
 export function iommuReplaceGroupHandle(dev: IommuDevice, pasid: number, handle: IommuAttachHandle): IommuAttachHandle {
   const old = dev.group.pasidArray.get(pasid);
   if (!old) throw new IommuError('EINVAL', `${dev.name} pasid ${pasid} is not attached`);
+  if (handle.domain.iopfHandler) {
+    iommuIopfGet(dev);
+    handle.iopfRef = true;
+  }
   dev.ops.setDevPasid(dev, pasid, handle.domain);
   dev.group.pasidArray.set(pasid, handle);
   handle.domain.attachCount++;

@@ -70,8 +70,14 @@ test('prq_event_thread: the canonical check follows the host CPU (host_va_bits 5
   assert.throws(() => new World({ hostVaBits: 39 as 48 }), (e: unknown) => e instanceof IommuError && e.errno === 'EINVAL');
 });
 
-test('intel_prq_report: NEEDS_PASID whenever the request carries a PASID, whatever the device caps', () => {
-  const w = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { prg_response_needs_pasid: false } }] });
+test('intel_prq_report: NEEDS_PASID with every PASID request; intel_iommu_enable_iopf: ENODEV without "PRG Response PASID Required"', () => {
+  // Such a PASID-capable function gets no PRI at probe (iommu_enable_pci_pri), so no fault-capable attach.
+  const w0 = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { prg_response_needs_pasid: false } }] });
+  const d0 = w0.bind();
+  const h0 = w0.nested(d0, w0.parent(d0), w0.fault(), HWPT_PASID);
+  assert.equal(errnoOf(() => iommufdDeviceAttach(d0, h0.id, 5)), 'ENODEV');
+  assert.equal(d0.attachments.size, 0);
+  const w = new World();
   const d = w.bind();
   const f = w.fault();
   const p = w.parent(d);
