@@ -244,12 +244,19 @@ export class SimIommu implements IommuOps {
     return (addr >= 0n && addr < this.canonLow) || (addr >= this.canonHigh && addr <= 0xffff_ffff_ffff_ffffn);
   }
 
+  /**
+   * ops->page_response. SMMUv3 (arm_smmu_page_response): CMD_RESUME, RETRY
+   * for SUCCESS, ABORT for INVALID and FAILURE alike (a stall has no PRI
+   * state to stop: the function sees its transaction terminated, as
+   * Invalid). VT-d (intel_iommu_page_response) and the mock: a Page Group
+   * Response with the code, FAILURE as Response Failure.
+   */
   pageResponse(dev: IommuDevice, lastFault: IopfFault, resp: IommuPageResponse): void {
-    const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRG_FAILURE : PRG_INVALID;
     if (this.unit.model === 'smmuv3') {
-      this.unit.resume(resp.grpid, code);
+      this.unit.resume(resp.grpid, resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : PRG_INVALID);
       return;
     }
+    const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRG_FAILURE : PRG_INVALID;
     const fn = dev.priv as PcieFunction;
     const pasid = lastFault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID ? resp.pasid : undefined;
     this.unit.pageGroupResponse(fn.rid, pasid, resp.grpid, code);

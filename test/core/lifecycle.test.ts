@@ -143,3 +143,21 @@ test('prq_event_thread (v6.11, intel/svm.c): every request without a PASID is a 
     }
   }
 });
+
+test('arm_smmu_page_response: INVALID and FAILURE both become CMD_RESUME abort; a stall has no PRI state to stop', () => {
+  const w = new World({ model: 'smmuv3' });
+  w.standard();
+  w.platform.iommus.get('iommu0')!.driver.queue.inject.handler = () => true; // the core answers FAILURE
+  w.T(undefined, 1, true);
+  assert.deepEqual(w.log(), [{ pasid: undefined, grpid: 1, code: 'invalid' }]);
+  const info = w.platform.deviceInfo('d0');
+  assert.equal(info.pri_status.response_failure, false);
+  assert.equal(info.pri_enabled, true);
+  // The same FAILURE on VT-d is a Response Failure that stops PRI.
+  const v = new World();
+  v.standard();
+  v.platform.iommus.get('iommu0')!.driver.queue.inject.handler = () => true;
+  v.T(undefined, 1, true);
+  assert.deepEqual(v.log(), [{ pasid: undefined, grpid: 1, code: 'failure' }]);
+  assert.equal(v.platform.deviceInfo('d0').pri_status.response_failure, true);
+});
