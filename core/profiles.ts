@@ -37,8 +37,6 @@ export interface IopfProfile {
  * @name: the `--kernel` name.
  * @replaceDrainsNew: iommufd_hwpt_replace_device() (v6.15+) auto-answers on
  *   the new hwpt's fault queue instead of the old one (E13).
- * @destroyLeavesDelivered: iommufd_fault_destroy() (v6.11–v6.13) answers
- *   the unread groups only; read but unanswered ones stay unanswered.
  * @priAtAttach: iommufd_fault_iopf_enable() (v6.11–v6.14): PRI itself is
  *   reset and enabled at the first fault-capable attach and disabled at the
  *   last, and a PASID-enabled device without "PRG Response PASID Required"
@@ -48,7 +46,6 @@ export interface IopfProfile {
 export interface KernelProfile extends DriverProfile, IopfProfile {
   readonly name: string;
   readonly replaceDrainsNew: boolean;
-  readonly destroyLeavesDelivered: boolean;
   readonly priAtAttach: boolean;
 }
 
@@ -57,7 +54,6 @@ const LATEST: KernelProfile = Object.freeze({
   vtdNoPasidInvalid: false,
   nonLastInvalid: false,
   replaceDrainsNew: false,
-  destroyLeavesDelivered: false,
   priAtAttach: false,
 });
 
@@ -66,8 +62,8 @@ export const KERNEL_PROFILES: Readonly<Record<string, KernelProfile>> = Object.f
   latest: LATEST,
   'v6.15': Object.freeze({ ...LATEST, name: 'v6.15', nonLastInvalid: true, replaceDrainsNew: true }),
   'v6.14': Object.freeze({ ...LATEST, name: 'v6.14', nonLastInvalid: true, priAtAttach: true }),
-  'v6.13': Object.freeze({ ...LATEST, name: 'v6.13', nonLastInvalid: true, priAtAttach: true, destroyLeavesDelivered: true }),
-  'v6.11': Object.freeze({ ...LATEST, name: 'v6.11', nonLastInvalid: true, priAtAttach: true, destroyLeavesDelivered: true, vtdNoPasidInvalid: true }),
+  'v6.13': Object.freeze({ ...LATEST, name: 'v6.13', nonLastInvalid: true, priAtAttach: true }),
+  'v6.11': Object.freeze({ ...LATEST, name: 'v6.11', nonLastInvalid: true, priAtAttach: true, vtdNoPasidInvalid: true }),
 });
 
 /** LATEST_PROFILE - the default: the newest kernel, intended semantics. */
