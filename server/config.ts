@@ -21,6 +21,7 @@
  *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
  *   --max-connections N      IOPFD_MAX_CONNECTIONS   open TCP connections, default 1024
  *   --kernel NAME            IOPFD_KERNEL            kernel profile: latest (default), v6.15, v6.14, v6.13, v6.11
+ *   --help, --version        print the usage or the package version, and exit
  *
  * Without an admin token the daemon refuses to listen beyond loopback.
  */
@@ -51,6 +52,7 @@ export class ConfigError extends Error {
  * @heartbeatMs: the stream ping interval.
  * @maxConnections: open TCP connections at most; one more is closed as accepted.
  * @help: `--help` was given.
+ * @version: `--version` was given.
  */
 export interface Config {
   host: string;
@@ -66,6 +68,7 @@ export interface Config {
   heartbeatMs: number;
   maxConnections: number;
   help: boolean;
+  version: boolean;
 }
 
 const zCount = z
@@ -104,6 +107,7 @@ const zOptions = z.strictObject({
   'max-connections': zCount.default(1024),
   kernel: z.enum(Object.keys(KERNEL_PROFILES) as [string, ...string[]], { error: `expected a kernel profile among ${Object.keys(KERNEL_PROFILES).join(', ')}` }).default('latest'),
   help: z.literal('true').optional(),
+  version: z.literal('true').optional(),
 });
 
 /** FLAGS - every accepted flag name (without `--`). */
@@ -119,11 +123,12 @@ export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [-
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
              [--max-devices N] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
              [--heartbeat-ms N] [--max-connections N] [--kernel ${Object.keys(KERNEL_PROFILES).join('|')}]
+       iopfd --help | --version
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
 `;
 
-/** readArgs() - `--flag value` and `--flag=value` pairs; --help takes no value; the last one of a flag wins. */
+/** readArgs() - `--flag value` and `--flag=value` pairs; --help and --version take no value; the last one of a flag wins. */
 function readArgs(argv: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -132,7 +137,7 @@ function readArgs(argv: readonly string[]): Record<string, string> {
     if (!m || !FLAGS.includes(m[1]!)) throw new ConfigError(`unknown argument ${JSON.stringify(arg)}`);
     const flag = m[1]!;
     let value: string;
-    if (flag === 'help') value = 'true';
+    if (flag === 'help' || flag === 'version') value = 'true';
     else if (m[2] !== undefined) value = m[2];
     else if (i + 1 < argv.length) value = argv[++i]!;
     else throw new ConfigError(`--${flag} needs a value`);
@@ -165,7 +170,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const raw: Record<string, string> = {};
   for (const flag of FLAGS) {
     const v = env[envName(flag)];
-    if (v !== undefined && flag !== 'help') raw[flag] = v;
+    if (v !== undefined && flag !== 'help' && flag !== 'version') raw[flag] = v;
   }
   Object.assign(raw, readArgs(argv));
   const r = zOptions.safeParse(raw);
@@ -173,7 +178,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     throw new ConfigError(r.error.issues.map((i) => `--${String(i.path[0])} (${envName(String(i.path[0]))}): ${i.message}`).join('; '));
   }
   const o = r.data;
-  if (o.help === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
+  if (o.help === undefined && o.version === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
     throw new ConfigError(`refusing to listen on ${o.host} without an admin token (--admin-token or IOPFD_ADMIN_TOKEN): only loopback hosts may leave /v1/platform open`);
   }
   const limits: Config['limits'] = {};
@@ -197,6 +202,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     heartbeatMs: o['heartbeat-ms'],
     maxConnections: o['max-connections'],
     help: o.help !== undefined,
+    version: o.version !== undefined,
   };
 }
 
