@@ -4,7 +4,7 @@
  */
 export * from './sched.js';
 export * from './platform.js';
-export { KERNEL_PROFILES, LATEST_PROFILE, kernelProfile, type KernelProfile } from './profiles.js';
+export { KERNEL_PROFILES, LATEST_PROFILE, kernelProfile, type KernelProfile } from './iommu/profiles.js';
 export { IommuError, type CoreErrno } from './iommu/errors.js';
 export { IopfGroup, IommuDevice, IOMMU_NO_PASID } from './iommu/iommu.js';
 export { IommufdCtx, IommufdObject, DEFAULT_LIMITS } from './iommufd/main.js';

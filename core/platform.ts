@@ -32,7 +32,7 @@ import {
   type PhysMemory,
 } from './iommufd/main.js';
 import type { Scheduler } from './sched.js';
-import { LATEST_PROFILE, type KernelProfile } from './profiles.js';
+import { LATEST_PROFILE, type KernelProfile } from './iommu/profiles.js';
 
 export interface IommuDesc {
   name: string;

@@ -35,7 +35,7 @@ import {
   type IopfQueue,
 } from '../iommu/iommu.js';
 import { IommuError } from '../iommu/errors.js';
-import { LATEST_PROFILE, type KernelProfile } from '../profiles.js';
+import { LATEST_PROFILE, type KernelProfile } from '../iommu/profiles.js';
 import { iommuReportDeviceFault, iopfQueueAddDevice, iopfQueueAlloc, iopfQueueDiscardPartial, iopfQueueRemoveDevice } from '../iopf/io-pgfault.js';
 
 interface DomainPriv {

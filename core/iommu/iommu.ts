@@ -6,7 +6,7 @@
 import type { Scheduler } from '../sched.js';
 import { IommuError } from './errors.js';
 import { GroupList, ListNode } from './group-list.js';
-import { LATEST_PROFILE, type IopfProfile } from '../profiles.js';
+import { LATEST_PROFILE, type IopfProfile } from './profiles.js';
 
 /** The RID slot of an IOMMU group's pasid array (kernel IOMMU_NO_PASID). */
 export const IOMMU_NO_PASID = 0;

@@ -6,7 +6,6 @@
  */
 import { IommuError } from '../iommu/errors.js';
 import type { IommuDomain } from '../iommu/iommu.js';
-import { VTD_S1_FLAGS } from '../hw/vtd-s1.js';
 import { IommufdFault } from './eventq.js';
 import { IommufdIoas } from './ioas.js';
 import { IommufdObject, type IommufdCtx } from './main.js';
@@ -187,7 +186,7 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
     if (flags & ~NESTED_FLAGS) throw new IommuError('EOPNOTSUPP', `nested hwpt flags 0x${(flags & ~NESTED_FLAGS).toString(16)} are not supported`);
     if (pt.iommuName !== idev.phys.iommuName) throw new IommuError('EINVAL', `hwpt ${pt.id} belongs to another IOMMU`);
     const data = req.data;
-    if (data.flags & ~VTD_S1_FLAGS) throw new IommuError('EOPNOTSUPP', `vtd_s1 flags 0x${(data.flags & ~VTD_S1_FLAGS).toString(16)} are not supported (SRE 1, EAFE 2, WPE 4)`);
+    if (data.flags & ~IOMMU_VTD_S1_FLAGS) throw new IommuError('EOPNOTSUPP', `vtd_s1 flags 0x${(data.flags & ~IOMMU_VTD_S1_FLAGS).toString(16)} are not supported (SRE 1, EAFE 2, WPE 4)`);
     if (data.addr_width !== 48 && data.addr_width !== 57) throw new IommuError('EINVAL', 'addr_width must be 48 or 57');
     if ((data.pgtbl_addr & 0xfffn) !== 0n) throw new IommuError('EINVAL', 'pgtbl_addr must be 4 KiB aligned');
     const addrWidth: 48 | 57 = data.addr_width;
@@ -215,6 +214,9 @@ function lookupFault(ictx: IommufdCtx, faultId: number | undefined): IommufdFaul
   if (!(obj instanceof IommufdFault)) throw new IommuError('ENOENT', `fault_id ${String(faultId)} names no fault queue`);
   return obj;
 }
+
+/** IOMMU_VTD_S1_SRE | IOMMU_VTD_S1_EAFE | IOMMU_VTD_S1_WPE (uAPI): the vtd_s1 flags accepted. */
+export const IOMMU_VTD_S1_FLAGS = 1 | 2 | 4;
 
 /** IOMMU_VTD_INV_FLAGS_LEAF - an invalidation entry's flag: only leaf entries changed. */
 export const IOMMU_VTD_INV_FLAGS_LEAF = 1;

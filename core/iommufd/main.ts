@@ -9,7 +9,7 @@
  */
 import { IommuError } from '../iommu/errors.js';
 import type { IommuDevice } from '../iommu/iommu.js';
-import type { KernelProfile } from '../profiles.js';
+import type { KernelProfile } from '../iommu/profiles.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
 
