@@ -172,16 +172,9 @@ int ws_handshake(int fd, const struct iopfd_url *u, const char *path, const char
 		errno = iopfd_http_errno(&r);
 		return -1;
 	}
-	head[hlen] = 0;
 	snprintf(concat, sizeof(concat), "%s%s", key, WS_GUID);
 	sha1(concat, strlen(concat), digest);
 	base64(digest, sizeof(digest), accept_want);
-	if (iopfd_http_header(head, "Sec-WebSocket-Accept", value, sizeof(value)) < 0 || strcmp(value, accept_want) ||
-	    iopfd_http_header(head, "Sec-WebSocket-Protocol", value, sizeof(value)) < 0 || strcmp(value, subprotocol) ||
-	    iopfd_http_header(head, "Upgrade", value, sizeof(value)) < 0 || strcasecmp(value, "websocket")) {
-		errno = EPROTO;
-		return -1;
-	}
 	/* Frames that came with the head. */
 	if (have > (size_t)hlen) {
 		size_t extra = have - (size_t)hlen;
@@ -197,6 +190,13 @@ int ws_handshake(int fd, const struct iopfd_url *u, const char *path, const char
 		rd->cap = extra > 65536 ? extra : 65536;
 		rd->pos = 0;
 		rd->len = extra;
+	}
+	head[hlen] = 0;
+	if (iopfd_http_header(head, "Sec-WebSocket-Accept", value, sizeof(value)) < 0 || strcmp(value, accept_want) ||
+	    iopfd_http_header(head, "Sec-WebSocket-Protocol", value, sizeof(value)) < 0 || strcmp(value, subprotocol) ||
+	    iopfd_http_header(head, "Upgrade", value, sizeof(value)) < 0 || strcasecmp(value, "websocket")) {
+		errno = EPROTO;
+		return -1;
 	}
 	return 0;
 }
