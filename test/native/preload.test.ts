@@ -123,6 +123,38 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
     }
   });
 
+  it('nested vtd_s1 hwpt, invalidation, replace, PASID detach, unmap; the context lives while any of its files does', async () => {
+    await addDevice(server, 'life0');
+    const before = server.daemon.platform.contextCount;
+    const p = vmm(server.base, ['--lifecycle', 'life0', '0', '-1']);
+    try {
+      await p.waitLines(/^step closed-iommufd$/);
+      assert.deepEqual(p.matching(/FAILED/), []);
+      assert.ok(p.matching(/^rule \S+ ok$/).length >= 15, p.lines.join('\n'));
+      // Its dup, the bound device and the fault fd still hold the context.
+      assert.equal(server.daemon.platform.contextCount, before + 1);
+      p.send('next');
+      await p.waitLines(/^step closed-dup$/);
+      assert.equal(server.daemon.platform.contextCount, before + 1);
+      assert.equal((await device(server, 'life0')).bound, true);
+      p.send('next');
+      await p.waitLines(/^step closed-device$/);
+      // Closing the device file unbinds it; the fault fd still holds the context.
+      assert.equal((await device(server, 'life0')).bound, false);
+      assert.equal(server.daemon.platform.contextCount, before + 1);
+      p.send('next');
+      await p.waitLines(/^step closed-fault$/);
+      // The last file closed: released by the program, which is still running.
+      assert.equal(server.daemon.platform.contextCount, before);
+      assert.equal(p.child.exitCode, null);
+      p.send('next');
+      assert.equal(await p.exited, 0, p.stderr);
+      assert.ok(p.lines.includes('end'));
+    } finally {
+      await p.kill();
+    }
+  });
+
   it('open() fails as the kernel would: ENOENT for a device the platform lacks, ECONNREFUSED without a daemon', async () => {
     const missing = vmm(server.base, ['no-such-device', '0', '-1']);
     assert.equal(await missing.exited, 2);

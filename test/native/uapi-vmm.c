@@ -2,7 +2,7 @@
 /*
  * DOC: uapi-vmm.c - a VMM's fault path written only against the kernel uAPI
  *
- *   uapi-vmm [--pasid P] [--rules] DEVICE INVALID_MASK ANSWER_LIMIT
+ *   uapi-vmm [--pasid P] [--rules] [--lifecycle] DEVICE INVALID_MASK ANSWER_LIMIT
  *
  * Nothing here knows iopfd: the program opens /dev/iommu and
  * /dev/vfio/devices/DEVICE, binds the device (VFIO_DEVICE_BIND_IOMMUFD),
@@ -22,7 +22,10 @@
  * "rule NAME ok", the kernel's ioctl rules it relies on (extensible struct
  * sizes, E2BIG, ENOTTY, EOPNOTSUPP, EBUSY on a device or an open fault
  * queue, the fault fd's ESPIPE and EINVAL); a broken rule prints
- * "rule NAME FAILED ..." and exits 1.
+ * "rule NAME FAILED ..." and exits 1. With --lifecycle it then, instead of
+ * serving, allocates a nested (vtd_s1) hwpt, invalidates it, replaces the
+ * RID's attachment, attaches and detaches a PASID, unmaps, and closes its
+ * files one by one ("step NAME", then a line on stdin to go on).
  *
  * Run on a kernel with iommufd and a PRI-capable device, or unmodified
  * under iopfd-preload.so (test/native/preload.test.ts). The structs are
@@ -102,6 +105,36 @@ struct iommu_hwpt_alloc {
 };
 #define IOMMU_HWPT_ALLOC _IO(IOMMUFD_TYPE, 0x89)
 
+#define IOMMU_HWPT_ALLOC_NEST_PARENT (1 << 0)
+#define IOMMU_HWPT_DATA_VTD_S1 1
+
+struct iommu_hwpt_vtd_s1 {
+	uint64_t flags __attribute__((aligned(8)));
+	uint64_t pgtbl_addr __attribute__((aligned(8)));
+	uint32_t addr_width;
+	uint32_t __reserved;
+};
+
+#define IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 0
+
+struct iommu_hwpt_vtd_s1_invalidate {
+	uint64_t addr __attribute__((aligned(8)));
+	uint64_t npages __attribute__((aligned(8)));
+	uint32_t flags;
+	uint32_t __reserved;
+};
+
+struct iommu_hwpt_invalidate {
+	uint32_t size;
+	uint32_t hwpt_id;
+	uint64_t data_uptr __attribute__((aligned(8)));
+	uint32_t data_type;
+	uint32_t entry_len;
+	uint32_t entry_num;
+	uint32_t __reserved;
+};
+#define IOMMU_HWPT_INVALIDATE _IO(IOMMUFD_TYPE, 0x8d)
+
 struct iommu_fault_alloc {
 	uint32_t size;
 	uint32_t flags;
@@ -132,6 +165,14 @@ struct vfio_device_attach_iommufd_pt {
 	uint32_t pasid;
 };
 #define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
+
+#define VFIO_DEVICE_DETACH_PASID (1 << 0)
+struct vfio_device_detach_iommufd_pt {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t pasid;
+};
+#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
 
 #define VM_AT(t, f, o) _Static_assert(offsetof(struct t, f) == (o), #t "." #f)
 #define VM_SIZE(t, n) _Static_assert(sizeof(struct t) == (n), #t " size")
@@ -167,6 +208,24 @@ VM_AT(iommu_hwpt_alloc, data_len, 28);
 VM_AT(iommu_hwpt_alloc, data_uptr, 32);
 VM_AT(iommu_hwpt_alloc, fault_id, 40);
 VM_AT(iommu_hwpt_alloc, __reserved2, 44);
+VM_SIZE(iommu_hwpt_vtd_s1, 24);
+VM_AT(iommu_hwpt_vtd_s1, flags, 0);
+VM_AT(iommu_hwpt_vtd_s1, pgtbl_addr, 8);
+VM_AT(iommu_hwpt_vtd_s1, addr_width, 16);
+VM_AT(iommu_hwpt_vtd_s1, __reserved, 20);
+VM_SIZE(iommu_hwpt_vtd_s1_invalidate, 24);
+VM_AT(iommu_hwpt_vtd_s1_invalidate, addr, 0);
+VM_AT(iommu_hwpt_vtd_s1_invalidate, npages, 8);
+VM_AT(iommu_hwpt_vtd_s1_invalidate, flags, 16);
+VM_AT(iommu_hwpt_vtd_s1_invalidate, __reserved, 20);
+VM_SIZE(iommu_hwpt_invalidate, 32);
+VM_AT(iommu_hwpt_invalidate, size, 0);
+VM_AT(iommu_hwpt_invalidate, hwpt_id, 4);
+VM_AT(iommu_hwpt_invalidate, data_uptr, 8);
+VM_AT(iommu_hwpt_invalidate, data_type, 16);
+VM_AT(iommu_hwpt_invalidate, entry_len, 20);
+VM_AT(iommu_hwpt_invalidate, entry_num, 24);
+VM_AT(iommu_hwpt_invalidate, __reserved, 28);
 VM_SIZE(iommu_fault_alloc, 16);
 VM_AT(iommu_fault_alloc, size, 0);
 VM_AT(iommu_fault_alloc, flags, 4);
@@ -183,6 +242,10 @@ VM_AT(vfio_device_attach_iommufd_pt, argsz, 0);
 VM_AT(vfio_device_attach_iommufd_pt, flags, 4);
 VM_AT(vfio_device_attach_iommufd_pt, pt_id, 8);
 VM_AT(vfio_device_attach_iommufd_pt, pasid, 12);
+VM_SIZE(vfio_device_detach_iommufd_pt, 12);
+VM_AT(vfio_device_detach_iommufd_pt, argsz, 0);
+VM_AT(vfio_device_detach_iommufd_pt, flags, 4);
+VM_AT(vfio_device_detach_iommufd_pt, pasid, 8);
 
 /* ---- the program ------------------------------------------------------------- */
 
@@ -306,6 +369,126 @@ static void check_rules(int iommufd, int devfd, uint32_t dev_id, uint32_t fault_
 		exit(1);
 }
 
+/** step() - print "step @name" and wait for a line on stdin (the test looks meanwhile). */
+static void step(const char *name)
+{
+	char line[64];
+
+	printf("step %s\n", name);
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		exit(3);
+}
+
+/**
+ * lifecycle() - nested translation, invalidation, replace, PASID detach and
+ * unmap, then the files closed one by one: the context lives while any of
+ * the /dev/iommu file (and its dup), the bound device or the fault fd does.
+ */
+static void lifecycle(int iommufd, int devfd, int fault_fd, uint32_t dev_id, uint32_t ioas_id, uint32_t fault_id,
+		      uint64_t auto_iova)
+{
+	struct iommu_hwpt_alloc parent, nested;
+	struct iommu_hwpt_vtd_s1 s1 = { .flags = 0, .pgtbl_addr = 1ull << 30, .addr_width = 48 };
+	struct iommu_hwpt_vtd_s1_invalidate ents[3];
+	struct { struct iommu_hwpt_vtd_s1_invalidate e; uint64_t tail; } wide[2];
+	struct iommu_hwpt_invalidate inv;
+	struct vfio_device_attach_iommufd_pt at;
+	struct vfio_device_detach_iommufd_pt dt;
+	struct iommu_ioas_unmap un;
+	int dupfd;
+
+	memset(&parent, 0, sizeof(parent));
+	parent.size = sizeof(parent);
+	parent.flags = IOMMU_HWPT_ALLOC_NEST_PARENT;
+	parent.dev_id = dev_id;
+	parent.pt_id = ioas_id;
+	rule("hwpt_alloc_nest_parent", ioctl(iommufd, IOMMU_HWPT_ALLOC, &parent), 0);
+	memset(&nested, 0, sizeof(nested));
+	nested.size = sizeof(nested);
+	nested.flags = IOMMU_HWPT_FAULT_ID_VALID;
+	nested.dev_id = dev_id;
+	nested.pt_id = parent.out_hwpt_id;
+	nested.data_type = IOMMU_HWPT_DATA_VTD_S1;
+	nested.data_len = sizeof(s1) - 4;
+	nested.data_uptr = (uintptr_t)&s1;
+	nested.fault_id = fault_id;
+	rule("hwpt_alloc_vtd_s1_short_data_einval", ioctl(iommufd, IOMMU_HWPT_ALLOC, &nested), EINVAL);
+	nested.data_len = sizeof(s1);
+	rule("hwpt_alloc_nested_vtd_s1", ioctl(iommufd, IOMMU_HWPT_ALLOC, &nested), 0);
+
+	memset(ents, 0, sizeof(ents));
+	ents[0].addr = 0;
+	ents[0].npages = 1;
+	ents[1].addr = 0x1000;
+	ents[1].npages = 2;
+	ents[2].addr = 0x1001; /* not 4 KiB aligned */
+	ents[2].npages = 1;
+	memset(&inv, 0, sizeof(inv));
+	inv.size = sizeof(inv);
+	inv.hwpt_id = nested.out_hwpt_id;
+	inv.data_uptr = (uintptr_t)ents;
+	inv.data_type = IOMMU_HWPT_INVALIDATE_DATA_VTD_S1;
+	inv.entry_len = sizeof(ents[0]);
+	inv.entry_num = 2;
+	rule("hwpt_invalidate_ok", ioctl(iommufd, IOMMU_HWPT_INVALIDATE, &inv), 0);
+	rule("hwpt_invalidate_entry_num_2", inv.entry_num == 2 ? 0 : -1, 0);
+	inv.entry_num = 3;
+	rule("hwpt_invalidate_unaligned_einval", ioctl(iommufd, IOMMU_HWPT_INVALIDATE, &inv), EINVAL);
+	rule("hwpt_invalidate_stops_at_the_bad_entry", inv.entry_num == 2 ? 0 : -1, 0);
+	memset(wide, 0, sizeof(wide));
+	wide[0].e.npages = 1;
+	wide[1].e.npages = 1;
+	wide[1].tail = 1;
+	inv.data_uptr = (uintptr_t)wide;
+	inv.entry_len = sizeof(wide[0]);
+	inv.entry_num = 2;
+	rule("hwpt_invalidate_entry_tail_e2big", ioctl(iommufd, IOMMU_HWPT_INVALIDATE, &inv), E2BIG);
+	rule("hwpt_invalidate_e2big_entry_num_1", inv.entry_num == 1 ? 0 : -1, 0);
+
+	memset(&at, 0, sizeof(at));
+	at.argsz = sizeof(at);
+	at.pt_id = nested.out_hwpt_id;
+	rule("attach_again_replaces", ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at), 0);
+	rule("attach_returns_the_hwpt", at.pt_id == nested.out_hwpt_id ? 0 : -1, 0);
+	at.flags = VFIO_DEVICE_ATTACH_PASID;
+	at.pasid = 9;
+	at.pt_id = ioas_id;
+	rule("attach_pasid_to_an_ioas", ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at), 0);
+	rule("attach_pasid_returns_the_automatic_hwpt", at.pt_id != ioas_id && at.pt_id != 0 ? 0 : -1, 0);
+	memset(&dt, 0, sizeof(dt));
+	dt.argsz = sizeof(dt);
+	dt.flags = VFIO_DEVICE_DETACH_PASID;
+	dt.pasid = 9;
+	rule("detach_pasid", ioctl(devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &dt), 0);
+	rule("detach_pasid_again_is_a_no_op", ioctl(devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &dt), 0);
+	dt.argsz = 8;
+	rule("detach_pasid_short_argsz_einval", ioctl(devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &dt), EINVAL);
+
+	memset(&un, 0, sizeof(un));
+	un.size = sizeof(un);
+	un.ioas_id = ioas_id;
+	un.iova = auto_iova;
+	un.length = 64 << 10;
+	rule("ioas_unmap", ioctl(iommufd, IOMMU_IOAS_UNMAP, &un), 0);
+	rule("ioas_unmap_length", un.length == 64 << 10 ? 0 : -1, 0);
+	rule("ioas_unmap_again_enoent", ioctl(iommufd, IOMMU_IOAS_UNMAP, &un), ENOENT);
+	if (failures)
+		exit(1);
+
+	dupfd = dup(iommufd);
+	if (dupfd < 0)
+		die("dup");
+	close(iommufd);
+	step("closed-iommufd");
+	close(dupfd);
+	step("closed-dup");
+	close(devfd);
+	step("closed-device");
+	close(fault_fd);
+	step("closed-fault");
+}
+
 int main(int argc, char **argv)
 {
 	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
@@ -317,20 +500,23 @@ int main(int argc, char **argv)
 	struct fault_loop_config cfg;
 	struct fault_loop_stats st;
 	char path[128];
-	int iommufd, devfd, fault_fd, rules = 0, argi = 1;
+	int iommufd, devfd, fault_fd, rules = 0, life = 0, argi = 1;
+	uint64_t auto_iova;
 	long pasid = -1;
 	void *mem;
 
 	for (; argi < argc && !strncmp(argv[argi], "--", 2); argi++) {
 		if (!strcmp(argv[argi], "--rules"))
 			rules = 1;
+		else if (!strcmp(argv[argi], "--lifecycle"))
+			life = 1;
 		else if (!strcmp(argv[argi], "--pasid") && argi + 1 < argc)
 			pasid = strtol(argv[++argi], NULL, 0);
 		else
 			break;
 	}
 	if (argc - argi != 3) {
-		fprintf(stderr, "usage: uapi-vmm [--pasid P] [--rules] DEVICE INVALID_MASK ANSWER_LIMIT\n");
+		fprintf(stderr, "usage: uapi-vmm [--pasid P] [--rules] [--lifecycle] DEVICE INVALID_MASK ANSWER_LIMIT\n");
 		return 2;
 	}
 	memset(&cfg, 0, sizeof(cfg));
@@ -377,6 +563,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uapi-vmm: IOMMU_IOAS_MAP picked iova 0x%" PRIx64 "\n", (uint64_t)map.iova);
 		return 2;
 	}
+	auto_iova = map.iova;
 
 	if (ioctl(iommufd, IOMMU_FAULT_QUEUE_ALLOC, &fault))
 		die("IOMMU_FAULT_QUEUE_ALLOC");
@@ -414,6 +601,11 @@ int main(int argc, char **argv)
 	printf("ready dev_id=%" PRIu32 " ioas_id=%" PRIu32 " fault_id=%" PRIu32 " hwpt_id=%" PRIu32 "\n", bind.out_devid,
 	       ioas.out_ioas_id, fault.out_fault_id, hwpt.out_hwpt_id);
 	fflush(stdout);
+	if (life) {
+		lifecycle(iommufd, devfd, fault_fd, bind.out_devid, ioas.out_ioas_id, fault.out_fault_id, auto_iova);
+		printf("end\n");
+		return 0;
+	}
 	if (fault_loop_run(fault_fd, &cfg, &st) < 0)
 		return 1;
 	fprintf(stderr, "uapi-vmm: %lu groups answered (%lu invalid), %lu held\n", st.groups, st.invalid, st.held);

@@ -938,6 +938,48 @@ static int pf_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd)
 /** Entries per REST call of IOMMU_HWPT_INVALIDATE (the body stays far below 1 MiB). */
 #define PF_INV_BATCH 2048
 
+/** pf_inv_entry_json() - one vtd_s1 invalidation entry as the daemon takes it. */
+static int pf_inv_entry_json(char *out, size_t cap, const unsigned char *src, uint32_t entry_len)
+{
+	struct iopfd_iommu_hwpt_vtd_s1_invalidate e;
+	char a[24], np[24];
+
+	pf_copy_struct_from_user(&e, sizeof(e), src, entry_len);
+	if (e.npages <= UINT32_MAX)
+		snprintf(np, sizeof(np), "%" PRIu64, e.npages);
+	else
+		pf_hex(np, sizeof(np), e.npages);
+	return snprintf(out, cap, "{\"addr\":%s,\"npages\":%s,\"flags\":%" PRIu32 "}", pf_hex(a, sizeof(a), e.addr), np,
+			e.flags);
+}
+
+/**
+ * pf_invalidate_each() - entries [@first, @first + @n) one per call, up to
+ * the first the daemon refuses; @done is set to the index after the last
+ * handled one.
+ *
+ * Return: 0, or the refused entry's negative errno.
+ */
+static int pf_invalidate_each(struct pf_ctx *c, const char *path, const unsigned char *base, uint32_t entry_len,
+			      uint32_t first, uint32_t n, uint32_t *done)
+{
+	char body[160];
+
+	for (uint32_t i = 0; i < n; i++) {
+		int off = snprintf(body, sizeof(body), "{\"entries\":[");
+
+		off += pf_inv_entry_json(body + off, sizeof(body) - (size_t)off, base + (size_t)(first + i) * entry_len,
+					 entry_len);
+		snprintf(body + off, sizeof(body) - (size_t)off, "]}");
+		if (pf_rest("POST", path, c->token, body, NULL) < 0) {
+			*done = first + i;
+			return -errno;
+		}
+	}
+	*done = first + n;
+	return 0;
+}
+
 /*
  * iommufd_hwpt_invalidate() with the VT-d driver's per-entry copy: entries
  * are handled in order up to the first bad one; entry_num comes back as the
@@ -978,7 +1020,7 @@ static int pf_hwpt_invalidate(struct pf_ctx *c, union pf_cmd *cmd, void *arg, si
 	}
 	if (total == 0)
 		good = 0;
-	body = malloc(64 + (size_t)PF_INV_BATCH * 96);
+	body = malloc(64 + (size_t)PF_INV_BATCH * 100);
 	if (!body)
 		return -ENOMEM;
 	/* An empty array still looks the hwpt up (the kernel's type probe). */
@@ -989,23 +1031,26 @@ static int pf_hwpt_invalidate(struct pf_ctx *c, union pf_cmd *cmd, void *arg, si
 		uint64_t d = 0;
 
 		for (i = 0; i < n; i++) {
-			struct iopfd_iommu_hwpt_vtd_s1_invalidate e;
-			char a[24], np[24];
-
-			pf_copy_struct_from_user(&e, sizeof(e), base + (size_t)(done + i) * inv->entry_len, inv->entry_len);
-			if (e.npages <= UINT32_MAX)
-				snprintf(np, sizeof(np), "%" PRIu64, e.npages);
-			else
-				pf_hex(np, sizeof(np), e.npages);
-			off += (size_t)sprintf(body + off, "%s{\"addr\":%s,\"npages\":%s,\"flags\":%" PRIu32 "}", i ? "," : "",
-					       pf_hex(a, sizeof(a), e.addr), np, e.flags);
+			if (i)
+				body[off++] = ',';
+			off += (size_t)pf_inv_entry_json(body + off, 96, base + (size_t)(done + i) * inv->entry_len,
+							 inv->entry_len);
 		}
 		sprintf(body + off, "]}");
 		if (pf_rest_body("POST", path, c->token, body, &resp) < 0) {
 			rc = -errno;
 			/* The daemon's error body carries `done`, the entries handled before the bad one. */
-			if (resp && iopfd_json_u64(resp, "done", &d) == 0 && d < n)
+			if (resp && iopfd_json_u64(resp, "done", &d) == 0 && d < n) {
 				done += (uint32_t)d;
+			} else if (n > 1) {
+				/*
+				 * A daemon without `done`: find the bad entry one entry at a
+				 * time (invalidating an entry twice is harmless).
+				 */
+				free(resp);
+				resp = NULL;
+				rc = pf_invalidate_each(c, path, base, inv->entry_len, done, n, &done);
+			}
 			free(resp);
 			break;
 		}
