@@ -89,7 +89,7 @@ static void pf_init(void)
  * @token: its token
  * @refs: the files holding it (the /dev/iommu file, bound device files,
  *   fault fds), as the kernel's context references
- * @watch_fd: the write end of the watchdog's pipe
+ * @watch_fd: the program's end of the socket pair the watchdog waits on
  * @next_iova: where IOMMU_IOAS_MAP without FIXED_IOVA tries next
  */
 struct pf_ctx {
@@ -283,8 +283,8 @@ static int pf_rest_id(const char *method, const char *path, const char *token, c
 
 /**
  * pf_watchdog_run() - the watchdog process: wait until every copy of the
- * pipe's write end is gone, then release the context unless its owner said
- * it did. Only system calls here (this runs in a fork() of a process that
+ * program's end of the socket pair is gone, then release the context
+ * unless its owner said it did. Only system calls here (this runs in a fork() of a process that
  * may have threads).
  */
 static void __attribute__((noreturn)) pf_watchdog_run(int rd, const struct sockaddr_storage *sa, socklen_t salen,
@@ -321,8 +321,9 @@ static void __attribute__((noreturn)) pf_watchdog_run(int rd, const struct socka
 
 /**
  * pf_watchdog_start() - fork the watchdog of @c (a grandchild, so the
- * program never waits for it); c->watch_fd gets the pipe's write end
- * (close-on-exec: an exec ends the context as it ends the shim's state).
+ * program never waits for it); c->watch_fd gets the program's end of the
+ * socket pair (close-on-exec: an exec ends the context as it ends the
+ * shim's state).
  */
 static void pf_watchdog_start(struct pf_ctx *c)
 {
@@ -349,7 +350,8 @@ static void pf_watchdog_start(struct pf_ctx *c)
 		     "DELETE %s/v1/contexts/%" PRIu32 " HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
 		     "Connection: close\r\nContent-Length: 0\r\n\r\n",
 		     u->prefix, c->id, u->hostport, c->token);
-	if (n < 0 || (size_t)n >= sizeof(req) || pipe2(p, O_CLOEXEC) < 0)
+	/* A socket pair, not a pipe: writing to a dead watchdog must not raise SIGPIPE. */
+	if (n < 0 || (size_t)n >= sizeof(req) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
 		return;
 	pid = fork();
 	if (pid == 0) {
@@ -417,10 +419,10 @@ static void pf_ctx_put(struct pf_ctx *c)
 		pf_log("releasing context %" PRIu32 ": %s\n", c->id, strerror(errno));
 	if (c->watch_fd >= 0) {
 		/* Tell the watchdog the context is gone, so it releases nothing. */
-		long w;
+		ssize_t w;
 
 		do
-			w = syscall(SYS_write, c->watch_fd, "x", 1);
+			w = send(c->watch_fd, "x", 1, MSG_NOSIGNAL);
 		while (w < 0 && errno == EINTR);
 		real_close(c->watch_fd);
 	}
@@ -1191,10 +1193,10 @@ static int pf_iommufd_ioctl(struct pf_ctx *c, unsigned long request, void *arg)
 
 	if (nr < IOPFD_IOMMUFD_CMD_BASE || nr > IOPFD_IOMMUFD_CMD_LAST)
 		return -ENOTTY; /* iommufd_vfio_ioctl(): the type1 compatibility is not emulated */
+	if (!arg)
+		return -EFAULT; /* get_user() of the size comes before the number's check */
 	if (request != _IO(IOPFD_IOMMUFD_TYPE, nr))
 		return -ENOTTY;
-	if (!arg)
-		return -EFAULT;
 	memcpy(&usize, arg, sizeof(usize));
 	for (i = 0; i < sizeof(pf_iommufd_ops) / sizeof(pf_iommufd_ops[0]); i++)
 		if (pf_iommufd_ops[i].nr == nr)
