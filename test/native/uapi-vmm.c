@@ -273,9 +273,10 @@ static void rule(const char *name, int rc, int want)
 }
 
 /** check_rules() - the kernel's rules this program relies on. */
-static void check_rules(int iommufd, int devfd, uint32_t dev_id, uint32_t fault_id, int fault_fd)
+static void check_rules(int iommufd, int devfd, const char *devpath, uint32_t dev_id, uint32_t fault_id,
+			int fault_fd)
 {
-	unsigned char big[32];
+	unsigned char big[32], wide[sizeof(struct vfio_device_bind_iommufd) + 8];
 	struct iommu_ioas_alloc *ia = (struct iommu_ioas_alloc *)big;
 	struct iommu_destroy d;
 	struct iommu_ioas_map map;
@@ -286,7 +287,7 @@ static void check_rules(int iommufd, int devfd, uint32_t dev_id, uint32_t fault_
 	struct iommu_hwpt_page_response resp = { .cookie = 0xfffffff0u, .code = IOMMUFD_PAGE_RESP_SUCCESS };
 	struct iommu_hwpt_pgfault rec[2];
 	uint32_t ioas2;
-	int p[2], n = -1;
+	int p[2], n = -1, unbound;
 
 	memset(big, 0, sizeof(big));
 	ia->size = 8;
@@ -345,6 +346,32 @@ static void check_rules(int iommufd, int devfd, uint32_t dev_id, uint32_t fault_
 	bind.argsz = sizeof(bind);
 	bind.iommufd = iommufd;
 	rule("bind_twice_einval", ioctl(devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind), EINVAL);
+
+	/* A second, unbound file of the same device: refused before any bind happens. */
+	unbound = open(devpath, O_RDWR | O_CLOEXEC);
+	if (unbound < 0)
+		die(devpath);
+	memset(&at, 0, sizeof(at));
+	at.argsz = sizeof(at);
+	rule("attach_unbound_einval", ioctl(unbound, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at), EINVAL);
+	memset(wide, 0, sizeof(wide));
+	memcpy(wide, &bind, sizeof(bind));
+	((struct vfio_device_bind_iommufd *)wide)->argsz = sizeof(wide);
+	wide[sizeof(bind) + 3] = 1;
+	rule("bind_nonzero_tail_e2big", ioctl(unbound, VFIO_DEVICE_BIND_IOMMUFD, wide), E2BIG);
+	bind.argsz = 12;
+	rule("bind_argsz_below_first_version_einval", ioctl(unbound, VFIO_DEVICE_BIND_IOMMUFD, &bind), EINVAL);
+	bind.argsz = sizeof(bind);
+	bind.iommufd = -1;
+	rule("bind_negative_iommufd_einval", ioctl(unbound, VFIO_DEVICE_BIND_IOMMUFD, &bind), EINVAL);
+	bind.iommufd = unbound;
+	rule("bind_not_an_iommufd_ebadfd", ioctl(unbound, VFIO_DEVICE_BIND_IOMMUFD, &bind), EBADFD);
+	bind.iommufd = 1000000;
+	rule("bind_closed_fd_ebadf", ioctl(unbound, VFIO_DEVICE_BIND_IOMMUFD, &bind), EBADF);
+	bind.iommufd = iommufd;
+	bind.flags = 2;
+	rule("bind_unknown_flag_einval", ioctl(unbound, VFIO_DEVICE_BIND_IOMMUFD, &bind), EINVAL);
+	close(unbound);
 	memset(&at, 0, sizeof(at));
 	at.argsz = 8;
 	rule("attach_argsz_below_first_version_einval", ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at), EINVAL);
@@ -596,7 +623,7 @@ int main(int argc, char **argv)
 			die("VFIO_DEVICE_ATTACH_IOMMUFD_PT pasid");
 	}
 	if (rules)
-		check_rules(iommufd, devfd, bind.out_devid, fault.out_fault_id, fault_fd);
+		check_rules(iommufd, devfd, path, bind.out_devid, fault.out_fault_id, fault_fd);
 
 	printf("ready dev_id=%" PRIu32 " ioas_id=%" PRIu32 " fault_id=%" PRIu32 " hwpt_id=%" PRIu32 "\n", bind.out_devid,
 	       ioas.out_ioas_id, fault.out_fault_id, hwpt.out_hwpt_id);

@@ -804,7 +804,7 @@ static bool pf_object_held(const struct pf_ctx *c, uint32_t id)
 }
 
 /* iommufd_destroy(): a device is the driver's to destroy, a fault queue with its fd open is in use. */
-static int pf_destroy(struct pf_ctx *c, union pf_cmd *cmd)
+static int pf_destroy(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	char path[96], rest[32];
 
@@ -816,7 +816,7 @@ static int pf_destroy(struct pf_ctx *c, union pf_cmd *cmd)
 }
 
 /* iommufd_ioas_alloc_ioctl() */
-static int pf_ioas_alloc(struct pf_ctx *c, union pf_cmd *cmd)
+static int pf_ioas_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	char path[64];
 	uint64_t id;
@@ -835,7 +835,7 @@ static int pf_ioas_alloc(struct pf_ctx *c, union pf_cmd *cmd)
  * caller's pages (user_va is not shared with the daemon). Without
  * FIXED_IOVA the shim picks the IOVA: the first free one from 4 GiB up.
  */
-static int pf_ioas_map(struct pf_ctx *c, union pf_cmd *cmd)
+static int pf_ioas_map(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	const uint32_t known = IOPFD_IOAS_MAP_FIXED_IOVA | IOPFD_IOAS_MAP_WRITEABLE | IOPFD_IOAS_MAP_READABLE;
 	struct iopfd_iommu_ioas_map *m = &cmd->map;
@@ -873,7 +873,7 @@ static int pf_ioas_map(struct pf_ctx *c, union pf_cmd *cmd)
 }
 
 /* iommufd_ioas_unmap(): 0 and U64_MAX unmap everything (nothing mapped is fine then). */
-static int pf_ioas_unmap(struct pf_ctx *c, union pf_cmd *cmd)
+static int pf_ioas_unmap(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	struct iopfd_iommu_ioas_unmap *u = &cmd->unmap;
 	char path[96], rest[48], body[128], a[24], l[24];
@@ -896,7 +896,7 @@ static int pf_ioas_unmap(struct pf_ctx *c, union pf_cmd *cmd)
 }
 
 /* iommufd_hwpt_alloc(), with the VT-d driver's iommu_copy_struct_from_user() of its data. */
-static int pf_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd)
+static int pf_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	struct iopfd_iommu_hwpt_alloc *h = &cmd->hwpt;
 	struct iopfd_iommu_hwpt_vtd_s1 vtd;
@@ -1072,7 +1072,7 @@ static int pf_hwpt_invalidate(struct pf_ctx *c, union pf_cmd *cmd, void *arg, si
 }
 
 /* iommufd_fault_alloc(): the fd is a libiopfd fault fd on the queue's stream. */
-static int pf_fault_alloc(struct pf_ctx *c, union pf_cmd *cmd)
+static int pf_fault_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	struct pf_file *f;
 	char path[96], rest[32];
@@ -1132,47 +1132,16 @@ struct pf_iommufd_op {
 	int (*run)(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize);
 };
 
-static int pf_op_destroy(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
-{
-	(void)arg, (void)usize;
-	return pf_destroy(c, cmd);
-}
-static int pf_op_ioas_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
-{
-	(void)arg, (void)usize;
-	return pf_ioas_alloc(c, cmd);
-}
-static int pf_op_ioas_map(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
-{
-	(void)arg, (void)usize;
-	return pf_ioas_map(c, cmd);
-}
-static int pf_op_ioas_unmap(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
-{
-	(void)arg, (void)usize;
-	return pf_ioas_unmap(c, cmd);
-}
-static int pf_op_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
-{
-	(void)arg, (void)usize;
-	return pf_hwpt_alloc(c, cmd);
-}
-static int pf_op_fault_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
-{
-	(void)arg, (void)usize;
-	return pf_fault_alloc(c, cmd);
-}
-
 static const struct pf_iommufd_op pf_iommufd_ops[] = {
-	{ IOPFD_CMD_DESTROY, sizeof(struct iopfd_iommu_destroy), IOPFD_IOCTL_MIN_DESTROY, pf_op_destroy },
-	{ IOPFD_CMD_IOAS_ALLOC, sizeof(struct iopfd_iommu_ioas_alloc), IOPFD_IOCTL_MIN_IOAS_ALLOC, pf_op_ioas_alloc },
-	{ IOPFD_CMD_IOAS_MAP, sizeof(struct iopfd_iommu_ioas_map), IOPFD_IOCTL_MIN_IOAS_MAP, pf_op_ioas_map },
-	{ IOPFD_CMD_IOAS_UNMAP, sizeof(struct iopfd_iommu_ioas_unmap), IOPFD_IOCTL_MIN_IOAS_UNMAP, pf_op_ioas_unmap },
-	{ IOPFD_CMD_HWPT_ALLOC, sizeof(struct iopfd_iommu_hwpt_alloc), IOPFD_IOCTL_MIN_HWPT_ALLOC, pf_op_hwpt_alloc },
+	{ IOPFD_CMD_DESTROY, sizeof(struct iopfd_iommu_destroy), IOPFD_IOCTL_MIN_DESTROY, pf_destroy },
+	{ IOPFD_CMD_IOAS_ALLOC, sizeof(struct iopfd_iommu_ioas_alloc), IOPFD_IOCTL_MIN_IOAS_ALLOC, pf_ioas_alloc },
+	{ IOPFD_CMD_IOAS_MAP, sizeof(struct iopfd_iommu_ioas_map), IOPFD_IOCTL_MIN_IOAS_MAP, pf_ioas_map },
+	{ IOPFD_CMD_IOAS_UNMAP, sizeof(struct iopfd_iommu_ioas_unmap), IOPFD_IOCTL_MIN_IOAS_UNMAP, pf_ioas_unmap },
+	{ IOPFD_CMD_HWPT_ALLOC, sizeof(struct iopfd_iommu_hwpt_alloc), IOPFD_IOCTL_MIN_HWPT_ALLOC, pf_hwpt_alloc },
 	{ IOPFD_CMD_HWPT_INVALIDATE, sizeof(struct iopfd_iommu_hwpt_invalidate), IOPFD_IOCTL_MIN_HWPT_INVALIDATE,
 	  pf_hwpt_invalidate },
 	{ IOPFD_CMD_FAULT_QUEUE_ALLOC, sizeof(struct iopfd_iommu_fault_alloc), IOPFD_IOCTL_MIN_FAULT_QUEUE_ALLOC,
-	  pf_op_fault_alloc },
+	  pf_fault_alloc },
 };
 
 /**
