@@ -21,5 +21,5 @@ export {
   RESPOND_BAD_CODE,
   RESPOND_BAD_COOKIE,
 } from './iommufd/eventq.js';
-export type { FaultListener, RevokeCause, FaultCounters, RespondResult, RespondError, RespondStatus } from './iommufd/eventq.js';
+export type { FaultListener, RevokeCause, FaultCounters, RespondStatus } from './iommufd/eventq.js';
 export type { DmaRequest, DmaResult, DmaStatus, TrafficStatus, ResponseLogEntry } from './hw/pcie-function.js';

@@ -49,7 +49,6 @@ import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   faultGroupDevId,
-  RESPOND_BAD_CODE,
   RESPOND_OK,
   respondErrorMessage,
   type FaultListener,
@@ -528,11 +527,7 @@ class FaultStream implements FaultListener {
         const { cookie, code } = entries[i]!;
         const st = this.fault.respondOne(cookie, responseCodeOf(code) ?? BAD_CODE);
         if (st === RESPOND_OK) ok++;
-        else {
-          const message =
-            st === RESPOND_BAD_CODE ? `response code ${JSON.stringify(code)} is not 0, 1, "success" or "invalid"` : respondErrorMessage(st, cookie, BAD_CODE);
-          (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message });
-        }
+        else (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
       }
     }
     if (errors === undefined) {
