@@ -133,7 +133,9 @@ _Static_assert(offsetof(struct iommu_hwpt_page_response, code) == 4, "page_respo
 /**
  * struct fault_loop_config - how fault_loop_run() answers
  * @invalid_mask: a group whose first record's addr has any of these bits
- *   set is answered IOMMUFD_PAGE_RESP_INVALID, any other SUCCESS.
+ *   set is answered IOMMUFD_PAGE_RESP_INVALID, any other SUCCESS...
+ * @invalid_above: ...unless this is non-zero and the addr is at or above
+ *   it: INVALID too.
  * @answer_limit: answer this many groups, then read and hold every later
  *   group without answering it ("held" lines); < 0: no limit.
  * @stop_after: return 0 once this many groups were answered; < 0: never
@@ -142,6 +144,7 @@ _Static_assert(offsetof(struct iommu_hwpt_page_response, code) == 4, "page_respo
  */
 struct fault_loop_config {
 	uint64_t invalid_mask;
+	uint64_t invalid_above;
 	long answer_limit;
 	long stop_after;
 	FILE *log;
@@ -276,7 +279,8 @@ static inline int fault_loop_run(int fd, const struct fault_loop_config *cfg,
 			if (!(recs[i].flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE))
 				continue;
 			hold = cfg->answer_limit >= 0 && st.groups >= (unsigned long)cfg->answer_limit;
-			invalid = (first->addr & cfg->invalid_mask) != 0;
+			invalid = (first->addr & cfg->invalid_mask) != 0 ||
+				  (cfg->invalid_above && first->addr >= cfg->invalid_above);
 			if (hold) {
 				fault_loop_log_group(cfg->log, "held", first, (unsigned int)(i - start + 1), NULL);
 				st.held++;

@@ -63,6 +63,9 @@ int main(int argc, char **argv)
 	fd = iopfd_fault_fd(argv[1], (uint32_t)strtoul(argv[2], NULL, 0), argv[3], (uint32_t)strtoul(argv[4], NULL, 0));
 	CHECK("open", fd >= 0, "iopfd_fault_fd: %s", strerror(errno));
 	CHECK("is_fd", iopfd_is_fd(fd) && !iopfd_is_fd(0), "iopfd_is_fd");
+	errno = 0;
+	CHECK("veventq-enoent", iopfd_veventq_fd(argv[1], (uint32_t)strtoul(argv[2], NULL, 0), argv[3], 999999) < 0 && errno == ENOENT,
+	      "iopfd_veventq_fd of no vEVENTQ: errno %d", errno);
 
 	/* Nothing waiting: not readable; a non-blocking read is EAGAIN. */
 	CHECK("no-pollin", !(poll_in(fd, 50) & POLLIN), "POLLIN with nothing queued");

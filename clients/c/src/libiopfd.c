@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,7 +456,6 @@ static int wait_hello(struct iopfd_conn *c, int timeout_ms)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		size_t pos = c->rd.pos;
 		struct ws_message m;
 		int r = ws_reader_next(&c->rd, &m);
 
@@ -477,7 +477,6 @@ static int wait_hello(struct iopfd_conn *c, int timeout_ms)
 				goto proto;
 			return 0;
 		}
-		c->rd.pos = pos;
 		{
 			struct pollfd p = { .fd = c->tcp, .events = POLLIN };
 			long ms;
@@ -506,6 +505,7 @@ static int open_stream(enum iopfd_kind kind, const char *url, const char *path, 
 	struct iopfd_url u;
 	struct iopfd_conn *c;
 	int sv[2], err, sndbuf = PAIR_SNDBUF;
+	sigset_t all, saved;
 
 	if (iopfd_url_parse(url, &u) < 0)
 		return -1;
@@ -536,7 +536,11 @@ static int open_stream(enum iopfd_kind kind, const char *url, const char *path, 
 	setsockopt(c->br_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	if (table_add(c) < 0)
 		goto fail;
+	/* The bridge takes no signals: they stay with the program's threads (an epoll_wait() interrupted as usual). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
 	err = pthread_create(&c->thread, NULL, bridge_main, c);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	if (err) {
 		pthread_mutex_lock(&table_lock);
 		table[c->app_fd] = NULL;
