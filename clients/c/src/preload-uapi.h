@@ -182,9 +182,7 @@ struct iopfd_vfio_device_detach_iommufd_pt {
 
 #define IOPFD_VFIO_MIN_BIND IOPFD_OFFSETOFEND(struct iopfd_vfio_device_bind_iommufd, out_devid)
 #define IOPFD_VFIO_MIN_ATTACH IOPFD_OFFSETOFEND(struct iopfd_vfio_device_attach_iommufd_pt, pt_id)
-#define IOPFD_VFIO_MIN_ATTACH_PASID IOPFD_OFFSETOFEND(struct iopfd_vfio_device_attach_iommufd_pt, pasid)
 #define IOPFD_VFIO_MIN_DETACH IOPFD_OFFSETOFEND(struct iopfd_vfio_device_detach_iommufd_pt, flags)
-#define IOPFD_VFIO_MIN_DETACH_PASID IOPFD_OFFSETOFEND(struct iopfd_vfio_device_detach_iommufd_pt, pasid)
 
 /* ---- the kernel's layout, byte for byte ----------------------------------- */
 

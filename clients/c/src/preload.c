@@ -1272,6 +1272,31 @@ static void pf_attached_pt(const struct pf_file *f, bool has_pasid, uint32_t pas
 	free(resp);
 }
 
+/**
+ * pf_vfio_copy_in() - the argsz/flags rules vfio_df_ioctl_attach_pt() and
+ * _detach_pt() share: @minsz bytes of @arg into @dst (EINVAL when argsz is
+ * below them, or flags has a bit other than @pasid_flag); with @pasid_flag
+ * set, the u32 at @pasid_off too (EINVAL when argsz does not cover it).
+ *
+ * Return: 1 with the PASID in *@pasid, 0 without, or -EINVAL.
+ */
+static int pf_vfio_copy_in(void *dst, const void *arg, size_t minsz, uint32_t pasid_flag, size_t pasid_off,
+			   uint32_t *pasid)
+{
+	uint32_t hdr[2]; /* argsz, flags */
+
+	memcpy(dst, arg, minsz);
+	memcpy(hdr, arg, sizeof(hdr));
+	if (hdr[0] < minsz || (hdr[1] & ~pasid_flag))
+		return -EINVAL;
+	if (!(hdr[1] & pasid_flag))
+		return 0;
+	if (hdr[0] < pasid_off + sizeof(*pasid))
+		return -EINVAL;
+	memcpy(pasid, (const unsigned char *)arg + pasid_off, sizeof(*pasid));
+	return 1;
+}
+
 /*
  * vfio_df_ioctl_attach_pt(): a second attach at the same place replaces
  * (vfio_iommufd_physical_attach_ioas / _pasid_attach_ioas), and pt_id comes
@@ -1283,19 +1308,14 @@ static int pf_attach(struct pf_file *f, void *arg)
 	char path[96], rest[64], body[96];
 	bool pasid, attached;
 
+	int rc;
+
 	memset(&at, 0, sizeof(at));
-	memcpy(&at, arg, IOPFD_VFIO_MIN_ATTACH);
-	if (at.argsz < IOPFD_VFIO_MIN_ATTACH)
-		return -EINVAL;
-	if (at.flags & ~IOPFD_VFIO_DEVICE_ATTACH_PASID)
-		return -EINVAL;
-	pasid = at.flags & IOPFD_VFIO_DEVICE_ATTACH_PASID;
-	if (pasid) {
-		if (at.argsz < IOPFD_VFIO_MIN_ATTACH_PASID)
-			return -EINVAL;
-		memcpy(&at.pasid, (unsigned char *)arg + offsetof(struct iopfd_vfio_device_attach_iommufd_pt, pasid),
-		       sizeof(at.pasid));
-	}
+	rc = pf_vfio_copy_in(&at, arg, IOPFD_VFIO_MIN_ATTACH, IOPFD_VFIO_DEVICE_ATTACH_PASID,
+			     offsetof(struct iopfd_vfio_device_attach_iommufd_pt, pasid), &at.pasid);
+	if (rc < 0)
+		return rc;
+	pasid = rc;
 	attached = pasid ? pf_pasid_slot(f, at.pasid) >= 0 : f->rid_attached;
 	if (pasid && !attached && f->npasids >= PF_MAX_PASIDS)
 		return -ENOSPC;
@@ -1325,18 +1345,15 @@ static int pf_detach(struct pf_file *f, void *arg)
 	bool pasid;
 	int slot = -1;
 
+	int rc;
+
 	memset(&dt, 0, sizeof(dt));
-	memcpy(&dt, arg, IOPFD_VFIO_MIN_DETACH);
-	if (dt.argsz < IOPFD_VFIO_MIN_DETACH)
-		return -EINVAL;
-	if (dt.flags & ~IOPFD_VFIO_DEVICE_DETACH_PASID)
-		return -EINVAL;
-	pasid = dt.flags & IOPFD_VFIO_DEVICE_DETACH_PASID;
+	rc = pf_vfio_copy_in(&dt, arg, IOPFD_VFIO_MIN_DETACH, IOPFD_VFIO_DEVICE_DETACH_PASID,
+			     offsetof(struct iopfd_vfio_device_detach_iommufd_pt, pasid), &dt.pasid);
+	if (rc < 0)
+		return rc;
+	pasid = rc;
 	if (pasid) {
-		if (dt.argsz < IOPFD_VFIO_MIN_DETACH_PASID)
-			return -EINVAL;
-		memcpy(&dt.pasid, (unsigned char *)arg + offsetof(struct iopfd_vfio_device_detach_iommufd_pt, pasid),
-		       sizeof(dt.pasid));
 		slot = pf_pasid_slot(f, dt.pasid);
 		if (slot < 0)
 			return 0;
