@@ -107,7 +107,7 @@ enum pf_kind { PF_IOMMUFD = 1, PF_DEVICE, PF_FAULT };
 /**
  * struct pf_file - one open file (dup()ed descriptors share it)
  * @kind: what it emulates
- * @fdrefs: descriptors naming it
+ * @fdrefs: descriptors naming it, and ioctls running on it
  * @ctx: the context (IOMMUFD, FAULT, a bound DEVICE)
  * @name: DEVICE: the platform device's name
  * @bound: DEVICE: VFIO_DEVICE_BIND_IOMMUFD done (the kernel's access_granted)
@@ -630,7 +630,7 @@ PF_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 
 /* ---- close and dup --------------------------------------------------------- */
 
-/** pf_release() - the last descriptor of @f went: what the kernel's release does. */
+/** pf_release() - the last reference to @f went: what the kernel's release does. */
 static void pf_release(struct pf_file *f)
 {
 	char path[96];
@@ -648,18 +648,28 @@ static void pf_release(struct pf_file *f)
 	free(f);
 }
 
+/** pf_file_put() - drop a reference to @f (a descriptor, or an ioctl in progress); the last releases it. */
+static void pf_file_put(struct pf_file *f)
+{
+	int last;
+
+	pthread_mutex_lock(&pf_lock);
+	last = --f->fdrefs == 0;
+	pthread_mutex_unlock(&pf_lock);
+	if (last)
+		pf_release(f);
+}
+
 PF_EXPORT int close(int fd)
 {
 	struct pf_file *f;
-	int last = 0, r;
+	int r;
 
 	pf_init();
 	pthread_mutex_lock(&pf_lock);
 	f = pf_get(fd);
-	if (f) {
+	if (f)
 		pf_set(fd, NULL);
-		last = --f->fdrefs == 0;
-	}
 	pthread_mutex_unlock(&pf_lock);
 	if (!f)
 		return iopfd_close(fd);
@@ -667,8 +677,7 @@ PF_EXPORT int close(int fd)
 		r = iopfd_close(fd); /* the stream closes: the daemon redelivers */
 	else
 		r = real_close(fd);
-	if (last)
-		pf_release(f);
+	pf_file_put(f);
 	return r;
 }
 
@@ -676,7 +685,6 @@ PF_EXPORT int close(int fd)
 static void pf_dup_track(int oldfd, int newfd)
 {
 	struct pf_file *f, *gone = NULL;
-	int last = 0;
 
 	pthread_mutex_lock(&pf_lock);
 	f = pf_get(oldfd);
@@ -684,17 +692,15 @@ static void pf_dup_track(int oldfd, int newfd)
 		f = NULL;
 	/* dup2()/dup3() closed newfd if it was open. */
 	gone = pf_get(newfd);
-	if (gone && gone != f) {
+	if (gone && gone != f)
 		pf_set(newfd, NULL);
-		last = --gone->fdrefs == 0;
-	} else {
+	else
 		gone = NULL;
-	}
 	if (f && pf_get(newfd) != f && pf_set(newfd, f) == 0)
 		f->fdrefs++;
 	pthread_mutex_unlock(&pf_lock);
-	if (last)
-		pf_release(gone);
+	if (gone)
+		pf_file_put(gone);
 }
 
 PF_EXPORT int dup(int oldfd)
@@ -1396,7 +1402,6 @@ static int pf_device_ioctl(struct pf_file *f, unsigned long request, void *arg)
 PF_EXPORT int ioctl(int fd, unsigned long request, ...)
 {
 	struct pf_file *f;
-	struct pf_ctx *c = NULL;
 	va_list ap;
 	void *arg;
 	int rc;
@@ -1407,21 +1412,18 @@ PF_EXPORT int ioctl(int fd, unsigned long request, ...)
 	pf_init();
 	pthread_mutex_lock(&pf_lock);
 	f = pf_get(fd);
-	if (f && f->kind == PF_IOMMUFD) {
-		c = f->ctx;
-		c->refs++; /* held across the call: a concurrent close cannot free it */
-	}
+	if (f && f->kind != PF_FAULT)
+		f->fdrefs++; /* as fdget(): a close during the call releases the file after it */
 	pthread_mutex_unlock(&pf_lock);
 	if (!f || f->kind == PF_FAULT)
 		return real_ioctl(fd, request, arg);
 	pthread_mutex_lock(&pf_ioctl_lock);
-	if (c)
-		rc = pf_iommufd_ioctl(c, request, arg);
+	if (f->kind == PF_IOMMUFD)
+		rc = pf_iommufd_ioctl(f->ctx, request, arg);
 	else
 		rc = pf_device_ioctl(f, request, arg);
 	pthread_mutex_unlock(&pf_ioctl_lock);
-	if (c)
-		pf_ctx_put(c);
+	pf_file_put(f);
 	if (rc < 0) {
 		errno = -rc;
 		return -1;
