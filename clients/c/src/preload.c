@@ -943,9 +943,6 @@ static int pf_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t 
 	return 1;
 }
 
-/** Entries per REST call of IOMMU_HWPT_INVALIDATE (the body stays far below 1 MiB). */
-#define PF_INV_BATCH 2048
-
 /** pf_inv_entry_json() - one vtd_s1 invalidation entry as the daemon takes it. */
 static int pf_inv_entry_json(char *out, size_t cap, const unsigned char *src, uint32_t entry_len)
 {
@@ -961,31 +958,72 @@ static int pf_inv_entry_json(char *out, size_t cap, const unsigned char *src, ui
 			e.flags);
 }
 
+/** Entries per REST call of IOMMU_HWPT_INVALIDATE (the body stays far below 1 MiB). */
+#define PF_INV_BATCH 2048
+/** Bytes of the body of one call. */
+#define PF_INV_BODY (64 + (size_t)PF_INV_BATCH * 100)
+/** pf_invalidate_post()'s @done when the daemon did not say. */
+#define PF_INV_UNKNOWN UINT32_MAX
+
 /**
- * pf_invalidate_each() - entries [@first, @first + @n) one per call, up to
- * the first the daemon refuses; @done is set to the index after the last
- * handled one.
+ * pf_invalidate_post() - entries [@first, @first + @n) (n <= PF_INV_BATCH)
+ * in one call, built in @body (PF_INV_BODY bytes).
+ * @done: the entries the daemon handled: @n on success; on an error its
+ *   body's `done`, or PF_INV_UNKNOWN without one
  *
- * Return: 0, or the refused entry's negative errno.
+ * Return: 0, or the daemon's negative errno.
  */
-static int pf_invalidate_each(struct pf_ctx *c, const char *path, const unsigned char *base, uint32_t entry_len,
-			      uint32_t first, uint32_t n, uint32_t *done)
+static int pf_invalidate_post(struct pf_ctx *c, const char *path, const unsigned char *base, uint32_t entry_len,
+			      uint32_t first, uint32_t n, char *body, uint32_t *done)
 {
-	char body[160];
+	size_t off = (size_t)sprintf(body, "{\"entries\":[");
+	char *resp = NULL;
+	uint64_t d;
+	int rc = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		int off = snprintf(body, sizeof(body), "{\"entries\":[");
+		if (i)
+			body[off++] = ',';
+		off += (size_t)pf_inv_entry_json(body + off, 96, base + (size_t)(first + i) * entry_len, entry_len);
+	}
+	sprintf(body + off, "]}");
+	*done = n;
+	if (pf_rest_body("POST", path, c->token, body, &resp) < 0) {
+		rc = -errno;
+		*done = resp && iopfd_json_u64(resp, "done", &d) == 0 && d < n ? (uint32_t)d : PF_INV_UNKNOWN;
+	} else if (iopfd_json_u64(resp, "done", &d) == 0 && d < n) {
+		*done = (uint32_t)d;
+	}
+	free(resp);
+	return rc;
+}
 
-		off += pf_inv_entry_json(body + off, sizeof(body) - (size_t)off, base + (size_t)(first + i) * entry_len,
-					 entry_len);
-		snprintf(body + off, sizeof(body) - (size_t)off, "]}");
-		if (pf_rest("POST", path, c->token, body, NULL) < 0) {
-			*done = first + i;
-			return -errno;
+/**
+ * pf_invalidate_find() - a daemon without `done` refused [@first, @first +
+ * @n): find the first refused entry by bisecting on prefixes (invalidating
+ * an entry twice is harmless, and a prefix fails iff it holds that entry).
+ * @done: set to its index.
+ *
+ * Return: its negative errno.
+ */
+static int pf_invalidate_find(struct pf_ctx *c, const char *path, const unsigned char *base, uint32_t entry_len,
+			      uint32_t first, uint32_t n, int rc, char *body, uint32_t *done)
+{
+	uint32_t lo = 0, hi = n, d; /* the shortest failing prefix is in (lo, hi] */
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int r = pf_invalidate_post(c, path, base, entry_len, first, mid, body, &d);
+
+		if (r < 0) {
+			hi = mid;
+			rc = r;
+		} else {
+			lo = mid;
 		}
 	}
-	*done = first + n;
-	return 0;
+	*done = first + lo;
+	return rc;
 }
 
 /*
@@ -1000,21 +1038,21 @@ static int pf_hwpt_invalidate(struct pf_ctx *c, union pf_cmd *cmd, void *arg, si
 	uint32_t total = inv->entry_num, done = 0, good = total;
 	char path[96], rest[48];
 	int rc = 0, tail_err = 0;
-	char *body = NULL;
+	char *body;
 
-	if (inv->__reserved)
-		return -EOPNOTSUPP;
-	if (total && (!inv->data_uptr || !inv->entry_len))
-		return -EINVAL;
+	if (inv->__reserved) {
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	if (total && (!inv->data_uptr || !inv->entry_len)) {
+		rc = -EINVAL;
+		goto out;
+	}
 	snprintf(rest, sizeof(rest), "/hwpt/%" PRIu32 "/invalidate", inv->hwpt_id);
 	pf_ctx_path(path, sizeof(path), c, rest);
-	if (total && inv->data_type != IOPFD_HWPT_INVALIDATE_DATA_VTD_S1) {
+	if (total && (inv->data_type != IOPFD_HWPT_INVALIDATE_DATA_VTD_S1 || inv->entry_len < IOPFD_MIN_VTD_S1_INVALIDATE)) {
 		rc = -EINVAL;
-		total = 0;
-	}
-	if (total && inv->entry_len < IOPFD_MIN_VTD_S1_INVALIDATE) {
-		rc = -EINVAL;
-		total = 0;
+		total = good = 0;
 	}
 	/* The first entry with a non-zero byte past the struct ends the array: E2BIG there. */
 	for (uint32_t i = 0; i < total; i++) {
@@ -1026,52 +1064,32 @@ static int pf_hwpt_invalidate(struct pf_ctx *c, union pf_cmd *cmd, void *arg, si
 			break;
 		}
 	}
-	if (total == 0)
-		good = 0;
-	body = malloc(64 + (size_t)PF_INV_BATCH * 100);
-	if (!body)
-		return -ENOMEM;
+	body = malloc(PF_INV_BODY);
+	if (!body) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	/* An empty array still looks the hwpt up (the kernel's type probe). */
 	do {
-		uint32_t n = good - done > PF_INV_BATCH ? PF_INV_BATCH : good - done, i;
-		size_t off = (size_t)sprintf(body, "{\"entries\":[");
-		char *resp = NULL;
-		uint64_t d = 0;
+		uint32_t n = good - done > PF_INV_BATCH ? PF_INV_BATCH : good - done, d;
+		int r = pf_invalidate_post(c, path, base, inv->entry_len, done, n, body, &d);
 
-		for (i = 0; i < n; i++) {
-			if (i)
-				body[off++] = ',';
-			off += (size_t)pf_inv_entry_json(body + off, 96, base + (size_t)(done + i) * inv->entry_len,
-							 inv->entry_len);
-		}
-		sprintf(body + off, "]}");
-		if (pf_rest_body("POST", path, c->token, body, &resp) < 0) {
-			rc = -errno;
-			/* The daemon's error body carries `done`, the entries handled before the bad one. */
-			if (resp && iopfd_json_u64(resp, "done", &d) == 0 && d < n) {
-				done += (uint32_t)d;
-			} else if (n > 1) {
-				/*
-				 * A daemon without `done`: find the bad entry one entry at a
-				 * time (invalidating an entry twice is harmless).
-				 */
-				free(resp);
-				resp = NULL;
-				rc = pf_invalidate_each(c, path, base, inv->entry_len, done, n, &done);
-			}
-			free(resp);
+		if (r < 0 && d == PF_INV_UNKNOWN)
+			r = n > 1 ? pf_invalidate_find(c, path, base, inv->entry_len, done, n, r, body, &done) : r;
+		else
+			done += d;
+		if (r < 0) {
+			rc = r;
 			break;
 		}
-		if (iopfd_json_u64(resp, "done", &d) < 0)
-			d = n;
-		free(resp);
-		done += (uint32_t)d;
 		if (d < n)
 			break;
 	} while (done < good);
 	free(body);
 	if (!rc && done == good && tail_err)
 		rc = tail_err;
+out:
+	/* The kernel copies entry_num back on every path, errors included. */
 	inv->entry_num = done;
 	pf_respond(arg, cmd, usize, sizeof(*inv));
 	return rc;
