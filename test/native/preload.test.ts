@@ -156,9 +156,12 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
   });
 
   it('open() fails as the kernel would: ENOENT for a device the platform lacks, ECONNREFUSED without a daemon', async () => {
+    const contexts = server.daemon.platform.contextCount;
     const missing = vmm(server.base, ['no-such-device', '0', '-1']);
     assert.equal(await missing.exited, 2);
     assert.match(missing.stderr, /\/dev\/vfio\/devices\/no-such-device: No such file or directory/);
+    // The context its open("/dev/iommu") made went with the program.
+    await waitFor(() => server.daemon.platform.contextCount <= contexts, 10000, 'the context released');
 
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
@@ -167,6 +170,23 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
     const refused = vmm(`http://127.0.0.1:${port}`, ['rules0', '0', '-1']);
     assert.equal(await refused.exited, 2);
     assert.match(refused.stderr, /open \/dev\/iommu: Connection refused/);
+  });
+
+  it('with an admin token on the daemon: open() checks the platform with IOPFD_ADMIN_TOKEN, else BIND says ENODEV', async () => {
+    const guarded = await startServer({ adminToken: 'the-admin-token' });
+    try {
+      const env = { ...process.env, LD_PRELOAD: SHIM, IOPFD_URL: guarded.base };
+      const unchecked = new NativeProgram(VMM, ['no-such-device', '0', '-1'], env);
+      assert.equal(await unchecked.exited, 2);
+      assert.match(unchecked.stderr, /VFIO_DEVICE_BIND_IOMMUFD: No such device/);
+      const checked = new NativeProgram(VMM, ['no-such-device', '0', '-1'], { ...env, IOPFD_ADMIN_TOKEN: 'the-admin-token' });
+      assert.equal(await checked.exited, 2);
+      assert.match(checked.stderr, /\/dev\/vfio\/devices\/no-such-device: No such file or directory/);
+      // Both dead programs' contexts were released.
+      await waitFor(() => guarded.daemon.platform.contextCount === 0, 10000, 'the contexts released');
+    } finally {
+      await guarded.close();
+    }
   });
 
   it('passes every other descriptor and ioctl through untouched', async () => {
