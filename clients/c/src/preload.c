@@ -681,6 +681,53 @@ PF_EXPORT int close(int fd)
 	return r;
 }
 
+/**
+ * pf_forget_range() - the descriptors [@first, @last] were closed behind
+ * the shim's back (close_range(), closefrom()): release what they held.
+ */
+static void pf_forget_range(unsigned int first, unsigned int last)
+{
+	for (;;) {
+		struct pf_file *f = NULL;
+		size_t fd;
+
+		pthread_mutex_lock(&pf_lock);
+		for (fd = first; fd < pf_nfds && fd <= last && !f; fd++)
+			f = pf_fds[fd];
+		if (f)
+			pf_set((int)fd - 1, NULL);
+		pthread_mutex_unlock(&pf_lock);
+		if (!f)
+			return;
+		first = (unsigned int)fd;
+		if (f->kind == PF_FAULT)
+			iopfd_close((int)fd - 1); /* already closed: libiopfd ends its bridge */
+		pf_file_put(f);
+	}
+}
+
+PF_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	int (*next)(unsigned int, unsigned int, int) =
+		(int (*)(unsigned int, unsigned int, int))dlsym(RTLD_NEXT, "close_range");
+	int r = next ? next(first, last, flags) : (int)syscall(SYS_close_range, first, last, flags);
+
+	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+		pf_forget_range(first, last);
+	return r;
+}
+
+PF_EXPORT void closefrom(int lowfd)
+{
+	void (*next)(int) = (void (*)(int))dlsym(RTLD_NEXT, "closefrom");
+
+	if (next)
+		next(lowfd);
+	else
+		syscall(SYS_close_range, (unsigned int)lowfd, ~0U, 0);
+	pf_forget_range((unsigned int)(lowfd < 0 ? 0 : lowfd), ~0U);
+}
+
 /** pf_dup_track() - @newfd names what @oldfd names (a fault fd is libiopfd's: not shared). */
 static void pf_dup_track(int oldfd, int newfd)
 {
