@@ -287,7 +287,7 @@ static void check_rules(int iommufd, int devfd, const char *devpath, uint32_t de
 	struct iommu_hwpt_page_response resp = { .cookie = 0xfffffff0u, .code = IOMMUFD_PAGE_RESP_SUCCESS };
 	struct iommu_hwpt_pgfault rec[2];
 	uint32_t ioas2;
-	int p[2], n = -1, unbound;
+	int p[2], n = -1, unbound, other;
 
 	memset(big, 0, sizeof(big));
 	ia->size = 8;
@@ -383,7 +383,19 @@ static void check_rules(int iommufd, int devfd, const char *devpath, uint32_t de
 	rule("fault_write_not_whole_responses_espipe", (int)write(fault_fd, &resp, sizeof(resp) - 1), ESPIPE);
 	rule("fault_write_unknown_cookie_einval", (int)write(fault_fd, &resp, sizeof(resp)), EINVAL);
 
-	/* Every other descriptor and ioctl is the kernel's. */
+	/* Every other descriptor and ioctl is the kernel's, also on a number an iommufd had. */
+	other = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (other < 0)
+		die("open /dev/iommu again");
+	if (close_range((unsigned int)other, (unsigned int)other, 0) < 0)
+		die("close_range");
+	other = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (other < 0)
+		die("open /dev/null");
+	memset(big, 0, sizeof(big));
+	ia->size = sizeof(*ia);
+	rule("ioctl_on_a_reused_number_passes_through", ioctl(other, IOMMU_IOAS_ALLOC, ia), ENOTTY);
+	close(other);
 	if (pipe(p) < 0)
 		die("pipe");
 	if (write(p[1], "abc", 3) != 3)
