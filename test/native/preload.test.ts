@@ -123,7 +123,7 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
     }
   });
 
-  it('nested vtd_s1 hwpt, invalidation, replace, PASID detach, unmap; the context lives while any of its files does', async () => {
+  it('nested vtd_s1 hwpt, invalidation, replace, PASID detach, unmap; the context lives while any of its files (dups too) does', async () => {
     await addDevice(server, 'life0');
     const before = server.daemon.platform.contextCount;
     const p = vmm(server.base, ['--lifecycle', 'life0', '0', '-1']);
@@ -144,6 +144,10 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
       assert.equal(server.daemon.platform.contextCount, before + 1);
       p.send('next');
       await p.waitLines(/^step closed-fault$/);
+      // Its F_DUPFD_CLOEXEC copy still holds it.
+      assert.equal(server.daemon.platform.contextCount, before + 1);
+      p.send('next');
+      await p.waitLines(/^step closed-fcntl-dup$/);
       // The last file closed: released by the program, which is still running.
       assert.equal(server.daemon.platform.contextCount, before);
       assert.equal(p.child.exitCode, null);

@@ -25,7 +25,8 @@
  * "rule NAME FAILED ..." and exits 1. With --lifecycle it then, instead of
  * serving, allocates a nested (vtd_s1) hwpt, invalidates it, replaces the
  * RID's attachment, attaches and detaches a PASID, unmaps, and closes its
- * files one by one ("step NAME", then a line on stdin to go on).
+ * files one by one, the /dev/iommu one's dup() and F_DUPFD_CLOEXEC copy
+ * last ("step NAME", then a line on stdin to go on).
  *
  * Run on a kernel with iommufd and a PRI-capable device, or unmodified
  * under iopfd-preload.so (test/native/preload.test.ts). The structs are
@@ -422,7 +423,7 @@ static void step(const char *name)
 /**
  * lifecycle() - nested translation, invalidation, replace, PASID detach and
  * unmap, then the files closed one by one: the context lives while any of
- * the /dev/iommu file (and its dup), the bound device or the fault fd does.
+ * the /dev/iommu file (and its dups), the bound device or the fault fd does.
  */
 static void lifecycle(int iommufd, int devfd, int fault_fd, uint32_t dev_id, uint32_t ioas_id, uint32_t fault_id,
 		      uint64_t auto_iova)
@@ -435,7 +436,7 @@ static void lifecycle(int iommufd, int devfd, int fault_fd, uint32_t dev_id, uin
 	struct vfio_device_attach_iommufd_pt at;
 	struct vfio_device_detach_iommufd_pt dt;
 	struct iommu_ioas_unmap un;
-	int dupfd, i;
+	int dupfd, fdupfd, i;
 
 	memset(&parent, 0, sizeof(parent));
 	parent.size = sizeof(parent);
@@ -535,7 +536,8 @@ static void lifecycle(int iommufd, int devfd, int fault_fd, uint32_t dev_id, uin
 		exit(1);
 
 	dupfd = dup(iommufd);
-	if (dupfd < 0)
+	fdupfd = fcntl(iommufd, F_DUPFD_CLOEXEC, 0);
+	if (dupfd < 0 || fdupfd < 0)
 		die("dup");
 	close(iommufd);
 	step("closed-iommufd");
@@ -545,6 +547,8 @@ static void lifecycle(int iommufd, int devfd, int fault_fd, uint32_t dev_id, uin
 	step("closed-device");
 	close(fault_fd);
 	step("closed-fault");
+	close(fdupfd);
+	step("closed-fcntl-dup");
 }
 
 int main(int argc, char **argv)

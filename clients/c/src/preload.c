@@ -64,6 +64,8 @@ static int (*real_ioctl)(int, unsigned long, ...);
 static int (*real_dup)(int);
 static int (*real_dup3)(int, int, int);
 static int (*real_dup2)(int, int);
+static int (*real_fcntl)(int, int, ...);
+static int (*real_fcntl64)(int, int, ...);
 static pthread_once_t pf_once = PTHREAD_ONCE_INIT;
 
 static void pf_resolve(void)
@@ -74,6 +76,8 @@ static void pf_resolve(void)
 	real_dup = (int (*)(int))dlsym(RTLD_NEXT, "dup");
 	real_dup2 = (int (*)(int, int))dlsym(RTLD_NEXT, "dup2");
 	real_dup3 = (int (*)(int, int, int))dlsym(RTLD_NEXT, "dup3");
+	real_fcntl = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
+	real_fcntl64 = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl64");
 }
 
 static void pf_init(void)
@@ -748,6 +752,41 @@ static void pf_dup_track(int oldfd, int newfd)
 	pthread_mutex_unlock(&pf_lock);
 	if (gone)
 		pf_file_put(gone);
+}
+
+/** pf_fcntl() - fcntl() through libc's @next; F_DUPFD(_CLOEXEC) shares the file as dup() does. */
+static int pf_fcntl(int (*next)(int, int, ...), int fd, int cmd, void *arg)
+{
+	int r = next ? next(fd, cmd, arg) : (int)syscall(SYS_fcntl, fd, cmd, arg);
+
+	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		pf_dup_track(fd, r);
+	return r;
+}
+
+/* glibc's own wrappers read the third argument as a pointer whatever cmd is. */
+PF_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	pf_init();
+	return pf_fcntl(real_fcntl, fd, cmd, arg);
+}
+
+PF_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	pf_init();
+	return pf_fcntl(real_fcntl64 ? real_fcntl64 : real_fcntl, fd, cmd, arg);
 }
 
 PF_EXPORT int dup(int oldfd)
