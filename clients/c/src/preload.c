@@ -46,6 +46,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,33 +289,37 @@ static int pf_rest_id(const char *method, const char *path, const char *token, c
 /**
  * pf_watchdog_run() - the watchdog process: wait until every copy of the
  * program's end of the socket pair is gone, then release the context
- * unless its owner said it did. Only system calls here (this runs in a fork() of a process that
- * may have threads).
+ * unless its owner said it did. Only system calls here (this runs in a
+ * fork() of a process that may have threads).
  */
 static void __attribute__((noreturn)) pf_watchdog_run(int rd, const struct sockaddr_storage *sa, socklen_t salen,
 						       const char *req, size_t reqlen)
 {
+	struct timeval tv = { .tv_sec = IOPFD_HTTP_TIMEOUT_MS / 1000 };
 	int nul, s, fd;
 	char b;
 	ssize_t n;
 
 	setsid();
+	/* Our end out of the way of stdio (the program may have closed 0..2), then on 3, alone. */
+	rd = (int)syscall(SYS_fcntl, rd, F_DUPFD, 10);
 	nul = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR);
 	for (fd = 0; fd < 3; fd++)
 		if (nul >= 0 && nul != fd)
 			syscall(SYS_dup3, nul, fd, 0);
-	if (rd != 3)
-		rd = (int)syscall(SYS_dup3, rd, 3, 0) < 0 ? rd : 3;
+	if (rd < 0 || syscall(SYS_dup3, rd, 3, 0) < 0)
+		_exit(1);
 	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
 		for (fd = 4; fd < 65536; fd++)
 			syscall(SYS_close, fd);
 	do
-		n = syscall(SYS_read, rd, &b, 1);
+		n = syscall(SYS_read, 3, &b, 1);
 	while (n < 0 && errno == EINTR);
 	if (n == 1)
 		_exit(0);
 	s = (int)syscall(SYS_socket, sa->ss_family, SOCK_STREAM, 0);
 	if (s >= 0 && syscall(SYS_connect, s, sa, salen) == 0) {
+		syscall(SYS_setsockopt, s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		syscall(SYS_sendto, s, req, reqlen, MSG_NOSIGNAL, NULL, 0);
 		syscall(SYS_shutdown, s, SHUT_WR);
 		while (syscall(SYS_recvfrom, s, &b, 1, 0, NULL, NULL) > 0)
@@ -365,6 +370,7 @@ static void pf_watchdog_start(struct pf_ctx *c)
 	}
 	real_close(p[0]);
 	if (pid < 0) {
+		pf_log("no watchdog for context %" PRIu32 ": %s\n", c->id, strerror(errno));
 		real_close(p[1]);
 		return;
 	}
