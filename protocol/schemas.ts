@@ -457,8 +457,13 @@ type CommandSpec = Omit<Command, 'errnos'> & { readonly errnos?: readonly Errno[
  * command() - complete a table entry with the errnos every route of its kind
  * can return: EINVAL (schema, or a body where none is taken), EACCES (token),
  * EMSGSIZE (body size, on every method but GET), EIO.
+ * @spec: the entry as written in %COMMANDS.
+ *
+ * Return: the frozen command, typed as written (its name a literal type,
+ * its schemas their own types) so that ParamsOf<'ioas.map'> and the like
+ * can be derived from the table.
  */
-function command(spec: CommandSpec): Command {
+function command<const S extends CommandSpec>(spec: S): S & { readonly errnos: readonly Errno[] } {
   const all = new Set<Errno>(spec.errnos ?? []);
   // A request of any method but GET may carry a body, even where the route takes
   // none: it is then refused (EINVAL), or EMSGSIZE when over the size limit.
@@ -470,15 +475,17 @@ function command(spec: CommandSpec): Command {
   return Object.freeze({ ...spec, errnos: Object.freeze(ERRNOS.filter((e) => all.has(e))) });
 }
 
+
 const P = '/v1/platform';
 const D = '/v1/platform/devices/:name';
 const C = '/v1/contexts/:ctx';
 
 /**
- * COMMANDS - every REST route of the contract (§2 platform, §3 contexts and
- * objects, §6 health). The fault stream is not here: see STREAM_URL.
+ * COMMAND_TABLE - every REST route of the contract (platform, contexts and
+ * objects, health; see the protocol reference, docs/protocol.md), each entry
+ * typed as written. The fault stream is not here: see STREAM_URL.
  */
-export const COMMANDS: readonly Command[] = Object.freeze([
+const COMMAND_TABLE = Object.freeze([
   command({
     name: 'platform.get', method: 'GET', url: P, auth: 'admin', status: 200,
     response: zPlatform,
@@ -671,7 +678,42 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     response: zHealth,
     summary: 'Liveness',
   }),
-]);
+] as const) satisfies readonly Command[];
+
+/**
+ * COMMANDS - every REST route of the contract, as plain Commands for
+ * generic code (registration, docs, clients). The same entries carry their
+ * own types for the route implementations: see CommandName, ParamsOf,
+ * QueryOf, BodyOf, ResultOf.
+ */
+export const COMMANDS: readonly Command[] = COMMAND_TABLE;
+
+/** AnyCommand - the type of one entry of %COMMANDS (a union, by name). */
+type AnyCommand = (typeof COMMAND_TABLE)[number];
+
+/** CommandName - the name of a command of %COMMANDS, e.g. `'ioas.map'`. */
+export type CommandName = AnyCommand['name'];
+
+/** CommandOf - the %COMMANDS entry named @K, with its own schema types. */
+export type CommandOf<K extends CommandName> = Extract<AnyCommand, { readonly name: K }>;
+
+/** The parsed value of part @Part of command @C: its schema's output, or `{}` when it has none. */
+type PartOf<C, Part extends 'params' | 'query' | 'body'> = C extends { readonly [P in Part]: infer S extends z.ZodType } ? z.output<S> : Record<string, never>;
+
+/** ParamsOf - the parsed path parameters of command @K (numbers for ids). */
+export type ParamsOf<K extends CommandName> = PartOf<CommandOf<K>, 'params'>;
+
+/** QueryOf - the parsed query string of command @K (`{}` without a query schema). */
+export type QueryOf<K extends CommandName> = PartOf<CommandOf<K>, 'query'>;
+
+/** BodyOf - the parsed body of command @K (bigints for u64, defaults applied). */
+export type BodyOf<K extends CommandName> = PartOf<CommandOf<K>, 'body'>;
+
+/** ResultOf - the success body of command @K in wire form (its response schema's input), void for a 204. */
+export type ResultOf<K extends CommandName> = CommandOf<K> extends { readonly response: infer S extends z.ZodType } ? z.input<S> : void;
+
+/** AuthOf - the token command @K requires. */
+export type AuthOf<K extends CommandName> = CommandOf<K>['auth'];
 
 const byName = new Map(COMMANDS.map((c) => [c.name, c]));
 
