@@ -698,36 +698,35 @@ static ssize_t conn_write(struct iopfd_conn *c, const void *buf, size_t count)
 	return (ssize_t)done;
 }
 
-int iopfd__read(int fd, void *buf, size_t count, ssize_t *ret)
+/** Run @op on @fd's conn (a reference held, errno kept): 1, or 0 when @fd is not ours. */
+static int on_conn(int fd, ssize_t (*op)(struct iopfd_conn *, void *, size_t), void *buf, size_t count, ssize_t *ret)
 {
 	struct iopfd_conn *c = conn_get(fd);
+	int e;
 
 	if (!c)
 		return 0;
-	*ret = conn_read(c, buf, count);
-	{
-		int e = errno;
-
-		conn_put(c);
-		errno = e;
-	}
+	*ret = op(c, buf, count);
+	e = errno;
+	conn_put(c);
+	errno = e;
 	return 1;
+}
+
+/** conn_write() with read()'s signature, for on_conn(); the buffer is only read. */
+static ssize_t conn_write_op(struct iopfd_conn *c, void *buf, size_t count)
+{
+	return conn_write(c, buf, count);
+}
+
+int iopfd__read(int fd, void *buf, size_t count, ssize_t *ret)
+{
+	return on_conn(fd, conn_read, buf, count, ret);
 }
 
 int iopfd__write(int fd, const void *buf, size_t count, ssize_t *ret)
 {
-	struct iopfd_conn *c = conn_get(fd);
-
-	if (!c)
-		return 0;
-	*ret = conn_write(c, buf, count);
-	{
-		int e = errno;
-
-		conn_put(c);
-		errno = e;
-	}
-	return 1;
+	return on_conn(fd, conn_write_op, (void *)(uintptr_t)buf, count, ret);
 }
 
 int iopfd__close(int fd, int *ret)
