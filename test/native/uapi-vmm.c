@@ -288,7 +288,8 @@ static void check_rules(int iommufd, int devfd, const char *devpath, uint32_t de
 	struct iommu_hwpt_page_response resp = { .cookie = 0xfffffff0u, .code = IOMMUFD_PAGE_RESP_SUCCESS };
 	struct iommu_hwpt_pgfault rec[2];
 	uint32_t ioas2;
-	int p[2], n = -1, unbound, other;
+	struct epoll_event ev;
+	int p[2], n = -1, unbound, other, ep;
 
 	memset(big, 0, sizeof(big));
 	ia->size = 8;
@@ -383,6 +384,16 @@ static void check_rules(int iommufd, int devfd, const char *devpath, uint32_t de
 	rule("fault_read_not_whole_records_espipe", (int)read(fault_fd, rec, sizeof(rec[0]) - 1), ESPIPE);
 	rule("fault_write_not_whole_responses_espipe", (int)write(fault_fd, &resp, sizeof(resp) - 1), ESPIPE);
 	rule("fault_write_unknown_cookie_einval", (int)write(fault_fd, &resp, sizeof(resp)), EINVAL);
+
+	/* The iommufd and device files have no poll: epoll refuses them. */
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1");
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	rule("epoll_on_iommufd_eperm", epoll_ctl(ep, EPOLL_CTL_ADD, iommufd, &ev), EPERM);
+	rule("epoll_on_device_eperm", epoll_ctl(ep, EPOLL_CTL_ADD, devfd, &ev), EPERM);
+	close(ep);
 
 	/* Every other descriptor and ioctl is the kernel's, also on a number an iommufd had. */
 	other = open("/dev/iommu", O_RDWR | O_CLOEXEC);

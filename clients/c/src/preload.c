@@ -469,7 +469,7 @@ static int pf_device_exists(const char *name)
 {
 	const struct iopfd_url *u = pf_daemon();
 	struct iopfd_http_response r;
-	char needle[96];
+	char needle[96], *devices;
 	int found;
 
 	if (!u)
@@ -480,8 +480,10 @@ static int pf_device_exists(const char *name)
 		free(r.body);
 		return 0;
 	}
+	/* In the devices list, not the IOMMUs'. */
 	snprintf(needle, sizeof(needle), "\"name\":\"%s\"", name);
-	found = strstr(r.body, needle) != NULL;
+	devices = strstr(r.body, "\"devices\":");
+	found = devices && strstr(devices, needle) != NULL;
 	free(r.body);
 	if (!found) {
 		errno = ENOENT;
@@ -532,7 +534,11 @@ static int pf_open(const char *path, int flags, bool *handled)
 			goto fail;
 		snprintf(f->name, sizeof(f->name), "%s", name);
 	}
-	/* An inert descriptor stands for the file: epoll, fcntl, fstat work on it. */
+	/*
+	 * An inert descriptor stands for the file: fcntl() and fstat() work on
+	 * it, and epoll refuses it (EPERM) as it refuses the kernel's, which
+	 * have no poll.
+	 */
 	fd = real_openat(AT_FDCWD, "/dev/null", O_RDWR | (flags & O_CLOEXEC));
 	if (fd < 0)
 		goto fail;
