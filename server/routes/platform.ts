@@ -14,11 +14,12 @@ import {
   type TrafficStatus,
 } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
+import type { AdminCommand } from './admin.js';
 import { checkNoWrap } from './range.js';
 import type { RouteDeps, RoutesOf } from './types.js';
 
-/** The `platform.*` commands. */
-type PlatformCommand = Extract<CommandName, `platform.${string}`>;
+/** The `platform.*` commands but the contexts ones (server/routes/admin.ts). */
+type PlatformCommand = Exclude<Extract<CommandName, `platform.${string}`>, AdminCommand>;
 
 /** PERM bits the traffic generator understands. */
 const PERM_MASK = PERM.READ | PERM.WRITE | PERM.EXEC | PERM.PRIV;
@@ -51,6 +52,8 @@ function trafficStatusWire(s: CoreTrafficStatus): TrafficStatus {
 export function platformRoutes({ platform }: RouteDeps): RoutesOf<PlatformCommand> {
   return {
     'platform.get': () => platform.describe(),
+
+'platform.device.get': ({ params }) => platform.deviceInfo(params.name),
 
     'platform.device.add': ({ body }) => platform.addDevice(body),
 
