@@ -1,5 +1,5 @@
 /**
- * The native figures of `npm run bench` (issue 12): a C handler on a
+ * The native figures of `npm run bench`: a C handler on a
  * libiopfd fd (test/native/lib-handler, fault-loop.h's epoll loop) against
  * the Node uapi client (load.ts's FaultClient in `iopf.v1.uapi`) in the
  * same run, on the same daemon and fault queue, one client connected at a

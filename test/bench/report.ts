@@ -62,7 +62,7 @@ export interface Figures {
   outstanding100k: Measured;
   /** Daemon heap per outstanding group (bytes), 100,000 parked. */
   daemonHeapPerGroup: number;
-  /** libiopfd (issue 12): a C handler against the Node uapi client; absent without a C toolchain. */
+  /** libiopfd: a C handler against the Node uapi client; absent without a C toolchain. */
   native?: NativeFigures;
 }
 
@@ -103,7 +103,7 @@ const n0 = (x: number): string => Math.round(x).toLocaleString('en-US');
 const ms = (us: number): string => (us / 1000).toFixed(2);
 const met = (t: Target): string => (t.score >= 1 ? 'met' : '**not met**');
 
-/** nativeSection() - the libiopfd figures (issue 12), or nothing when the run had no C toolchain. */
+/** nativeSection() - the libiopfd figures, or nothing when the run had no C toolchain. */
 function nativeSection(f: Figures): string {
   const n = f.native;
   if (!n) return '';

@@ -3,12 +3,14 @@
  * lib-handler - serve an iopfd fault queue through libiopfd.
  *
  *   lib-handler URL CTX TOKEN FAULT_ID [--invalid-mask M] [--answer N]
- *               [--stop-after N] [--quiet]
+ *               [--stop-after N] [--sleep-ms N] [--quiet]
  *
  * Opens the queue with iopfd_fault_fd() and serves it with fault-loop.h
  * (plain epoll_wait(), read(), write(), as on a kernel fault fd). Prints
  * "ready" once the fd is open, one line per group (fault-loop.h), and
- * "done groups=G invalid=I held=H records=R writes=W" at the end. A failed
+ * "done groups=G invalid=I held=H records=R writes=W" at the end.
+ * --sleep-ms waits that long between "ready" and the first read (a
+ * handler that falls behind). A failed
  * open prints "open failed: ENAME" and exits 2.
  *
  * The native test runs it (test/native/native.test.ts); the objects are
@@ -46,10 +48,11 @@ int main(int argc, char **argv)
 {
 	struct fault_loop_config cfg = { .invalid_mask = 0, .answer_limit = -1, .stop_after = -1, .log = stdout };
 	struct fault_loop_stats st;
+	long sleep_ms = 0;
 	int fd, i, rc;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: %s URL CTX TOKEN FAULT_ID [--invalid-mask M] [--answer N] [--stop-after N] [--quiet]\n", argv[0]);
+		fprintf(stderr, "usage: %s URL CTX TOKEN FAULT_ID [--invalid-mask M] [--answer N] [--stop-after N] [--sleep-ms N] [--quiet]\n", argv[0]);
 		return 64;
 	}
 	for (i = 5; i < argc; i++) {
@@ -61,6 +64,8 @@ int main(int argc, char **argv)
 			cfg.answer_limit = strtol(argv[++i], NULL, 0);
 		else if (i + 1 < argc && !strcmp(argv[i], "--stop-after"))
 			cfg.stop_after = strtol(argv[++i], NULL, 0);
+		else if (i + 1 < argc && !strcmp(argv[i], "--sleep-ms"))
+			sleep_ms = strtol(argv[++i], NULL, 0);
 		else {
 			fprintf(stderr, "%s: unknown argument %s\n", argv[0], argv[i]);
 			return 64;
@@ -74,6 +79,8 @@ int main(int argc, char **argv)
 	}
 	printf("ready\n");
 	fflush(stdout);
+	if (sleep_ms > 0)
+		usleep((useconds_t)sleep_ms * 1000);
 	rc = fault_loop_run(fd, &cfg, &st);
 	printf("done groups=%lu invalid=%lu held=%lu records=%lu writes=%lu\n", st.groups, st.invalid, st.held, st.records,
 	       st.writes);

@@ -170,6 +170,30 @@ describe('native: libiopfd', { skip }, () => {
     }
   });
 
+  it('a handler that falls behind: the bridge queues what the socket cannot hold; every group answered once', async () => {
+    const f = await faultFixture(server, { device: DEVICE });
+    const count = 1500;
+    // A tiny socket buffer: a few groups fill it, the rest wait in the bridge's own queue.
+    const p = new NativeProgram(`${NATIVE_BUILD}lib-handler`, [server.base, String(f.ctx), f.token, String(f.fault), '--quiet', '--sleep-ms', '800', '--stop-after', String(count)], {
+      ...process.env,
+      IOPFD_SNDBUF: '4096',
+    });
+    try {
+      await p.waitLines(/^ready$/);
+      await server.api.ok('platform.traffic.start', 'POST', `/v1/platform/devices/${DEVICE}/traffic`, { count, in_flight: 512 });
+      let st: Json;
+      await waitFor(async () => !(st = (await server.api.get(`/v1/platform/devices/${DEVICE}/traffic`)).body).running, 20000, 'the traffic run');
+      assert.deepEqual(st.by_code, { success: count, invalid: 0, failure: 0 });
+      assert.equal(st.answered, count);
+      const [done] = await p.waitLines(/^done /);
+      assert.match(done!, new RegExp(`^done groups=${count} invalid=0 held=0 records=${count} writes=\\d+$`));
+      assert.equal(await p.exited, 0, p.stderr);
+    } finally {
+      await p.kill();
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
   it('opening fails with ECONNREFUSED, EACCES, ENOENT and EPROTO', async () => {
     const f = await faultFixture(server, { device: DEVICE });
     const plain = createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('no such thing'));

@@ -177,22 +177,19 @@ int iopfd_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int iopfd_read_head(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
+/**
+ * recv_some() - one recv() of at most @room bytes at @buf + *@len once @fd
+ * is readable (before @deadline); NUL-terminates. Return: 0, or -1 with
+ * errno (EPROTO when the peer closed, ETIMEDOUT).
+ */
+static int recv_some(int fd, char *buf, size_t *len, size_t room, long long deadline)
 {
-	long long deadline = now_ms() + timeout_ms;
-	size_t have = 0;
-
 	for (;;) {
 		ssize_t r;
-		char *end;
 
-		if (have + 1 >= cap) {
-			errno = EPROTO;
-			return -1;
-		}
 		if (wait_fd(fd, POLLIN, deadline) < 0)
 			return -1;
-		r = recv(fd, buf + have, cap - 1 - have, 0);
+		r = recv(fd, buf + *len, room, 0);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -202,14 +199,44 @@ int iopfd_read_head(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
 			errno = EPROTO;
 			return -1;
 		}
-		have += (size_t)r;
-		buf[have] = 0;
+		*len += (size_t)r;
+		buf[*len] = 0;
+		return 0;
+	}
+}
+
+int iopfd_read_head(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	size_t have = 0;
+
+	for (;;) {
+		char *end;
+
+		if (have + 1 >= cap) {
+			errno = EPROTO;
+			return -1;
+		}
+		if (recv_some(fd, buf, &have, cap - 1 - have, deadline) < 0)
+			return -1;
 		end = strstr(buf, "\r\n\r\n");
 		if (end) {
 			*len = have;
 			return (int)(end + 4 - buf);
 		}
 	}
+}
+
+int iopfd_read_more(int fd, char *buf, size_t cap, size_t *len, size_t want, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	if (want > cap - 1)
+		want = cap - 1;
+	while (*len < want)
+		if (recv_some(fd, buf, len, want - *len, deadline) < 0)
+			return -1;
+	return 0;
 }
 
 int iopfd_http_status(const char *head)

@@ -83,6 +83,20 @@ IOPFD_HIDDEN int iopfd_write_all(int fd, const void *buf, size_t len);
 IOPFD_HIDDEN int iopfd_read_head(int fd, char *buf, size_t cap, size_t *len, int timeout_ms);
 
 /**
+ * iopfd_read_more() - receive into @buf until it holds @want bytes, the
+ * peer closes, @buf is full or @timeout_ms passed; NUL-terminated.
+ * @fd: the socket
+ * @buf: the buffer, @len bytes in it already
+ * @cap: its size
+ * @len: updated
+ * @want: the bytes wanted in all
+ * @timeout_ms: the deadline
+ *
+ * Return: 0 when @want bytes are there, else -1 with errno.
+ */
+IOPFD_HIDDEN int iopfd_read_more(int fd, char *buf, size_t cap, size_t *len, size_t want, int timeout_ms);
+
+/**
  * iopfd_http_status() - the status of a response head ("HTTP/1.x NNN ...")
  * Return: the status, or -1 with errno EPROTO when @head is not HTTP.
  */

@@ -49,7 +49,7 @@
 /** The most bytes in one binary frame of responses (the daemon takes ≤ 1 MiB). */
 #define WRITE_CHUNK (512u * 1024u)
 
-/** Socket buffer asked for the bridge's end (the kernel may cap it). */
+/** Socket buffer asked for the bridge's end (the kernel caps it at net.core.wmem_max); IOPFD_SNDBUF overrides it. */
 #define PAIR_SNDBUF (4 << 20)
 
 enum iopfd_kind { KIND_FAULT, KIND_VEVENTQ };
@@ -533,6 +533,8 @@ static int open_stream(enum iopfd_kind kind, const char *url, const char *path, 
 		goto fail;
 	c->app_fd = sv[0];
 	c->br_fd = sv[1];
+	if (getenv("IOPFD_SNDBUF"))
+		sndbuf = atoi(getenv("IOPFD_SNDBUF"));
 	setsockopt(c->br_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	if (table_add(c) < 0)
 		goto fail;

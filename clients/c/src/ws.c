@@ -129,6 +129,21 @@ static void random_bytes(void *out, size_t len)
 	pthread_mutex_unlock(&rng_lock);
 }
 
+/** A masking key: a per-thread xorshift seeded once (RFC 6455 masks need unpredictability against proxies, not secrecy). */
+static void mask_key(unsigned char out[4])
+{
+	static __thread uint64_t state;
+
+	if (!state) {
+		random_bytes(&state, sizeof(state));
+		state |= 1;
+	}
+	state ^= state << 13;
+	state ^= state >> 7;
+	state ^= state << 17;
+	memcpy(out, &state, 4);
+}
+
 /* ---- the opening handshake --------------------------------------------------- */
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -166,8 +181,13 @@ int ws_handshake(int fd, const struct iopfd_url *u, const char *path, const char
 	if (status < 0)
 		return -1;
 	if (status != 101) {
-		/* A refusal: the daemon's {errno, message} body (whole or not, the errno comes first). */
-		struct iopfd_http_response r = { .status = status, .body = head + hlen, .body_len = have - (size_t)hlen };
+		/* A refusal: the daemon's {errno, message} body, which may come after the head. */
+		struct iopfd_http_response r = { .status = status };
+
+		if (iopfd_http_header(head, "Content-Length", value, sizeof(value)) == 0)
+			iopfd_read_more(fd, head, sizeof(head), &have, (size_t)hlen + strtoul(value, NULL, 10), timeout_ms);
+		r.body = head + hlen;
+		r.body_len = have - (size_t)hlen;
 
 		errno = iopfd_http_errno(&r);
 		return -1;
@@ -385,7 +405,7 @@ int ws_send(int fd, int op, const void *data, size_t len)
 		for (i = 0; i < 8; i++)
 			frame[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
 	}
-	random_bytes(mask, sizeof(mask));
+	mask_key(mask);
 	memcpy(frame + hl, mask, 4);
 	for (i = 0; i < len; i++)
 		frame[hl + 4 + i] = in[i] ^ mask[i & 3];
