@@ -22,6 +22,7 @@ import { DEFAULT_OBSERVE_OPTIONS, ObserveFeed, type ObserveOptions } from './obs
 import { registerCommands } from './rest.js';
 import { routeTable } from './routes/index.js';
 import { EventLoopScheduler } from './scheduler.js';
+import { registerUi } from './ui.js';
 import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
 
 /** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
@@ -242,6 +243,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const docs = docsHtml(openapi);
   app.get('/openapi.json', async () => openapi);
   app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
+  registerUi(app);
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.get(STREAM_URL, async () => {
     throw new HttpError('EINVAL', 'the fault stream needs a WebSocket upgrade');
