@@ -127,15 +127,24 @@ export const zAddDeviceBody = strict({
 /** AddDeviceBody - a parsed device-add body. */
 export type AddDeviceBody = z.output<typeof zAddDeviceBody>;
 
-/** zPlatformDevice - a platform device as reported. */
+/**
+ * deviceStateFields - the read-only state GET /v1/platform reports with each
+ * device. `ctx` (extension) is the context the device is bound to, or null.
+ */
+const deviceStateFields = {
+  bound: zBool,
+  pri_enabled: zBool,
+  pri_status: strict({ response_failure: zBool, stopped: zBool }, 'a pri_status object'),
+  ctx: zObjectId.nullable(),
+};
+
+/** zPlatformDevice - a platform device as reported (`ctx` is an extension). */
 export const zPlatformDevice = strict({
   name: zDeviceName,
   bdf: zBdf,
   iommu: z.string(),
   caps: zDeviceCaps,
-  bound: zBool,
-  pri_enabled: zBool,
-  pri_status: strict({ response_failure: zBool, stopped: zBool }, 'a pri_status object'),
+  ...deviceStateFields,
 });
 /** PlatformDevice - a platform device as reported (wire form). */
 export type PlatformDevice = z.input<typeof zPlatformDevice>;
@@ -149,9 +158,29 @@ export const zPlatform = strict({ iommus: arrayOf(zIommu, 'IOMMUs'), devices: ar
 export type Platform = z.input<typeof zPlatform>;
 
 /**
+ * zPlatformFileDevice - a device of a platform file: as POST
+ * /v1/platform/devices takes it, or as GET /v1/platform reports it (the
+ * read-only state, bound, pri_enabled, pri_status and ctx, is accepted and
+ * ignored: a new daemon starts with every device unbound, PRI off).
+ */
+const zPlatformFileDevice = zAddDeviceBody
+  .extend({
+    bound: deviceStateFields.bound.optional(),
+    pri_enabled: deviceStateFields.pri_enabled.optional(),
+    pri_status: deviceStateFields.pri_status.optional(),
+    ctx: deviceStateFields.ctx.optional(),
+  })
+  .transform(({ name, iommu, bdf, caps }): AddDeviceBody => ({
+    name,
+    ...(iommu === undefined ? {} : { iommu }),
+    ...(bdf === undefined ? {} : { bdf }),
+    caps,
+  }));
+
+/**
  * zPlatformFile - a `--platform FILE` description: IOMMUs as GET
  * /v1/platform reports them and devices as POST /v1/platform/devices takes
- * them (caps defaults applied).
+ * them (caps defaults applied). The output of GET /v1/platform is one.
  */
 export const zPlatformFile = strict({
   iommus: arrayOf(
@@ -161,7 +190,7 @@ export const zPlatformFile = strict({
     ),
     'IOMMUs',
   ).min(1, { error: 'expected at least one IOMMU' }),
-  devices: arrayOf(zAddDeviceBody, 'devices'),
+  devices: arrayOf(zPlatformFileDevice, 'devices'),
 });
 /** PlatformFile - a parsed platform description. */
 export type PlatformFile = z.output<typeof zPlatformFile>;
@@ -381,6 +410,28 @@ export const zObserveGroups = strict({ events: arrayOf(zObserveGroupEvent, 'grou
 
 /** zObserveQuery - GET /v1/platform/observe: `?events=0` for snapshots only. */
 export const zObserveQuery = strict({ events: z.enum(['0', '1']).optional() }, 'query parameters');
+/** zCount - a count or a duration that may exceed a u32 (a whole number ≥ 0). */
+const zCount = z.number({ error: expectMessage('a number') }).int().min(0);
+
+/**
+ * zContextInfo - one open context as the administrator sees it: the
+ * devices bound to it (by name), its object count, its open fault streams
+ * and its age.
+ */
+export const zContextInfo = strict({
+  ctx: zObjectId,
+  devices: arrayOf(zDeviceName, 'device names'),
+  objects: zCount,
+  streams: zCount,
+  age_ms: zCount,
+});
+/** ContextInfo - one open context (wire form). */
+export type ContextInfo = z.input<typeof zContextInfo>;
+
+/** zContextList - GET /v1/platform/contexts (oldest first). */
+export const zContextList = strict({ contexts: arrayOf(zContextInfo, 'contexts') });
+/** ContextList - GET /v1/platform/contexts result (wire form). */
+export type ContextList = z.input<typeof zContextList>;
 
 /* --------------------------------------------------------------- contexts */
 
@@ -634,7 +685,7 @@ const COMMAND_TABLE = Object.freeze([
     params: zDeviceNameParams, body: zPageRequestBody, response: zEmptyResult,
     summary: "Inject one raw page request into the device's IOMMU page request queue",
     kernel: 'selftest TRIGGER_IOPF',
-    errnos: ['ENOENT'],
+    errnos: ['ENOENT', 'ENOSPC'],
   }),
   command({
     name: 'platform.device.responses', method: 'GET', url: `${D}/responses`, auth: 'admin', status: 200,
@@ -666,7 +717,7 @@ const COMMAND_TABLE = Object.freeze([
     name: 'platform.traffic.start', method: 'POST', url: `${D}/traffic`, auth: 'admin', status: 202,
     params: zDeviceNameParams, body: zTrafficBody, response: zEmptyResult,
     summary: "Start the device's traffic generator (one run per device at a time)",
-    errnos: ['ENOENT', 'EBUSY'],
+    errnos: ['ENOENT', 'EBUSY', 'EOVERFLOW'],
   }),
   command({
     name: 'platform.traffic.status', method: 'GET', url: `${D}/traffic`, auth: 'admin', status: 200,
@@ -678,6 +729,24 @@ const COMMAND_TABLE = Object.freeze([
     name: 'platform.traffic.stop', method: 'DELETE', url: `${D}/traffic`, auth: 'admin', status: 200,
     params: zDeviceNameParams, response: zTrafficStatus,
     summary: "Stop the device's traffic generator (extension): no new groups; those in flight are still answered. Returns the run's status",
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'platform.device.get', method: 'GET', url: D, auth: 'admin', status: 200,
+    params: zDeviceNameParams, response: zPlatformDevice,
+    summary: 'One platform device, as GET /v1/platform lists it (extension)',
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'platform.contexts.list', method: 'GET', url: `${P}/contexts`, auth: 'admin', status: 200,
+    response: zContextList,
+    summary: 'Every open context: its bound devices, object count, open streams and age (extension)',
+  }),
+  command({
+    name: 'platform.contexts.release', method: 'DELETE', url: `${P}/contexts/:ctx`, auth: 'admin', status: 204,
+    params: zCtxParams,
+    summary: "Force-release a context whose token is lost, as its owner's DELETE would (extension)",
+    kernel: 'iommufd_fops_release',
     errnos: ['ENOENT'],
   }),
   command({
@@ -750,7 +819,7 @@ const COMMAND_TABLE = Object.freeze([
     name: 'ioas.memory.write', method: 'POST', url: `${C}/ioas/:id/memory/write`, auth: 'ctx', status: 204,
     params: zObjectParams, body: zMemoryWriteBody,
     summary: 'Write guest memory; EFAULT if any byte is unmapped, and then nothing is written',
-    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW'],
+    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW', 'ENOMEM'],
   }),
   command({
     name: 'ioas.memory.read', method: 'POST', url: `${C}/ioas/:id/memory/read`, auth: 'ctx', status: 200,

@@ -14,6 +14,9 @@
  *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue
  *   --max-mapped-pages N     IOPFD_MAX_MAPPED_PAGES  mapped pages per context
  *   --max-devices N          IOPFD_MAX_DEVICES       platform devices (hot-plug)
+ *   --max-partials N         IOPFD_MAX_PARTIALS      partial page requests pending per device
+ *   --memory-limit BYTES     IOPFD_MEMORY_LIMIT      memory budget of mapped pages, K/M/G/T suffixes
+ *                                                    (powers of 1024), default a quarter of the host's RAM, 0: none
  *   --response-log N         IOPFD_RESPONSE_LOG      responses each device's log holds, default 1048576 (0: all)
  *   --body-limit BYTES       IOPFD_BODY_LIMIT        request body size, default 1 MiB
  *   --max-frame BYTES        IOPFD_MAX_FRAME         stream frame size from clients, default 1 MiB
@@ -21,13 +24,16 @@
  *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
  *   --max-connections N      IOPFD_MAX_CONNECTIONS   open TCP connections, default 1024
  *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
+ *   --help, --version        print the usage or the package version, and exit
  *
+ * The defaults of the resource limits are the core's LIMITS (core/iommufd/limits.ts).
  * Without an admin token the daemon refuses to listen beyond loopback.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { totalmem } from 'node:os';
 import { z } from 'zod';
-import type { IommufdQuirks, PlatformDesc, PlatformOptions } from '../core/index.js';
+import { LIMITS, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { formatZodError, zPlatformFile } from '../protocol/index.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -49,7 +55,8 @@ export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.free
  * @adminToken: the admin token, if any.
  * @platformFile: the platform description file, if any.
  * @logLevel: the pino level.
- * @limits: resource limits for the Platform.
+ * @limits: resource limits for the Platform (absent ones: LIMITS; the memory
+ *   limit: defaultMemoryLimit()).
  * @quirks: kernel quirks turned on.
  * @bodyLimit: the largest request body (bytes); larger → 413 EMSGSIZE.
  * @maxFrame: the largest stream frame a client may send (bytes); larger → close 1009.
@@ -57,6 +64,7 @@ export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.free
  * @heartbeatMs: the stream ping interval.
  * @maxConnections: open TCP connections at most; one more is closed as accepted.
  * @help: `--help` was given.
+ * @version: `--version` was given.
  */
 export interface Config {
   host: string;
@@ -72,6 +80,7 @@ export interface Config {
   heartbeatMs: number;
   maxConnections: number;
   help: boolean;
+  version: boolean;
 }
 
 const zCount = z
@@ -79,6 +88,23 @@ const zCount = z
   .regex(/^\d{1,10}$/, { error: 'expected a positive integer' })
   .transform(Number)
   .pipe(z.number().min(1, { error: 'expected a positive integer' }).max(0xffffffff, { error: 'expected at most 4294967295' }));
+
+/** defaultMemoryLimit() - the memory budget without --memory-limit: the host's RAM / LIMITS.memoryLimitDivisor. */
+export function defaultMemoryLimit(): number {
+  return Math.floor(totalmem() / LIMITS.memoryLimitDivisor);
+}
+
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** A byte count with an optional K/M/G/T suffix (powers of 1024, an optional `i`/`iB`/`B`): `512M`, `2GiB`. */
+const zBytes = z
+  .string()
+  .regex(/^\d{1,15}\s*(?:[KMGT](?:i?B)?|B)?$/i, { error: 'expected a number of bytes, optionally with a K, M, G or T suffix (e.g. 512M)' })
+  .transform((v) => {
+    const m = /^(\d+)\s*([KMGT]?)/i.exec(v)!;
+    return Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!;
+  })
+  .pipe(z.number().max(Number.MAX_SAFE_INTEGER, { error: 'too large' }));
 
 /** The flags, each with its environment variable, as zod validates them (strings in). */
 const zOptions = z.strictObject({
@@ -97,6 +123,8 @@ const zOptions = z.strictObject({
   'max-streams': zCount.optional(),
   'max-mapped-pages': zCount.optional(),
   'max-devices': zCount.optional(),
+  'max-partials': zCount.optional(),
+  'memory-limit': zBytes.optional(),
   'response-log': z
     .string()
     .regex(/^\d{1,10}$/, { error: 'expected a number of responses (0 keeps every one)' })
@@ -114,6 +142,7 @@ const zOptions = z.strictObject({
     .pipe(z.array(z.enum(Object.keys(QUIRKS) as [string, ...string[]], { error: `expected quirks among ${Object.keys(QUIRKS).join(', ')}` })))
     .default([]),
   help: z.literal('true').optional(),
+  version: z.literal('true').optional(),
 });
 
 /** FLAGS - every accepted flag name (without `--`). */
@@ -127,13 +156,14 @@ function envName(flag: string): string {
 /** USAGE - the `--help` text. */
 export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
-             [--max-devices N] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
+             [--max-devices N] [--max-partials N] [--memory-limit BYTES[K|M|G|T]] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
              [--heartbeat-ms N] [--max-connections N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
+       iopfd --help | --version
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
 `;
 
-/** readArgs() - `--flag value` and `--flag=value` pairs; --help takes no value; --quirk may repeat. */
+/** readArgs() - `--flag value` and `--flag=value` pairs; --help and --version take no value; --quirk may repeat. */
 function readArgs(argv: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -142,7 +172,7 @@ function readArgs(argv: readonly string[]): Record<string, string> {
     if (!m || !FLAGS.includes(m[1]!)) throw new ConfigError(`unknown argument ${JSON.stringify(arg)}`);
     const flag = m[1]!;
     let value: string;
-    if (flag === 'help') value = 'true';
+    if (flag === 'help' || flag === 'version') value = 'true';
     else if (m[2] !== undefined) value = m[2];
     else if (i + 1 < argv.length) value = argv[++i]!;
     else throw new ConfigError(`--${flag} needs a value`);
@@ -175,7 +205,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const raw: Record<string, string> = {};
   for (const flag of FLAGS) {
     const v = env[envName(flag)];
-    if (v !== undefined && flag !== 'help') raw[flag] = v;
+    if (v !== undefined && flag !== 'help' && flag !== 'version') raw[flag] = v;
   }
   Object.assign(raw, readArgs(argv));
   const r = zOptions.safeParse(raw);
@@ -183,7 +213,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     throw new ConfigError(r.error.issues.map((i) => `--${String(i.path[0])} (${envName(String(i.path[0]))}): ${i.message}`).join('; '));
   }
   const o = r.data;
-  if (o.help === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
+  if (o.help === undefined && o.version === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
     throw new ConfigError(`refusing to listen on ${o.host} without an admin token (--admin-token or IOPFD_ADMIN_TOKEN): only loopback hosts may leave /v1/platform open`);
   }
   const limits: Config['limits'] = {};
@@ -192,6 +222,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (o['max-streams'] !== undefined) limits.maxStreamsPerFault = o['max-streams'];
   if (o['max-mapped-pages'] !== undefined) limits.maxMappedPages = o['max-mapped-pages'];
   if (o['max-devices'] !== undefined) limits.maxDevices = o['max-devices'];
+  if (o['max-partials'] !== undefined) limits.maxPartials = o['max-partials'];
+  if (o['memory-limit'] !== undefined) limits.memoryLimit = o['memory-limit'];
   if (o['response-log'] !== undefined) limits.responseLog = o['response-log'];
   const quirks: IommufdQuirks = {};
   for (const q of o.quirk) quirks[QUIRKS[q]!] = true;
@@ -209,6 +241,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     heartbeatMs: o['heartbeat-ms'],
     maxConnections: o['max-connections'],
     help: o.help !== undefined,
+    version: o.version !== undefined,
   };
 }
 

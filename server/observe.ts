@@ -143,6 +143,7 @@ export class ObserveFeed {
     private readonly opts: ObserveOptions = DEFAULT_OBSERVE_OPTIONS,
   ) {
     this.observer = {
+      refused: (what) => inner.refused?.(what),
       reported: (g, q) => {
         inner.reported?.(g, q);
         if (!this.active) return;

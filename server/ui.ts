@@ -10,7 +10,7 @@
  *
  * The page itself holds no data: it asks for the admin token, keeps it in
  * the tab's memory only, and reads the observation feed and the walk
- * (server/observe.ts, docs/protocol.md 4.1) with it. The files are read
+ * (server/observe.ts, docs/protocol.md 4.2) with it. The files are read
  * once, when the app is built; a strict Content-Security-Policy allows
  * nothing but the daemon itself.
  */

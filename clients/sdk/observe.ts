@@ -2,7 +2,7 @@
  * DOC: the observation feed, client side
  *
  * IopfdClient.observe() returns an ObserveStream: the Server-Sent Events of
- * GET /v1/platform/observe (docs/protocol.md 4.1) as an async iterable of
+ * GET /v1/platform/observe (docs/protocol.md 4.2) as an async iterable of
  * parsed messages. It only reads: the feed never takes or answers a group.
  */
 import type { ObserveGroupEvent, ObserveSnapshot } from '../../protocol/index.js';

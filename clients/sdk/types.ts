@@ -31,6 +31,8 @@ import type {
 
 export type {
   ContextCreated,
+  ContextInfo,
+  ContextList,
   DeviceResponses,
   DmaResult,
   FaultCreated,

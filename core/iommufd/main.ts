@@ -9,6 +9,7 @@
  */
 import { IommuError } from '../iommu/errors.js';
 import type { IommuDevice, IopfGroup, IopfQuirks } from '../iommu/iommu.js';
+import { LIMITS, type LimitName, type MemoryBudget } from './limits.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
 
@@ -21,6 +22,8 @@ export interface PhysMemory {
   freeFrame(hpa: bigint): void;
   read(hpa: bigint, length: number): Uint8Array;
   write(hpa: bigint, data: Uint8Array): void;
+  /** The daemon-wide budget mapped pages are charged to before they are mapped. */
+  readonly budget: MemoryBudget;
 }
 
 /** What the platform tells iommufd about a device it may bind. */
@@ -50,6 +53,8 @@ export interface IommufdObserver {
   delivered?(n: number, groups: readonly IopfGroup[], queue: IommufdObject): void;
   answered?(code: number, latencyMs: number, group: IopfGroup, queue: IommufdObject): void;
   autoAnswered?(cause: AutoCause, code: number, latencyMs: number, group: IopfGroup, queue: IommufdObject): void;
+  /** A command refused by a limit (ENOSPC) or the memory budget (ENOMEM). */
+  refused?(what: LimitName): void;
 }
 
 export interface IommufdLimits {
@@ -61,7 +66,11 @@ export interface IommufdLimits {
   maxStreamsPerFault: number;
 }
 
-export const DEFAULT_LIMITS: IommufdLimits = { maxObjects: 4096, maxMappedPages: 1 << 20, maxStreamsPerFault: 64 };
+export const DEFAULT_LIMITS: IommufdLimits = {
+  maxObjects: LIMITS.maxObjects,
+  maxMappedPages: LIMITS.maxMappedPages,
+  maxStreamsPerFault: LIMITS.maxStreamsPerFault,
+};
 
 /** iommufd-level profile switches (kernel quirks, off by default). */
 export interface IommufdQuirks extends IopfQuirks {
@@ -125,6 +134,7 @@ export class IommufdCtx {
   reserve<T extends IommufdObject>(obj: T): T {
     this.mayFail('object');
     const id = this.ids.alloc();
+    if (id === 0) this.env.observer.refused?.('objects');
     if (id === 0) throw new IommuError('ENOSPC', `context ${this.id} holds its maximum of ${this.env.limits.maxObjects} objects`);
     obj.id = id;
     return obj;

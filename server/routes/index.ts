@@ -4,6 +4,7 @@
  * Every command of the protocol's %COMMANDS table has exactly one
  * implementation here, keyed by its name (a test checks both directions).
  */
+import { adminRoutes } from './admin.js';
 import { contextRoutes } from './contexts.js';
 import { platformRoutes } from './platform.js';
 import type { RouteDeps, RouteTable } from './types.js';
@@ -17,6 +18,7 @@ import type { RouteDeps, RouteTable } from './types.js';
 export function routeTable(deps: RouteDeps): RouteTable {
   return {
     ...platformRoutes(deps),
+    ...adminRoutes(deps),
     ...contextRoutes(deps),
     healthz: () => ({ status: 'ok' }),
   };

@@ -16,11 +16,12 @@ import {
   type WalkResult,
 } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
+import type { AdminCommand } from './admin.js';
 import { checkNoWrap } from './range.js';
 import type { RouteDeps, RoutesOf } from './types.js';
 
-/** The `platform.*` commands. */
-type PlatformCommand = Extract<CommandName, `platform.${string}`>;
+/** The `platform.*` commands but the contexts ones (server/routes/admin.ts). */
+type PlatformCommand = Exclude<Extract<CommandName, `platform.${string}`>, AdminCommand>;
 
 /** PERM bits the traffic generator understands. */
 const PERM_MASK = PERM.READ | PERM.WRITE | PERM.EXEC | PERM.PRIV;
@@ -82,6 +83,8 @@ function walkWire(device: string, pasid: number | undefined, addr: bigint, perm:
 export function platformRoutes({ platform, observe }: RouteDeps): RoutesOf<PlatformCommand> {
   return {
     'platform.get': () => platform.describe(),
+
+'platform.device.get': ({ params }) => platform.deviceInfo(params.name),
 
     'platform.device.add': ({ body }) => platform.addDevice(body),
 

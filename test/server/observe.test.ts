@@ -1,5 +1,5 @@
 // The observation feed (GET /v1/platform/observe) and the walk (GET
-// .../walk), docs/protocol.md 4.1: the feed shows every sampled group's
+// .../walk), docs/protocol.md 4.2: the feed shows every sampled group's
 // report, delivery and answer while the client alone answers them, its
 // snapshots describe devices, queues and contexts, it is admin-only,
 // bounded, drops a slow subscriber and ends at shutdown; the walk records
