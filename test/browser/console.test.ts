@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IopfdClient, type FaultGroup } from '../../clients/sdk/index.js';
+import { VtdS1Builder } from '../../core/hw/vtd-s1.js';
 import { HWPT_FLAGS } from '../../protocol/index.js';
 import { startServer, waitFor } from '../server/helpers.js';
 
@@ -134,6 +135,42 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     assert.deepEqual(log.map((r) => [r.grpid, r.code]).sort((a, b) => Number(a[0]) - Number(b[0])), Array.from({ length: N }, (_, i) => [i + 1, codeOf(i + 1)]));
     const st = await ctx.faultStatus(fault.id);
     assert.deepEqual([st.counters['answered_success'], st.counters['answered_invalid'], st.queued, st.outstanding], [N - 4, 4, 0, 0]);
+
+    // A nested translation on accel0 (its stage-1 table in guest RAM, answered by the
+    // same client): the walk of its group shows every level and its stage-2 translation.
+    const { dev_id: dev2 } = await ctx.bindDevice('accel0');
+    const { id: ram } = await ctx.allocIoas();
+    await ctx.map(ram, { iova: '0x0', length: '0x200000' });
+    const { id: parent } = await ctx.allocHwpt({ dev_id: dev2, pt_id: ram, flags: HWPT_FLAGS.NEST_PARENT });
+    const entries = new Map<bigint, bigint>();
+    let nextTable = 0x100000n;
+    const s1 = new VtdS1Builder(() => ((nextTable += 0x1000n), nextTable - 0x1000n), (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
+    const va = 0x7f0000000000n;
+    s1.map(va, 0x80000n, { write: true });
+    await ctx.writeMemory(
+      ram,
+      [...entries].map(([gpa, v]) => {
+        const b = Buffer.alloc(8);
+        b.writeBigUInt64LE(v);
+        return { iova: `0x${gpa.toString(16)}`, data: b.toString('hex') };
+      }),
+    );
+    const { id: nested } = await ctx.allocHwpt({
+      dev_id: dev2, pt_id: parent, flags: HWPT_FLAGS.FAULT_ID_VALID, fault_id: fault.id,
+      data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: `0x${s1.root.toString(16)}`, addr_width: 48 },
+    });
+    await ctx.attach(dev2, { pt_id: nested });
+    const before2 = (await sdk.responses('accel0')).responses.length;
+    await sdk.injectPageRequest('accel0', { grpid: 77, addr: `0x${(va + 0x10n).toString(16)}`, perm: 1, last: true });
+    await waitFor(() => got.length >= N + 1, 60_000, 'the client to get the nested group');
+    await page.waitForSelector('#groups tbody tr[data-grpid="77"][data-state="success"]', { timeout: 60_000 });
+    await page.click('#groups tbody tr[data-grpid="77"]');
+    await page.waitForSelector('#walk-levels tr[data-level="1"]', { timeout: 60_000 });
+    const levels = await page.evaluate(`[...document.querySelectorAll('#walk-levels tbody tr')].map((tr) => tr.dataset.level)`);
+    assert.deepEqual(levels, ['4', '3', '2', '1', 's2']);
+    assert.match((await page.textContent('#walk-result')) ?? '', /translates to hpa 0x[0-9a-f]+ now/);
+    await waitFor(async () => (await sdk.responses('accel0')).responses.length > before2, 60_000, 'the nested response');
+    assert.deepEqual((await sdk.responses('accel0')).responses.slice(before2).map((r) => [r.grpid, r.code]), [[77, 'success']]);
 
     await page.screenshot({ path: join(repo, 'docs', 'console.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no console error or page error');

@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { VtdS1Builder } from '../../core/hw/vtd-s1.js';
 import { HWPT_FLAGS, zObserveGroups, zObserveSnapshot } from '../../protocol/index.js';
 import { ObserveFeed } from '../../server/observe.js';
+import { ObserveStream } from '../../clients/sdk/index.js';
 import { assertError, deviceResponses, faultFixture, inject, startServer, StreamClient, waitFor, type Json, type TestServer } from './helpers.js';
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
@@ -20,34 +21,21 @@ interface Sse {
   data: Json;
 }
 
-/** SseReader - reads an SSE response with fetch, as the console does; events are parsed and kept in order. */
+/** SseReader - a feed read with the SDK's ObserveStream; its messages are kept in order. */
 class SseReader {
   readonly events: Sse[] = [];
   ended = false;
-  private buf = '';
   private readonly done: Promise<void>;
-  private readonly abort = new AbortController();
 
-  private constructor(readonly res: Response) {
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
+  private constructor(
+    readonly res: Response,
+    private readonly stream: ObserveStream,
+  ) {
     this.done = (async () => {
       try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          this.buf += decoder.decode(value, { stream: true });
-          let i: number;
-          while ((i = this.buf.indexOf('\n\n')) >= 0) {
-            const block = this.buf.slice(0, i);
-            this.buf = this.buf.slice(i + 2);
-            const event = /^event: (.*)$/m.exec(block)?.[1];
-            const data = /^data: (.*)$/m.exec(block)?.[1];
-            if (event && data) this.events.push({ event, data: JSON.parse(data) });
-          }
-        }
+        for await (const m of stream) this.events.push(m);
       } catch {
-        // aborted
+        // the connection broke: ended as well
       }
       this.ended = true;
     })();
@@ -59,9 +47,7 @@ class SseReader {
       headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
       signal: ac.signal,
     });
-    const r = new SseReader(res);
-    (r as unknown as { abort: AbortController }).abort = ac;
-    return r;
+    return new SseReader(res, new ObserveStream(res, ac));
   }
 
   of(event: string): Json[] {
@@ -73,7 +59,7 @@ class SseReader {
   }
 
   async close(): Promise<void> {
-    this.abort.abort();
+    this.stream.close();
     await this.done;
   }
 }
