@@ -99,7 +99,8 @@ export function traceWalk(e: ContextEntry | undefined, mem: SparseMemory, iova: 
     levels.push({ level: level--, entryGpa: gpa, s2: step, entry });
     return entry;
   };
-  const r = walkVtdS1(read, s1.root, s1.addrWidth, iova, access);
+  // The PASID entry's flags (SRE, WPE, EAFE) as the hardware walk uses them; no writer: no Accessed/Dirty bit.
+  const r = walkVtdS1(read, s1.root, s1.addrWidth, iova, access, s1.flags);
   const trace: WalkTrace = { context: s2 ? 'nested' : 's1', s1Root: s1.root, addrWidth: s1.addrWidth, s1: levels, s1Result: r, result: { kind: 'ok', hpa: 0n } };
   if (r.kind === 's1-fault') trace.result = { kind: 'fault', stage: 1, reason: r.reason, level: r.level };
   else if (r.kind === 's2-fault') trace.result = { kind: 'fault', stage: 2, reason: 'table entry not readable in stage 2', level: r.level };

@@ -8,7 +8,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { totalmem } from 'node:os';
 import { LIMITS } from '../../core/index.js';
+import { defaultMemoryLimit, parseConfig } from '../../server/config.js';
 import { assertError, deviceResponses, faultFixture, inject, StreamClient, startServer, type FaultFixture, type TestServer } from '../server/helpers.js';
 import { metricValue } from './helpers.js';
 
@@ -152,5 +154,29 @@ describe('no command holds the event loop long', { timeout: 120_000 }, () => {
     }
     const maxMs = h.max / 1e6;
     assert.ok(maxMs < 200, `the event loop was held ${maxMs.toFixed(1)} ms at most (the limit is 200 ms)`);
+  });
+});
+
+describe('--memory-limit and --max-partials', () => {
+  test('bytes with K/M/G/T suffixes (powers of 1024), 0 for none; a bad value names the flag; the default is a quarter of the RAM', () => {
+    assert.equal(parseConfig(['--memory-limit', '512M'], {}).limits.memoryLimit, 512 * 2 ** 20);
+    assert.equal(parseConfig(['--memory-limit=2GiB'], {}).limits.memoryLimit, 2 * 2 ** 30);
+    assert.equal(parseConfig([], { IOPFD_MEMORY_LIMIT: '64k' }).limits.memoryLimit, 64 * 1024);
+    assert.equal(parseConfig(['--memory-limit', '0'], {}).limits.memoryLimit, 0);
+    assert.equal(parseConfig(['--memory-limit', '1234'], {}).limits.memoryLimit, 1234);
+    assert.equal(parseConfig([], {}).limits.memoryLimit, undefined, 'absent: the app applies defaultMemoryLimit()');
+    assert.equal(defaultMemoryLimit(), Math.floor(totalmem() / 4));
+    for (const bad of ['-1', '1.5G', 'lots', '12Q', '']) assert.throws(() => parseConfig(['--memory-limit', bad], {}), /--memory-limit \(IOPFD_MEMORY_LIMIT\)/, bad);
+    assert.equal(parseConfig(['--max-partials', '9'], {}).limits.maxPartials, 9);
+    assert.throws(() => parseConfig(['--max-partials', '0'], {}), /--max-partials/);
+  });
+
+  test('the daemon applies the default budget when none is given', async () => {
+    const s = await startServer({});
+    try {
+      assert.equal(s.daemon.platform.budget.limit, defaultMemoryLimit());
+    } finally {
+      await s.close();
+    }
   });
 });
