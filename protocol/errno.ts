@@ -110,5 +110,5 @@ export function httpStatusOf(e: Errno): number {
  * Return: true if @s is an Errno.
  */
 export function isErrno(s: string): s is Errno {
-  return Object.prototype.hasOwnProperty.call(ERRNO_HTTP, s);
+  return Object.hasOwn(ERRNO_HTTP, s);
 }

@@ -29,7 +29,7 @@ type JsonObject = Record<string, unknown>;
  */
 function toSchema(schema: z.ZodType): JsonObject {
   const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) };
-  delete out['$schema'];
+  delete out.$schema;
   return out;
 }
 
@@ -66,8 +66,8 @@ function openApiPath(url: string): string {
 function parametersOf(schema: z.ZodType | undefined, where: 'path' | 'query'): JsonObject[] {
   if (!schema) return [];
   const s = toSchema(schema);
-  const props = (s['properties'] ?? {}) as Record<string, JsonObject>;
-  const required = new Set((s['required'] ?? []) as string[]);
+  const props = (s.properties ?? {}) as Record<string, JsonObject>;
+  const required = new Set((s.required ?? []) as string[]);
   return Object.entries(props).map(([name, schema]) => ({
     name,
     in: where,
@@ -116,16 +116,16 @@ function operationOf(c: Command): JsonObject {
     tags: [c.name.split('.')[0]],
     security: SECURITY[c.auth],
   };
-  if (c.kernel) op['description'] = `Kernel analogue: ${c.kernel}.`;
+  if (c.kernel) op.description = `Kernel analogue: ${c.kernel}.`;
   const parameters = [...parametersOf(c.params, 'path'), ...parametersOf(c.query, 'query')];
-  if (parameters.length > 0) op['parameters'] = parameters;
+  if (parameters.length > 0) op.parameters = parameters;
   if (c.body) {
-    op['requestBody'] = { required: false, content: { 'application/json': { schema: toSchema(c.body) } } };
+    op.requestBody = { required: false, content: { 'application/json': { schema: toSchema(c.body) } } };
   }
   const ok: JsonObject = { description: c.status === 204 ? 'No content' : 'Success' };
   // An `sse` command's body is an event stream whose `data` lines have the response's shape.
-  if (c.response) ok['content'] = { [c.stream === 'sse' ? 'text/event-stream' : 'application/json']: { schema: toSchema(c.response) } };
-  op['responses'] = { [String(c.status)]: ok, ...errorResponses(c.errnos) };
+  if (c.response) ok.content = { [c.stream === 'sse' ? 'text/event-stream' : 'application/json']: { schema: toSchema(c.response) } };
+  op.responses = { [String(c.status)]: ok, ...errorResponses(c.errnos) };
   return op;
 }
 
@@ -161,7 +161,9 @@ function streamOperation(): JsonObject {
 export function openApiDocument(): JsonObject {
   const paths: Record<string, Record<string, JsonObject>> = {};
   for (const c of COMMANDS) {
-    const p = (paths[openApiPath(c.url)] ??= {});
+    const url = openApiPath(c.url);
+    const p = paths[url] ?? {};
+    paths[url] = p;
     p[c.method.toLowerCase()] = operationOf(c);
   }
   paths[openApiPath(STREAM_URL)] = { get: streamOperation() };

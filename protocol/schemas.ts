@@ -942,6 +942,7 @@ export type QueryOf<K extends CommandName> = PartOf<CommandOf<K>, 'query'>;
 export type BodyOf<K extends CommandName> = PartOf<CommandOf<K>, 'body'>;
 
 /** ResultOf - the success body of command @K in wire form (its response schema's input), void for a 204. */
+// biome-ignore lint/suspicious/noConfusingVoidType: void, not undefined: a 204 command's result is the return type of a handler (and SDK method) that returns nothing
 export type ResultOf<K extends CommandName> = CommandOf<K> extends { readonly response: infer S extends z.ZodType } ? z.input<S> : void;
 
 /** AuthOf - the token command @K requires. */

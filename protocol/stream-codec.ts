@@ -47,6 +47,7 @@ export function parseClientJsonFrame(text: string): ClientFrameResult {
   try {
     msg = JSON.parse(text);
   } catch (e) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: deliberate: control characters (and U+2028/9) in a parser message become spaces
     const why = (e instanceof Error ? e.message : String(e)).replace(/[\u0000-\u001f\u2028\u2029]/g, ' ');
     return { ok: false, message: `not valid JSON: ${why.slice(0, 120)}` };
   }
@@ -101,7 +102,6 @@ export class ResponseBatch {
   codes: number[] = [];
 }
 
-const CH_QUOTE = 0x22;
 const CH_COMMA = 0x2c;
 const CH_COLON = 0x3a;
 const CH_LBRACKET = 0x5b;
@@ -251,11 +251,11 @@ function entryShapeError(e: unknown): string | undefined {
     if (k !== 'cookie' && k !== 'code') return `: unknown key ${JSON.stringify(k).slice(0, 64)}`;
     n++;
   }
-  if (n !== 2) return entry['cookie'] === undefined ? '.cookie: required' : '.code: required';
-  if (typeof entry['cookie'] !== 'number') return `.cookie: expected a number, got ${describe(entry['cookie'])}`;
+  if (n !== 2) return entry.cookie === undefined ? '.cookie: required' : '.code: required';
+  if (typeof entry.cookie !== 'number') return `.cookie: expected a number, got ${describe(entry.cookie)}`;
   // JSON.parse turns an overflowing literal such as 1e400 into Infinity, which no reply could echo.
-  if (!Number.isFinite(entry['cookie'])) return '.cookie: expected a finite number';
-  const code = entry['code'];
+  if (!Number.isFinite(entry.cookie)) return '.cookie: expected a finite number';
+  const code = entry.code;
   if (typeof code !== 'number' && typeof code !== 'string') {
     return `.code: expected a number or a string, got ${describe(code)}`;
   }
@@ -479,7 +479,8 @@ let sharedWriter: FaultsJsonWriter | undefined;
  * Throws: RangeError if a field is out of range.
  */
 export function encodeFaultsFrameJson(groups: readonly FaultsFrameGroup[]): string {
-  const w = (sharedWriter ??= new FaultsJsonWriter());
+  sharedWriter ??= new FaultsJsonWriter();
+  const w = sharedWriter;
   w.begin();
   for (const g of groups) {
     w.group(g.cookie, g.redelivered);

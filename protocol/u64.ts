@@ -43,7 +43,7 @@ export function parseU64(s: string): bigint {
  */
 export function formatU64(v: bigint): string {
   if (v < 0n || v > U64_MAX) throw new RangeError(`not a u64: ${v}`);
-  return '0x' + v.toString(16);
+  return `0x${v.toString(16)}`;
 }
 
 /**

@@ -349,7 +349,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     log.info('shutting down');
     const seqs = new Map(platform.listDevices().map((d) => [d.name, platform.function(d.name).responses.length]));
     const t = tableSizes(platform, contexts);
-    atShutdown = { seqs, outstanding: platform.audit().outstandingGroups, held: (t['fault_queued'] ?? 0) + (t['fault_outstanding'] ?? 0) };
+    atShutdown = { seqs, outstanding: platform.audit().outstandingGroups, held: (t.fault_queued ?? 0) + (t.fault_outstanding ?? 0) };
     platform.shutdown();
     contexts.forgetAll();
     streams.close(CLOSE.GOING_AWAY, 'daemon shutting down');

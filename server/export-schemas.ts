@@ -21,8 +21,8 @@ import { jsonSchemas, openApiDocument } from '../protocol/index.js';
  */
 export function schemaFiles(): Map<string, string> {
   const files = new Map<string, string>();
-  for (const [key, schema] of Object.entries(jsonSchemas())) files.set(`${key}.json`, JSON.stringify(schema, null, 2) + '\n');
-  files.set('openapi.json', JSON.stringify(openApiDocument(), null, 2) + '\n');
+  for (const [key, schema] of Object.entries(jsonSchemas())) files.set(`${key}.json`, `${JSON.stringify(schema, null, 2)}\n`);
+  files.set('openapi.json', `${JSON.stringify(openApiDocument(), null, 2)}\n`);
   return files;
 }
 

@@ -40,7 +40,10 @@ class LatencyHistogram {
   /** observe() - one latency of @seconds, answered by @by. */
   observe(by: 'user' | 'auto', seconds: number): void {
     let s = this.series.get(by);
-    if (!s) this.series.set(by, (s = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    if (!s) {
+      s = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 };
+      this.series.set(by, s);
+    }
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
     s.buckets[i]!++;
@@ -189,7 +192,9 @@ export class Metrics {
     const codeName = (code: number): string => CODE_NAME[code] ?? String(code);
     this.observer = {
       reported: () => void reportedN++,
-      delivered: (n) => void (deliveredN += n),
+      delivered: (n) => {
+        deliveredN += n;
+      },
       answered: (code, latencyMs) => {
         if (code === 0 || code === 1) answeredN[code]!++;
         else answered.inc({ code: codeName(code) });

@@ -104,7 +104,7 @@ export function streamTarget(req: IncomingMessage, contexts: ContextRegistry): S
   const query: Record<string, string> = Object.fromEntries(url.searchParams);
   // An Authorization header wins over ?token=, even a malformed one (then no token opens the context).
   const header = req.headers.authorization;
-  const token = requireToken(header !== undefined ? (bearerToken(header) ?? '') : query['token'], 'context');
+  const token = requireToken(header !== undefined ? (bearerToken(header) ?? '') : query.token, 'context');
   const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params');
   const entry = contexts.authenticate(params.ctx, token);
   return { entry, faultId: params.id, query };

@@ -388,7 +388,10 @@ class FaultStream implements FaultListener {
     let redelivered: number[] | undefined;
     for (const g of groups) {
       n += g.faultCount;
-      if (g.redelivered) (redelivered ??= []).push(g.cookie);
+      if (g.redelivered) {
+        redelivered ??= [];
+        redelivered.push(g.cookie);
+      }
     }
     if (redelivered) {
       const msg: RedeliveredMessage = { type: 'redelivered', cookies: redelivered };
@@ -466,7 +469,10 @@ class FaultStream implements FaultListener {
         const cookie = cookies[i]!;
         const st = this.fault.respondOne(cookie, codes[i]!);
         if (st === RESPOND_OK) ok++;
-        else (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, codes[i]!) });
+        else {
+          errors ??= [];
+          errors.push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, codes[i]!) });
+        }
       }
     } else {
       // ws leaves UTF-8 to us (skipUTF8Validation): a bad text frame is an error frame, not a 1007 close.
@@ -484,7 +490,10 @@ class FaultStream implements FaultListener {
         const { cookie, code } = entries[i]!;
         const st = this.fault.respondOne(cookie, responseCodeOf(code) ?? BAD_CODE);
         if (st === RESPOND_OK) ok++;
-        else (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
+        else {
+          errors ??= [];
+          errors.push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
+        }
       }
     }
     if (errors === undefined) {
@@ -635,6 +644,8 @@ export class FaultStreamServer {
     clearInterval(this.heartbeat);
     const open = [...this.streams];
     for (const s of open) s.close(code, reason);
-    if (open.length > 0) setTimeout(() => open.forEach((s) => s.terminate()), this.options.closeGraceMs).unref();
+    if (open.length > 0) setTimeout(() => {
+        for (const s of open) s.terminate();
+      }, this.options.closeGraceMs).unref();
   }
 }

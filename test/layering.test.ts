@@ -58,7 +58,7 @@ test('layering: every import respects the layering rule', () => {
   const violations: string[] = [];
   for (const top of ['core', 'protocol', 'clients']) {
     for (const file of sources(top)) {
-      const rule = rules.find((r) => file.startsWith(r.dir + '/'));
+      const rule = rules.find((r) => file.startsWith(`${r.dir}/`));
       if (!rule) continue;
       for (const spec of importsOf(file)) {
         const t = target(file, spec);
@@ -76,7 +76,7 @@ test('layering: every import respects the layering rule', () => {
 test('layering: the scan itself sees a forbidden import', () => {
   // Guards the guard: the regex and the rules must flag an obvious violation.
   assert.equal(target('core/iopf/io-pgfault.ts', '../../server/app.js'), 'server');
-  assert.equal(rules.find((r) => 'core/iopf/x.ts'.startsWith(r.dir + '/'))!.allowed('server', ''), false);
+  assert.equal(rules.find((r) => 'core/iopf/x.ts'.startsWith(`${r.dir}/`))!.allowed('server', ''), false);
   assert.ok(NODE_IO.test('node:fs'));
 });
 

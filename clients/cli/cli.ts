@@ -102,7 +102,7 @@ function overview(words: readonly string[]): string {
   const width = Math.max(...left.map((l) => l.length)) + 2;
   const lines = cmds.map((c, i) => `  ${left[i]!.padEnd(width)}${c.summary}`).join('\n');
   return (
-    `usage: iopfctl ${words.length > 0 ? words.join(' ') + ' ' : ''}COMMAND [ARGS] [options]\n\ncommands:\n${lines}\n\n` +
+    `usage: iopfctl ${words.length > 0 ? `${words.join(' ')} ` : ''}COMMAND [ARGS] [options]\n\ncommands:\n${lines}\n\n` +
     `global options:\n${optionLines(GLOBAL_OPTIONS)}\n\n` +
     `'iopfctl help COMMAND' or 'iopfctl COMMAND --help' shows a command's options. Exit codes: 0 ok, 1 the daemon refused, 2 usage, 3 no connection.\n`
   );
@@ -201,21 +201,21 @@ function formatResult(command: CliCommand, result: unknown, output: OutputFormat
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let command: CliCommand | undefined;
   try {
-    let parsed;
+    let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: typeof ALL_OPTIONS; allowPositionals: true; strict: true; tokens: true }>>;
     try {
       parsed = parseArgs({ args: [...argv], options: ALL_OPTIONS, allowPositionals: true, strict: true, tokens: true });
     } catch (e) {
       throw unknownOption(e);
     }
     const { values, positionals, tokens } = parsed;
-    if (values['version'] === true) {
+    if (values.version === true) {
       io.stdout.write(`iopfctl ${packageVersion()}\n`);
       return EXIT.OK;
     }
     command = findCommand(positionals);
     if (!command) {
       // A bare iopfctl, or a group with --help: the overview.
-      if (positionals.length === 0 || (positionals.length === 1 && isGroup(positionals[0]) && values['help'] === true)) {
+      if (positionals.length === 0 || (positionals.length === 1 && isGroup(positionals[0]) && values.help === true)) {
         io.stdout.write(overview(positionals));
         return EXIT.OK;
       }
@@ -224,7 +224,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       throw unknownCommand(positionals);
     }
-    if (values['help'] === true) {
+    if (values.help === true) {
       io.stdout.write(usageOf(command));
       return EXIT.OK;
     }
@@ -249,8 +249,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       opts,
       client,
       context: () => {
-        const ctx = opts.str('ctx') ?? io.env['IOPFD_CTX'];
-        const token = opts.str('token') ?? io.env['IOPFD_TOKEN'];
+        const ctx = opts.str('ctx') ?? io.env.IOPFD_CTX;
+        const token = opts.str('token') ?? io.env.IOPFD_TOKEN;
         if (ctx === undefined || token === undefined) throw new UsageError('this command needs --ctx and --token (or IOPFD_CTX and IOPFD_TOKEN)');
         return client.context(parseU32('--ctx', ctx, 1), token);
       },

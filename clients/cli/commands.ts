@@ -62,7 +62,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     args: ['NAME'],
     summary: 'one PCIe function of the platform (-o wide: caps and the holding context)',
     options: [],
-    run: (inv) => inv.client.device(inv.args['NAME']!),
+    run: (inv) => inv.client.device(inv.args.NAME!),
     text: (d: PlatformDevice, wide: boolean) => devicesTable([d], wide),
   },
   {
@@ -88,7 +88,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
         ...(o.flag('vf') ? { is_vf: true } : {}),
       };
       return inv.client.addDevice({
-        name: inv.args['NAME']!,
+        name: inv.args.NAME!,
         ...(o.str('iommu') === undefined ? {} : { iommu: o.str('iommu')! }),
         ...(o.str('bdf') === undefined ? {} : { bdf: o.str('bdf')! }),
         caps,
@@ -101,7 +101,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     args: ['NAME'],
     summary: 'hot-unplug a PCIe function (its outstanding groups are answered INVALID)',
     options: [],
-    run: (inv) => inv.client.removeDevice(inv.args['NAME']!),
+    run: (inv) => inv.client.removeDevice(inv.args.NAME!),
   },
   {
     words: ['dma'],
@@ -122,7 +122,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
       if ((data === undefined) === (o.str('length') === undefined)) throw new UsageError('give --length (a read) or --data (a write)');
       if (data !== undefined && !/^([0-9a-f]{2})+$/i.test(data)) throw new UsageError('--data: expected hex bytes');
       const timeout = o.u32('timeout-ms', 1);
-      return inv.client.dma(inv.args['DEVICE']!, {
+      return inv.client.dma(inv.args.DEVICE!, {
         ...o.pasid(),
         iova: o.u64('iova') ?? o.need('iova'),
         length: data === undefined ? o.u64('length')! : formatU64(BigInt(data.length / 2)),
@@ -149,7 +149,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     ],
     run: async (inv) => {
       const o = inv.opts;
-      await inv.client.injectPageRequest(inv.args['DEVICE']!, {
+      await inv.client.injectPageRequest(inv.args.DEVICE!, {
         ...o.pasid(),
         grpid: o.u32('grpid', 0, 511) ?? parseU32('--grpid', o.need('grpid')),
         addr: o.u64('addr') ?? o.need('addr'),
@@ -163,7 +163,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     args: ['DEVICE'],
     summary: 'the page group responses the device received',
     options: [{ name: 'since', arg: 'SEQ', help: 'only those after SEQ' }],
-    run: (inv) => inv.client.responses(inv.args['DEVICE']!, inv.opts.u32('since')),
+    run: (inv) => inv.client.responses(inv.args.DEVICE!, inv.opts.u32('since')),
     text: (r: Awaited<ReturnType<IopfdClient['responses']>>) =>
       table(['SEQ', 'PASID', 'GRPID', 'CODE'], r.responses.map((x) => [x.seq, x.pasid ?? '-', x.grpid, x.code])),
   },
@@ -172,7 +172,7 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     args: ['DEVICE'],
     summary: 'clear Response Failure and re-enable PRI',
     options: [],
-    run: (inv) => inv.client.priReset(inv.args['DEVICE']!),
+    run: (inv) => inv.client.priReset(inv.args.DEVICE!),
   },
 ];
 
@@ -266,7 +266,7 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
     args: ['DEVICE'],
     summary: 'bind a platform device to the context; prints its dev_id',
     options: [],
-    run: (inv) => inv.context().bindDevice(inv.args['DEVICE']!),
+    run: (inv) => inv.context().bindDevice(inv.args.DEVICE!),
     text: (r: { dev_id: number }) => String(r.dev_id),
   },
   {

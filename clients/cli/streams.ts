@@ -55,7 +55,7 @@ export const WATCH: CliCommand = {
     const mode = inv.opts.oneOf('mode', ['json', 'uapi'] as const) ?? 'json';
     const count = inv.opts.u32('count', 1);
     const window = inv.opts.u32('window', 1, 65536);
-    const faultId = parseU32('FAULT_ID', inv.args['FAULT_ID']!, 1);
+    const faultId = parseU32('FAULT_ID', inv.args.FAULT_ID!, 1);
     const q = inv.context().faultQueue(faultId, { mode, window });
     await q.connect();
     const { stdout, stderr } = inv.io;
@@ -170,7 +170,7 @@ export const DEVICE_TRAFFIC: CliCommand = {
   ],
   run: async (inv): Promise<TrafficResult> => {
     const o = inv.opts;
-    const device = inv.args['DEVICE']!;
+    const device = inv.args.DEVICE!;
     const count = o.u32('count', 1) ?? parseU32('--count', o.need('count'), 1);
     const ppg = o.u32('pages-per-group', 1);
     const inFlight = o.u32('in-flight', 1);
@@ -215,7 +215,7 @@ export const TRAFFIC_STOP: CliCommand = {
   args: ['DEVICE'],
   summary: "stop the device's traffic generator: no new groups, those in flight are still answered",
   options: [],
-  run: async (inv): Promise<TrafficResult> => withRate(await inv.client.stopTraffic(inv.args['DEVICE']!)),
+  run: async (inv): Promise<TrafficResult> => withRate(await inv.client.stopTraffic(inv.args.DEVICE!)),
   text: trafficText,
 };
 

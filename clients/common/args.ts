@@ -40,7 +40,7 @@ export function connectionOf(
   values: { url?: string | undefined; 'admin-token'?: string | undefined },
   env: Readonly<Record<string, string | undefined>>,
 ): { url: string; adminToken: string | undefined } {
-  return { url: values.url ?? env['IOPFD_URL'] ?? DEFAULT_URL, adminToken: values['admin-token'] ?? env['IOPFD_ADMIN_TOKEN'] };
+  return { url: values.url ?? env.IOPFD_URL ?? DEFAULT_URL, adminToken: values['admin-token'] ?? env.IOPFD_ADMIN_TOKEN };
 }
 
 const SIZE_SUFFIX: Readonly<Record<string, bigint>> = { '': 1n, k: 1n << 10n, m: 1n << 20n, g: 1n << 30n };

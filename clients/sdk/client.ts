@@ -125,7 +125,7 @@ export class IopfdClient {
     if (query.size > 0) path += `?${query}`;
     const headers: Record<string, string> = {};
     const token = command.auth === 'admin' ? this.#adminToken : command.auth === 'ctx' ? opts.token : undefined;
-    if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const init: RequestInit = { method: command.method, headers };
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';

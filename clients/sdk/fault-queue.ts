@@ -698,7 +698,9 @@ export class FaultQueue extends EventEmitter<FaultQueueEvents> implements AsyncI
   #onResults(msg: ResultsMessage): void {
     const frame = this.#settleFrame();
     const refused = new Set(msg.errors.map((e) => e.index));
-    frame.forEach((h, i) => this.#settle(h, !refused.has(i)));
+    frame.forEach((h, i) => {
+      this.#settle(h, !refused.has(i));
+    });
     this.emit('results', msg);
   }
 

@@ -34,8 +34,7 @@ export class ObserveStream implements AsyncIterable<ObserveMessage> {
         const { value, done } = await reader.read();
         if (done) return;
         buf += decoder.decode(value, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
           const block = buf.slice(0, i);
           buf = buf.slice(i + 2);
           let event = '';

@@ -157,7 +157,10 @@ export class Guest<S> {
       const code = await this.#serve(d);
       this.prq.advance();
       let groups = this.#groups.get(d.source);
-      if (!groups) this.#groups.set(d.source, (groups = new Map()));
+      if (!groups) {
+        groups = new Map();
+        this.#groups.set(d.source, groups);
+      }
       const worst = groups.get(d.grpid);
       const groupCode = worst !== undefined && SEVERITY[worst] > SEVERITY[code] ? worst : code;
       if (d.last) {

@@ -12,7 +12,7 @@
  *   no filtering, grpid = PRG index, and a PASID fault falls back to a NESTED
  *   domain at the RID (user_pasid_table).
  */
-import { IommuUnit, PRG_FAILURE, PRG_INVALID, PRG_SUCCESS, type ContextEntry, type PageRequest } from '../hw/iommu-unit.js';
+import { type IommuUnit, PRG_FAILURE, PRG_INVALID, PRG_SUCCESS, type ContextEntry, type PageRequest } from '../hw/iommu-unit.js';
 import type { PcieFunction } from '../hw/pcie-function.js';
 import { Stage2Table } from '../hw/stage2.js';
 import {
@@ -168,7 +168,11 @@ export class SimIommu implements IommuOps {
    * daemon's event loop, busy for its whole traffic run.
    */
   drain(): void {
-    for (let n = this.unit.prqLength, r; n > 0 && (r = this.unit.prqPop()); n--) this.handle(r);
+    for (let n = this.unit.prqLength; n > 0; n--) {
+      const r = this.unit.prqPop();
+      if (!r) break;
+      this.handle(r);
+    }
     // While overflowed the unit takes no new request; if the overflow came
     // while this drain ran, requests queued before it wait for the next drain.
     if (this.unit.overflow && this.unit.prqLength === 0) {
@@ -201,8 +205,14 @@ export class SimIommu implements IommuOps {
     const stall = model === 'smmuv3';
     const last = stall || r.last;
     if (model === 'vtd') {
-      if (this.profile.vtdNoPasidInvalid && r.pasid === undefined) return this.badRequest(r, false);
-      if (!this.isCanonical(r.addr) || (r.priv && (r.read || r.write)) || (r.exec && r.read)) return this.badRequest(r, false);
+      if (this.profile.vtdNoPasidInvalid && r.pasid === undefined) {
+        this.badRequest(r, false);
+        return;
+      }
+      if (!this.isCanonical(r.addr) || (r.priv && (r.read || r.write)) || (r.exec && r.read)) {
+        this.badRequest(r, false);
+        return;
+      }
       if (r.last && !r.read && !r.write) {
         this.stats.stopMarkersDropped++;
         return;
@@ -210,7 +220,10 @@ export class SimIommu implements IommuOps {
     }
     const dev = r.fn.iommu as IommuDevice | undefined;
     if (!dev) {
-      if (model === 'vtd') return this.badRequest(r, true);
+      if (model === 'vtd') {
+        this.badRequest(r, true);
+        return;
+      }
       this.stats.unknownRequester++;
       if (last) this.answerDirect(r, PRG_INVALID);
       return;

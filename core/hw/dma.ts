@@ -92,18 +92,30 @@ export class DmaRun {
     for (let i = 0; i < this.pages.length; i++) {
       // Translate every page each round: a success may have been invalidated since.
       const r = this.port.unit.translate(this.port.rid, pasid ?? 0, this.pages[i]!, write, exec, priv);
-      if (r.kind === 's2') return this.finish('stage2_fault');
+      if (r.kind === 's2') {
+        this.finish('stage2_fault');
+        return;
+      }
       if (r.kind === 'ok') this.hpa[i] = r.hpa;
       else {
         this.hpa[i] = undefined;
         faulting.push(this.pages[i]!);
       }
     }
-    if (faulting.length === 0) return this.finish('ok');
-    if (!this.port.pri.enabled) return this.finish('pri_disabled');
+    if (faulting.length === 0) {
+      this.finish('ok');
+      return;
+    }
+    if (!this.port.pri.enabled) {
+      this.finish('pri_disabled');
+      return;
+    }
     if (this.retries > 0) {
       if (faulting.length >= this.lastFaulting) {
-        if (++this.fruitless >= MAX_FRUITLESS) return this.finish('invalid');
+        if (++this.fruitless >= MAX_FRUITLESS) {
+          this.finish('invalid');
+          return;
+        }
       } else this.fruitless = 0;
     }
     this.lastFaulting = faulting.length;
@@ -114,7 +126,10 @@ export class DmaRun {
   private send(batch: bigint[]): void {
     if (this.finished) return;
     const pri = this.port.pri;
-    if (!pri.enabled) return this.finish('pri_disabled');
+    if (!pri.enabled) {
+      this.finish('pri_disabled');
+      return;
+    }
     const perm = { read: !this.req.write, write: this.req.write, exec: this.req.exec, priv: this.req.priv };
     const sent = pri.trySend(this.req.pasid, batch, perm, (code) => {
       if (this.finished) return;

@@ -135,7 +135,10 @@ export class IommuUnit {
       if (m && m.size === 0) this.contexts.delete(rid);
       return;
     }
-    if (!m) this.contexts.set(rid, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      this.contexts.set(rid, m);
+    }
     m.set(pasid, entry);
   }
 
@@ -150,7 +153,7 @@ export class IommuUnit {
     const e = m.get(pasid);
     if (e || pasid === 0 || !this.pasidFallback) return e;
     const ridEntry = m.get(0);
-    return ridEntry && ridEntry.s1 ? ridEntry : undefined;
+    return ridEntry?.s1 ? ridEntry : undefined;
   }
 
   /**
@@ -171,14 +174,14 @@ export class IommuUnit {
       const read = s2
         ? (gpa: bigint): bigint | undefined => {
             const s = s2.lookup(gpa);
-            return s && s.read ? mem.readU64(s.hpa + (gpa & 0xfffn)) : undefined;
+            return s?.read ? mem.readU64(s.hpa + (gpa & 0xfffn)) : undefined;
           }
         : (pa: bigint): bigint | undefined => mem.readU64(pa);
       // Accessed/Dirty updates: a nested table entry is written through stage 2, which must allow it.
       const update = s2
         ? (gpa: bigint, v: bigint): boolean => {
             const s = s2.lookup(gpa);
-            if (!s || !s.write) return false;
+            if (!s?.write) return false;
             mem.writeU64(s.hpa + (gpa & 0xfffn), v);
             return true;
           }
@@ -193,7 +196,7 @@ export class IommuUnit {
       let s2write = true;
       if (s2) {
         const s = s2.lookup(r.gpa);
-        if (!s || !s.read || (write && !s.write)) return S2;
+        if (!s?.read || (write && !s.write)) return S2;
         hpaPage = s.hpa;
         s2write = s.write;
       } else {
@@ -207,7 +210,7 @@ export class IommuUnit {
     }
     if (!e.s2) return FAULT;
     const s = e.s2.lookup(iova);
-    if (!s || !s.read || (write && !s.write)) return FAULT;
+    if (!s?.read || (write && !s.write)) return FAULT;
     this.iotlb.insert(e.tag, pasid, iova, { hpa: s.hpa, write: s.write, exec: true, user: true });
     return { kind: 'ok', hpa: s.hpa + off };
   }
@@ -237,7 +240,10 @@ export class IommuUnit {
       req.stag = this.allocStag();
       const key = `${req.fn.rid}:${req.prgi}`;
       let prg = this.openPrgs.get(key);
-      if (!prg) this.openPrgs.set(key, (prg = { outstanding: 0, lastSeen: false, code: PRG_SUCCESS }));
+      if (!prg) {
+        prg = { outstanding: 0, lastSeen: false, code: PRG_SUCCESS };
+        this.openPrgs.set(key, prg);
+      }
       prg.outstanding++;
       if (req.last) {
         prg.lastSeen = true;

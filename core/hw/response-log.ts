@@ -66,7 +66,8 @@ export class ResponseLog {
         this.chunks.shift();
         this.dropped += LOG_CHUNK;
       }
-      this.chunks.push((this.tail = new Float64Array(LOG_CHUNK)));
+      this.tail = new Float64Array(LOG_CHUNK);
+      this.chunks.push(this.tail);
     }
     this.tail[i] = (pasid === undefined ? 0 : pasid * 0x80000 + 1) + grpid * 8 + codeIndex(code) * 2;
   }

@@ -15,7 +15,7 @@ import {
 } from '../iommu/iommu.js';
 import { GroupList } from '../iommu/group-list.js';
 import type { FaultAttachHandle } from './eventq.js';
-import { IOMMU_HWPT_ALLOC_PASID, IommufdHwpt, IommufdHwptPaging } from './hw-pagetable.js';
+import { IOMMU_HWPT_ALLOC_PASID, type IommufdHwpt, IommufdHwptPaging } from './hw-pagetable.js';
 import { IommufdIoas } from './ioas.js';
 import { IommufdObject, type IommufdCtx, type IommufdPhysDevice } from './main.js';
 

@@ -329,7 +329,8 @@ export class IommufdFault extends IommufdObject {
       if (g.deliveredAt < 0) {
         g.deliveredAt = now;
         if (timeout > 0) {
-          this.deadlines.pushTail((g.deadlineNode ??= new ListNode(g)));
+          g.deadlineNode ??= new ListNode(g);
+          this.deadlines.pushTail(g.deadlineNode);
           if (!this.timer) this.armTimer();
         }
       }
@@ -409,7 +410,10 @@ export class IommufdFault extends IommufdObject {
     for (const g of handle.groups.toArray()) {
       if (g.queue !== this) continue;
       // The cookie, if any, before untrack() frees it.
-      if (g.cookie !== 0) (cookies ??= []).push(g.cookie);
+      if (g.cookie !== 0) {
+        cookies ??= [];
+        cookies.push(g.cookie);
+      }
       this.autoAnswer(g, cause);
       n++;
     }

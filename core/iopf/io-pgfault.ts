@@ -63,7 +63,10 @@ export function iopfQueueRemoveDevice(queue: IopfQueue, dev: IommuDevice): void 
     const revoke = domain?.iopfRevoke;
     if (revoke) {
       revoke(group);
-      if (domain.iopfRevokeDone) (done ??= new Set()).add(domain.iopfRevokeDone);
+      if (domain.iopfRevokeDone) {
+        done ??= new Set();
+        done.add(domain.iopfRevokeDone);
+      }
     }
     iopfGroupResponse(group, IOMMU_PAGE_RESP_INVALID);
     iopfFreeGroup(group);
@@ -87,7 +90,7 @@ export function findFaultHandler(dev: IommuDevice, prm: IommuFaultPageRequest): 
   } else {
     handle = iommuAttachHandleGet(dev, IOMMU_NO_PASID);
   }
-  if (!handle || !handle.domain.iopfHandler) return undefined;
+  if (!handle?.domain.iopfHandler) return undefined;
   return handle;
 }
 

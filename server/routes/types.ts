@@ -58,6 +58,7 @@ export type CommandInput<K extends CommandName> = RouteInput<
  * (or a promise of it), nothing for a 204, the event stream for an `sse` command.
  */
 export type CommandResult<K extends CommandName> =
+  // biome-ignore lint/suspicious/noConfusingVoidType: [void] tests for ResultOf's 204 case (void, see there); such a handler returns nothing, possibly asynchronously
   CommandOf<K> extends { readonly stream: 'sse' } ? Readable : [ResultOf<K>] extends [void] ? void | Promise<void> : ResultOf<K> | Promise<ResultOf<K>>;
 
 /** CommandHandler - the implementation of command @K. */

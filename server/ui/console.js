@@ -2,6 +2,7 @@
 // Server-Sent Events read with fetch so that the admin token goes in the
 // authorization header) and the walk route, and draws them. The token is
 // kept in this closure only: no storage, no cookie, no URL.
+// biome-ignore lint/suspicious/noRedundantUseStrict: index.html loads this file as a classic script (no type="module"), where the directive is not implied
 'use strict';
 (() => {
   const $ = (sel) => document.querySelector(sel);
@@ -272,7 +273,7 @@
           setStatus('feed ended; reconnecting', 'down');
         }
       } catch (e) {
-        setStatus(`feed lost (${e && e.message ? e.message : e}); reconnecting`, 'down');
+        setStatus(`feed lost (${e?.message ? e.message : e}); reconnecting`, 'down');
       }
       await new Promise((r) => setTimeout(r, 2000));
     }
@@ -286,8 +287,7 @@
       const { value, done } = await reader.read();
       if (done) return;
       buf += decoder.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
         const block = buf.slice(0, i);
         buf = buf.slice(i + 2);
         let event = 'message';

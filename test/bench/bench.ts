@@ -274,7 +274,7 @@ async function main(): Promise<void> {
       observed = { without, with: withFeed };
       if (ONLY_OBSERVE) {
         log(`feed subscribed: ${(withFeed.groupsPerSec / without.groupsPerSec).toFixed(3)} × the groups/s without`);
-        process.stdout.write(JSON.stringify(observed) + '\n');
+        process.stdout.write(`${JSON.stringify(observed)}\n`);
         return;
       }
       [json, devices16] = (await compare([
@@ -347,7 +347,7 @@ async function main(): Promise<void> {
       log('wrote docs/benchmarks.md and docs/benchmarks.svg');
     }
     log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
-    process.stdout.write(JSON.stringify(figures) + '\n');
+    process.stdout.write(`${JSON.stringify(figures)}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@
  */
 import { runCoreBench } from './core-rig.js';
 
-const COUNT = Number(process.env['BENCH_GROUPS'] ?? 300_000);
+const COUNT = Number(process.env.BENCH_GROUPS ?? 300_000);
 const f = runCoreBench(COUNT);
 const ratio = f.with100k / f.with1k;
 

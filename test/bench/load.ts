@@ -17,6 +17,7 @@ export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A JSON value as the bench reads it (shapes are the protocol's, not re-checked). */
+// biome-ignore lint/suspicious/noExplicitAny: the bench's deliberate escape hatch: it reads replies whose shapes the protocol tests already check
 export type Json = any;
 
 /** A child process that printed the port it listens on. */
@@ -135,7 +136,7 @@ export class Daemon {
   /** call() - one REST request; throws on an HTTP error status. Its JSON body, shapes as the protocol says (not re-checked here). */
   async call(method: string, path: string, body?: unknown, token?: string): Promise<Json> {
     const headers: Record<string, string> = {};
-    if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(this.base + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     const text = await res.text();
@@ -253,8 +254,8 @@ export class FaultClient {
     if (m.type === 'faults') {
       const groups = m.groups as Array<{ cookie: number }>;
       let s = '{"type":"responses","responses":[';
-      for (let i = 0; i < groups.length; i++) s += (i === 0 ? '{"cookie":' : ',{"cookie":') + groups[i]!.cookie + ',"code":0}';
-      this.ws.send(s + ']}');
+      for (let i = 0; i < groups.length; i++) s += `${i === 0 ? '{"cookie":' : ',{"cookie":'}${groups[i]!.cookie},"code":0}`;
+      this.ws.send(`${s}]}`);
       this.frames++;
       this.groups += groups.length;
     } else if (m.type === 'results') {

@@ -169,5 +169,5 @@ export async function nativeFigures(opts: { seconds: number; runs: number; inFli
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const quick = process.argv.includes('--quick');
   const f = await nativeFigures({ seconds: quick ? 0.3 : 2, runs: quick ? 1 : 5, inFlight: 64, log: (s) => void process.stderr.write(`bench: ${s}\n`) });
-  process.stdout.write(JSON.stringify(f ?? null) + '\n');
+  process.stdout.write(`${JSON.stringify(f ?? null)}\n`);
 }

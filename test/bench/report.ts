@@ -172,9 +172,9 @@ Latencies are the median of the runs' percentiles.
 | what | per second | ratio | p50 ms | p99 ms | groups/frame | runs |
 |---|---|---|---|---|---|---|
 | Baseline A: \`ws\` echo, one ${a.bytes}-byte JSON message per text frame, ${f.inFlight} in flight | ${n0(a.rate)} messages | 1 | | | | ${a.runs.map(n0).join(', ')} |
-${row('iopfd JSON (`iopf.v1.json`), 1 device, in_flight ' + f.inFlight, f.json, `${(f.json.groupsPerSec / a.rate).toFixed(2)} × A`)}
+${row(`iopfd JSON (\`iopf.v1.json\`), 1 device, in_flight ${f.inFlight}`, f.json, `${(f.json.groupsPerSec / a.rate).toFixed(2)} × A`)}
 | Baseline B: \`ws\` echo, binary frames of ${b.records} × 40 bytes, ${f.inFlight} in flight | ${n0(b.rate)} messages (${n0(bRecords)} records) | 1 | | | | ${b.runs.map(n0).join(', ')} |
-${row('iopfd uapi (`iopf.v1.uapi`), 1 device, in_flight ' + f.inFlight, f.uapi, `${(f.uapi.groupsPerSec / b.rate).toFixed(2)} × B`)}
+${row(`iopfd uapi (\`iopf.v1.uapi\`), 1 device, in_flight ${f.inFlight}`, f.uapi, `${(f.uapi.groupsPerSec / b.rate).toFixed(2)} × B`)}
 | Core, in process (no transport), 512 in flight | ${n0(f.core.groupsPerSec)} groups | ${(f.core.groupsPerSec / f.json.groupsPerSec).toFixed(1)} × iopfd JSON | | | | |
 ${
   f.observed

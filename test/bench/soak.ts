@@ -28,6 +28,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { HWPT_FLAGS, PGFAULT_FLAGS, RECORD_SIZE } from '../../protocol/index.js';
+import type { Json } from './load.js';
 
 const MAIN = fileURLToPath(new URL('../../server/main.js', import.meta.url));
 const ADMIN = 'soak-admin';
@@ -54,7 +55,7 @@ const JSON_OUT = process.argv.includes('--json') ? process.argv[process.argv.ind
 
 let base = '';
 
-async function call(method: string, path: string, body?: unknown, token = ADMIN): Promise<{ status: number; body: any }> {
+async function call(method: string, path: string, body?: unknown, token = ADMIN): Promise<{ status: number; body: Json }> {
   const headers: Record<string, string> = { authorization: `Bearer ${token}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
@@ -62,7 +63,7 @@ async function call(method: string, path: string, body?: unknown, token = ADMIN)
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-async function ok(method: string, path: string, body?: unknown, token = ADMIN): Promise<any> {
+async function ok(method: string, path: string, body?: unknown, token = ADMIN): Promise<Json> {
   const r = await call(method, path, body, token);
   if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body;
@@ -90,7 +91,9 @@ class Answerer {
         const cookies: number[] = [];
         for (let o = 0; o < data.length; o += RECORD_SIZE) if (data.readUInt32LE(o) & PGFAULT_FLAGS.LAST_PAGE) cookies.push(data.readUInt32LE(o + 36));
         const b = Buffer.alloc(cookies.length * 8);
-        cookies.forEach((c, i) => b.writeUInt32LE(c, i * 8));
+        cookies.forEach((c, i) => {
+          b.writeUInt32LE(c, i * 8);
+        });
         if (cookies.length > 0 && ws.readyState === WebSocket.OPEN) ws.send(b);
         this.answered += cookies.length;
         return;
@@ -337,15 +340,15 @@ async function main(): Promise<void> {
         MB(m.rss).padStart(10),
         MB(m.heapUsed).padStart(10),
         String(m.streams).padStart(8),
-        String(t['contexts']).padStart(9),
-        String(t['objects']).padStart(7),
-        String(t['fault_queued']).padStart(6),
-        String(t['fault_outstanding']).padStart(6),
-        String(t['fault_cookies']).padStart(7),
-        String(t['device_outstanding_prgs']).padStart(8),
-        String(t['partials']).padStart(8),
-        String(t['prq']).padStart(4),
-        String(t['response_log']).padStart(13),
+        String(t.contexts).padStart(9),
+        String(t.objects).padStart(7),
+        String(t.fault_queued).padStart(6),
+        String(t.fault_outstanding).padStart(6),
+        String(t.fault_cookies).padStart(7),
+        String(t.device_outstanding_prgs).padStart(8),
+        String(t.partials).padStart(8),
+        String(t.prq).padStart(4),
+        String(t.response_log).padStart(13),
       ].join(' '),
     );
   }
@@ -397,7 +400,7 @@ async function main(): Promise<void> {
   verdicts.push([`daemon exit code ${code}`, code === 0]);
   verdicts.push([`shutdown summary: ${summary ? `${summary[1]} answered INVALID, audit ${summary[2]}` : 'missing'}`, !!summary && /"outstandingGroups":0,"unexpectedResponses":0/.test(summary[2]!)]);
   const rates = samples.map((s) => s.rate);
-  const log = tableReport['response_log'];
+  const log = tableReport.response_log;
   console.log('');
   console.log(`soak report (${MINUTES} min, capacity ${Math.round(capacity)} groups/s, target ${Math.round(target)}, achieved mean ${Math.round(rates.reduce((a, b) => a + b, 0) / rates.length)} groups/s, ${samples[samples.length - 1]!.groups} groups)`);
   console.log(`  churn: ${JSON.stringify(churn)}`);

@@ -134,7 +134,7 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     const log = (await sdk.responses('nic0')).responses.slice(before);
     assert.deepEqual(log.map((r) => [r.grpid, r.code]).sort((a, b) => Number(a[0]) - Number(b[0])), Array.from({ length: N }, (_, i) => [i + 1, codeOf(i + 1)]));
     const st = await ctx.faultStatus(fault.id);
-    assert.deepEqual([st.counters['answered_success'], st.counters['answered_invalid'], st.queued, st.outstanding], [N - 4, 4, 0, 0]);
+    assert.deepEqual([st.counters.answered_success, st.counters.answered_invalid, st.queued, st.outstanding], [N - 4, 4, 0, 0]);
 
     // A nested translation on accel0 (its stage-1 table in guest RAM, answered by the
     // same client): the walk of its group shows every level and its stage-2 translation.
@@ -144,7 +144,10 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     const { id: parent } = await ctx.allocHwpt({ dev_id: dev2, pt_id: ram, flags: HWPT_FLAGS.NEST_PARENT });
     const entries = new Map<bigint, bigint>();
     let nextTable = 0x100000n;
-    const s1 = new VtdS1Builder(() => ((nextTable += 0x1000n), nextTable - 0x1000n), (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
+    const s1 = new VtdS1Builder(() => {
+      nextTable += 0x1000n;
+      return nextTable - 0x1000n;
+    }, (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
     const va = 0x7f0000000000n;
     s1.map(va, 0x80000n, { write: true });
     await ctx.writeMemory(

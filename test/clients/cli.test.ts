@@ -327,7 +327,12 @@ describe('iopfctl commands', () => {
     setTimeout(() => ac.abort(), 150);
     let out = '';
     const code = await runCli(['traffic', 'cli2', '--count', '100000000', '--json'], {
-      stdout: { write: (s: string) => ((out += s), true) },
+      stdout: {
+        write: (s: string) => {
+          out += s;
+          return true;
+        },
+      },
       stderr: { write: () => true },
       env: { IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN },
       signal: ac.signal,
@@ -347,8 +352,8 @@ describe('iopfctl commands', () => {
     const p = JSON.parse(json);
     const yaml = await ok(['devices', 'list', '-o', 'yaml']);
     assert.ok(yaml.startsWith(`kernel: latest\niommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\n    host_va_bits: 48\ndevices:\n  - name: nic0\n    bdf: "00:02.0"\n`), yaml);
-    assert.match(yaml, /^    caps:\n      pasid_bits: 20\n      pri: true\n/m);
-    assert.match(yaml, /^    ctx: null$/m);
+    assert.match(yaml, /^ {4}caps:\n {6}pasid_bits: 20\n {6}pri: true\n/m);
+    assert.match(yaml, /^ {4}ctx: null$/m);
     const wide = await ok(['devices', 'list', '-o', 'wide']);
     assert.match(wide, /^DEVICE\s+BDF\s+IOMMU\s+PASID\s+PRI\s+ATS\s+VF\s+BOUND\s+PRI-STATE\s+CTX\s+PRG-RESP-PASID$/m);
     assert.match(wide, /^nic0\s+00:02\.0\s+dmar0\s+20\s+512\s+yes\s+no\s+no\s+enabled\s+-\s+yes$/m);

@@ -59,7 +59,7 @@ test('Dockerfile: multi-stage on the Node major of the engines field, production
   assert.deepEqual(cmd.slice(0, 2), ['sh', '-c']);
   assert.match(cmd[2]!, /exec node dist\/server\/main\.js --host 0\.0\.0\.0 --port 8080$/);
   const env = { ...process.env };
-  delete env['IOPFD_ADMIN_TOKEN'];
+  delete env.IOPFD_ADMIN_TOKEN;
   const guarded = spawnSync(cmd[0]!, cmd.slice(1), { cwd: repo, env, encoding: 'utf8' });
   assert.notEqual(guarded.status, 0);
   assert.match(guarded.stderr, /IOPFD_ADMIN_TOKEN is required/);

@@ -148,7 +148,7 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     await waitFor(() => q.outstanding === 0, 2000, 'second answer');
     assert.deepEqual(await codes(fx.device), [[1, 'success'], [2, 'invalid']]);
     const st = await fx.ctx.faultStatus(fx.fault);
-    assert.equal(st.counters['redelivered'], 3, 'g1 and g2 after the first cut, g2 after the second');
+    assert.equal(st.counters.redelivered, 3, 'g1 and g2 after the first cut, g2 after the second');
 
     // 3. The next group is new, and the only one the iterator yields.
     await inject(fx.device, 3, 0x3000);
@@ -174,7 +174,7 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     setImmediate(() => d.streamSockets.at(-1)!.destroy());
     await waitFor(async () => (await codes(fx.device)).length === 20, 3000, 'every answer');
     await sleep(100);
-    assert.equal((await fx.ctx.faultStatus(fx.fault)).counters['redelivered'], 20);
+    assert.equal((await fx.ctx.faultStatus(fx.fault)).counters.redelivered, 20);
     const log = await codes(fx.device);
     assert.deepEqual(log.map(([g]) => g).sort((a, b) => a - b), groups.map((_g, i) => i), 'one response per group');
     assert.ok(log.every(([, c]) => c === 'success'));

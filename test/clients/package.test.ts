@@ -21,11 +21,11 @@ function load(specifier: string): Promise<Record<string, unknown>> {
 
 test("import 'iopfd' is the SDK, 'iopfd/protocol' the protocol; a client by the package name talks to a daemon", async () => {
   const pkg = await load('iopfd');
-  assert.equal(pkg['IopfdClient'], sdk.IopfdClient, 'the same module as dist/clients/sdk');
-  assert.equal(pkg['IopfdError'], sdk.IopfdError);
-  assert.equal(pkg['FaultQueue'], sdk.FaultQueue);
+  assert.equal(pkg.IopfdClient, sdk.IopfdClient, 'the same module as dist/clients/sdk');
+  assert.equal(pkg.IopfdError, sdk.IopfdError);
+  assert.equal(pkg.FaultQueue, sdk.FaultQueue);
   const proto = await load('iopfd/protocol');
-  assert.equal(proto['COMMANDS'], protocol.COMMANDS);
+  assert.equal(proto.COMMANDS, protocol.COMMANDS);
   const manifest = 'iopfd/package.json';
   const version = ((await import(manifest, { with: { type: 'json' } })) as { default: { version: string } }).default.version;
   assert.equal(version, JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version);
@@ -33,7 +33,7 @@ test("import 'iopfd' is the SDK, 'iopfd/protocol' the protocol; a client by the 
 
   const d = await startDaemon();
   try {
-    const Client = pkg['IopfdClient'] as typeof sdk.IopfdClient;
+    const Client = pkg.IopfdClient as typeof sdk.IopfdClient;
     const client = new Client({ url: d.url, adminToken: 'test-admin-token' });
     assert.deepEqual(await client.health(), { status: 'ok' });
     assert.ok((await client.platform()).devices.length >= 2);

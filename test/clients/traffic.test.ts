@@ -76,7 +76,7 @@ test('traffic process: JSON statistics; exit 1 with errno on a refusal, 2 on bad
   assert.equal(s.event, 'stats');
   assert.equal(s.dmas, 10);
   assert.equal(s.byStatus.invalid, 10, 'nothing attached: the IOMMU answers INVALID');
-  assert.match(r.stderr, /^traffic: warning: every DMA failed \(10 invalid\)\n  invalid: .*needs --pasid N\n$/);
+  assert.match(r.stderr, /^traffic: warning: every DMA failed \(10 invalid\)\n {2}invalid: .*needs --pasid N\n$/);
   // A device served only at a PASID: without --pasid every DMA fails; with it, they succeed (exit 0).
   await d.client.addDevice({ name: 'trp' });
   const vmm = await Vmm.start({ url: d.url, adminToken: ADMIN_TOKEN, devices: ['trp'], pasids: [5], allow: [{ start: 0x10000000n, length: 0x100000n, write: true }] });

@@ -123,7 +123,7 @@ test('VMM: one fault queue and nested hwpt per PASID, attached at the PASID; mul
   assert.deepEqual(vmm.bindings.map((b) => b.pasid), [1, 2]);
   assert.notEqual(vmm.guest.addressSpace(1).root, vmm.guest.addressSpace(2).root);
   const objects = (await vmm.ctx.objects()).objects;
-  assert.deepEqual(objects.filter((o) => o.type === 'hwpt_nested').map((o) => o['flags']), [12, 12], 'FAULT_ID_VALID | PASID');
+  assert.deepEqual(objects.filter((o) => o.type === 'hwpt_nested').map((o) => o.flags), [12, 12], 'FAULT_ID_VALID | PASID');
   assert.equal(objects.filter((o) => o.type === 'fault').length, 2);
 
   const data = 'ab'.repeat(0x2000);

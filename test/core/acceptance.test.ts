@@ -348,7 +348,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 27: write(7) and write(9) are ESPIPE and answer nothing; write(0) returns 0', () => {
     const w = new World();
-    const { f, fd } = w.delivered(1);
+    const { fd } = w.delivered(1);
     assert.equal(errnoOf(() => fd.writeBytes(new Uint8Array(7))), 'ESPIPE');
     assert.equal(errnoOf(() => fd.writeBytes(new Uint8Array(9))), 'ESPIPE');
     assert.equal(fd.writeBytes(new Uint8Array(0)), 0);
@@ -357,7 +357,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 28: code 2 is EINVAL, the log is unchanged, and the cookie stays valid', () => {
     const w = new World();
-    const { f, fd } = w.delivered(1);
+    const { fd } = w.delivered(1);
     assert.equal(errnoOf(() => fd.write([[1, 2]])), 'EINVAL');
     assert.deepEqual(w.log(), []);
     assert.equal(fd.write([[1, 0]]), 8);
@@ -366,7 +366,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 29: a duplicate cookie in one write consumes it once: returns 8, one response', () => {
     const w = new World();
-    const { f, fd } = w.delivered(1);
+    const { fd } = w.delivered(1);
     assert.equal(
       fd.write([
         [1, 0],
@@ -400,7 +400,7 @@ describe('read/write/poll edge cases', () => {
 
   test('case 32: a cookie is the smallest free value ≥ 1, reused after a response', () => {
     const w = new World();
-    const { f, fd } = w.delivered(2);
+    const { fd } = w.delivered(2);
     fd.write([[1, 0]]);
     w.T(undefined, 3, true);
     assert.equal(fd.records()[0]!.cookie, 1);
@@ -458,7 +458,7 @@ describe('lifetime, detach, replace, teardown', () => {
   test('case 36: a successful replace answers the old attachment groups INVALID once; v6.15 (iommufd_hwpt_replace_device, E13) drains the new queue instead', () => {
     for (const quirk of [false, true]) {
       const w = new World(quirk ? { kernel: 'v6.15' } : {});
-      const { d, f1, f2, h1, h2 } = w.twoQueues();
+      const { d, f1, h1, h2 } = w.twoQueues();
       const { fd } = w.readAndUnread(f1);
       iommufdDeviceReplace(d, h2.id);
       if (!quirk) {
@@ -573,10 +573,9 @@ describe('lifetime, detach, replace, teardown', () => {
   test('case 45: a second response for a group already answered emits no hardware response', () => {
     const w = new World();
     const { f } = w.standard();
-    let captured: Parameters<typeof iopfGroupResponse>[0] | undefined;
     const dev = w.platform.iommuDevice('d0');
     w.T(undefined, 1, true);
-    captured = dev.faultParam!.faults.head;
+    const captured: Parameters<typeof iopfGroupResponse>[0] | undefined = dev.faultParam!.faults.head;
     const fd = w.fd(f);
     fd.read(40);
     fd.write([[1, 0]]);

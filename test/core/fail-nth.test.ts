@@ -58,21 +58,21 @@ function runWithFailure(nth: number): boolean {
   let conn: IommufdFaultConn | undefined;
   const ids: Record<string, number> = {};
   const steps: Array<() => void> = [
-    () => (ids['dev'] = iommufdDeviceBind(ctx, 'd0').id),
-    () => (ids['ioas'] = iommufdIoasAlloc(ctx).id),
-    () => (ctx.get(ids['ioas']!, 'ioas') as ReturnType<typeof iommufdIoasAlloc>).map(0n, 0x4000n, true, true),
+    () => (ids.dev = iommufdDeviceBind(ctx, 'd0').id),
+    () => (ids.ioas = iommufdIoasAlloc(ctx).id),
+    () => (ctx.get(ids.ioas!, 'ioas') as ReturnType<typeof iommufdIoasAlloc>).map(0n, 0x4000n, true, true),
     () => (fault = iommufdFaultAlloc(ctx, {})),
-    () => (ids['parent'] = iommufdHwptAlloc(ctx, { dev_id: ids['dev']!, pt_id: ids['ioas']!, flags: 1 }).id),
+    () => (ids.parent = iommufdHwptAlloc(ctx, { dev_id: ids.dev!, pt_id: ids.ioas!, flags: 1 }).id),
     () =>
-      (ids['nested'] = iommufdHwptAlloc(ctx, {
-        dev_id: ids['dev']!,
-        pt_id: ids['parent']!,
+      (ids.nested = iommufdHwptAlloc(ctx, {
+        dev_id: ids.dev!,
+        pt_id: ids.parent!,
         flags: 4,
         data_type: 'vtd_s1',
         data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 },
         fault_id: fault!.id,
       }).id),
-    () => iommufdDeviceAttach(ctx.get(ids['dev']!, 'device'), ids['nested']!),
+    () => iommufdDeviceAttach(ctx.get(ids.dev!, 'device'), ids.nested!),
     () => (conn = fault!.open(16, { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} })),
     () => T(1, false),
     () => T(1, true),
@@ -82,7 +82,7 @@ function runWithFailure(nth: number): boolean {
     () => T(3, true),
     () => fault!.read(conn!),
     // An automatic paging hwpt on the IOAS: replace answers the nested attachment's groups.
-    () => iommufdDeviceReplace(ctx.get(ids['dev']!, 'device'), ids['ioas']!),
+    () => iommufdDeviceReplace(ctx.get(ids.dev!, 'device'), ids.ioas!),
   ];
   for (const step of steps) {
     const before = snapshot(ctx);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { iommufdDeviceAttach, iommufdDeviceDetach, iommufdDeviceReplace } from '../../core/index.js';
+import { iommufdDeviceDetach, iommufdDeviceReplace } from '../../core/index.js';
 import { iopfQueueRemoveDevice } from '../../core/iopf/io-pgfault.js';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { World } from './harness.js';

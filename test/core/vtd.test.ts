@@ -145,7 +145,7 @@ test('intel_pasid_setup_nested: vtd_s1 flags SRE|EAFE|WPE accepted, other bits E
   const alloc = (flags: number) =>
     iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: p.id, flags: 0, data_type: 'vtd_s1', data: { flags, pgtbl_addr: 0x1000n, addr_width: 48 } });
   const h = alloc(7);
-  assert.equal(h.describe()['s1_flags'], 7);
+  assert.equal(h.describe().s1_flags, 7);
   assert.equal(errnoOf(() => alloc(8)), 'EOPNOTSUPP');
   assert.equal(FAULT_ID_VALID, 4); // the hwpt flag, not a vtd_s1 flag
 });

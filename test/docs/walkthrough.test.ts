@@ -82,6 +82,7 @@ test('docs: the walkthrough blocks are marked and take everything from the respo
     const blocks = walkthroughs(readFileSync(resolve(repo, file), 'utf8'));
     assert.equal(blocks.length, 1, `${file}: one walkthrough`);
     const b = blocks[0]!;
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion in the walkthrough's script, not a template
     assert.ok(b.includes('B=${IOPFD_URL:-http://127.0.0.1:8080}'), `${file}: B defaults to IOPFD_URL`);
     assert.doesNotMatch(b, /\/v1\/contexts\/\d/, `${file}: no hard-coded context id`);
     assert.doesNotMatch(b, /\bT=(?!\$)/, `${file}: the token comes from the response`);
@@ -99,7 +100,7 @@ test('docs: the README and docs/server.md walkthroughs run, twice each, against 
   }
   const srv = await startServer();
   try {
-    const env: NodeJS.ProcessEnv = { ...process.env, IOPFD_URL: srv.base, PATH: `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}` };
+    const env: NodeJS.ProcessEnv = { ...process.env, IOPFD_URL: srv.base, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
     for (const k of ['IOPFD_ADMIN_TOKEN', 'IOPFD_CTX', 'IOPFD_TOKEN']) delete env[k];
     for (const round of [1, 2]) {
       for (const { file } of DOCS) {

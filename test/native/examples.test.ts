@@ -17,7 +17,7 @@ const HANDLER_PY = fileURLToPath(new URL('../../../examples/python-handler/handl
 
 /** A Python 3 that imports `websockets`: `python3` on the PATH, else the system's. */
 function pythonWithWebsockets(): string | undefined {
-  for (const py of [process.env['PYTHON'] ?? 'python3', '/usr/bin/python3']) {
+  for (const py of [process.env.PYTHON ?? 'python3', '/usr/bin/python3']) {
     const r = spawnSync(py, ['-c', 'import websockets'], { stdio: 'ignore' });
     if (!r.error && r.status === 0) return py;
   }
@@ -34,7 +34,14 @@ async function injectAndCheck(server: TestServer): Promise<void> {
   const since = (await deviceResponses(server.api, DEVICE)).length;
   for (const g of GROUPS) await injectGroup(server.api, DEVICE, g.grpid, g.addr, g.pages);
   let rs: Json[] = [];
-  await waitFor(async () => (rs = await deviceResponses(server.api, DEVICE, since)).length >= GROUPS.length, 10000, 'responses');
+  await waitFor(
+    async () => {
+      rs = await deviceResponses(server.api, DEVICE, since);
+      return rs.length >= GROUPS.length;
+    },
+    10000,
+    'responses',
+  );
   assert.equal(rs.length, GROUPS.length, JSON.stringify(rs));
   const got = new Map(rs.map((r) => [r.grpid as number, r.code as string]));
   for (const g of GROUPS) assert.equal(got.get(g.grpid), g.addr >= ABOVE ? 'invalid' : 'success', `group ${g.grpid}`);

@@ -27,12 +27,15 @@ function runs(cmd: string): boolean {
  */
 export function buildNative(): string | undefined {
   if (built !== null) return built;
-  const cc = process.env['CC'] ?? 'cc';
-  if (!runs('make')) return (built = 'no `make` on this machine: the native (C) tests need make and a C compiler');
-  if (!runs(cc)) return (built = `no C compiler (\`${cc}\`) on this machine: the native (C) tests need one`);
-  const r = spawnSync('make', ['-s', '-C', NATIVE_DIR, '-j2'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`make -C clients/c failed:\n${r.stdout}\n${r.stderr}`);
-  return (built = undefined);
+  const cc = process.env.CC ?? 'cc';
+  if (!runs('make')) built = 'no `make` on this machine: the native (C) tests need make and a C compiler';
+  else if (!runs(cc)) built = `no C compiler (\`${cc}\`) on this machine: the native (C) tests need one`;
+  else {
+    const r = spawnSync('make', ['-s', '-C', NATIVE_DIR, '-j2'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`make -C clients/c failed:\n${r.stdout}\n${r.stderr}`);
+    built = undefined;
+  }
+  return built;
 }
 
 /** A running native program, its stdout split into lines. */

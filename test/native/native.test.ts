@@ -49,7 +49,14 @@ function handler(server: TestServer, f: FaultFixture, ...args: string[]): Native
 /** One response per injected group, each exactly once: the codes by key. */
 async function responsesByKey(server: TestServer, count: number, since: number): Promise<Map<string, string>> {
   let rs: Json[] = [];
-  await waitFor(async () => (rs = await deviceResponses(server.api, DEVICE, since)).length >= count, 10000, `${count} responses`);
+  await waitFor(
+    async () => {
+      rs = await deviceResponses(server.api, DEVICE, since);
+      return rs.length >= count;
+    },
+    10000,
+    `${count} responses`,
+  );
   const m = new Map<string, string>();
   for (const r of rs) {
     const k = key(r.pasid, r.grpid);
@@ -108,7 +115,14 @@ describe('native: libiopfd', { skip }, () => {
       await Promise.all(groups.map((g) => injectGroup(server.api, DEVICE, g.grpid, g.addr, g.pages, g.pasid)));
       const lines = parseLoopLines(await p.waitLines(/^group /, groups.length));
       let rs: Json[] = [];
-      await waitFor(async () => (rs = await deviceResponses(server.api, DEVICE, since)).length >= groups.length, 10000, 'responses');
+      await waitFor(
+        async () => {
+          rs = await deviceResponses(server.api, DEVICE, since);
+          return rs.length >= groups.length;
+        },
+        10000,
+        'responses',
+      );
       assert.equal(rs.length, groups.length, JSON.stringify(rs));
       const got = new Map(rs.map((r) => [key(r.pasid, r.grpid), r.code]));
       assert.equal(got.size, groups.length, 'a group answered twice');
@@ -154,7 +168,14 @@ describe('native: libiopfd', { skip }, () => {
       await second.waitLines(/^eof$/);
       assert.equal(await second.exited, 0, second.stderr);
       let rs: Json[] = [];
-      await waitFor(async () => (rs = await deviceResponses(server.api, DEVICE, since)).length >= groups.length, 10000, 'responses');
+      await waitFor(
+        async () => {
+          rs = await deviceResponses(server.api, DEVICE, since);
+          return rs.length >= groups.length;
+        },
+        10000,
+        'responses',
+      );
       await new Promise((res) => setTimeout(res, 200)); // a duplicate would show up after the count is reached
       rs = await deviceResponses(server.api, DEVICE, since);
       assert.equal(rs.length, groups.length, JSON.stringify(rs));
@@ -182,7 +203,14 @@ describe('native: libiopfd', { skip }, () => {
       await p.waitLines(/^ready$/);
       await server.api.ok('platform.traffic.start', 'POST', `/v1/platform/devices/${DEVICE}/traffic`, { count, in_flight: 512 });
       let st: Json;
-      await waitFor(async () => !(st = (await server.api.get(`/v1/platform/devices/${DEVICE}/traffic`)).body).running, 20000, 'the traffic run');
+      await waitFor(
+        async () => {
+          st = (await server.api.get(`/v1/platform/devices/${DEVICE}/traffic`)).body;
+          return !st.running;
+        },
+        20000,
+        'the traffic run',
+      );
       assert.deepEqual(st.by_code, { success: count, invalid: 0, failure: 0 });
       assert.equal(st.answered, count);
       const [done] = await p.waitLines(/^done /);

@@ -102,12 +102,26 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
       assert.ok(p.lines.every((l) => !/^(group|held) /.test(l) || l.includes(`dev_id=${devId} `)), 'records carry the bound dev_id');
       // The answered groups reached the device with the program's codes.
       let rs: Json[] = [];
-      await waitFor(async () => (rs = await deviceResponses(server.api, name)).length >= answerLimit, 10000, 'the answers');
+      await waitFor(
+        async () => {
+          rs = await deviceResponses(server.api, name);
+          return rs.length >= answerLimit;
+        },
+        10000,
+        'the answers',
+      );
       assert.equal(rs.length, answerLimit, JSON.stringify(rs));
 
       assert.notEqual(await p.kill(), 0);
       // The watchdog releases the dead program's context: the held groups are answered INVALID.
-      await waitFor(async () => (rs = await deviceResponses(server.api, name)).length >= groups.length, 10000, 'every group answered');
+      await waitFor(
+        async () => {
+          rs = await deviceResponses(server.api, name);
+          return rs.length >= groups.length;
+        },
+        10000,
+        'every group answered',
+      );
       await new Promise((r) => setTimeout(r, 200)); // a duplicate would show up after the count is reached
       rs = await deviceResponses(server.api, name);
       assert.equal(rs.length, groups.length, JSON.stringify(rs));

@@ -11,8 +11,8 @@ test('json-schema: every command part has a JSON Schema, u64 as a string pattern
     }
   }
   const map = s['ioas.map.body'] as { properties: Record<string, { type: string; pattern?: string }>; additionalProperties: boolean };
-  assert.equal(map.properties['iova']!.type, 'string');
-  assert.ok(map.properties['iova']!.pattern);
+  assert.equal(map.properties.iova!.type, 'string');
+  assert.ok(map.properties.iova!.pattern);
   assert.equal(map.additionalProperties, false);
   for (const k of ['error', 'stream.query', 'stream.server', 'stream.client']) assert.ok(s[k], k);
   assert.doesNotThrow(() => JSON.stringify(s));
@@ -29,6 +29,6 @@ test('json-schema: OpenAPI 3.1 document covers every command and the stream', ()
     if (c.errnos.includes('EINVAL')) assert.ok(op.responses['400'], `${c.name} 400`);
     if (c.auth !== 'none') assert.ok(op.responses['401'], `${c.name} 401`);
   }
-  assert.ok(doc.paths['/v1/contexts/{ctx}/faults/{id}/stream']?.['get']);
+  assert.ok(doc.paths['/v1/contexts/{ctx}/faults/{id}/stream']?.get);
   assert.doesNotThrow(() => JSON.parse(JSON.stringify(doc)));
 });

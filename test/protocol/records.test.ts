@@ -77,7 +77,9 @@ test('records: encode/decode round trip (property)', () => {
   fc.assert(
     fc.property(fc.array(arbRecord, { maxLength: 16 }), (records) => {
       const buf = new Uint8Array(records.length * RECORD_SIZE);
-      records.forEach((r, i) => encodeRecord(buf, i * RECORD_SIZE, r));
+      records.forEach((r, i) => {
+        encodeRecord(buf, i * RECORD_SIZE, r);
+      });
       assert.deepEqual(decodeRecords(buf), records);
       for (let i = 0; i < records.length; i++) assert.equal(new DataView(buf.buffer).getUint32(i * RECORD_SIZE + 20, true), 0);
     }),
@@ -101,7 +103,9 @@ test('records: responses encode at offsets 0 (cookie) and 4 (code)', () => {
     fc.property(fc.array(fc.record({ cookie: arbU32, code: arbU32 }, { noNullPrototype: true }), { maxLength: 16 }), (rs) => {
       const b = encodeResponses(rs);
       assert.equal(b.length, rs.length * RESPONSE_SIZE);
-      rs.forEach((r, i) => assert.deepEqual(decodeResponse(b, i), r));
+      rs.forEach((r, i) => {
+        assert.deepEqual(decodeResponse(b, i), r);
+      });
     }),
   );
 });

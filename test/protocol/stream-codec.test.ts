@@ -30,6 +30,7 @@ function agree(text: string): boolean {
 }
 
 const ws = fc.constantFrom('', ' ', '\n', '\t', '\r\n ', '  ');
+// biome-ignore lint/correctness/noPrecisionLoss: 1e400 is deliberately Infinity (JSON.stringify writes null; the wire text 1e400 parses to it)
 const arbCode = fc.constantFrom<unknown>(0, 1, 'success', 'invalid', 2, -1, 1.5, '0', 'SUCCESS', null, 1e400);
 const arbCookie = fc.oneof(fc.nat({ max: 0xffffffff }), fc.constantFrom<unknown>(-1, 0.5, 1e15, 1e16, 2 ** 53, '1', null));
 /** A responses frame as a client might spell it: whitespace, key order, odd values. */
@@ -44,6 +45,7 @@ const arbFrameText = fc
     const list = entries
       .map(([cookie, code, cookieFirst, w1, w2]) => {
         const c = `${w1}"cookie"${w2}:${w1}${JSON.stringify(cookie) ?? 'null'}`;
+        // biome-ignore lint/correctness/noPrecisionLoss: the deliberately overflowing literal of arbCode (Infinity), written as its wire text
         const k = `"code"${w2}:${w1}${code === 1e400 ? '1e400' : JSON.stringify(code)}`;
         return `{${cookieFirst ? `${c},${w2}${k}` : `${k},${w1}${c}`}${w2}}`;
       })

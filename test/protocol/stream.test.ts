@@ -84,7 +84,7 @@ test('stream: parseClientJsonFrame refuses every malformed frame with a reason',
     assert.equal(r.ok, false, text);
     if (!r.ok) assert.match(r.message, why, text);
   }
-  assert.equal(({} as Record<string, unknown>)['cookie'], undefined, 'Object.prototype untouched');
+  assert.equal(({} as Record<string, unknown>).cookie, undefined, 'Object.prototype untouched');
 });
 
 /** The shape rule of parseClientJsonFrame, written with zod, as the reference model. */
@@ -179,7 +179,7 @@ test('stream: encodeFaultsFrameJson equals JSON.stringify of the message (proper
           redelivered: g.redelivered,
           records: g.records.map((r) => ({
             flags: r.flags, dev_id: r.dev_id, pasid: r.pasid, grpid: r.grpid, perm: r.perm,
-            __reserved: 0, addr: '0x' + r.addr.toString(16), length: r.length, cookie: g.cookie,
+            __reserved: 0, addr: `0x${r.addr.toString(16)}`, length: r.length, cookie: g.cookie,
           })),
         })),
       };

@@ -45,11 +45,11 @@ import WebSocket from 'ws';
 import type { PcieFunction } from '../../core/hw/pcie-function.js';
 import { HWPT_FLAGS, PGFAULT_FLAGS, RECORD_SIZE, zFaultStatus } from '../../protocol/index.js';
 import { LIMITS } from '../../core/index.js';
-import { Api, startServer, type Json, type TestServer } from '../server/helpers.js';
+import { type Api, startServer, type Json, type TestServer } from '../server/helpers.js';
 import { assertErrnoBody, captureLog, metricValue, Rng, sleep, testSeed, unexpectedErrors, withSeed, type LogCapture } from './helpers.js';
 
 const ADMIN = 'chaos-admin';
-const CHAOS_MS = Number(process.env['IOPFD_CHAOS_MS'] ?? 8000);
+const CHAOS_MS = Number(process.env.IOPFD_CHAOS_MS ?? 8000);
 /** How much longer a loaded machine may run the actors to cover every kind of event. */
 const CHAOS_EXTRA_MS = 60_000;
 const PASIDS = [undefined, 1, 2] as const;
@@ -431,7 +431,10 @@ class Chaos {
    */
   async hwptsFor(slot: Slot, iommu: string, devId: number): Promise<number[]> {
     let hs = slot.hwpts.get(iommu);
-    if (!hs) slot.hwpts.set(iommu, (hs = [-1, -1, -1, -1]));
+    if (!hs) {
+      hs = [-1, -1, -1, -1];
+      slot.hwpts.set(iommu, hs);
+    }
     for (let k = 0; k < hs.length; k++) {
       if (hs[k] !== -1) continue;
       const f = slot.faults[k];

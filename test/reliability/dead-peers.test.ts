@@ -184,7 +184,9 @@ describe('dead peers', { timeout: 60_000 }, () => {
       assert.deepEqual([...new Set(decodeBinaryRecords(again).map((r) => r.cookie))].sort(), cookies, 'redelivered with the same cookies');
       assert.deepEqual(noticed.sort(), cookies, 'the notices name them');
       const b = Buffer.alloc(cookies.length * 8);
-      cookies.forEach((c, i) => b.writeUInt32LE(c, i * 8));
+      cookies.forEach((c, i) => {
+        b.writeUInt32LE(c, i * 8);
+      });
       live.ws.send(b);
       assert.deepEqual(await live.reply('write'), { type: 'write', bytes: cookies.length * 8 });
       assert.equal(server.daemon.platform.responses(fx.device).length, 3);

@@ -160,7 +160,9 @@ function pathArb(c: Command): fc.Arbitrary<string> {
   );
   return fc.tuple(fc.tuple(...names.map(paramValues)), query, fc.constantFrom('', '', '', '/', '/x', '//')).map(([vals, q, tail]) => {
     let url = c.url;
-    names.forEach((n, i) => (url = url.replace(`:${n}`, vals[i]!)));
+    names.forEach((n, i) => {
+      url = url.replace(`:${n}`, vals[i]!);
+    });
     return url + tail + q;
   });
 }
@@ -203,7 +205,7 @@ function mutate(body: Json, pathPick: number, op: number, value: unknown, extraK
 
 /** Deeply nested JSON text (arrays or objects). */
 function deep(n: number, obj: boolean): string {
-  return obj ? '{"a":'.repeat(n) + '1' + '}'.repeat(n) : '['.repeat(n) + ']'.repeat(n);
+  return obj ? `${'{"a":'.repeat(n)}1${'}'.repeat(n)}` : '['.repeat(n) + ']'.repeat(n);
 }
 
 const CONTENT_TYPES = [
@@ -299,11 +301,11 @@ function commandOf(method: string, path: string): Command | undefined {
 
 async function send(method: string, path: string, auth: string | undefined, body: Buffer | string | undefined, contentType: string | undefined): Promise<void> {
   const headers: Record<string, string> = {};
-  if (auth !== undefined) headers['authorization'] = auth;
+  if (auth !== undefined) headers.authorization = auth;
   if (contentType !== undefined) headers['content-type'] = contentType;
   const r = await rawHttp(server.base, { method, path, headers, ...(body === undefined ? {} : { body }), timeoutMs: 4000 });
   const command = commandOf(method, path);
-  const key = `${command?.name ?? method + ' (no route)'} ${r.status} ${r.body?.errno ?? ''}`;
+  const key = `${command?.name ?? `${method} (no route)`} ${r.status} ${r.body?.errno ?? ''}`;
   tally.set(key, (tally.get(key) ?? 0) + 1);
   const what = `${method} ${path.slice(0, 120)} [${contentType ?? '-'}] ${typeof body === 'string' ? body.slice(0, 200) : body ? `<${body.length} bytes>` : ''}`;
   // A DMA waits for its page requests to be answered (up to its timeout_ms): not answering within 4 s is allowed there only.
@@ -328,7 +330,7 @@ describe('fuzz', { timeout: 90_000 }, () => {
     fx = await faultFixture({ api: admin }, { device: 'fz0', faultBody: { response_timeout_ms: 200 }, pasid: 1 });
   });
   after(async () => {
-    if (process.env['IOPFD_FUZZ_STATS']) process.stderr.write([...tally].sort().map(([k, n]) => `${n}\t${k}`).join('\n') + '\n');
+    if (process.env.IOPFD_FUZZ_STATS) process.stderr.write(`${[...tally].sort().map(([k, n]) => `${n}\t${k}`).join('\n')}\n`);
     await server.close();
     assert.deepEqual(unexpectedErrors(log), [], 'nothing was logged at error level (no 500, no failed deferred work, no failed stream handler)');
   });
@@ -520,7 +522,7 @@ describe('fuzz', { timeout: 90_000 }, () => {
           if (q.version) head += `Sec-WebSocket-Version: ${q.version}\r\n`;
           if (q.protocol !== undefined) head += `Sec-WebSocket-Protocol: ${q.protocol}\r\n`;
           // Done at the hello of an accepted stream, or at the end of a JSON reply (a refused upgrade, or a plain request).
-          const text = await rawSocket(server.base, `${head}\r\n`, 1000, /"type":"hello"|\r\n\r\n\{[^]*\}$/);
+          const text = await rawSocket(server.base, `${head}\r\n`, 1000, /"type":"hello"|\r\n\r\n\{[\s\S]*\}$/);
           if (text.startsWith('HTTP/1.1 101')) {
             assert.match(text, /"type":"hello"/);
             return;

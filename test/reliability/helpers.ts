@@ -26,7 +26,8 @@ export class Rng {
   }
   /** next() - a float in [0, 1). */
   next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
@@ -54,7 +55,7 @@ export class Rng {
  * a failure), else a fresh one.
  */
 export function testSeed(): number {
-  const env = process.env['IOPFD_SEED'];
+  const env = process.env.IOPFD_SEED;
   if (env !== undefined && /^\d+$/.test(env)) return Number(env) >>> 0;
   return Math.floor(Math.random() * 0xffffffff) >>> 0;
 }
@@ -276,7 +277,7 @@ const MAIN = fileURLToPath(new URL('../../server/main.js', import.meta.url));
  * for its `listening` line.
  */
 export async function spawnDaemon(args: readonly string[], env: Record<string, string> = {}): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [MAIN, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '', ...env } });
+  const child = spawn(process.execPath, [MAIN, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', ...env } });
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));

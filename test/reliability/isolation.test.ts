@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { COMMANDS, type Command } from '../../protocol/index.js';
-import { Api, faultFixture, inject, refusedUpgrade, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
+import { type Api, faultFixture, inject, refusedUpgrade, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
 import { captureLog, rawHttp, rawSocket, type LogCapture } from './helpers.js';
 
 const ADMIN = 'isolation-admin-secret';

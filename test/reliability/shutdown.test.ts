@@ -47,7 +47,9 @@ class SlowAnswerer {
         this.answered += cookies.length;
         if (uapi) {
           const b = Buffer.alloc(cookies.length * 8);
-          cookies.forEach((c, i) => b.writeUInt32LE(c, i * 8));
+          cookies.forEach((c, i) => {
+            b.writeUInt32LE(c, i * 8);
+          });
           ws.send(b);
         } else {
           ws.send(JSON.stringify({ type: 'responses', responses: cookies.map((cookie) => ({ cookie, code: 0 })) }));

@@ -99,7 +99,7 @@ test('config: --platform FILE is validated with the protocol schema and used', a
 });
 
 test('the daemon exits 2 on a bad configuration, 0 on --help and --version', () => {
-  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' }, timeout: 10000 });
+  const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 10000 });
   const open = run('--host', '0.0.0.0', '--port', '0');
   assert.equal(open.status, 2);
   assert.match(open.stderr, /refusing to listen on 0\.0\.0\.0 without an admin token/);

@@ -10,6 +10,7 @@ import { buildApp, type AppOptions, type IopfdApp } from '../../server/app.js';
 import { COMMANDS, commandByName, HWPT_FLAGS, RECORD_SIZE, type Command, type Subprotocol } from '../../protocol/index.js';
 
 /** A JSON value as the tests read it (shapes are asserted, not typed). */
+// biome-ignore lint/suspicious/noExplicitAny: the one deliberate escape hatch of the tests: replies of every command are read field by field and asserted, typing each would only add casts
 export type Json = any;
 
 /** A running daemon. */
@@ -82,7 +83,7 @@ export class Api {
   async call(method: string, path: string, opts: RequestOptions = {}): Promise<Reply> {
     const headers: Record<string, string> = { ...opts.headers };
     const token = 'token' in opts ? opts.token : this.token;
-    if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
     let body: string | undefined;
     if (opts.raw !== undefined) {
       body = opts.raw;
@@ -173,7 +174,7 @@ function streamUrl(wsBase: string, path: string, opts: StreamClientOptions): str
 
 function wsOptions(opts: StreamClientOptions): WebSocket.ClientOptions {
   const headers: Record<string, string> = {};
-  if (!opts.tokenInQuery && opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+  if (!opts.tokenInQuery && opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
   return { headers, autoPong: opts.autoPong ?? true, maxPayload: opts.maxPayload ?? 64 << 20 };
 }
 

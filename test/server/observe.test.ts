@@ -202,7 +202,10 @@ async function nestedFixture(admin: TestServer['api']) {
   const { id: s2 } = await api.ok('hwpt.alloc', 'POST', `${c}/hwpt`, { dev_id, pt_id: ioas, flags: HWPT_FLAGS.NEST_PARENT });
   const entries = new Map<bigint, bigint>();
   let next = 0x100000n;
-  const builder = new VtdS1Builder(() => ((next += 0x1000n), next - 0x1000n), (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
+  const builder = new VtdS1Builder(() => {
+    next += 0x1000n;
+    return next - 0x1000n;
+  }, (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
   const va = 0x7f0000000000n;
   builder.map(va, 0x80000n, { write: false });
   const writes = [...entries].map(([gpa, v]) => {
