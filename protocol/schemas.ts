@@ -273,7 +273,7 @@ export const zContextCreated = strict({ ctx: zObjectId, token: z.string().min(1)
 export type ContextCreated = z.input<typeof zContextCreated>;
 
 /** OBJECT_TYPES - the object types of a context (kernel IOMMUFD_OBJ_*). */
-export const OBJECT_TYPES = ['device', 'ioas', 'hwpt_paging', 'hwpt_nested', 'fault'] as const;
+export const OBJECT_TYPES = ['device', 'ioas', 'hwpt_paging', 'hwpt_nested', 'fault', 'viommu', 'vdevice', 'veventq'] as const;
 /** ObjectType - one of %OBJECT_TYPES. */
 export type ObjectType = (typeof OBJECT_TYPES)[number];
 

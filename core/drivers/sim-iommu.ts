@@ -34,6 +34,9 @@ import {
   type IopfFault,
   type IopfQueue,
 } from '../iommu/iommu.js';
+import type { IommuViommu, IommuViommuType } from '../iommu/viommu.js';
+import { IommuError } from '../iommu/errors.js';
+import { ArmVsmmu, armSmmuAttachPrepareVmaster, armSmmuHandleEvent, type ArmNestedCfg, type ArmSmmuHw, type ArmVmaster } from './arm-vsmmu.js';
 import { iommuReportDeviceFault, iopfQueueAddDevice, iopfQueueAlloc, iopfQueueDiscardPartial, iopfQueueRemoveDevice } from '../iopf/io-pgfault.js';
 
 interface DomainPriv {
@@ -42,6 +45,8 @@ interface DomainPriv {
   s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
   /** Nested domains built on this paging domain. */
   children: Set<IommuDomain>;
+  /** smmuv3: a nested domain of a vSMMU (the guest's STE). */
+  smmu?: ArmNestedCfg;
 }
 
 function priv(d: IommuDomain): DomainPriv {
@@ -63,6 +68,20 @@ export class SimIommu implements IommuOps {
   readonly userPasidTable: boolean;
   readonly queue: IopfQueue;
   readonly stats: SimIommuStats = { reported: 0, stopMarkersDropped: 0, malformedAnswered: 0, malformedDropped: 0, unknownRequester: 0, partialDiscards: 0 };
+  /** smmuv3: the stream table, StreamID (the RID) → device. */
+  readonly streams = new Map<number, IommuDevice>();
+  /** smmuv3: master->vmaster, the vSID of a device attached to a translating nested domain. */
+  readonly vmasters = new Map<IommuDevice, ArmVmaster>();
+  /** smmuv3: events arm_smmu_handle_event did not hand on (the host logs them), by event id. */
+  readonly unhandledEvents = new Map<number, number>();
+  /** smmuv3: what a vSMMU drives. */
+  readonly smmuHw: ArmSmmuHw = {
+    ops: this,
+    invalidateTag: (tag) => void this.unit.iotlb.invalidateTag(tag),
+    invalidateRange: (tag, addr, npages) => void this.unit.iotlb.invalidateRange(tag, undefined, addr, npages),
+    streamDevice: (sid) => this.streams.get(sid),
+    sidOf: (dev) => (dev.priv as PcieFunction).rid,
+  };
 
   constructor(readonly unit: IommuUnit) {
     this.name = `sim-iommu/${unit.model}`;
@@ -81,6 +100,7 @@ export class SimIommu implements IommuOps {
     dev.priv = fn;
     fn.iommu = dev;
     this.unit.addFunction(fn);
+    this.streams.set(fn.rid, dev);
     if (fn.caps.pri) iopfQueueAddDevice(this.queue, dev);
     return dev;
   }
@@ -91,6 +111,8 @@ export class SimIommu implements IommuOps {
     this.drainPageRequests(dev);
     iopfQueueRemoveDevice(this.queue, dev);
     this.unit.forgetFunction(fn);
+    if (this.streams.get(fn.rid) === dev) this.streams.delete(fn.rid);
+    this.vmasters.delete(dev);
     fn.iommu = undefined;
   }
 
@@ -187,7 +209,39 @@ export class SimIommu implements IommuOps {
     return d;
   }
 
+  /**
+   * viommu_alloc (arm_vsmmu_alloc): an arm_smmuv3 vSMMU on the nest parent
+   * @parent. EOPNOTSUPP unless this is the smmuv3 model and @type arm_smmuv3;
+   * EINVAL when @parent belongs to another SMMU instance.
+   */
+  viommuAlloc(_dev: IommuDevice, parent: IommuDomain, type: IommuViommuType): IommuViommu {
+    if (this.unit.model !== 'smmuv3' || type !== 'arm_smmuv3') throw new IommuError('EOPNOTSUPP', `${this.unit.name} (${this.unit.model}) has no ${type} vIOMMU`);
+    if (parent.ops !== this) throw new IommuError('EINVAL', 'the nest parent belongs to another SMMU instance');
+    return new ArmVsmmu(this.smmuHw, parent, (cfg) => {
+      const d = new IommuDomain('nested', this, parent);
+      d.priv = { s2: priv(parent).s2, s1: undefined, children: new Set(), smmu: cfg } satisfies DomainPriv;
+      priv(parent).children.add(d);
+      return d;
+    });
+  }
+
+  /**
+   * arm_smmu_evtq_thread for one event record: arm_smmu_handle_event
+   * (a stall → IOPF; a stage-1 event of a vmaster → its vEVENTQ). Returns 0
+   * when handled; otherwise the event is counted as the host's and, if it is
+   * a stall, the caller terminates it.
+   */
+  handleEvent(evt: readonly bigint[]): number {
+    const ret = armSmmuHandleEvent(this.smmuHw, (dev) => this.vmasters.get(dev), evt);
+    if (ret !== 0) {
+      const id = Number(evt[0]! & 0xffn);
+      this.unhandledEvents.set(id, (this.unhandledEvents.get(id) ?? 0) + 1);
+    }
+    return ret;
+  }
+
   domainFree(domain: IommuDomain): void {
+    priv(domain).smmu?.vsmmu.forget(domain);
     if (domain.parent) priv(domain.parent).children.delete(domain);
     this.unit.iotlb.invalidateTag(domain.id);
   }
@@ -211,11 +265,18 @@ export class SimIommu implements IommuOps {
   setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void {
     const fn = dev.priv as PcieFunction;
     let entry: ContextEntry | undefined;
+    const smmu = domain ? priv(domain).smmu : undefined;
+    // arm_smmu_attach_prepare_vmaster: may refuse (ENOENT) before anything changes.
+    const vmaster = smmu ? armSmmuAttachPrepareVmaster(smmu, dev) : undefined;
     if (domain) {
       const p = priv(domain);
-      entry = { tag: domain.id, s2: p.s2, s1: p.s1 };
+      entry = smmu ? { tag: domain.id, s2: p.s2, s1: undefined, smmu: { ste: smmu.ste, sid: fn.rid } } : { tag: domain.id, s2: p.s2, s1: p.s1 };
     }
     this.unit.setContext(fn.rid, pasid, entry);
+    if (pasid === IOMMU_NO_PASID) {
+      if (vmaster) this.vmasters.set(dev, vmaster);
+      else this.vmasters.delete(dev);
+    }
   }
 
   drainPageRequests(dev: IommuDevice, pasid?: number): void {

@@ -14,6 +14,7 @@ import { Iotlb } from './iotlb.js';
 import type { SparseMemory } from './memory.js';
 import type { Stage2Table } from './stage2.js';
 import { walkVtdS1 } from './vtd-s1.js';
+import type { SmmuSte } from './smmuv3.js';
 import type { PcieFunction } from './pcie-function.js';
 
 export type HwModel = 'vtd' | 'smmuv3' | 'generic';
@@ -31,6 +32,8 @@ export interface ContextEntry {
   readonly s2: Stage2Table | undefined;
   /** Stage 1 (a vtd_s1 table); its table addresses go through s2 when present. */
   readonly s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
+  /** smmuv3 nested: stage 1 is the guest's STE (CD table, AArch64 tables) of stream @sid. */
+  readonly smmu?: { readonly ste: SmmuSte; readonly sid: number };
 }
 
 /**

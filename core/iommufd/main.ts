@@ -12,7 +12,7 @@ import type { IommuDevice, IopfQuirks } from '../iommu/iommu.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
 
-export type IommufdObjType = 'device' | 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'fault';
+export type IommufdObjType = 'device' | 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'fault' | 'viommu' | 'vdevice' | 'veventq';
 
 /** Host physical memory as iommufd needs it (pinning pages for an IOAS). */
 export interface PhysMemory {
@@ -42,6 +42,12 @@ export interface IommufdObserver {
   delivered?(n: number): void;
   answered?(code: number, latencyMs: number): void;
   autoAnswered?(cause: AutoCause, code: number, latencyMs: number): void;
+  /** A vEVENTQ event was reported (kept or dropped). */
+  veventReported?(): void;
+  /** @n vEVENTQ events were read. */
+  veventRead?(n: number): void;
+  /** A vEVENTQ event was dropped (a LOST_EVENTS header stands for it). */
+  veventLost?(): void;
 }
 
 export interface IommufdLimits {
@@ -189,13 +195,14 @@ export class IommufdCtx {
 
   /**
    * iommufd_fops_release: destroy every object, leaves first (devices detach
-   * and unbind, then nested hwpts, paging hwpts, fault queues, IOAS), until
-   * nothing is left. Every outstanding group is answered INVALID on the way.
+   * and unbind, then vDEVICEs, nested hwpts, vEVENTQs, vIOMMUs, paging hwpts,
+   * fault queues, IOAS), until nothing is left. Every outstanding group is
+   * answered INVALID on the way.
    */
   release(): void {
     if (this.released) return;
     this.released = true;
-    const order: IommufdObjType[] = ['device', 'hwpt_nested', 'hwpt_paging', 'fault', 'ioas'];
+    const order: IommufdObjType[] = ['device', 'vdevice', 'hwpt_nested', 'veventq', 'viommu', 'hwpt_paging', 'fault', 'ioas'];
     for (const type of order) {
       for (const obj of this.objects()) {
         if (obj.type !== type || !this.table.has(obj.id)) continue;
