@@ -21,7 +21,7 @@ export {
   RESPOND_BAD_CODE,
   RESPOND_BAD_COOKIE,
 } from './iommufd/eventq.js';
-export type { FaultListener, RevokeCause, FaultCounters, RespondResult, RespondError, RespondStatus } from './iommufd/eventq.js';
+export type { FaultListener, RevokeCause, FaultCounters, RespondStatus } from './iommufd/eventq.js';
 export { IommufdViommu, IommufdVdevice, iommufdViommuAlloc, iommufdVdeviceAlloc, iommufdViommuInvalidate } from './iommufd/viommu.js';
 export { IommufdVeventq, iommufdVeventqAlloc, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, type IommufdVevent, type VeventqListener } from './iommufd/veventq.js';
 export type { IommuViommuType, IommuViommuInvalidateResult } from './iommu/viommu.js';

@@ -9,6 +9,7 @@ export * from './errno.js';
 export * from './u64.js';
 export * from './records.js';
 export * from './stream.js';
+export * from './stream-codec.js';
 export * from './schemas.js';
 export * from './zod-errors.js';
 export * from './json-schema.js';

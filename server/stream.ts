@@ -1,13 +1,14 @@
 /**
- * DOC: the fault stream (PROTOCOL.md §5)
+ * DOC: the fault stream (the protocol reference, docs/protocol.md)
  *
  * `GET /v1/contexts/:ctx/faults/:id/stream` is the fault fd over WebSocket.
  * The upgrade is handled on the HTTP server's 'upgrade' event with `ws` in
- * noServer mode, so that everything is checked before a socket exists: the
- * token of the context (401), the path and query (400), the WebSocket
- * handshake headers (400, checked here rather than by ws), the fault queue
- * (404), the subprotocol (400) and the per-queue stream limit (503) are
- * refused with a plain HTTP response carrying `{errno, message}`.
+ * noServer mode, so that everything is checked before a socket exists:
+ * stream-admission.ts checks the token of the context (401), the path and
+ * query (400), the WebSocket handshake headers (400), the fault queue (404)
+ * and the subprotocol (400); opening the core connection checks the
+ * per-queue stream limit (503). A refusal is a plain HTTP response carrying
+ * `{errno, message}`. This file is the stream session itself.
  *
  * A connection is one IommufdFaultConn of the core: the core decides which
  * groups it may take (window, FIFO, cookies) and tells it when groups are
@@ -43,13 +44,11 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import {
   faultGroupDevId,
-  RESPOND_BAD_CODE,
   RESPOND_OK,
   respondErrorMessage,
   type FaultListener,
@@ -60,7 +59,6 @@ import {
 } from '../core/index.js';
 import {
   CLOSE,
-  DEFAULT_WINDOW,
   encodeRecord,
   FaultsJsonWriter,
   MAX_FRAME,
@@ -70,12 +68,8 @@ import {
   ResponseBatch,
   responseCodeOf,
   scanResponsesFrame,
-  STREAM_URL,
   SUBPROTOCOL_JSON,
   SUBPROTOCOL_UAPI,
-  SUBPROTOCOLS,
-  zObjectParams,
-  zStreamQuery,
   type ErrorMessage,
   type HelloMessage,
   type IommuHwptPgfault,
@@ -86,11 +80,9 @@ import {
   type Subprotocol,
   type WriteMessage,
 } from '../protocol/index.js';
-import { bearerToken, requireToken } from './auth.js';
 import type { ContextRegistry } from './contexts.js';
-import { HttpError, wireErrorOf } from './errors.js';
 import type { Metrics } from './metrics.js';
-import { parseWith } from './rest.js';
+import { admitStream, chooseSubprotocol, refuseUpgrade } from './stream-admission.js';
 
 /**
  * struct StreamOptions - tunables of the fault stream.
@@ -138,72 +130,6 @@ const CORK_LIMIT = 64 * 1024;
 
 /** A response code the core refuses, for JSON codes that are not 0/1/"success"/"invalid". */
 const BAD_CODE = -1;
-
-/** The stream path as a regular expression, from the protocol's route. */
-const STREAM_PATH = new RegExp(`^${STREAM_URL.replace(/:\w+/g, '([^/]+)')}$`);
-
-/**
- * chooseSubprotocol() - the subprotocol for an upgrade.
- * @offered: the subprotocols the client offers, in its order, or undefined
- *   when it sent no Sec-WebSocket-Protocol header.
- *
- * Return: `iopf.v1.json` when none is offered, else the first offered one
- * the daemon speaks, or undefined if it speaks none of them.
- */
-function chooseSubprotocol(offered: Iterable<string> | undefined): Subprotocol | undefined {
-  if (offered === undefined) return SUBPROTOCOL_JSON;
-  for (const p of offered) if ((SUBPROTOCOLS as readonly string[]).includes(p)) return p as Subprotocol;
-  return undefined;
-}
-
-/**
- * refuseUpgrade() - answer an upgrade with a plain HTTP error and close.
- * @socket: the upgrade's socket (no WebSocket exists yet).
- * @status: the HTTP status.
- * @body: the `{errno, message}` body.
- */
-function refuseUpgrade(socket: Duplex, status: number, body: object, headers = ''): void {
-  const text = JSON.stringify(body);
-  socket.on('error', () => socket.destroy());
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
-      'Content-Type: application/json; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(text)}\r\n` +
-      headers +
-      'Connection: close\r\n\r\n' +
-      text,
-  );
-}
-
-/** A handshake refused for its WebSocket version: the reply names the one the daemon speaks (RFC 6455 §4.4). */
-class VersionError extends HttpError {}
-
-/** A Sec-WebSocket-Key: 16 bytes in base64. */
-const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
-/** An HTTP token (RFC 9110), what a subprotocol name must be. */
-const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/**
- * checkHandshake() - the checks `ws` makes on a WebSocket handshake, made
- * here first so that a refusal carries `{errno, message}` like every other
- * (ws would answer with a text/html body, and 405 for a method).
- * @req: the upgrade request.
- *
- * Throws: HttpError EINVAL (VersionError for the version).
- */
-function checkHandshake(req: IncomingMessage): void {
-  if (req.method !== 'GET') throw new HttpError('EINVAL', `the fault stream is opened with GET, not ${String(req.method)}`);
-  if (req.headers.upgrade?.toLowerCase() !== 'websocket') throw new HttpError('EINVAL', 'the fault stream needs Upgrade: websocket');
-  const key = req.headers['sec-websocket-key'];
-  if (key === undefined || !WS_KEY.test(key)) throw new HttpError('EINVAL', 'missing or invalid Sec-WebSocket-Key header');
-  const version = Number(req.headers['sec-websocket-version']);
-  if (version !== 13 && version !== 8) throw new VersionError('EINVAL', 'missing or unsupported Sec-WebSocket-Version header: this stream speaks 13');
-  const offered = req.headers['sec-websocket-protocol'];
-  if (offered !== undefined) {
-    const names = offered.split(',').map((p) => p.trim());
-    if (!names.every((p) => HTTP_TOKEN.test(p)) || new Set(names).size !== names.length) throw new HttpError('EINVAL', 'invalid Sec-WebSocket-Protocol header');
-  }
-}
 
 /**
  * FaultStream - one WebSocket on a fault queue: the listener of its core
@@ -528,11 +454,7 @@ class FaultStream implements FaultListener {
         const { cookie, code } = entries[i]!;
         const st = this.fault.respondOne(cookie, responseCodeOf(code) ?? BAD_CODE);
         if (st === RESPOND_OK) ok++;
-        else {
-          const message =
-            st === RESPOND_BAD_CODE ? `response code ${JSON.stringify(code)} is not 0, 1, "success" or "invalid"` : respondErrorMessage(st, cookie, BAD_CODE);
-          (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message });
-        }
+        else (errors ??= []).push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
       }
     }
     if (errors === undefined) {
@@ -639,18 +561,19 @@ export class FaultStreamServer {
    * @socket: its socket.
    * @head: bytes read past the request head.
    *
-   * Admits the request (see the DOC above) and opens the core connection
-   * before completing the WebSocket handshake; a refused upgrade gets an
+   * Admits the request (admitStream(), stream-admission.ts) and opens the
+   * core connection before completing the WebSocket handshake; a refused upgrade gets an
    * HTTP error response and no WebSocket.
    */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     let stream: FaultStream;
     try {
-      stream = this.admit(req);
+      const { entry, fault, protocol, window } = admitStream(req, this.deps.contexts);
+      const log = entry.log.child({ fault: fault.id, stream: this.nextId++ });
+      // Opening the core connection is the last check: ENOSPC beyond the stream limit.
+      stream = new FaultStream(this, fault, protocol, window, log);
     } catch (err) {
-      const w = wireErrorOf(err);
-      if (w.unexpected) this.deps.log.error({ err, req }, 'stream upgrade failed');
-      refuseUpgrade(socket, w.status, w.body, err instanceof VersionError ? 'Sec-WebSocket-Version: 13\r\n' : '');
+      refuseUpgrade(req, socket, err, this.deps.log);
       return;
     }
     let accepted = false;
@@ -681,35 +604,5 @@ export class FaultStreamServer {
     const open = [...this.streams];
     for (const s of open) s.close(code, reason);
     if (open.length > 0) setTimeout(() => open.forEach((s) => s.terminate()), this.options.closeGraceMs).unref();
-  }
-
-  /**
-   * admit() - check an upgrade request and open its core connection.
-   * @req: the upgrade request.
-   *
-   * Return: the stream, its connection open, its WebSocket not yet there.
-   * Throws: HttpError EACCES, EINVAL or ENOENT (no stream endpoint there);
-   * IommuError ENOENT (no such fault queue) or ENOSPC (stream limit).
-   */
-  private admit(req: IncomingMessage): FaultStream {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://iopfd');
-    } catch {
-      throw new HttpError('EINVAL', 'the request target is not a valid URL');
-    }
-    const path = STREAM_PATH.exec(url.pathname);
-    if (!path) throw new HttpError('ENOENT', `no WebSocket endpoint at ${url.pathname}`);
-    const query: Record<string, string> = Object.fromEntries(url.searchParams);
-    const token = requireToken(bearerToken(req.headers.authorization) ?? query['token'], 'context');
-    const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params') as { ctx: number; id: number };
-    const entry = this.deps.contexts.authenticate(params.ctx, token);
-    checkHandshake(req);
-    const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query') as { window?: number };
-    const protocol = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()));
-    if (!protocol) throw new HttpError('EINVAL', `unsupported subprotocol: this stream speaks ${SUBPROTOCOLS.join(', ')}`);
-    const fault = entry.ctx.get<IommufdFault>(params.id, 'fault');
-    const log = entry.log.child({ fault: fault.id, stream: this.nextId++ });
-    return new FaultStream(this, fault, protocol, window, log);
   }
 }

@@ -5,10 +5,11 @@
  * wait on a FIFO deliver list. A read takes whole groups from the head and
  * gives each a cookie (lowest free ≥ 1); a response consumes the cookie and
  * sends the group's one hardware response. Detach, replace, remove-device,
- * destroy, context release, the response timeout and the depth policy answer
- * groups automatically, each exactly once.
+ * destroy, context release (shutdown included), the response timeout and the
+ * depth policy answer groups automatically, each exactly once, all through
+ * {@link IommufdFault.autoAnswer}.
  *
- * Extensions over the kernel (PROTOCOL.md §3, §5): several connections (the
+ * Extensions over the kernel (the protocol reference, docs/protocol.md): several connections (the
  * stream's fds) per queue, each with a window; a closed connection's
  * unanswered groups go back to the head with their cookies; `depth`/`overflow`
  * and `response_timeout_ms`.
@@ -94,13 +95,6 @@ export interface FaultOptions {
   responseTimeoutMs: number;
 }
 
-export interface RespondError {
-  index: number;
-  cookie: number;
-  errno: 'EINVAL';
-  message: string;
-}
-
 /** RESPOND_OK - {@link IommufdFault.respondOne}: the group was answered. */
 export const RESPOND_OK = 0;
 /** RESPOND_BAD_CODE - the code is neither SUCCESS (0) nor INVALID (1); the cookie stays valid. */
@@ -111,26 +105,31 @@ export const RESPOND_BAD_COOKIE = 2;
 export type RespondStatus = typeof RESPOND_OK | typeof RESPOND_BAD_CODE | typeof RESPOND_BAD_COOKIE;
 
 /**
- * respondErrorMessage() - the EINVAL message of a refused response entry.
+ * respondErrorMessage() - the EINVAL message of a refused response entry,
+ * the one text for every path that refuses it (binary write, JSON frame).
  * @status: RESPOND_BAD_CODE or RESPOND_BAD_COOKIE.
  * @cookie: the entry's cookie.
- * @code: the entry's code.
+ * @code: the entry's code as the client sent it (a number, or any JSON value
+ *        in JSON mode).
  */
-export function respondErrorMessage(status: RespondStatus, cookie: number, code: number): string {
+export function respondErrorMessage(status: RespondStatus, cookie: number, code: unknown): string {
   return status === RESPOND_BAD_CODE
-    ? `response code ${String(code)} is not 0 (success) or 1 (invalid)`
+    ? `response code ${JSON.stringify(code) ?? String(code)} is not 0 (success) or 1 (invalid)`
     : status === RESPOND_BAD_COOKIE
       ? `cookie ${String(cookie)} is not outstanding`
       : 'bad response';
 }
 
-export interface RespondResult {
-  /** Responses accepted. */
-  ok: number;
-  errors: RespondError[];
-  /** Index of the first bad entry when stopping at the first error, else -1. */
-  stoppedAt: number;
-}
+/** The counter each automatic cause adds to (context release counts as destroy). */
+const AUTO_COUNTER: Readonly<Record<AutoCause, keyof FaultCounters>> = {
+  detach: 'auto_detach',
+  replace: 'auto_replace',
+  unplug: 'auto_unplug',
+  destroy: 'auto_destroy',
+  release: 'auto_destroy',
+  timeout: 'timeout',
+  overflow: 'overflow',
+};
 
 /** struct iommufd_fault. */
 export class IommufdFault extends IommufdObject {
@@ -163,9 +162,7 @@ export class IommufdFault extends IommufdObject {
   /** Bound revoke: iopf_queue_remove_device takes a group back from us. */
   readonly revoke = (group: IopfGroup): void => {
     if (group.queue === this && group.cookie !== 0) this.revokedPending.push(group.cookie);
-    this.untrack(group);
-    this.counters.auto_unplug++;
-    this.observeAuto(group, 'unplug');
+    this.autoAnswer(group, 'unplug');
   };
   /** Cookies taken back by {@link revoke} since the last {@link revokeDone}. */
   private revokedPending: number[] = [];
@@ -221,11 +218,7 @@ export class IommufdFault extends IommufdObject {
     while (g && g.deliveredAt + this.options.responseTimeoutMs <= now) {
       const next = this.deadlines.after(g.deadlineNode!);
       cookies.push(g.cookie);
-      this.untrack(g);
-      this.counters.timeout++;
-      this.observeAuto(g, 'timeout');
-      iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
-      iopfFreeGroup(g);
+      this.autoAnswer(g, 'timeout');
       g = next;
     }
     this.armTimer();
@@ -260,8 +253,23 @@ export class IommufdFault extends IommufdObject {
     g.state = 'answered';
   }
 
-  private observeAuto(g: IopfGroup, cause: AutoCause): void {
-    this.ictx.env.observer.autoAnswered?.(cause, IOMMU_PAGE_RESP_INVALID, this.ictx.env.sched.now() - g.reportedAt);
+  /**
+   * autoAnswer() - answer @g without a response from user space: forget it
+   * (untrack), count @cause, tell the observer, send the group's one
+   * response and free it. Every automatic path goes through here: detach,
+   * replace, unplug (iopf_queue_remove_device's revoke), destroy, context
+   * release and shutdown, the response timeout, the depth policy. The code
+   * is INVALID, except for an overflow under the `success` policy.
+   * The caller collects the cookie first if it needs one (untrack frees it)
+   * and sends the connections' notices.
+   */
+  private autoAnswer(g: IopfGroup, cause: AutoCause): void {
+    this.untrack(g);
+    const code = cause === 'overflow' && this.options.overflow === 'success' ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
+    this.counters[AUTO_COUNTER[cause]]++;
+    this.ictx.env.observer.autoAnswered?.(cause, code, this.ictx.env.sched.now() - g.reportedAt);
+    iopfGroupResponse(g, code);
+    iopfFreeGroup(g);
   }
 
   /** Tell every open connection that `cookies` were answered INVALID by `cause`. */
@@ -335,33 +343,10 @@ export class IommufdFault extends IommufdObject {
   }
 
   /**
-   * iommufd_fault_fops_write: answer groups by cookie, in order. Each entry's
-   * code must be 0 (SUCCESS) or 1 (INVALID) and its cookie outstanding, else
-   * that entry is an EINVAL (a bad code leaves the cookie valid). With
-   * `stopAtFirst` (the binary write() semantics) processing stops at the first
-   * bad entry; otherwise each entry is judged on its own (JSON mode).
-   */
-  respond(entries: ReadonlyArray<{ cookie: number; code: number }>, stopAtFirst: boolean): RespondResult {
-    const errors: RespondError[] = [];
-    let ok = 0;
-    for (let i = 0; i < entries.length; i++) {
-      const { cookie, code } = entries[i]!;
-      const st = this.respondOne(cookie, code);
-      if (st !== RESPOND_OK) {
-        errors.push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
-        if (stopAtFirst) return { ok, errors, stoppedAt: i };
-        continue;
-      }
-      ok++;
-    }
-    return { ok, errors, stoppedAt: -1 };
-  }
-
-  /**
-   * One entry of a write: answer the group holding `cookie` with `code`.
-   * The batch form of {@link respond} for callers that decode responses
-   * straight from a frame: it allocates nothing. A bad code is checked
-   * first and leaves the cookie valid.
+   * iommufd_fault_fops_write, one entry: answer the group holding `cookie`
+   * with `code`. Callers decode responses straight from a frame and call
+   * this per entry (it allocates nothing); a bad entry is an EINVAL for that
+   * entry. A bad code is checked first and leaves the cookie valid.
    *
    * Return: RESPOND_OK, RESPOND_BAD_CODE or RESPOND_BAD_COOKIE (see
    * {@link respondErrorMessage} for the entry's EINVAL message).
@@ -425,11 +410,7 @@ export class IommufdFault extends IommufdObject {
       if (g.queue !== this) continue;
       // The cookie, if any, before untrack() frees it.
       if (g.cookie !== 0) (cookies ??= []).push(g.cookie);
-      this.untrack(g);
-      this.counters[`auto_${cause}`]++;
-      this.observeAuto(g, cause);
-      iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
-      iopfFreeGroup(g);
+      this.autoAnswer(g, cause);
       n++;
     }
     if (cookies) this.notifyRevoked(cookies, cause);
@@ -450,13 +431,8 @@ export class IommufdFault extends IommufdObject {
     }
     const all = this.deliver.toArray();
     for (const g of this.cookies) if (g && g.state !== 'queued') all.push(g);
-    for (const g of all) {
-      this.untrack(g);
-      this.counters.auto_destroy++;
-      this.observeAuto(g, this.ictx.released ? 'release' : 'destroy');
-      iopfGroupResponse(g, IOMMU_PAGE_RESP_INVALID);
-      iopfFreeGroup(g);
-    }
+    const cause = this.ictx.released ? 'release' : 'destroy';
+    for (const g of all) this.autoAnswer(g, cause);
     if (this.timer) this.ictx.env.sched.cancel(this.timer);
     this.timer = undefined;
   }
@@ -465,11 +441,7 @@ export class IommufdFault extends IommufdObject {
   enqueue(g: IopfGroup): void {
     const depth = this.options.depth;
     if (depth > 0 && this.queued >= depth) {
-      const code = this.options.overflow === 'success' ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
-      this.counters.overflow++;
-      this.ictx.env.observer.autoAnswered?.('overflow', code, 0);
-      iopfGroupResponse(g, code);
-      iopfFreeGroup(g);
+      this.autoAnswer(g, 'overflow');
       for (const c of this.conns) c.listener.overflow(1);
       return;
     }

@@ -22,6 +22,7 @@ import {
   type IommufdFaultConn,
 } from '../../core/index.js';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
+import { respond } from './harness.js';
 
 function snapshot(ctx: IommufdCtx): string {
   return JSON.stringify(ctx.objects().map((o) => [o.id, o.type, o.users, o.describe()]));
@@ -76,7 +77,7 @@ function runWithFailure(nth: number): boolean {
     () => T(1, false),
     () => T(1, true),
     () => fault!.read(conn!),
-    () => fault!.respond([{ cookie: 1, code: 0 }], true),
+    () => respond(fault!, [{ cookie: 1, code: 0 }], true),
     () => T(2, true),
     () => T(3, true),
     () => fault!.read(conn!),

@@ -21,6 +21,8 @@ import {
   type IommufdQuirks,
   type PlatformDesc,
   IommuError,
+  RESPOND_OK,
+  respondErrorMessage,
 } from '../../core/index.js';
 import { encodeRecord, decodeRecords, type IommuHwptPgfault } from '../../protocol/records.js';
 
@@ -155,6 +157,46 @@ export class World {
   }
 }
 
+/** One refused entry of a {@link respond} batch. */
+export interface RespondError {
+  index: number;
+  cookie: number;
+  errno: 'EINVAL';
+  message: string;
+}
+
+/** What a {@link respond} batch did. */
+export interface RespondResult {
+  /** Responses accepted. */
+  ok: number;
+  errors: RespondError[];
+  /** Index of the first bad entry when stopping at the first error, else -1. */
+  stoppedAt: number;
+}
+
+/**
+ * respond() - a write() of several responses on @fault, entry by entry
+ * through IommufdFault.respondOne(), the path the daemon's stream runs. A
+ * bad entry is an EINVAL with the daemon's message; with @stopAtFirst (the
+ * binary write() semantics) processing stops there, otherwise each entry is
+ * judged on its own (JSON mode).
+ */
+export function respond(fault: IommufdFault, entries: ReadonlyArray<{ cookie: number; code: number }>, stopAtFirst: boolean): RespondResult {
+  const errors: RespondError[] = [];
+  let ok = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const { cookie, code } = entries[i]!;
+    const st = fault.respondOne(cookie, code);
+    if (st === RESPOND_OK) {
+      ok++;
+      continue;
+    }
+    errors.push({ index: i, cookie, errno: 'EINVAL', message: respondErrorMessage(st, cookie, code) });
+    if (stopAtFirst) return { ok, errors, stoppedAt: i };
+  }
+  return { ok, errors, stoppedAt: -1 };
+}
+
 /** The fault fd: read(count) and write(bytes) with the kernel's rules, over a core connection. */
 export class Fd {
   readonly conn: IommufdFaultConn;
@@ -198,7 +240,8 @@ export class Fd {
 
   /** write(responses): returns bytes consumed, or throws the first entry's errno when it failed first. */
   write(rs: Array<[cookie: number, code: number]>): number {
-    const r = this.fault.respond(
+    const r = respond(
+      this.fault,
       rs.map(([cookie, code]) => ({ cookie, code })),
       true,
     );

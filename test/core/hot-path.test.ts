@@ -7,7 +7,7 @@ import { RESPOND_BAD_CODE, RESPOND_BAD_COOKIE, RESPOND_OK, respondErrorMessage, 
 import { ResponseLog } from '../../core/hw/pcie-function.js';
 import { PRG_FAILURE, PRG_INVALID, PRG_SUCCESS } from '../../core/hw/iommu-unit.js';
 import { IdAllocator } from '../../core/iommufd/ids.js';
-import { World } from './harness.js';
+import { World, respond } from './harness.js';
 
 test('respondOne: a bad code leaves the cookie valid, a bad or used cookie is refused, one response per group', () => {
   const w = new World();
@@ -32,7 +32,7 @@ test('respondOne: a bad code leaves the cookie valid, a bad or used cookie is re
   ]);
   assert.equal(respondErrorMessage(RESPOND_BAD_CODE, 1, 7), 'response code 7 is not 0 (success) or 1 (invalid)');
   assert.equal(respondErrorMessage(RESPOND_BAD_COOKIE, 99, 0), 'cookie 99 is not outstanding');
-  assert.deepEqual(f.respond([{ cookie: 5, code: 0 }], true), { ok: 0, errors: [{ index: 0, cookie: 5, errno: 'EINVAL', message: 'cookie 5 is not outstanding' }], stoppedAt: 0 });
+  assert.deepEqual(respond(f, [{ cookie: 5, code: 0 }], true), { ok: 0, errors: [{ index: 0, cookie: 5, errno: 'EINVAL', message: 'cookie 5 is not outstanding' }], stoppedAt: 0 });
   assert.deepEqual(w.audit().outstandingGroups, 0);
 });
 

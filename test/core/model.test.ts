@@ -28,6 +28,7 @@ import {
   type IopfGroup,
 } from '../../core/index.js';
 import type { PcieFunction } from '../../core/hw/pcie-function.js';
+import { respond } from './harness.js';
 
 const DEVICES = ['d0', 'd1', 'd2'] as const;
 const PASIDS = [undefined, 5, 9] as const;
@@ -148,11 +149,11 @@ function run(cmds: Cmd[], model: 'vtd' | 'generic' | 'smmuv3'): void {
         if (!conn?.open) break;
         const ds = delivered(conn);
         const g = ds[cmd.pick % Math.max(1, ds.length)];
-        if (g) conn.fault.respond([{ cookie: g.cookie, code: cmd.code }], false);
+        if (g) respond(conn.fault, [{ cookie: g.cookie, code: cmd.code }], false);
         break;
       }
       case 'respondStale':
-        for (const f of c.faults) f.respond([{ cookie: cmd.cookie, code: 0 }], true);
+        for (const f of c.faults) respond(f, [{ cookie: cmd.cookie, code: 0 }], true);
         break;
       case 'close': {
         const conn = c.conns[cmd.conn];

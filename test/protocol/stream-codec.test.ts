@@ -9,10 +9,10 @@ import {
   FaultsJsonWriter,
   parseClientJsonFrame,
   ResponseBatch,
-  responseCodeOf,
   scanResponsesFrame,
   type FaultsFrameGroup,
-} from '../../protocol/stream.js';
+} from '../../protocol/stream-codec.js';
+import { responseCodeOf } from '../../protocol/stream.js';
 
 /** What scanResponsesFrame() must agree with: parseClientJsonFrame() and responseCodeOf(). */
 function agree(text: string): boolean {

@@ -7,10 +7,8 @@ import {
   CLOSE,
   CLOSE_DESCRIPTIONS,
   DEFAULT_WINDOW,
-  encodeFaultsFrameJson,
   MAX_FRAME,
   MAX_WINDOW,
-  parseClientJsonFrame,
   responseCodeOf,
   SUBPROTOCOL_JSON,
   SUBPROTOCOL_UAPI,
@@ -19,9 +17,9 @@ import {
   zServerMessage,
   zStreamQuery,
   zWriteMessage,
-  type FaultsFrameGroup,
   type ServerMessage,
 } from '../../protocol/stream.js';
+import { encodeFaultsFrameJson, parseClientJsonFrame, type FaultsFrameGroup } from '../../protocol/stream-codec.js';
 
 test('stream: names and limits of the contract', () => {
   assert.equal(SUBPROTOCOL_JSON, 'iopf.v1.json');

@@ -14,6 +14,7 @@ import {
   iommufdHwptAlloc,
   iommufdIoasAlloc,
 } from '../../core/index.js';
+import { respond } from '../core/harness.js';
 
 /** A platform of one IOMMU (@model, PRQ @prqDepth) and one PRI device `d0` (@priOutstanding requests of budget), on a manual scheduler. */
 function onePlatform(model: 'vtd' | 'smmuv3', prqDepth: number, priOutstanding = 512): { sched: ManualScheduler; p: Platform } {
@@ -47,7 +48,7 @@ test('stall model: a group answered by the hardware on PRQ overflow does not lea
   const answer = (code: number): void => {
     const groups = fault.read(conn);
     assert.equal(groups.length, 1);
-    assert.equal(fault.respond(groups.map((g) => ({ cookie: g.cookie, code })), false).ok, 1);
+    assert.equal(respond(fault, groups.map((g) => ({ cookie: g.cookie, code })), false).ok, 1);
     sched.run();
   };
 

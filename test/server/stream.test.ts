@@ -194,6 +194,13 @@ describe('fault stream', () => {
     assert.equal(r.ok, 1);
     assert.deepEqual(r.errors.map((e: Json) => [e.index, e.cookie, e.errno]), [[0, 999, 'EINVAL'], [1, g.cookie, 'EINVAL'], [3, g.cookie, 'EINVAL']]);
     assert.match(r.errors[1].message, /"maybe"/);
+    // One bad-code text on every path: a code the frame scanner decodes (7) and one it leaves to the parser ("maybe").
+    await inject(server.api, fx.device, { grpid: 5, addr: 0x5000n });
+    const [g2] = await groupsOf(s, 1);
+    const r2 = await s.respond([{ cookie: g2.cookie, code: 7 }]);
+    assert.equal(r2.errors[0].message, 'response code 7 is not 0 (success) or 1 (invalid)');
+    assert.equal(r.errors[1].message, 'response code "maybe" is not 0 (success) or 1 (invalid)');
+    assert.equal((await s.respond([{ cookie: g2.cookie, code: 'invalid' }])).ok, 1, 'a bad code leaves the cookie valid');
     for (const bad of ['not json', '{"type":"hello"}', '{"type":"responses","responses":[{"cookie":1}]}', '{"type":"responses","responses":[],"x":1}']) {
       s.ws.send(bad);
       const e = await s.json();
