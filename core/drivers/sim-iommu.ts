@@ -88,6 +88,7 @@ export class SimIommu implements IommuOps {
     this.userPasidTable = unit.model !== 'vtd';
     this.queue = iopfQueueAlloc(`${unit.name}-iopfq`, unit.sched);
     unit.onInterrupt = () => this.drain();
+    unit.onEventInterrupt = () => this.drainEvents();
   }
 
   get model(): IommuUnit['model'] {
@@ -134,6 +135,20 @@ export class SimIommu implements IommuOps {
       this.stats.partialDiscards++;
       this.unit.overflow = false;
     }
+  }
+
+  /**
+   * arm_smmu_evtq_thread: handle every record in the event queue; a stall
+   * that nothing took is terminated (CMD_RESUME abort) so no transaction
+   * stays stalled.
+   */
+  drainEvents(): void {
+    for (let evt = this.unit.evtq.pop(); evt; evt = this.unit.evtq.pop()) {
+      const stag = Number(evt[1]! & 0xffffn);
+      const stall = (evt[1]! & (1n << 31n)) !== 0n;
+      if (this.handleEvent(evt) !== 0 && stall && this.unit.txStalled(stag)) this.unit.resume(stag, PRG_INVALID);
+    }
+    this.unit.evtq.overflow = false;
   }
 
   private answerDirect(r: PageRequest, code: number): void {
@@ -266,11 +281,15 @@ export class SimIommu implements IommuOps {
     const fn = dev.priv as PcieFunction;
     let entry: ContextEntry | undefined;
     const smmu = domain ? priv(domain).smmu : undefined;
+    // arm_smmu_master_enable_iopf: IOPF on this model is the stall model.
+    if (this.unit.model === 'smmuv3' && domain?.iopfHandler && fn.caps.stall !== true) {
+      throw new IommuError('ENODEV', `${dev.name} cannot stall: a fault-capable attach on the SMMUv3 model needs the stall cap`);
+    }
     // arm_smmu_attach_prepare_vmaster: may refuse (ENOENT) before anything changes.
     const vmaster = smmu ? armSmmuAttachPrepareVmaster(smmu, dev) : undefined;
     if (domain) {
       const p = priv(domain);
-      entry = smmu ? { tag: domain.id, s2: p.s2, s1: undefined, smmu: { ste: smmu.ste, sid: fn.rid } } : { tag: domain.id, s2: p.s2, s1: p.s1 };
+      entry = smmu ? { tag: domain.id, s2: p.s2, s1: undefined, smmu: { ste: smmu.ste, sid: fn.rid, stall: fn.caps.stall === true } } : { tag: domain.id, s2: p.s2, s1: p.s1 };
     }
     this.unit.setContext(fn.rid, pasid, entry);
     if (pasid === IOMMU_NO_PASID) {
@@ -280,6 +299,7 @@ export class SimIommu implements IommuOps {
   }
 
   drainPageRequests(dev: IommuDevice, pasid?: number): void {
+    if (this.unit.model === 'smmuv3') this.drainEvents();
     const fn = dev.priv as PcieFunction;
     const taken = this.unit.prqTake(
       (r) => r.fn === fn && (pasid === undefined || (pasid === IOMMU_NO_PASID ? r.pasid === undefined : r.pasid === pasid)),

@@ -338,3 +338,49 @@ export function smmuStage1(readU64: (gpa: bigint) => bigint | undefined, ste: Sm
   if (r.kind === 'fault') return s1Fault(FAULT_ID[r.fault]);
   return { kind: 'ok', gpa: r.pa, writable: r.writable, executable: r.executable, user: r.user, asid: cd.asid, bypass: false };
 }
+
+/**
+ * SmmuEventQueue - the unit's event queue (a ring of 32-byte records in
+ * memory, with the overflow flag the hardware toggles when a record finds it
+ * full). The driver pops records in order.
+ */
+export class SmmuEventQueue {
+  private readonly ring: Array<readonly bigint[] | undefined>;
+  private head = 0;
+  private count = 0;
+  /** GERROR/EVTQ overflow: set when a record was dropped for want of space. */
+  overflow = false;
+  /** Records dropped because the queue was full. */
+  dropped = 0;
+
+  constructor(readonly depth: number) {
+    if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`event queue depth ${depth}`);
+    this.ring = new Array<readonly bigint[] | undefined>(depth);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** Write one record; false (and the overflow flag) when the queue is full. */
+  push(evt: readonly bigint[]): boolean {
+    if (this.count >= this.depth) {
+      this.overflow = true;
+      this.dropped++;
+      return false;
+    }
+    this.ring[(this.head + this.count) % this.depth] = evt;
+    this.count++;
+    return true;
+  }
+
+  /** The oldest record, or undefined when empty. */
+  pop(): readonly bigint[] | undefined {
+    if (this.count === 0) return undefined;
+    const e = this.ring[this.head];
+    this.ring[this.head] = undefined;
+    this.head = (this.head + 1) % this.depth;
+    this.count--;
+    return e;
+  }
+}
