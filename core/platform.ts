@@ -48,7 +48,7 @@ export interface DeviceCapsDesc {
   is_vf: boolean;
   prg_response_needs_pasid: boolean;
   /** SMMUv3-model devices only: transactions can stall (default true). */
-  stall?: boolean;
+  stall?: boolean | undefined;
 }
 
 export interface DeviceDesc {

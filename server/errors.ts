@@ -34,7 +34,7 @@ export class HttpError extends Error {
  */
 export interface WireError {
   status: number;
-  body: { errno: Errno; message: string };
+  body: { errno: Errno; message: string; done?: number };
   unexpected: boolean;
 }
 
@@ -54,7 +54,15 @@ const FASTIFY_MESSAGE: Readonly<Record<string, string>> = {
  * go to the log only).
  */
 export function wireErrorOf(err: unknown): WireError {
-  if (err instanceof IommuError || err instanceof HttpError) return wire(err.errno, err.message, false);
+  // EIO from the core is the kernel's own answer to bad input (a guest STE, an
+  // invalidation command): a client error, unlike an unexpected failure.
+  if (err instanceof IommuError) {
+    const w = wire(err.errno, err.message, false);
+    if (err.errno === 'EIO') w.status = 400;
+    if (err.detail?.done !== undefined) w.body.done = err.detail.done;
+    return w;
+  }
+  if (err instanceof HttpError) return wire(err.errno, err.message, false);
   const e = err as { code?: unknown; statusCode?: unknown; message?: unknown } | null;
   // fastify's own request errors (body size, media type, content-length, URL).
   if (typeof e?.code === 'string' && e.code.startsWith('FST_') && typeof e.statusCode === 'number' && e.statusCode < 500) {

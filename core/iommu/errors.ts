@@ -17,6 +17,8 @@ export class IommuError extends Error {
   constructor(
     readonly errno: CoreErrno,
     message: string,
+    /** Fields the error body carries besides errno and message (an invalidation's `done`). */
+    readonly detail?: { readonly done?: number },
   ) {
     super(message);
     this.name = 'IommuError';

@@ -34,8 +34,14 @@ export interface VeventqCounters {
   lost: number;
 }
 
-/** Listener of an open vEVENTQ stream: called (synchronously) when an entry is queued. */
-export type VeventqListener = () => void;
+/**
+ * Listener of an open vEVENTQ stream: @readable is called (synchronously)
+ * when an entry is queued; @kill when the queue goes away (context release).
+ */
+export interface VeventqListener {
+  readable(): void;
+  kill(): void;
+}
 
 /** IOMMUFD_OBJ_VEVENTQ. */
 export class IommufdVeventq extends IommufdObject {
@@ -95,7 +101,7 @@ export class IommufdVeventq extends IommufdObject {
       this.lostHeader = undefined;
       this.events.push({ flags: 0, sequence: seq, data });
     }
-    for (const l of [...this.listeners]) l();
+    for (const l of this.listeners) l.readable();
   }
 
   /**
@@ -146,7 +152,9 @@ export class IommufdVeventq extends IommufdObject {
     this.events.length = 0;
     this.head = 0;
     this.lostHeader = undefined;
+    const open = [...this.listeners];
     this.listeners.clear();
+    for (const l of open) l.kill();
   }
 }
 

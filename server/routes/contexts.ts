@@ -64,7 +64,7 @@ function deviceOf(ctx: IommufdCtx, devId: number): IommufdDevice {
 /** hwptRequest() - the core's IOMMU_HWPT_ALLOC request (data_type "none" is no data type). */
 function hwptRequest(body: HwptAllocBody): HwptAllocRequest {
   const req: HwptAllocRequest = { dev_id: body.dev_id, pt_id: body.pt_id, flags: body.flags, __reserved: body.__reserved };
-  if (body.data_type === 'vtd_s1') req.data_type = body.data_type;
+  if (body.data_type === 'vtd_s1' || body.data_type === 'arm_smmuv3') req.data_type = body.data_type;
   if (body.data !== undefined) req.data = body.data;
   if (body.fault_id !== undefined) req.fault_id = body.fault_id;
   return req;

@@ -7,6 +7,7 @@
 import { contextRoutes } from './contexts.js';
 import { platformRoutes } from './platform.js';
 import { route, type RouteDeps, type RouteTable } from './types.js';
+import { viommuRoutes } from './viommu.js';
 
 /**
  * routeTable() - the implementation of every command.
@@ -18,6 +19,7 @@ export function routeTable(deps: RouteDeps): RouteTable {
   return {
     ...platformRoutes(deps),
     ...contextRoutes(deps),
+    ...viommuRoutes(deps),
     healthz: route(() => ({ status: 'ok' })),
   };
 }
