@@ -342,6 +342,18 @@ export const zVtdS1Data = strict(
 );
 
 /**
+ * zHwptData - the driver data of a nested hwpt: the fields of vtd_s1
+ * (zVtdS1Data) or of arm_smmuv3 (zArmSmmuv3Data), each checked as there;
+ * which ones must be present follows from data_type (the server checks).
+ */
+export const zHwptData = strict(
+  { ...zVtdS1Data.shape, ...zArmSmmuv3Data.shape },
+  'a vtd_s1 {flags, pgtbl_addr, addr_width} or arm_smmuv3 {ste} data object',
+).partial();
+/** HwptData - parsed hwpt data. */
+export type HwptData = z.output<typeof zHwptData>;
+
+/**
  * zHwptAllocBody - POST .../hwpt (IOMMU_HWPT_ALLOC). flags and __reserved
  * default to 0; fault_id is read only with FAULT_ID_VALID.
  */
@@ -350,7 +362,7 @@ export const zHwptAllocBody = strict({
   pt_id: zU32,
   flags: zU32.default(0),
   data_type: z.enum(HWPT_DATA_TYPES, { error: expectMessage('data_type "none", "vtd_s1" or "arm_smmuv3"') }).optional(),
-  data: z.union([zVtdS1Data, zArmSmmuv3Data], { error: expectMessage('a vtd_s1 {flags, pgtbl_addr, addr_width} or arm_smmuv3 {ste} data object') }).optional(),
+  data: zHwptData.optional(),
   fault_id: zU32.optional(),
   __reserved: zU32.default(0),
 });
