@@ -19,6 +19,7 @@ import { connectionOf, errorReport, EXIT, parseU32, UsageError } from '../common
 import { IopfdClient } from '../sdk/index.js';
 import { Options, type CliCommand, type CliIo, type Invocation, type OptionSpec } from './command.js';
 import { CONTEXT_COMMANDS, PLATFORM_COMMANDS } from './commands.js';
+import { VIOMMU_COMMANDS } from './viommu-commands.js';
 import { DEVICE_TRAFFIC, TRAFFIC_STOP, WATCH } from './streams.js';
 
 const GLOBAL_OPTIONS: readonly OptionSpec[] = [
@@ -31,7 +32,7 @@ const GLOBAL_OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** COMMANDS - every iopfctl command. */
-export const COMMANDS: readonly CliCommand[] = Object.freeze([...PLATFORM_COMMANDS, ...CONTEXT_COMMANDS, WATCH, DEVICE_TRAFFIC, TRAFFIC_STOP]);
+export const COMMANDS: readonly CliCommand[] = Object.freeze([...PLATFORM_COMMANDS, ...CONTEXT_COMMANDS, ...VIOMMU_COMMANDS, WATCH, DEVICE_TRAFFIC, TRAFFIC_STOP]);
 
 function optionLines(options: readonly OptionSpec[]): string {
   const left = options.map((o) => `  --${o.name}${o.arg ? ` ${o.arg}` : ''}`);
