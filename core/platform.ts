@@ -63,7 +63,7 @@ export interface PlatformDesc {
   devices: DeviceDesc[];
 }
 
-/** Device as PROTOCOL.md §2 lists it. */
+/** Device as GET /v1/platform lists it (docs/protocol.md, platform routes). */
 export interface DeviceInfo {
   name: string;
   bdf: string;
@@ -72,6 +72,8 @@ export interface DeviceInfo {
   bound: boolean;
   pri_enabled: boolean;
   pri_status: { response_failure: boolean; stopped: boolean };
+  /** The id of the context the device is bound to, or null (extension). */
+  ctx: number | null;
 }
 
 /**
@@ -263,7 +265,7 @@ export class Platform {
     this.iommus.set(d.name, { desc: d, unit, driver });
   }
 
-  // ---- platform API (PROTOCOL.md §2) ------------------------------------------
+  // ---- platform API (the /v1/platform routes) -----------------------------------
 
   describe(): { iommus: IommuDesc[]; devices: DeviceInfo[] } {
     return { iommus: [...this.iommus.values()].map((i) => ({ ...i.desc })), devices: this.listDevices() };
@@ -282,6 +284,7 @@ export class Platform {
       bound: d.dev.owner !== undefined,
       pri_enabled: d.fn.priEnabled,
       pri_status: { response_failure: d.fn.responseFailure, stopped: d.fn.stopped },
+      ctx: d.dev.owner instanceof IommufdDevice ? d.dev.owner.ictx.id : null,
     };
   }
 
@@ -498,7 +501,7 @@ export class Platform {
     );
   }
 
-  // ---- contexts (PROTOCOL.md §3) ------------------------------------------------
+  // ---- contexts (the /v1/contexts routes) ---------------------------------------
 
   /** POST /v1/contexts (iommufd open). ENOSPC beyond the context limit. */
   createContext(): IommufdCtx {

@@ -131,15 +131,24 @@ export const zAddDeviceBody = strict({
 /** AddDeviceBody - a parsed device-add body. */
 export type AddDeviceBody = z.output<typeof zAddDeviceBody>;
 
-/** zPlatformDevice - a platform device as reported. */
+/**
+ * deviceStateFields - the read-only state GET /v1/platform reports with each
+ * device. `ctx` (extension) is the context the device is bound to, or null.
+ */
+const deviceStateFields = {
+  bound: zBool,
+  pri_enabled: zBool,
+  pri_status: strict({ response_failure: zBool, stopped: zBool }, 'a pri_status object'),
+  ctx: zObjectId.nullable(),
+};
+
+/** zPlatformDevice - a platform device as reported (`ctx` is an extension). */
 export const zPlatformDevice = strict({
   name: zDeviceName,
   bdf: zBdf,
   iommu: z.string(),
   caps: zDeviceCaps,
-  bound: zBool,
-  pri_enabled: zBool,
-  pri_status: strict({ response_failure: zBool, stopped: zBool }, 'a pri_status object'),
+  ...deviceStateFields,
 });
 /** PlatformDevice - a platform device as reported (wire form). */
 export type PlatformDevice = z.input<typeof zPlatformDevice>;
@@ -153,9 +162,29 @@ export const zPlatform = strict({ iommus: arrayOf(zIommu, 'IOMMUs'), devices: ar
 export type Platform = z.input<typeof zPlatform>;
 
 /**
+ * zPlatformFileDevice - a device of a platform file: as POST
+ * /v1/platform/devices takes it, or as GET /v1/platform reports it (the
+ * read-only state, bound, pri_enabled, pri_status and ctx, is accepted and
+ * ignored: a new daemon starts with every device unbound, PRI off).
+ */
+const zPlatformFileDevice = zAddDeviceBody
+  .extend({
+    bound: deviceStateFields.bound.optional(),
+    pri_enabled: deviceStateFields.pri_enabled.optional(),
+    pri_status: deviceStateFields.pri_status.optional(),
+    ctx: deviceStateFields.ctx.optional(),
+  })
+  .transform(({ name, iommu, bdf, caps }): AddDeviceBody => ({
+    name,
+    ...(iommu === undefined ? {} : { iommu }),
+    ...(bdf === undefined ? {} : { bdf }),
+    caps,
+  }));
+
+/**
  * zPlatformFile - a `--platform FILE` description: IOMMUs as GET
  * /v1/platform reports them and devices as POST /v1/platform/devices takes
- * them (caps defaults applied).
+ * them (caps defaults applied). The output of GET /v1/platform is one.
  */
 export const zPlatformFile = strict({
   iommus: arrayOf(
@@ -165,7 +194,7 @@ export const zPlatformFile = strict({
     ),
     'IOMMUs',
   ).min(1, { error: 'expected at least one IOMMU' }),
-  devices: arrayOf(zAddDeviceBody, 'devices'),
+  devices: arrayOf(zPlatformFileDevice, 'devices'),
 });
 /** PlatformFile - a parsed platform description. */
 export type PlatformFile = z.output<typeof zPlatformFile>;
@@ -268,6 +297,29 @@ export const zTrafficStatus = strict({
 });
 /** TrafficStatus - traffic status (wire form). */
 export type TrafficStatus = z.input<typeof zTrafficStatus>;
+
+/** zCount - a count or a duration that may exceed a u32 (a whole number ≥ 0). */
+const zCount = z.number({ error: expectMessage('a number') }).int().min(0);
+
+/**
+ * zContextInfo - one open context as the administrator sees it: the
+ * devices bound to it (by name), its object count, its open fault streams
+ * and its age.
+ */
+export const zContextInfo = strict({
+  ctx: zObjectId,
+  devices: arrayOf(zDeviceName, 'device names'),
+  objects: zCount,
+  streams: zCount,
+  age_ms: zCount,
+});
+/** ContextInfo - one open context (wire form). */
+export type ContextInfo = z.input<typeof zContextInfo>;
+
+/** zContextList - GET /v1/platform/contexts (oldest first). */
+export const zContextList = strict({ contexts: arrayOf(zContextInfo, 'contexts') });
+/** ContextList - GET /v1/platform/contexts result (wire form). */
+export type ContextList = z.input<typeof zContextList>;
 
 /* --------------------------------------------------------------- contexts */
 
@@ -517,8 +569,13 @@ type CommandSpec = Omit<Command, 'errnos'> & { readonly errnos?: readonly Errno[
  * command() - complete a table entry with the errnos every route of its kind
  * can return: EINVAL (schema, or a body where none is taken), EACCES (token),
  * EMSGSIZE (body size, on every method but GET), EIO.
+ * @spec: the entry as written in %COMMANDS.
+ *
+ * Return: the frozen command, typed as written (its name a literal type,
+ * its schemas their own types) so that ParamsOf<'ioas.map'> and the like
+ * can be derived from the table.
  */
-function command(spec: CommandSpec): Command {
+function command<const S extends CommandSpec>(spec: S): S & { readonly errnos: readonly Errno[] } {
   const all = new Set<Errno>(spec.errnos ?? []);
   // A request of any method but GET may carry a body, even where the route takes
   // none: it is then refused (EINVAL), or EMSGSIZE when over the size limit.
@@ -530,15 +587,17 @@ function command(spec: CommandSpec): Command {
   return Object.freeze({ ...spec, errnos: Object.freeze(ERRNOS.filter((e) => all.has(e))) });
 }
 
+
 const P = '/v1/platform';
 const D = '/v1/platform/devices/:name';
 const C = '/v1/contexts/:ctx';
 
 /**
- * COMMANDS - every REST route of the contract (§2 platform, §3 contexts and
- * objects, §6 health). The fault stream is not here: see STREAM_URL.
+ * COMMAND_TABLE - every REST route of the protocol (docs/protocol.md: platform,
+ * contexts and objects, operations), each entry typed as written. The fault
+ * stream is not here: see STREAM_URL.
  */
-export const COMMANDS: readonly Command[] = Object.freeze([
+const COMMAND_TABLE = Object.freeze([
   command({
     name: 'platform.get', method: 'GET', url: P, auth: 'admin', status: 200,
     response: zPlatform,
@@ -611,6 +670,24 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     name: 'platform.traffic.stop', method: 'DELETE', url: `${D}/traffic`, auth: 'admin', status: 200,
     params: zDeviceNameParams, response: zTrafficStatus,
     summary: "Stop the device's traffic generator (extension): no new groups; those in flight are still answered. Returns the run's status",
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'platform.device.get', method: 'GET', url: D, auth: 'admin', status: 200,
+    params: zDeviceNameParams, response: zPlatformDevice,
+    summary: 'One platform device, as GET /v1/platform lists it (extension)',
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'platform.contexts.list', method: 'GET', url: `${P}/contexts`, auth: 'admin', status: 200,
+    response: zContextList,
+    summary: 'Every open context: its bound devices, object count, open streams and age (extension)',
+  }),
+  command({
+    name: 'platform.contexts.release', method: 'DELETE', url: `${P}/contexts/:ctx`, auth: 'admin', status: 204,
+    params: zCtxParams,
+    summary: "Force-release a context whose token is lost, as its owner's DELETE would (extension)",
+    kernel: 'iommufd_fops_release',
     errnos: ['ENOENT'],
   }),
   command({
@@ -765,7 +842,42 @@ export const COMMANDS: readonly Command[] = Object.freeze([
     response: zHealth,
     summary: 'Liveness',
   }),
-]);
+] as const) satisfies readonly Command[];
+
+/**
+ * COMMANDS - every REST route of the contract, as plain Commands for
+ * generic code (registration, docs, clients). The same entries carry their
+ * own types for the route implementations: see CommandName, ParamsOf,
+ * QueryOf, BodyOf, ResultOf.
+ */
+export const COMMANDS: readonly Command[] = COMMAND_TABLE;
+
+/** AnyCommand - the type of one entry of %COMMANDS (a union, by name). */
+type AnyCommand = (typeof COMMAND_TABLE)[number];
+
+/** CommandName - the name of a command of %COMMANDS, e.g. `'ioas.map'`. */
+export type CommandName = AnyCommand['name'];
+
+/** CommandOf - the %COMMANDS entry named @K, with its own schema types. */
+export type CommandOf<K extends CommandName> = Extract<AnyCommand, { readonly name: K }>;
+
+/** The parsed value of part @Part of command @C: its schema's output, or `{}` when it has none. */
+type PartOf<C, Part extends 'params' | 'query' | 'body'> = C extends { readonly [P in Part]: infer S extends z.ZodType } ? z.output<S> : Record<string, never>;
+
+/** ParamsOf - the parsed path parameters of command @K (numbers for ids). */
+export type ParamsOf<K extends CommandName> = PartOf<CommandOf<K>, 'params'>;
+
+/** QueryOf - the parsed query string of command @K (`{}` without a query schema). */
+export type QueryOf<K extends CommandName> = PartOf<CommandOf<K>, 'query'>;
+
+/** BodyOf - the parsed body of command @K (bigints for u64, defaults applied). */
+export type BodyOf<K extends CommandName> = PartOf<CommandOf<K>, 'body'>;
+
+/** ResultOf - the success body of command @K in wire form (its response schema's input), void for a 204. */
+export type ResultOf<K extends CommandName> = CommandOf<K> extends { readonly response: infer S extends z.ZodType } ? z.input<S> : void;
+
+/** AuthOf - the token command @K requires. */
+export type AuthOf<K extends CommandName> = CommandOf<K>['auth'];
 
 const byName = new Map(COMMANDS.map((c) => [c.name, c]));
 

@@ -1,7 +1,7 @@
 /**
  * DOC: tokens
  *
- * Two kinds of bearer token (PROTOCOL.md §1): the admin token for
+ * Two kinds of bearer token (docs/protocol.md, authentication): the admin token for
  * /v1/platform, and one token per context returned by POST /v1/contexts.
  * Only the SHA-256 digest of a token is kept; a presented token is hashed
  * and compared with crypto.timingSafeEqual, so neither the content nor the
@@ -22,12 +22,19 @@ export function tokenDigest(token: string): Buffer {
 }
 
 /**
- * newToken() - a fresh context token: 32 random bytes, base64url.
+ * newToken() - a fresh context token: 32 random bytes, base64url, never
+ * starting with `-` (a command line would take `--token -…` for an option).
  *
- * Return: the token (43 characters).
+ * A token that would start with `-` (1 in 64) is drawn again, so every
+ * other token stays equally likely.
+ *
+ * Return: the token (43 characters of `A-Z a-z 0-9 - _`, the first not `-`).
  */
 export function newToken(): string {
-  return randomBytes(32).toString('base64url');
+  for (;;) {
+    const token = randomBytes(32).toString('base64url');
+    if (!token.startsWith('-')) return token;
+  }
 }
 
 /**

@@ -21,6 +21,7 @@
  *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
  *   --max-connections N      IOPFD_MAX_CONNECTIONS   open TCP connections, default 1024
  *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
+ *   --help, --version        print the usage or the package version, and exit
  *
  * Without an admin token the daemon refuses to listen beyond loopback.
  */
@@ -57,6 +58,7 @@ export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.free
  * @heartbeatMs: the stream ping interval.
  * @maxConnections: open TCP connections at most; one more is closed as accepted.
  * @help: `--help` was given.
+ * @version: `--version` was given.
  */
 export interface Config {
   host: string;
@@ -72,6 +74,7 @@ export interface Config {
   heartbeatMs: number;
   maxConnections: number;
   help: boolean;
+  version: boolean;
 }
 
 const zCount = z
@@ -114,6 +117,7 @@ const zOptions = z.strictObject({
     .pipe(z.array(z.enum(Object.keys(QUIRKS) as [string, ...string[]], { error: `expected quirks among ${Object.keys(QUIRKS).join(', ')}` })))
     .default([]),
   help: z.literal('true').optional(),
+  version: z.literal('true').optional(),
 });
 
 /** FLAGS - every accepted flag name (without `--`). */
@@ -129,11 +133,12 @@ export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [-
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
              [--max-devices N] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
              [--heartbeat-ms N] [--max-connections N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
+       iopfd --help | --version
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
 `;
 
-/** readArgs() - `--flag value` and `--flag=value` pairs; --help takes no value; --quirk may repeat. */
+/** readArgs() - `--flag value` and `--flag=value` pairs; --help and --version take no value; --quirk may repeat. */
 function readArgs(argv: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -142,7 +147,7 @@ function readArgs(argv: readonly string[]): Record<string, string> {
     if (!m || !FLAGS.includes(m[1]!)) throw new ConfigError(`unknown argument ${JSON.stringify(arg)}`);
     const flag = m[1]!;
     let value: string;
-    if (flag === 'help') value = 'true';
+    if (flag === 'help' || flag === 'version') value = 'true';
     else if (m[2] !== undefined) value = m[2];
     else if (i + 1 < argv.length) value = argv[++i]!;
     else throw new ConfigError(`--${flag} needs a value`);
@@ -175,7 +180,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const raw: Record<string, string> = {};
   for (const flag of FLAGS) {
     const v = env[envName(flag)];
-    if (v !== undefined && flag !== 'help') raw[flag] = v;
+    if (v !== undefined && flag !== 'help' && flag !== 'version') raw[flag] = v;
   }
   Object.assign(raw, readArgs(argv));
   const r = zOptions.safeParse(raw);
@@ -183,7 +188,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     throw new ConfigError(r.error.issues.map((i) => `--${String(i.path[0])} (${envName(String(i.path[0]))}): ${i.message}`).join('; '));
   }
   const o = r.data;
-  if (o.help === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
+  if (o.help === undefined && o.version === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
     throw new ConfigError(`refusing to listen on ${o.host} without an admin token (--admin-token or IOPFD_ADMIN_TOKEN): only loopback hosts may leave /v1/platform open`);
   }
   const limits: Config['limits'] = {};
@@ -209,6 +214,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     heartbeatMs: o['heartbeat-ms'],
     maxConnections: o['max-connections'],
     help: o.help !== undefined,
+    version: o.version !== undefined,
   };
 }
 

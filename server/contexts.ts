@@ -7,7 +7,7 @@
  * anything else), or a token that is not the token of the context named in
  * the path: another context's, a wrong one, or any token at all for a
  * context that does not exist (or no longer does), with the same message,
- * as PROTOCOL.md §1 has it (authenticate()).
+ * as docs/protocol.md's authentication section has it (authenticate()).
  */
 import type { Logger } from 'pino';
 import type { IommufdCtx, Platform } from '../core/index.js';
@@ -22,11 +22,13 @@ const WRONG_CONTEXT_TOKEN = 'wrong context token';
  * @ctx: the core's context (the iommufd file).
  * @digest: SHA-256 of its token.
  * @log: its child logger (`ctx` bound); streams derive theirs from it.
+ * @created: performance.now() when it was opened (its age, for the admin).
  */
 export interface ContextEntry {
   readonly ctx: IommufdCtx;
   readonly digest: Buffer;
   readonly log: Logger;
+  readonly created: number;
 }
 
 /**
@@ -52,7 +54,7 @@ export class ContextRegistry {
     const ctx = this.platform.createContext();
     const token = newToken();
     const log = this.log.child({ ctx: ctx.id });
-    this.entries.set(ctx.id, { ctx, digest: tokenDigest(token), log });
+    this.entries.set(ctx.id, { ctx, digest: tokenDigest(token), log, created: performance.now() });
     log.info('context created');
     return { ctx: ctx.id, token };
   }
@@ -76,14 +78,17 @@ export class ContextRegistry {
   /**
    * release() - release a context (iommufd release): every object is
    * destroyed, outstanding groups are answered INVALID, its streams close
-   * with 1001.
+   * with 1001. The owner's DELETE and the admin's force-release both end here.
    * @id: an open context.
+   * @by: who released it, for the log: its owner, or the admin (force-release).
+   *
+   * Throws: IommuError ENOENT if no context @id is open.
    */
-  release(id: number): void {
+  release(id: number, by: 'owner' | 'admin' = 'owner'): void {
     const entry = this.entries.get(id);
     this.entries.delete(id);
     this.platform.releaseContext(id);
-    entry?.log.info('context released');
+    entry?.log.info({ by }, 'context released');
   }
 
   /** all() - every open context. */

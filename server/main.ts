@@ -23,6 +23,7 @@ import { IommuError } from '../core/index.js';
 import { buildApp } from './app.js';
 import { ConfigError, loadPlatformFile, parseConfig, USAGE, type Config } from './config.js';
 import { createLogger } from './logger.js';
+import { packageVersion } from './version.js';
 
 /** fail() - report a start-up error on stderr and exit with @status. */
 function fail(message: string, status: number): never {
@@ -39,6 +40,10 @@ try {
 }
 if (config.help) {
   process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (config.version) {
+  process.stdout.write(`iopfd ${packageVersion()}\n`);
   process.exit(0);
 }
 

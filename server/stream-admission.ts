@@ -102,7 +102,7 @@ export function streamTarget(req: IncomingMessage, contexts: ContextRegistry): S
   if (!path) throw new HttpError('ENOENT', `no WebSocket endpoint at ${url.pathname}`);
   const query: Record<string, string> = Object.fromEntries(url.searchParams);
   const token = requireToken(bearerToken(req.headers.authorization) ?? query['token'], 'context');
-  const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params') as { ctx: number; id: number };
+  const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params');
   const entry = contexts.authenticate(params.ctx, token);
   return { entry, faultId: params.id, query };
 }
@@ -133,7 +133,7 @@ export interface StreamAdmission {
 export function admitStream(req: IncomingMessage, contexts: ContextRegistry): StreamAdmission {
   const { entry, faultId, query } = streamTarget(req, contexts);
   checkHandshake(req);
-  const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query') as { window?: number };
+  const { window = DEFAULT_WINDOW } = parseWith(zStreamQuery, query, 'query');
   const protocol = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()));
   if (!protocol) throw new HttpError('EINVAL', `unsupported subprotocol: this stream speaks ${SUBPROTOCOLS.join(', ')}`);
   const fault = entry.ctx.get<IommufdFault>(faultId, 'fault');

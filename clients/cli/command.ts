@@ -35,12 +35,19 @@ export interface CliIo {
  * @name: without the dashes.
  * @arg: the value's name in the help (absent: a boolean flag).
  * @help: one line.
+ * @short: its one-letter form, if any (e.g. `o` for `-o`).
  */
 export interface OptionSpec {
   name: string;
   arg?: string;
   help: string;
+  short?: string;
 }
+
+/** OUTPUT_FORMATS - `-o`: the wire JSON, YAML, or the readable form with more columns. */
+export const OUTPUT_FORMATS = ['json', 'yaml', 'wide'] as const;
+/** OutputFormat - how a result is printed: one of %OUTPUT_FORMATS, or the readable `text`. */
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number] | 'text';
 
 /**
  * struct Invocation - a parsed command line, for a command's run().
@@ -49,15 +56,20 @@ export interface OptionSpec {
  * @client: the SDK client (URL and admin token from flags or environment).
  * @context: the handle of the context named by --ctx/--token (UsageError
  *   without them).
- * @json: --json was given.
+ * @rest: the positional arguments after the words, for a command that
+ *   takes any number (CliCommand.rest).
+ * @json: the output is JSON (`-o json` or --json).
+ * @output: the output format.
  * @io: the CLI's I/O.
  */
 export interface Invocation {
   args: Readonly<Record<string, string>>;
+  rest: readonly string[];
   opts: Options;
   client: IopfdClient;
   context(): IopfdContext;
   json: boolean;
+  output: OutputFormat;
   io: CliIo;
 }
 
@@ -67,16 +79,20 @@ export interface Invocation {
  * @args: positional argument names, e.g. ['IOAS'].
  * @summary: one line for the help.
  * @options: its own options.
+ * @rest: it takes any number of positional arguments (Invocation.rest);
+ *   @args then only names them for the help.
  * @run: does it; resolves with the wire result to print (undefined: nothing).
- * @text: the readable form of the result (default: JSON).
+ * @text: the readable form of the result (default: JSON); @wide asks for
+ *   the extra columns of `-o wide`, where the command has any.
  */
 export interface CliCommand {
   words: readonly string[];
   args: readonly string[];
   summary: string;
   options: readonly OptionSpec[];
+  rest?: boolean;
   run(inv: Invocation): Promise<unknown>;
-  text?(result: never): string;
+  text?(result: never, wide: boolean): string;
 }
 
 /** Options - typed access to parsed option values. */

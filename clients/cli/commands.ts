@@ -7,7 +7,7 @@
  */
 import { formatU64, HWPT_FLAGS } from '../../protocol/index.js';
 import { parseU32, UsageError } from '../common/args.js';
-import type { FaultAllocRequest, HwptAllocRequest, IopfdClient, IopfdContext } from '../sdk/index.js';
+import type { ContextList, FaultAllocRequest, HwptAllocRequest, IopfdClient, IopfdContext, PlatformDevice } from '../sdk/index.js';
 import { permOf, table, type CliCommand, type Invocation } from './command.js';
 import { twoWords } from './viommu-commands.js';
 
@@ -22,32 +22,49 @@ const RANGE_OPTIONS = [
 const iovaOf = (inv: Invocation): string => inv.opts.u64('iova') ?? inv.opts.need('iova');
 const rangeOf = (inv: Invocation): { iova: string; length: string } => ({ iova: iovaOf(inv), length: inv.opts.u64('length') ?? inv.opts.need('length') });
 
+/** devicesTable() - platform devices as a table; @wide adds the caps not shown otherwise and the context. */
+function devicesTable(devices: readonly PlatformDevice[], wide: boolean): string {
+  const header = ['DEVICE', 'BDF', 'IOMMU', 'PASID', 'PRI', 'ATS', 'VF', 'BOUND', 'PRI-STATE'];
+  return table(
+    wide ? [...header, 'CTX', 'PRG-RESP-PASID'] : header,
+    devices.map((d) => {
+      const row = [
+        d.name,
+        d.bdf,
+        d.iommu,
+        d.caps.pasid_bits,
+        d.caps.pri ? d.caps.pri_outstanding : '-',
+        d.caps.ats ? 'yes' : 'no',
+        d.caps.is_vf ? 'yes' : 'no',
+        d.bound ? 'yes' : 'no',
+        d.pri_status.response_failure ? 'response-failure' : d.pri_status.stopped ? 'stopped' : d.pri_enabled ? 'enabled' : 'off',
+      ];
+      return wide ? [...row, d.ctx ?? '-', d.caps.prg_response_needs_pasid ? 'yes' : 'no'] : row;
+    }),
+  );
+}
+
 /** PLATFORM_COMMANDS - the simulated hardware (admin token). */
 export const PLATFORM_COMMANDS: readonly CliCommand[] = [
   {
     words: ['devices', 'list'],
     args: [],
-    summary: 'list the IOMMUs and PCIe functions of the platform',
+    summary: 'list the IOMMUs and PCIe functions of the platform (-o wide: caps and the holding context)',
     options: [],
     run: (inv) => inv.client.platform(),
-    text: (p: Awaited<ReturnType<IopfdClient['platform']>>) =>
+    text: (p: Awaited<ReturnType<IopfdClient['platform']>>, wide: boolean) =>
       `${table(
         ['IOMMU', 'MODEL', 'PRQ'],
         p.iommus.map((u) => [u.name, u.model, u.prq_depth]),
-      )}\n\n${table(
-        ['DEVICE', 'BDF', 'IOMMU', 'PASID', 'PRI', 'ATS', 'VF', 'BOUND', 'PRI-STATE'],
-        p.devices.map((d) => [
-          d.name,
-          d.bdf,
-          d.iommu,
-          d.caps.pasid_bits,
-          d.caps.pri ? d.caps.pri_outstanding : '-',
-          d.caps.ats ? 'yes' : 'no',
-          d.caps.is_vf ? 'yes' : 'no',
-          d.bound ? 'yes' : 'no',
-          d.pri_status.response_failure ? 'response-failure' : d.pri_status.stopped ? 'stopped' : d.pri_enabled ? 'enabled' : 'off',
-        ]),
-      )}`,
+      )}\n\n${devicesTable(p.devices, wide)}`,
+  },
+  {
+    words: ['devices', 'show'],
+    args: ['NAME'],
+    summary: 'one PCIe function of the platform (-o wide: caps and the holding context)',
+    options: [],
+    run: (inv) => inv.client.device(inv.args['NAME']!),
+    text: (d: PlatformDevice, wide: boolean) => devicesTable([d], wide),
   },
   {
     words: ['devices', 'add'],
@@ -159,6 +176,45 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     run: (inv) => inv.client.priReset(inv.args['DEVICE']!),
   },
 ];
+
+/**
+ * ADMIN_CONTEXT_COMMANDS - every open context, as the administrator sees
+ * it (admin token): the list, and the force-release of a context whose
+ * token is lost.
+ */
+export const ADMIN_CONTEXT_COMMANDS: readonly CliCommand[] = [
+  {
+    words: ['ctx', 'list'],
+    args: [],
+    summary: 'list every open context: its devices, objects, open streams and age (admin)',
+    options: [],
+    run: (inv) => inv.client.contexts(),
+    text: (r: ContextList, wide: boolean) =>
+      table(
+        wide ? ['CTX', 'DEVICES', 'OBJECTS', 'STREAMS', 'AGE', 'AGE-MS'] : ['CTX', 'DEVICES', 'OBJECTS', 'STREAMS', 'AGE'],
+        r.contexts.map((c) => {
+          const row = [c.ctx, c.devices.join(',') || '-', c.objects, c.streams, ageText(c.age_ms)];
+          return wide ? [...row, c.age_ms] : row;
+        }),
+      ),
+  },
+  {
+    words: ['ctx', 'release'],
+    args: ['CTX'],
+    summary: 'force-release a context without its token (admin): its groups are answered INVALID, its streams closed',
+    options: [],
+    run: (inv) => inv.client.releaseContext(id('CTX', inv)),
+  },
+];
+
+/** ageText() - a duration in ms as `12s`, `3m04s`, `2h05m`, `1d03h`. */
+export function ageText(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86400)}d${String(Math.floor(s / 3600) % 24).padStart(2, '0')}h`;
+}
 
 /** CONTEXT_COMMANDS - a context and its objects (--ctx, --token). */
 export const CONTEXT_COMMANDS: readonly CliCommand[] = [

@@ -16,6 +16,7 @@ import type {
   AddDeviceRequest,
   AttachRequest,
   ContextCreated,
+  ContextList,
   DetachRequest,
   DevIdResult,
   DeviceResponses,
@@ -221,6 +222,24 @@ export class IopfdClient {
   /** trafficStatus() - GET .../traffic: the current or last run. */
   trafficStatus(name: string): Promise<TrafficStatus> {
     return this.call('platform.traffic.status', { params: { name } });
+  }
+
+  /** device() - GET /v1/platform/devices/:name (extension): one device. */
+  device(name: string): Promise<PlatformDevice> {
+    return this.call('platform.device.get', { params: { name } });
+  }
+
+  /** contexts() - GET /v1/platform/contexts (extension): every open context, oldest first. */
+  contexts(): Promise<ContextList> {
+    return this.call('platform.contexts.list');
+  }
+
+  /**
+   * releaseContext() - DELETE /v1/platform/contexts/:ctx (extension): force-release
+   * a context without its token (admin), as its owner's release would.
+   */
+  releaseContext(ctx: number): Promise<void> {
+    return this.call('platform.contexts.release', { params: { ctx } });
   }
 
   /** health() - GET /healthz. */

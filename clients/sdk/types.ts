@@ -35,6 +35,8 @@ import type {
 
 export type {
   ContextCreated,
+  ContextInfo,
+  ContextList,
   DeviceResponses,
   DmaResult,
   FaultCreated,

@@ -6,7 +6,8 @@
  * statistics: a line, or a JSON object with --json. Progress goes to stderr
  * when it is a terminal. SIGINT/SIGTERM stop the run early (the DMAs in
  * flight complete). Exit codes as iopfctl's: 0, 1 the daemon refused a DMA
- * request, 2 usage, 3 no connection.
+ * request or no DMA succeeded (a warning on stderr says why, e.g. no
+ * --pasid for a device attached only at a PASID), 2 usage, 3 no connection.
  */
 import { parseArgs } from 'node:util';
 import { formatU64 } from '../../protocol/index.js';
@@ -23,7 +24,7 @@ import {
   UsageError,
 } from '../common/args.js';
 import { IopfdClient } from '../sdk/index.js';
-import { TRAFFIC_ACCESSES, TRAFFIC_PATTERNS, TrafficGenerator, type TrafficAccess, type TrafficPattern, type TrafficStats } from './index.js';
+import { allFailedWarning, TRAFFIC_ACCESSES, TRAFFIC_PATTERNS, TrafficGenerator, type TrafficAccess, type TrafficPattern, type TrafficStats } from './index.js';
 
 const USAGE = `usage: node dist/clients/traffic/main.js --device NAME [--device NAME ...] [options]
 
@@ -45,6 +46,9 @@ DMA workloads through POST /v1/platform/devices/:name/dma.
   --timeout-ms MS     each DMA's timeout (default 10000)
   --json              print the statistics as JSON
   -h, --help          this help
+
+Exit status: 0; 1 the daemon refused a DMA, or every DMA failed (a warning on
+stderr says why); 2 bad usage; 3 no daemon.
 `;
 
 /** summaryLine() - the statistics in one line. */
@@ -125,7 +129,10 @@ async function main(): Promise<number> {
     const stats = await gen.run();
     if (progress) process.stderr.write('\n');
     process.stdout.write(values.json ? `${JSON.stringify({ event: 'stats', ...stats })}\n` : `${summaryLine(stats)}\n`);
-    return EXIT.OK;
+    const warning = allFailedWarning(stats, pasids.length > 0);
+    if (warning === undefined) return EXIT.OK;
+    process.stderr.write(`traffic: warning: ${warning}\n`);
+    return EXIT.DAEMON;
   } finally {
     clearInterval(progress);
   }

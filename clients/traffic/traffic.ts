@@ -94,6 +94,35 @@ export interface TrafficStats {
 
 const PAGE = 4096;
 
+/**
+ * allFailedWarning() - the warning for a run where DMAs completed but none
+ * of them `ok`, with the likely cause (a device attached only at a PASID,
+ * DMAs without --pasid; PRI disabled; nobody answering the faults).
+ * @s: the run's statistics.
+ * @withPasid: whether the DMAs carried a PASID.
+ *
+ * Return: the warning, or undefined when a DMA succeeded (or none completed).
+ */
+export function allFailedWarning(s: TrafficStats, withPasid: boolean): string | undefined {
+  if (s.dmas === 0 || s.byStatus.ok > 0) return undefined;
+  const statuses = Object.entries(s.byStatus)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
+  const hints: string[] = [];
+  if (s.byStatus.invalid > 0) {
+    hints.push(
+      withPasid
+        ? 'invalid: nothing translates these addresses at that PASID (is the device attached there, and the range mapped or served?)'
+        : 'invalid: nothing translates these addresses at the RID; a device attached only at a PASID needs --pasid N',
+    );
+  }
+  if (s.byStatus.pri_disabled > 0) hints.push('pri_disabled: the device has no PRI, or it stopped (iopfctl pri-reset DEVICE)');
+  if (s.byStatus.timeout > 0) hints.push('timeout: nobody answered the page faults (is a fault handler connected?)');
+  if (s.byStatus.failure > 0 || s.byStatus.stage2_fault > 0) hints.push('failure/stage2_fault: the handler refused, or stage 2 does not map the address');
+  return `every DMA failed (${statuses})${hints.map((h) => `\n  ${h}`).join('')}`;
+}
+
 /** TrafficOptions with the defaults applied (no count or duration: 1000 DMAs). */
 interface Resolved {
   client: IopfdClient;

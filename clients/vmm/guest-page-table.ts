@@ -3,7 +3,7 @@
  *
  * What a guest kernel keeps for one address space behind a PASID (or its
  * RID): an x86-64 style radix table in its own RAM, the `vtd_s1` format of
- * PROTOCOL.md §4: 512 little-endian 8-byte entries per 4 KiB table, 4 levels
+ * docs/protocol.md (translation model): 512 little-endian 8-byte entries per 4 KiB table, 4 levels
  * for a 48-bit address width, 5 for 57; bit 0 present, bit 1 writable, bit 2
  * user, bit 7 page size, bits 12-51 the next table's or the page's guest
  * physical address, bit 63 execute-disable. The guest maps 4 KiB pages only.

@@ -3,7 +3,7 @@
  *
  * What a VMM does with the fault fd when it gives a guest a passthrough
  * device behind a virtual VT-d with first-stage translation and PRI, as
- * QEMU's intel_iommu accel mode does (kernel-semantics.md §10):
+ * QEMU's intel_iommu accel mode does:
  *
  * - the guest's RAM is an IOAS (IOMMU_IOAS_MAP), under a NEST_PARENT paging
  *   hwpt: the stage 2 the host owns;

@@ -2,9 +2,9 @@
  * sim-iommu: the IOMMU driver for the simulated unit, with three models.
  *
  * - `vtd` (drivers/iommu/intel/prq.c): drains the PRQ, drops Stop Markers,
- *   answers malformed requests itself when they are last (E24), passes
+ *   answers malformed requests itself when they are last (handle_bad_prq_event), passes
  *   NEEDS_PASID through in the fault flags, no PASID → RID fallback; on PRQ
- *   overflow it discards partials once drained (E25).
+ *   overflow it discards partials once drained (prq_event_thread).
  * - `smmuv3` (arm-smmu-v3.c, stall): every request is its own one-record
  *   group whose grpid is the stall tag; the response is CMD_RESUME; a PASID
  *   fault falls back to a NESTED domain at the RID (user PASID table).
@@ -130,7 +130,7 @@ export class SimIommu implements IommuOps {
     // While overflowed the unit takes no new request; if the overflow came
     // while this drain ran, requests queued before it wait for the next drain.
     if (this.unit.overflow && this.unit.prqLength === 0) {
-      // E25: the queue is empty again; partials lost their last request to the overflow.
+      // PRQ overflow: the queue is empty again; partials lost their last request to the overflow.
       iopfQueueDiscardPartial(this.queue);
       this.stats.partialDiscards++;
       this.unit.overflow = false;

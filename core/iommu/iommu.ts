@@ -125,7 +125,7 @@ export class IommuDomain {
   /**
    * Called by iopf_queue_remove_device() before it answers a group this
    * domain's handler still holds, so the handler drops it from its own queues
-   * (the single-owner rule; the real kernel lacks it, see E9).
+   * (the single-owner rule; the real kernel's iopf_queue_remove_device lacks it).
    */
   iopfRevoke: ((group: IopfGroup) => void) | undefined = undefined;
   /** Called once by iopf_queue_remove_device() after its iopfRevoke calls (to batch notices). */
@@ -200,17 +200,17 @@ export class IommuFaultParam {
 
 /** Fault-injection points of the IOPF core (for fail-nth style tests). */
 export interface IopfFaultInjection {
-  /** Return true to make this partial-fault allocation fail (E3). */
+  /** Return true to make this partial-fault allocation fail (report_partial_fault: -ENOMEM, no response). */
   partialAlloc?: () => boolean;
-  /** Return true to make this group allocation fail (E4). */
+  /** Return true to make this group allocation fail (the abort group: FAILURE). */
   groupAlloc?: () => boolean;
-  /** Return true to make the domain's handler fail for this group (E5). */
+  /** Return true to make the domain's handler fail for this group (FAILURE). */
   handler?: () => boolean;
 }
 
 /** Profile switches: the default is the latest kernel with its intended semantics. */
 export interface IopfQuirks {
-  /** E1 as the real kernel does it: a non-last request with no handler gets its own INVALID. */
+  /** As the real kernel does it: a non-last request with no handler gets its own INVALID. */
   nonLastInvalid?: boolean;
 }
 

@@ -173,7 +173,7 @@ export function iommufdDeviceAttach(idev: IommufdDevice, ptId: number, pasidArg?
 /**
  * Replace the attachment at (idev, pasid) with `ptId`. On failure nothing
  * changes. On success the old attachment's groups are answered INVALID
- * exactly once (intended semantics; the E13 quirk drains the new hwpt's
+ * exactly once (intended semantics; the replace-drains-new quirk drains the new hwpt's
  * queue instead).
  */
 export function iommufdDeviceReplace(idev: IommufdDevice, ptId: number, pasidArg?: number): void {

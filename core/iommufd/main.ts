@@ -63,7 +63,7 @@ export const DEFAULT_LIMITS: IommufdLimits = { maxObjects: 4096, maxMappedPages:
 
 /** iommufd-level profile switches (kernel quirks, off by default). */
 export interface IommufdQuirks extends IopfQuirks {
-  /** E13: replace drains the new hwpt's fault object instead of the old one. */
+  /** As the latest kernel does it: replace drains the new hwpt's fault object instead of the old one. */
   replaceDrainsNew?: boolean;
 }
 

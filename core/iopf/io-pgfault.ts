@@ -119,7 +119,7 @@ function takePartials(fp: IommuFaultParam, grpid: number): readonly IopfFault[] 
  * Returns 0 when the request was taken (queued as a partial, or its group was
  * handed to a handler or answered), -EINVAL when there was no handler or no
  * fault_param (answered INVALID if it needed a response), -ENOMEM when a
- * partial could not be stored (E3: lost, no response).
+ * partial could not be stored (lost, no response).
  * Context: the driver's report path; never throws.
  */
 export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number {
@@ -128,7 +128,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number
   const fp = dev.faultParam;
   const handle = findFaultHandler(dev, prm);
   if (!handle || !fp) {
-    // E1/E2. Intended semantics: only the last request of a group is answered;
+    // No handler, or no fault_param. Intended semantics: only the last request of a group is answered;
     // the kernel also answers a non-last request (quirk, behind an option).
     const quirk = fp?.queue.quirks.nonLastInvalid ?? false;
     if (fp && last) takePartials(fp, prm.grpid);
@@ -143,7 +143,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number
   }
   const partials = takePartials(fp, prm.grpid);
   if (inject.groupAlloc?.()) {
-    // E4: the "abort group" path: partials consumed, FAILURE answered.
+    // The "abort group" path: partials consumed, FAILURE answered.
     iopfErrorResponse(dev, evt, IOMMU_PAGE_RESP_FAILURE);
     return 0;
   }
@@ -153,7 +153,7 @@ export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number
   fp.faults.pushTail(group.pendingNode);
   const ret = inject.handler?.() ? ENOMEM_N : handle.domain.iopfHandler!(group);
   if (ret !== 0) {
-    // E5: the handler refused the group.
+    // The handler refused the group.
     iopfGroupResponse(group, IOMMU_PAGE_RESP_FAILURE);
     iopfFreeGroup(group);
   }

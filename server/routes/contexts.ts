@@ -1,5 +1,5 @@
 /**
- * DOC: /v1/contexts routes (PROTOCOL.md §3)
+ * DOC: /v1/contexts routes (the protocol reference, docs/protocol.md)
  *
  * iommufd open and release, the object table, device bind and attach, IOAS
  * map/unmap and guest memory, hwpt allocation and invalidation, fault queue
@@ -24,31 +24,18 @@ import {
   formatU64,
   hexOf,
   STREAM_URL,
-  type AttachBody,
-  type BindBody,
-  type DetachBody,
-  type FaultAllocBody,
+  type CommandName,
   type FaultStatus,
   type HwptAllocBody,
-  type HwptInvalidateBody,
-  type IoasMapBody,
-  type IovaRangeBody,
-  type MemoryWriteBody,
   type ObjectList,
 } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
+import type { ViommuCommand } from './viommu.js';
 import { checkNoWrap } from './range.js';
-import { ctxRoute, route, type RouteDeps, type RouteTable } from './types.js';
+import type { RouteDeps, RoutesOf } from './types.js';
 
-/** `:id` of an object of the context. */
-interface IdParams {
-  id: number;
-}
-
-/** `:dev_id` of a device object of the context. */
-interface DevIdParams {
-  dev_id: number;
-}
+/** The commands on contexts and their objects: every one but `platform.*` and `healthz`. */
+type ContextCommand = Exclude<CommandName, `platform.${string}` | 'healthz' | ViommuCommand>;
 
 /** The most guest memory one read returns (its hex is twice that). */
 const MAX_MEMORY_READ = 1 << 20;
@@ -101,70 +88,70 @@ function faultStatus(fault: IommufdFault): FaultStatus {
  *
  * Return: the route table part.
  */
-export function contextRoutes({ contexts }: RouteDeps): RouteTable {
+export function contextRoutes({ contexts }: RouteDeps): RoutesOf<ContextCommand> {
   return {
-    'context.create': route(() => contexts.create()),
+    'context.create': () => contexts.create(),
 
-    'context.destroy': ctxRoute(({ context }) => contexts.release(context.ctx.id)),
+    'context.destroy': ({ context }) => contexts.release(context.ctx.id),
 
-    'object.list': ctxRoute(({ context }): ObjectList => ({
+    'object.list': ({ context }): ObjectList => ({
       objects: context.ctx.objects().map((o) => ({ id: o.id, type: o.type, ...o.describe() })),
-    })),
-
-    'object.destroy': ctxRoute<IdParams>(({ context, params }) => context.ctx.destroyObject(params.id)),
-
-    'device.bind': ctxRoute<unknown, BindBody>(({ context, body }) => ({ dev_id: iommufdDeviceBind(context.ctx, body.name).id })),
-
-    'ioas.alloc': ctxRoute(({ context }) => ({ id: iommufdIoasAlloc(context.ctx).id })),
-
-    'ioas.map': ctxRoute<IdParams, IoasMapBody>(({ context, params, body }) => {
-      ioasOf(context.ctx, params.id).map(body.iova, body.length, body.read, body.write);
-      return {};
     }),
 
-    'ioas.unmap': ctxRoute<IdParams, IovaRangeBody>(({ context, params, body }) => ({
-      unmapped: formatU64(ioasOf(context.ctx, params.id).unmap(body.iova, body.length)),
-    })),
+    'object.destroy': ({ context, params }) => context.ctx.destroyObject(params.id),
 
-    'ioas.memory.write': ctxRoute<IdParams, MemoryWriteBody>(({ context, params, body }) => {
+    'device.bind': ({ context, body }) => ({ dev_id: iommufdDeviceBind(context.ctx, body.name).id }),
+
+    'ioas.alloc': ({ context }) => ({ id: iommufdIoasAlloc(context.ctx).id }),
+
+    'ioas.map': ({ context, params, body }) => {
+      ioasOf(context.ctx, params.id).map(body.iova, body.length, body.read, body.write);
+      return {};
+    },
+
+    'ioas.unmap': ({ context, params, body }) => ({
+      unmapped: formatU64(ioasOf(context.ctx, params.id).unmap(body.iova, body.length)),
+    }),
+
+    'ioas.memory.write': ({ context, params, body }) => {
       const ioas = ioasOf(context.ctx, params.id);
       for (const w of body.writes) checkNoWrap(w.iova, BigInt(w.data.length));
       ioas.writeMemory(body.writes);
-    }),
+    },
 
-    'ioas.memory.read': ctxRoute<IdParams, IovaRangeBody>(({ context, params, body }) => {
+    'ioas.memory.read': ({ context, params, body }) => {
       const ioas = ioasOf(context.ctx, params.id);
       checkNoWrap(body.iova, body.length);
       if (body.length > BigInt(MAX_MEMORY_READ)) throw new HttpError('E2BIG', `a read returns at most ${MAX_MEMORY_READ} bytes`);
       return { data: hexOf(ioas.readMemory(body.iova, Number(body.length))) };
+    },
+
+    'hwpt.alloc': ({ context, body }) => ({ id: iommufdHwptAlloc(context.ctx, hwptRequest(body)).id }),
+
+    'hwpt.invalidate': ({ context, params, body }) => ({
+      done: iommufdHwptInvalidate(context.ctx, params.id, body.entries),
     }),
 
-    'hwpt.alloc': ctxRoute<unknown, HwptAllocBody>(({ context, body }) => ({ id: iommufdHwptAlloc(context.ctx, hwptRequest(body)).id })),
-
-    'hwpt.invalidate': ctxRoute<IdParams, HwptInvalidateBody>(({ context, params, body }) => ({
-      done: iommufdHwptInvalidate(context.ctx, params.id, body.entries),
-    })),
-
-    'device.attach': ctxRoute<DevIdParams, AttachBody>(({ context, params, body }) => {
+    'device.attach': ({ context, params, body }) => {
       iommufdDeviceAttach(deviceOf(context.ctx, params.dev_id), body.pt_id, body.pasid);
       return {};
-    }),
+    },
 
-    'device.replace': ctxRoute<DevIdParams, AttachBody>(({ context, params, body }) => {
+    'device.replace': ({ context, params, body }) => {
       iommufdDeviceReplace(deviceOf(context.ctx, params.dev_id), body.pt_id, body.pasid);
       return {};
-    }),
+    },
 
-    'device.detach': ctxRoute<DevIdParams, DetachBody>(({ context, params, body }) => {
+    'device.detach': ({ context, params, body }) => {
       iommufdDeviceDetach(deviceOf(context.ctx, params.dev_id), body.pasid);
       return {};
-    }),
+    },
 
-    'fault.alloc': ctxRoute<unknown, FaultAllocBody>(({ context, body }) => {
+    'fault.alloc': ({ context, body }) => {
       const id = iommufdFaultAlloc(context.ctx, body).id;
       return { id, stream: STREAM_URL.replace(':ctx', String(context.ctx.id)).replace(':id', String(id)) };
-    }),
+    },
 
-    'fault.get': ctxRoute<IdParams>(({ context, params }) => faultStatus(context.ctx.get<IommufdFault>(params.id, 'fault'))),
+    'fault.get': ({ context, params }) => faultStatus(context.ctx.get<IommufdFault>(params.id, 'fault')),
   };
 }

@@ -4,9 +4,10 @@
  * Every command of the protocol's %COMMANDS table has exactly one
  * implementation here, keyed by its name (a test checks both directions).
  */
+import { adminRoutes } from './admin.js';
 import { contextRoutes } from './contexts.js';
 import { platformRoutes } from './platform.js';
-import { route, type RouteDeps, type RouteTable } from './types.js';
+import type { RouteDeps, RouteTable } from './types.js';
 import { viommuRoutes } from './viommu.js';
 
 /**
@@ -18,8 +19,9 @@ import { viommuRoutes } from './viommu.js';
 export function routeTable(deps: RouteDeps): RouteTable {
   return {
     ...platformRoutes(deps),
+    ...adminRoutes(deps),
     ...contextRoutes(deps),
     ...viommuRoutes(deps),
-    healthz: route(() => ({ status: 'ok' })),
+    healthz: () => ({ status: 'ok' }),
   };
 }

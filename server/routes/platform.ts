@@ -1,5 +1,5 @@
 /**
- * DOC: /v1/platform routes (PROTOCOL.md §2)
+ * DOC: /v1/platform routes (the protocol reference, docs/protocol.md)
  *
  * The simulated hardware: devices, DMA, raw page requests, the response log,
  * PRI reset, SVA and the traffic generator. Admin token when one is set.
@@ -8,23 +8,18 @@ import type { DmaResult as CoreDmaResult, TrafficStatus as CoreTrafficStatus } f
 import {
   hexOf,
   PERM,
-  type AddDeviceBody,
+  type CommandName,
   type DeviceResponses,
-  type DmaBody,
   type DmaResult,
-  type PageRequestBody,
-  type SvaBindBody,
-  type TrafficBody,
   type TrafficStatus,
 } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
+import type { AdminCommand } from './admin.js';
 import { checkNoWrap } from './range.js';
-import { route, type RouteDeps, type RouteTable } from './types.js';
+import type { RouteDeps, RoutesOf } from './types.js';
 
-/** `:name` of a platform device. */
-interface NameParams {
-  name: string;
-}
+/** The `platform.*` commands but the contexts ones (server/routes/admin.ts). */
+type PlatformCommand = Exclude<Extract<CommandName, `platform.${string}`>, AdminCommand>;
 
 /** PERM bits the traffic generator understands. */
 const PERM_MASK = PERM.READ | PERM.WRITE | PERM.EXEC | PERM.PRIV;
@@ -54,15 +49,17 @@ function trafficStatusWire(s: CoreTrafficStatus): TrafficStatus {
  *
  * Return: the route table part.
  */
-export function platformRoutes({ platform }: RouteDeps): RouteTable {
+export function platformRoutes({ platform }: RouteDeps): RoutesOf<PlatformCommand> {
   return {
-    'platform.get': route(() => platform.describe()),
+    'platform.get': () => platform.describe(),
 
-    'platform.device.add': route<unknown, unknown, AddDeviceBody>(({ body }) => platform.addDevice(body)),
+'platform.device.get': ({ params }) => platform.deviceInfo(params.name),
 
-    'platform.device.remove': route<NameParams>(({ params }) => platform.removeDevice(params.name)),
+    'platform.device.add': ({ body }) => platform.addDevice(body),
 
-    'platform.device.dma': route<NameParams, unknown, DmaBody>(({ params, body }) => {
+    'platform.device.remove': ({ params }) => platform.removeDevice(params.name),
+
+    'platform.device.dma': ({ params, body }) => {
       checkNoWrap(body.iova, body.length);
       const req = {
         pasid: body.pasid,
@@ -75,30 +72,30 @@ export function platformRoutes({ platform }: RouteDeps): RouteTable {
         timeoutMs: body.timeout_ms,
       };
       return new Promise<DmaResult>((resolve) => platform.dma(params.name, req, (r) => resolve(dmaResultWire(r))));
-    }),
+    },
 
-    'platform.device.page-request': route<NameParams, unknown, PageRequestBody>(({ params, body }) => {
+    'platform.device.page-request': ({ params, body }) => {
       platform.injectPageRequest(params.name, body);
       return {};
-    }),
+    },
 
-    'platform.device.responses': route<NameParams, { since?: number }>(({ params, query }) => {
+    'platform.device.responses': ({ params, query }) => {
       const responses: DeviceResponses['responses'] = platform.responses(params.name, query.since).map((r) =>
         r.pasid === undefined ? { grpid: r.grpid, code: r.code, seq: r.seq } : { pasid: r.pasid, grpid: r.grpid, code: r.code, seq: r.seq },
       );
       return { responses };
-    }),
+    },
 
-    'platform.device.pri-reset': route<NameParams>(({ params }) => platform.priReset(params.name)),
+    'platform.device.pri-reset': ({ params }) => platform.priReset(params.name),
 
-    'platform.sva.bind': route<NameParams, unknown, SvaBindBody>(({ params, body }) => {
+    'platform.sva.bind': ({ params, body }) => {
       platform.bindSva(params.name, body.pasid, body.vmas);
       return {};
-    }),
+    },
 
-    'platform.sva.unbind': route<NameParams & { pasid: number }>(({ params }) => platform.unbindSva(params.name, params.pasid)),
+    'platform.sva.unbind': ({ params }) => platform.unbindSva(params.name, params.pasid),
 
-    'platform.traffic.start': route<NameParams, unknown, TrafficBody>(({ params, body }) => {
+    'platform.traffic.start': ({ params, body }) => {
       if (body.perm & ~PERM_MASK) throw new HttpError('EINVAL', `perm 0x${body.perm.toString(16)} has unknown bits`);
       platform.startTraffic(params.name, {
         count: body.count,
@@ -114,10 +111,10 @@ export function platformRoutes({ platform }: RouteDeps): RouteTable {
         },
       });
       return {};
-    }),
+    },
 
-    'platform.traffic.status': route<NameParams>(({ params }) => trafficStatusWire(platform.trafficStatus(params.name))),
+    'platform.traffic.status': ({ params }) => trafficStatusWire(platform.trafficStatus(params.name)),
 
-    'platform.traffic.stop': route<NameParams>(({ params }) => trafficStatusWire(platform.stopTraffic(params.name))),
+    'platform.traffic.stop': ({ params }) => trafficStatusWire(platform.stopTraffic(params.name)),
   };
 }

@@ -7,8 +7,14 @@
  * the function with the parsed values; the function returns the success
  * body (wire form: u64 as "0x…" strings), or nothing for a 204, and throws
  * IommuError/HttpError for everything else.
+ *
+ * The types come from the table itself: a command's implementation gets
+ * ParamsOf/QueryOf/BodyOf of its name and must return ResultOf of it, so an
+ * implementation under the wrong name, or returning the wrong shape, does
+ * not compile.
  */
 import type { Platform } from '../../core/index.js';
+import type { AuthOf, BodyOf, CommandName, ParamsOf, QueryOf, ResultOf } from '../../protocol/index.js';
 import type { ContextEntry, ContextRegistry } from '../contexts.js';
 
 /**
@@ -28,40 +34,32 @@ export interface RouteDeps {
  * @body: the parsed body (an absent body is parsed as `{}`).
  * @context: the authenticated context, on routes whose auth is `ctx`.
  */
-export interface RouteInput<P = unknown, Q = unknown, B = unknown> {
+export interface RouteInput<P = unknown, Q = unknown, B = unknown, C extends ContextEntry | undefined = ContextEntry | undefined> {
   readonly params: P;
   readonly query: Q;
   readonly body: B;
-  readonly context: ContextEntry | undefined;
+  readonly context: C;
 }
 
-/** RouteHandler - a command's implementation, as the registration calls it. */
+/** CommandInput - the validated request of command @K (its context present when its auth is `ctx`). */
+export type CommandInput<K extends CommandName> = RouteInput<
+  ParamsOf<K>,
+  QueryOf<K>,
+  BodyOf<K>,
+  AuthOf<K> extends 'ctx' ? ContextEntry : ContextEntry | undefined
+>;
+
+/** CommandResult - what command @K's implementation returns: its wire result (or a promise of it), nothing for a 204. */
+export type CommandResult<K extends CommandName> = [ResultOf<K>] extends [void] ? void | Promise<void> : ResultOf<K> | Promise<ResultOf<K>>;
+
+/** CommandHandler - the implementation of command @K. */
+export type CommandHandler<K extends CommandName> = (input: CommandInput<K>) => CommandResult<K>;
+
+/** RouteTable - the implementation of every command, by name. */
+export type RouteTable = { readonly [K in CommandName]: CommandHandler<K> };
+
+/** RoutesOf - the part of the route table for the commands @K. */
+export type RoutesOf<K extends CommandName> = Pick<RouteTable, K>;
+
+/** RouteHandler - any implementation, as the generic registration calls it. */
 export type RouteHandler = (input: RouteInput) => unknown;
-
-/** RouteTable - implementations by command name. */
-export type RouteTable = Readonly<Record<string, RouteHandler>>;
-
-/**
- * route() - type a command's implementation with its parsed shapes.
- * @fn: the implementation.
- *
- * The registration validates every part with the command's schemas before
- * calling, so the parsed values have the declared shapes; this is the one
- * place where that promise becomes a cast.
- *
- * Return: @fn as a RouteHandler.
- */
-export function route<P = unknown, Q = unknown, B = unknown>(fn: (input: RouteInput<P, Q, B>) => unknown): RouteHandler {
-  return fn as RouteHandler;
-}
-
-/**
- * ctxRoute() - like route(), for a command whose auth is `ctx`: @fn gets
- * the authenticated context.
- * @fn: the implementation.
- *
- * Return: a RouteHandler.
- */
-export function ctxRoute<P = unknown, B = unknown>(fn: (input: RouteInput<P, unknown, B> & { context: ContextEntry }) => unknown): RouteHandler {
-  return fn as RouteHandler;
-}

@@ -14,20 +14,11 @@ import {
   iommufdViommuInvalidate,
   type IommufdVeventq,
 } from '../../core/index.js';
-import {
-  VEVENT_STREAM_URL,
-  type VdeviceAllocBody,
-  type VeventqAllocBody,
-  type VeventqStatus,
-  type ViommuAllocBody,
-  type ViommuInvalidateBody,
-} from '../../protocol/index.js';
-import { ctxRoute, type RouteDeps, type RouteTable } from './types.js';
+import { VEVENT_STREAM_URL, type CommandName, type VeventqStatus } from '../../protocol/index.js';
+import type { RouteDeps, RoutesOf } from './types.js';
 
-/** `:id` of an object of the context. */
-interface IdParams {
-  id: number;
-}
+/** ViommuCommand - the vIOMMU, vDEVICE and vEVENTQ commands. */
+export type ViommuCommand = Extract<CommandName, `viommu.${string}` | `vdevice.${string}` | `veventq.${string}`>;
 
 /** veventqStatus() - GET .../veventq/:id. */
 function veventqStatus(q: IommufdVeventq): VeventqStatus {
@@ -40,23 +31,23 @@ function veventqStatus(q: IommufdVeventq): VeventqStatus {
  *
  * Return: the route table part.
  */
-export function viommuRoutes(_deps: RouteDeps): RouteTable {
+export function viommuRoutes(_deps: RouteDeps): RoutesOf<ViommuCommand> {
   return {
-    'viommu.alloc': ctxRoute<unknown, ViommuAllocBody>(({ context, body }) => ({ id: iommufdViommuAlloc(context.ctx, body).id })),
+    'viommu.alloc': ({ context, body }) => ({ id: iommufdViommuAlloc(context.ctx, body).id }),
 
-    'viommu.invalidate': ctxRoute<IdParams, ViommuInvalidateBody>(({ context, params, body }) => {
+    'viommu.invalidate': ({ context, params, body }) => {
       const r = iommufdViommuInvalidate(context.ctx, params.id, body.data_type, body.commands);
       if (r.error) throw new IommuError(r.error.errno, r.error.message, { done: r.done });
       return { done: r.done };
-    }),
+    },
 
-    'vdevice.alloc': ctxRoute<unknown, VdeviceAllocBody>(({ context, body }) => ({ id: iommufdVdeviceAlloc(context.ctx, body).id })),
+    'vdevice.alloc': ({ context, body }) => ({ id: iommufdVdeviceAlloc(context.ctx, body).id }),
 
-    'veventq.alloc': ctxRoute<unknown, VeventqAllocBody>(({ context, body }) => {
+    'veventq.alloc': ({ context, body }) => {
       const id = iommufdVeventqAlloc(context.ctx, body).id;
       return { id, stream: VEVENT_STREAM_URL.replace(':ctx', String(context.ctx.id)).replace(':id', String(id)) };
-    }),
+    },
 
-    'veventq.get': ctxRoute<IdParams>(({ context, params }) => veventqStatus(context.ctx.get<IommufdVeventq>(params.id, 'veventq'))),
+    'veventq.get': ({ context, params }) => veventqStatus(context.ctx.get<IommufdVeventq>(params.id, 'veventq')),
   };
 }

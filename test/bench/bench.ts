@@ -1,5 +1,5 @@
 /**
- * npm run bench — iopfd against the transport's own limit (issue 5).
+ * npm run bench — iopfd against the transport's own limit and the performance targets of docs/benchmarks.md.
  *
  * In one run, on one machine: the two `ws` echo baselines (A: JSON text
  * messages, B: binary frames of 16 records), the daemon in JSON and uapi

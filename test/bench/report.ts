@@ -63,7 +63,7 @@ export interface Figures {
   daemonHeapPerGroup: number;
 }
 
-/** struct Target - one target of issue 5 and how far this run got. */
+/** struct Target - one performance target and how far this run got. */
 export interface Target {
   name: string;
   /** The figure, in words. */
@@ -144,7 +144,7 @@ is one round trip too: the client sends a message and the server sends it
 back. So groups/s is set against messages/s one for one, at the same
 ${f.inFlight} in flight (the traffic generator's \`in_flight\` is the number
 of groups in flight, the baseline client's window the number of messages in
-flight). A baseline message is one frame, as the issue defines it (A: one
+flight). A baseline message is one frame, as the performance targets define it (A: one
 JSON message of a one-group \`faults\` frame's shape, padded to ${a.bytes}
 bytes; B: one binary frame of ${b.records} records). The daemon may put
 several groups in one frame and the client answers a frame with one frame,
@@ -163,7 +163,7 @@ WebSocket in both directions, the client) to take under
 ${(1e6 / (bRecords / 2)).toFixed(1)} µs per group on a core that the client
 and the kernel's loopback also use, while the in-process core alone takes
 ${(1e6 / f.core.groupsPerSec).toFixed(2)} µs per group with no transport at
-all: out of reach here, so the table uses the issue's per-message reading.
+all: out of reach here, so the table uses the targets' per-message reading.
 
 ## Scaling
 
@@ -190,7 +190,7 @@ flight per device. Devices: one context, one fault queue, one client
 same ${f.inFlight} groups in flight served by one connection or spread over
 8 (each window ${f.inFlight / 8}, so every connection carries its share).
 
-## Targets (issue 5)
+## Targets
 
 | target | this run | goal | |
 |---|---|---|---|
@@ -362,7 +362,7 @@ export function renderSvg(f: Figures): string {
   const ts = targets(f);
   const cap = 3;
   const tx = (s: number): number => left + (barW * Math.min(s, cap)) / cap;
-  out.push(`<text x="20" y="${y + 16}" class="t">Targets of issue 5: reached fraction (1 = target; at most-targets as goal ÷ value; capped at ${cap})</text>`);
+  out.push(`<text x="20" y="${y + 16}" class="t">Performance targets: reached fraction (1 = target; at most-targets as goal ÷ value; capped at ${cap})</text>`);
   y += 28;
   const top2 = y;
   for (const t of ts) {

@@ -5,7 +5,7 @@
 // for its shebang and exit codes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { COMMANDS, runCli } from '../../clients/cli/cli.js';
@@ -63,8 +63,21 @@ describe('iopfctl help and usage', () => {
 
   test('usage errors exit 2 with the reason', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [[], /usage: iopfctl COMMAND/],
-      [['frobnicate'], /unknown command "frobnicate"/],
+      [['frobnicate'], /unknown command "frobnicate"\n/],
+      [['devcies', 'list'], /unknown command "devcies list" \(did you mean "devices list"\?\)/],
+      [['ioas', 'mpa', '1'], /did you mean "ioas map"\?/],
+      [['ctx', 'lsit'], /did you mean "ctx list"\?/],
+      [['objects', 'mr', '3'], /expected no arguments \(did you mean "objects rm"\?\)/],
+      [['dma', 'nic0', '--lenght', '4'], /Unknown option '--lenght' \(did you mean "--length"\?\)/],
+      [['ioas', 'map', '1', '--pasid', '1'], /has no option --pasid\n/],
+      [['ioas', 'map', '1', '--lenght', '1'], /Unknown option '--lenght' \(did you mean "--length"\?\)/],
+      [['inject', 'nic0', '--pasd', '1'], /did you mean "--pasid"\?/],
+      [['devices', 'list', '-o', 'yml'], /-o\/--output: expected json, yaml, wide, got "yml" \(did you mean "yaml"\?\)/],
+      [['devices', 'list', '-o', 'yaml', '--json'], /--json is -o json/],
+      [['help', 'frob'], /unknown command "frob"/],
+      [['help', 'ioas', 'mop'], /did you mean "ioas map"\?/],
+      [['completion', 'fish'], /expected bash or zsh, got "fish"/],
+      [['completion'], /expected bash\|zsh/],
       [['devices'], /'devices' needs a command/],
       [['dma'], /expected DEVICE/],
       [['dma', 'nic0', '--grpid', '1'], /has no option --grpid/],
@@ -83,6 +96,67 @@ describe('iopfctl help and usage', () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
       assert.match(r.err, re, args.join(' '));
     }
+  });
+
+  test('a bare iopfctl, help [COMMAND], --version (exit 0)', async () => {
+    const bare = await cli([]);
+    assert.equal(bare.code, 0, bare.err);
+    assert.equal(bare.err, '');
+    assert.match(bare.out, /^usage: iopfctl COMMAND \[ARGS\] \[options\]\n/);
+    assert.doesNotMatch(bare.out, /undefined/);
+    for (const c of COMMANDS) assert.ok(bare.out.includes(c.words.join(' ')));
+    assert.equal((await cli(['help'])).out, bare.out);
+    assert.equal((await cli(['--help'])).out, bare.out);
+    const map = await cli(['help', 'ioas', 'map']);
+    assert.equal(map.code, 0);
+    assert.equal(map.out, (await cli(['ioas', 'map', '--help'])).out);
+    assert.match(map.out, /^usage: iopfctl ioas map IOAS \[options\]/);
+    const group = await cli(['help', 'ctx']);
+    assert.match(group.out, /^usage: iopfctl ctx COMMAND/);
+    assert.match(group.out, /ctx list/);
+    assert.doesNotMatch(group.out, /ioas map/);
+    const version = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version as string;
+    assert.match(version, /^\d+\.\d+\.\d+/);
+    for (const args of [['--version'], ['devices', 'list', '--version']]) {
+      const v = await cli(args);
+      assert.deepEqual([v.code, v.out], [0, `iopfctl ${version}\n`]);
+    }
+  });
+
+  test('completion bash: a script bash runs, completing commands, options and values', { skip: spawnSync('bash', ['--version']).status !== 0 && 'no bash' }, async () => {
+    const script = (await cli(['completion', 'bash'])).out;
+    assert.match(script, /complete -F _iopfctl iopfctl/);
+    const zsh = await cli(['completion', 'zsh']);
+    assert.equal(zsh.code, 0);
+    assert.match(zsh.out, /^#compdef iopfctl\n/);
+    assert.match(zsh.out, /bashcompinit/);
+    assert.ok(zsh.out.endsWith(script), 'zsh runs the bash script');
+    // Complete a few command lines in a real bash, as the shell would.
+    const lines: string[][] = [
+      ['io'],
+      ['ioas', ''],
+      ['ioas', 'map', '1', '--le'],
+      ['--url', 'http://x', 'dma', 'nic0', '--iova', '0x1000', '--da'],
+      ['ioas', 'map', '1', '--ur'],
+      ['-o', ''],
+      ['fault', 'create', '--overflow', ''],
+      ['completion', ''],
+      ['ctx', 'r'],
+    ];
+    const calls = lines.map((l) => `c iopfctl ${l.map((w) => `'${w}'`).join(' ')}`).join('\n');
+    const r = spawnSync('bash', ['-c', `${script}\nc() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _iopfctl; echo "\${COMPREPLY[*]}"; }\n${calls}`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n').slice(0, -1), [
+      'ioas',
+      'create map unmap read write',
+      '--length',
+      '--data',
+      '--url',
+      'json yaml wide',
+      'success invalid',
+      'bash zsh',
+      'release rm',
+    ]);
   });
 
   test('the daemon refusing is exit 1 with errno: message; no daemon is exit 3', async () => {
@@ -302,6 +376,55 @@ describe('iopfctl commands', () => {
     assert.ok(end.sent - r.sent <= 512, 'at most the groups already in flight were issued after the stop');
   });
 
+  test('-o json|yaml|wide, --json the same as -o json', async () => {
+    const json = await ok(['devices', 'list', '-o', 'json']);
+    assert.equal(await ok(['devices', 'list', '--json']), json);
+    assert.equal(await ok(['devices', 'list', '--output=json']), json);
+    const p = JSON.parse(json);
+    const yaml = await ok(['devices', 'list', '-o', 'yaml']);
+    assert.ok(yaml.startsWith(`iommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\ndevices:\n  - name: nic0\n    bdf: "00:02.0"\n`), yaml);
+    assert.match(yaml, /^    caps:\n      pasid_bits: 20\n      pri: true\n/m);
+    assert.match(yaml, /^    ctx: null$/m);
+    const wide = await ok(['devices', 'list', '-o', 'wide']);
+    assert.match(wide, /^DEVICE\s+BDF\s+IOMMU\s+PASID\s+PRI\s+ATS\s+VF\s+BOUND\s+PRI-STATE\s+CTX\s+PRG-RESP-PASID$/m);
+    assert.match(wide, /^nic0\s+00:02\.0\s+dmar0\s+20\s+512\s+yes\s+no\s+no\s+enabled\s+-\s+yes$/m);
+    assert.doesNotMatch(await ok(['devices', 'list']), /CTX/);
+    assert.equal(await ok(['devices', 'show', 'nic0', '-o', 'json']), `${JSON.stringify(p.devices.find((x: { name: string }) => x.name === 'nic0'))}\n`);
+  });
+
+  test('ctx list and ctx release (admin): a context whose token is lost', async () => {
+    await ok(['devices', 'add', 'cli-lost']);
+    const m = /^export IOPFD_CTX=(\d+) IOPFD_TOKEN=(\S+)\n$/.exec(await ok(['ctx', 'create']))!;
+    const env = { IOPFD_CTX: m[1]!, IOPFD_TOKEN: m[2]! };
+    assert.ok(!m[2]!.startsWith('-'));
+    await ok(['bind', 'cli-lost'], env);
+    const ioas = (await ok(['ioas', 'create'], env)).trim();
+    const fault = (await ok(['fault', 'create'], env)).trim().split(' ')[0]!;
+    const hwpt = (await ok(['hwpt', 'create', '--dev-id', '1', '--pt-id', ioas, '--fault-id', fault], env)).trim();
+    await ok(['attach', '1', '--pt-id', hwpt], env);
+    await ok(['inject', 'cli-lost', '--grpid', '4', '--addr', '0x4000']);
+    const list = await ok(['ctx', 'list']);
+    assert.match(list, /^CTX\s+DEVICES\s+OBJECTS\s+STREAMS\s+AGE$/m);
+    assert.match(list, new RegExp(`^${env.IOPFD_CTX}\\s+cli-lost\\s+4\\s+0\\s+\\d+s$`, 'm'));
+    const listed = JSON.parse(await ok(['ctx', 'list', '-o', 'json'])).contexts.find((c: { ctx: number }) => c.ctx === Number(env.IOPFD_CTX));
+    assert.deepEqual([listed.devices, listed.objects, listed.streams], [['cli-lost'], 4, 0]);
+    assert.match(await ok(['devices', 'show', 'cli-lost', '-o', 'wide']), new RegExp(`yes\\s+enabled\\s+${env.IOPFD_CTX}\\s+yes$`, 'm'));
+    // Without the admin token: refused.
+    const refused = await cli(['ctx', 'release', env.IOPFD_CTX], { IOPFD_ADMIN_TOKEN: 'wrong' });
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /EACCES/);
+    assert.equal(await ok(['ctx', 'release', env.IOPFD_CTX]), '');
+    // Its queued group was answered INVALID once; the context is gone.
+    assert.match(await ok(['responses', 'cli-lost']), /^1\s+-\s+4\s+invalid$/m);
+    assert.equal(JSON.parse(await ok(['responses', 'cli-lost', '--json'])).responses.length, 1);
+    assert.doesNotMatch(await ok(['ctx', 'list']), new RegExp(`^${env.IOPFD_CTX}\\s`, 'm'));
+    const again = await cli(['ctx', 'release', env.IOPFD_CTX]);
+    assert.equal(again.code, 1);
+    assert.match(again.err, /^iopfctl ctx release: ENOENT: /);
+    assert.equal((await cli(['objects'], env)).code, 1, 'the old token opens nothing');
+    await ok(['devices', 'remove', 'cli-lost']);
+  });
+
   test('the iopfctl program: shebang, exit codes', async () => {
     const bin = program('clients/cli/iopfctl.js');
     assert.ok(readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node\n'));
@@ -318,5 +441,11 @@ describe('iopfctl commands', () => {
     assert.equal((await run(['devices', 'remove', 'ghost'])).code, 1);
     assert.equal((await run(['devices', 'remove'])).code, 2);
     assert.equal((await run(['devices', 'list'], { IOPFD_URL: 'http://127.0.0.1:1' })).code, 3);
+    const bare = await run([]);
+    assert.deepEqual([bare.code, bare.err], [0, '']);
+    assert.match(bare.out, /^usage: iopfctl COMMAND/);
+    const version = await run(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.out, /^iopfctl \d+\.\d+\.\d+\n$/);
   });
 });

@@ -73,7 +73,16 @@ test('IopfdClient: every route of the command table, typed, answers matching the
   assert.deepEqual(types, ['device', 'fault', 'hwpt_nested', 'hwpt_paging', 'hwpt_paging', 'ioas']);
   await ctx.destroyObject(nested);
   assert.deepEqual(await ctx.unmap(ioas, { iova: '0x0', length: '0x10000' }), { unmapped: '0x10000' });
+  assert.deepEqual((await c.device('sdk0')).ctx, ctx.ctx);
+  const listed = (await c.contexts()).contexts.find((x) => x.ctx === ctx.ctx);
+  assert.deepEqual([listed?.devices, listed?.objects, listed?.streams], [['sdk0'], 5, 0]);
   await ctx.release();
+  // A context whose token is lost: the admin force-releases it.
+  const lost = await c.createContext();
+  await lost.bindDevice('sdk0');
+  await c.releaseContext(lost.ctx);
+  assert.deepEqual([(await c.device('sdk0')).bound, (await c.device('sdk0')).ctx], [false, null]);
+  await assert.rejects(c.releaseContext(lost.ctx), (e: unknown) => e instanceof IopfdError && e.errno === 'ENOENT');
   await c.removeDevice('sdk0');
 
   // vIOMMU, vDEVICE, vEVENTQ on the SMMUv3 device, and a vEVENTQ event read through VEventQueue.

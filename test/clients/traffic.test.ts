@@ -66,11 +66,30 @@ test('traffic: sequential slots pack pages; large DMAs span whole pages', async 
 test('traffic process: JSON statistics; exit 1 with errno on a refusal, 2 on bad usage, 3 without a daemon', async () => {
   const main = program('clients/traffic/main.js');
   const env = { ...process.env, IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN };
-  const r = await run(process.execPath, [main, '--device', 'nic0', '--count', '10', '--pattern', 'random', '--json'], { env });
+  // Nothing attached: the IOMMU answers every DMA INVALID; the run warns and fails.
+  const r = await run(process.execPath, [main, '--device', 'nic0', '--count', '10', '--pattern', 'random', '--json'], { env }).then(
+    () => assert.fail('a run where every DMA failed exits non-zero'),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
+  assert.equal(r.code, 1);
   const s = JSON.parse(r.stdout) as TrafficStats & { event: string };
   assert.equal(s.event, 'stats');
   assert.equal(s.dmas, 10);
   assert.equal(s.byStatus.invalid, 10, 'nothing attached: the IOMMU answers INVALID');
+  assert.match(r.stderr, /^traffic: warning: every DMA failed \(10 invalid\)\n  invalid: .*needs --pasid N\n$/);
+  // A device served only at a PASID: without --pasid every DMA fails; with it, they succeed (exit 0).
+  await d.client.addDevice({ name: 'trp' });
+  const vmm = await Vmm.start({ url: d.url, adminToken: ADMIN_TOKEN, devices: ['trp'], pasids: [5], allow: [{ start: 0x10000000n, length: 0x100000n, write: true }] });
+  const noPasid = await run(process.execPath, [main, '--device', 'trp', '--count', '4'], { env }).then(
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => e,
+  );
+  assert.equal(noPasid.code, 1);
+  assert.match(noPasid.stderr, /every DMA failed \(4 invalid\).*\n.*--pasid N/);
+  const withPasid = await run(process.execPath, [main, '--device', 'trp', '--pasid', '5', '--count', '4', '--json'], { env });
+  assert.equal((JSON.parse(withPasid.stdout) as TrafficStats).byStatus.ok, 4);
+  assert.equal(withPasid.stderr, '');
+  await vmm.stop();
 
   const fail = async (args: string[], envOver: Record<string, string> = {}): Promise<{ code: number; stderr: string }> =>
     run(process.execPath, [main, ...args], { env: { ...env, ...envOver } }).then(

@@ -1,6 +1,8 @@
 /**
- * The acceptance cases of kernel-semantics.md §9, one test per number, run
- * against the core (the fault "fd" is a core connection; records are the
+ * The acceptance cases of the kernel's IOPF and iommufd fault-queue
+ * semantics — allocation and linking, basic delivery, groups and partials,
+ * read/write/poll edge cases, lifetime and teardown — one test per numbered
+ * case, each named by what it checks, run against the core (the fault "fd" is a core connection; records are the
  * 40-byte uAPI bytes). Case 50 (vEVENTQ) is outside the fault queue and not
  * modelled.
  */
@@ -453,7 +455,7 @@ describe('lifetime, detach, replace, teardown', () => {
     assert.deepEqual(w.log('d1'), [{ pasid: undefined, grpid: 1, code: 'success' }]);
   });
 
-  test('case 36: a successful replace answers the old attachment groups INVALID once; the E13 quirk drains the new queue instead', () => {
+  test('case 36: a successful replace answers the old attachment groups INVALID once; the replace-drains-new quirk drains the new queue instead', () => {
     for (const quirk of [false, true]) {
       const w = new World({ quirks: { replaceDrainsNew: quirk } });
       const { d, f1, f2, h1, h2 } = w.twoQueues();
@@ -464,7 +466,7 @@ describe('lifetime, detach, replace, teardown', () => {
         assert.ok(w.log().every((e) => e.code === 'invalid'));
         assert.equal(f1.queued + f1.cookiesInUse, 0);
       } else {
-        // E13: the old groups are not drained at replace time...
+        // replace-drains-new: the old groups are not drained at replace time...
         assert.equal(w.log().length, 0);
         // ...and are answered later, when their queue is destroyed.
         iommufdDeviceDetach(d);

@@ -1,6 +1,6 @@
 /**
  * A small world for core tests: a platform on a manual scheduler, one
- * context, and helpers named after the kernel-semantics notation
+ * context, and helpers named in the notation of the acceptance cases
  * (T = trigger one page request, read/write on a fault "fd", HW log).
  */
 import {

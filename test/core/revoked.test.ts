@@ -97,7 +97,7 @@ test('revoked: context release: the streams hear of every delivered cookie befor
 });
 
 test('revoked: groups still held when the fault queue is destroyed → cause destroy, before kill', () => {
-  // The E13 quirk leaves the old attachment's groups in their queue after a replace.
+  // The replace-drains-new quirk leaves the old attachment's groups in their queue after a replace.
   const w = new World({ quirks: { replaceDrainsNew: true } });
   const { d, f1, h2 } = w.twoQueues();
   const { fd, cookie } = w.readAndUnread(f1);

@@ -19,7 +19,7 @@ type Parts = { params?: unknown; query?: unknown; body?: unknown; response?: unk
 const device = {
   name: 'dev0', bdf: '0000:00:03.0', iommu: 'dmar0',
   caps: { pasid_bits: 20, pri: true, pri_outstanding: 512, ats: true, is_vf: false, prg_response_needs_pasid: true },
-  bound: false, pri_enabled: true, pri_status: { response_failure: false, stopped: false },
+  bound: false, pri_enabled: true, pri_status: { response_failure: false, stopped: false }, ctx: null,
 };
 
 /** A valid example of every part of every command. */
@@ -63,6 +63,11 @@ const EXAMPLES: Record<string, Parts> = {
       elapsed_ms: 3, latency_us: { p50: 40, p99: 300, max: 900 },
     },
   },
+  'platform.device.get': { params: { name: 'dev0' }, response: { ...device, bound: true, ctx: 3 } },
+  'platform.contexts.list': {
+    response: { contexts: [{ ctx: 3, devices: ['dev0'], objects: 4, streams: 1, age_ms: 5000000000 }, { ctx: 4, devices: [], objects: 0, streams: 0, age_ms: 0 }] },
+  },
+  'platform.contexts.release': { params: { ctx: '3' } },
   'context.create': { body: {}, response: { ctx: 1, token: 'abcdef' } },
   'context.destroy': { params: { ctx: '1' } },
   'object.list': {
@@ -212,6 +217,14 @@ test('schemas: platform file', () => {
   const f = zPlatformFile.parse({ iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ name: 'dev0', iommu: 'dmar0' }] });
   assert.equal(f.devices[0]!.caps.pri_outstanding, 512);
   assert.equal(zPlatformFile.safeParse({ iommus: [], devices: [] }).success, false);
+  // GET /v1/platform's output is a platform file: the read-only state is ignored.
+  const back = zPlatformFile.parse({ iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ ...device, bound: true, ctx: 2 }] });
+  assert.deepEqual(back.devices[0], { name: 'dev0', bdf: '0000:00:03.0', iommu: 'dmar0', caps: device.caps });
+  // ... but still checked, and anything else is refused.
+  const bad = zPlatformFile.safeParse({ iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ ...device, ctx: 'two' }] });
+  assert.equal(bad.success, false);
+  const unknown = zPlatformFile.safeParse({ iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 64 }], devices: [{ ...device, colour: 'red' }] });
+  assert.match(formatZodError(unknown.error!, 'platform'), /unknown key "colour"/);
 });
 
 test('schemas: formatZodError joins issues on one line with paths', () => {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,7 @@ test('config: defaults', () => {
     heartbeatMs: 15000,
     maxConnections: 1024,
     help: false,
+    version: false,
   });
 });
 
@@ -42,6 +43,9 @@ test('config: flags, both spellings, win over IOPFD_* variables', () => {
   assert.equal(c.heartbeatMs, 250);
   assert.deepEqual(parseConfig(['--quirk', 'non-last-invalid', '--quirk=replace-drains-new'], {}).quirks, { nonLastInvalid: true, replaceDrainsNew: true });
   assert.equal(parseConfig(['--help'], {}).help, true);
+  assert.equal(parseConfig(['--version'], {}).version, true);
+  assert.equal(parseConfig(['--version'], { IOPFD_VERSION: 'x' }).version, true);
+  assert.equal(parseConfig([], { IOPFD_VERSION: 'true' }).version, false, 'only the flag');
 });
 
 test('config: bad values are refused with the flag named', () => {
@@ -91,7 +95,7 @@ test('config: --platform FILE is validated with the protocol schema and used', a
   assert.throws(() => loadPlatformFile(join(dir, 'missing.json')), ConfigError);
 });
 
-test('the daemon exits 2 on a bad configuration, 0 on --help', () => {
+test('the daemon exits 2 on a bad configuration, 0 on --help and --version', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' }, timeout: 10000 });
   const open = run('--host', '0.0.0.0', '--port', '0');
   assert.equal(open.status, 2);
@@ -102,4 +106,8 @@ test('the daemon exits 2 on a bad configuration, 0 on --help', () => {
   const help = run('--help');
   assert.equal(help.status, 0);
   assert.match(help.stdout, /usage: iopfd/);
+  const version = run('--version');
+  assert.equal(version.status, 0, version.stderr);
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.equal(version.stdout, `iopfd ${pkg.version}\n`);
 });

@@ -1,5 +1,5 @@
-// End to end: the nested-translation flow a VMM drives (PROTOCOL.md §3, §4,
-// §5). The guest's RAM is an IOAS; its stage-1 page table (vtd_s1) lives in
+// End to end: the nested-translation flow a VMM drives (docs/protocol.md:
+// contexts and objects, the translation model, the fault stream). The guest's RAM is an IOAS; its stage-1 page table (vtd_s1) lives in
 // that RAM, written through /ioas/:id/memory/write. A device DMA faults in
 // stage 1, the group arrives on the stream, the "guest" maps the page in its
 // table and the VMM answers SUCCESS: the DMA completes with the data.

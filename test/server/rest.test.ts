@@ -1,4 +1,5 @@
-// End to end: every REST route of PROTOCOL.md §2, §3 and §6 against a real
+// End to end: every REST route of docs/protocol.md (platform, contexts and
+// objects, operations) against a real
 // daemon on 127.0.0.1, with the success bodies checked against the command
 // table's response schemas and the errors against the errno table.
 import { after, before, describe, test } from 'node:test';

@@ -11,6 +11,7 @@ import Fastify from 'fastify';
 import type { ContextRegistry } from '../../server/contexts.js';
 import { buildApp } from '../../server/app.js';
 import { registerCommands } from '../../server/rest.js';
+import type { RouteTable } from '../../server/routes/types.js';
 
 test('export-schemas writes one file per schema plus openapi.json, and removes stale ones', () => {
   const dir = mkdtempSync(join(tmpdir(), 'iopfd-schemas-'));
@@ -34,6 +35,7 @@ test('every command of the table is a route; a missing or unknown implementation
   for (const c of COMMANDS) assert.ok(app.hasRoute({ method: c.method, url: c.url }), `${c.method} ${c.url}`);
   await shutdown();
   const opts = { adminDigest: undefined, contexts: undefined as unknown as ContextRegistry };
-  assert.throws(() => registerCommands(Fastify(), { ...opts, routes: {} }), /has no implementation/);
-  assert.throws(() => registerCommands(Fastify(), { ...opts, routes: { 'no.such': () => ({}) } }), /no.such matches no command/);
+  // Tables the types refuse (see route-types.test.ts), as a JavaScript caller could still pass them.
+  assert.throws(() => registerCommands(Fastify(), { ...opts, routes: {} as RouteTable }), /has no implementation/);
+  assert.throws(() => registerCommands(Fastify(), { ...opts, routes: { 'no.such': () => ({}) } as unknown as RouteTable }), /no.such matches no command/);
 });

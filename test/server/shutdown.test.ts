@@ -1,4 +1,4 @@
-// Shutdown (PROTOCOL.md §6): stop accepting, answer every outstanding group
+// Shutdown (docs/server.md, Running): stop accepting, answer every outstanding group
 // INVALID, close streams with 1001, exit 0. Checked in process (where the
 // device's response log can still be read afterwards) and on the real
 // process with SIGTERM.

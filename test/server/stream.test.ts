@@ -1,4 +1,4 @@
-// End to end: the fault stream of PROTOCOL.md §5 over a real WebSocket, in
+// End to end: the fault stream of docs/protocol.md over a real WebSocket, in
 // both modes, byte for byte; window, redelivery, heartbeat loss, replies,
 // error frames, notices, upgrade refusals and back-pressure.
 import { after, before, describe, test } from 'node:test';
