@@ -12,7 +12,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { Platform, type IommufdFault, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
+import { Platform, type IommufdFault, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL, VEVENT_STREAM_URL } from '../protocol/index.js';
 import { tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
@@ -39,7 +39,7 @@ export const MAX_CONNECTIONS = 1024;
  * @limits: resource limits (maxContexts, maxDevices, maxObjects per context,
  *   maxStreamsPerFault, maxMappedPages per context); absent ones are the core's defaults.
  * @bodyLimit: the largest request body (bytes, default BODY_LIMIT).
- * @quirks: kernel-faithful profile switches (default: intended semantics).
+ * @profile: the kernel release whose behaviour runs (default `latest`).
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
  * @maxConnections: open TCP connections at most (default MAX_CONNECTIONS);
  *   one more is closed as it is accepted, and counted.
@@ -50,7 +50,7 @@ export interface AppOptions {
   logger?: Logger | LogLevel;
   limits?: PlatformOptions['limits'];
   bodyLimit?: number;
-  quirks?: IommufdQuirks;
+  profile?: KernelProfile;
   stream?: Partial<StreamOptions>;
   maxConnections?: number;
 }
@@ -180,7 +180,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const platform = new Platform({
     sched,
     ...(opts.platform ? { desc: opts.platform } : {}),
-    quirks: opts.quirks ?? {},
+    ...(opts.profile ? { profile: opts.profile } : {}),
     limits: opts.limits ?? {},
     observer: metrics.observer,
   });

@@ -48,7 +48,8 @@ const FASTIFY_MESSAGE: Readonly<Record<string, string>> = {
  * wireErrorOf() - map any thrown value to its wire form.
  * @err: what a route, a hook, fastify itself or the stream upgrade threw.
  *
- * Return: the status and `{errno, message}` body. A fastify client error
+ * Return: the status and `{errno, message}` body (plus `done` when the
+ * core error carries it). A fastify client error
  * (4xx with an FST_ code) is EMSGSIZE for a body over the limit, else
  * EINVAL; a request the client aborted is EINVAL; anything else unknown is EIO with a generic message (the details
  * go to the log only).
@@ -59,7 +60,7 @@ export function wireErrorOf(err: unknown): WireError {
   if (err instanceof IommuError) {
     const w = wire(err.errno, err.message, false);
     if (err.errno === 'EIO') w.status = 400;
-    if (err.detail?.done !== undefined) w.body.done = err.detail.done;
+    if (err.done !== undefined) w.body.done = err.done;
     return w;
   }
   if (err instanceof HttpError) return wire(err.errno, err.message, false);

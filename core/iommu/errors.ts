@@ -14,11 +14,16 @@ import type { Errno } from '../../protocol/errno.js';
 export type CoreErrno = Exclude<Errno, 'EACCES' | 'EAGAIN' | 'ETIMEDOUT' | 'EMSGSIZE'>;
 
 export class IommuError extends Error {
+  /**
+   * @errno: the errno.
+   * @message: one line for the wire.
+   * @done: for a command that processes an array (an invalidation), the
+   *   entries handled before the bad one (the kernel's updated entry_num).
+   */
   constructor(
     readonly errno: CoreErrno,
     message: string,
-    /** Fields the error body carries besides errno and message (an invalidation's `done`). */
-    readonly detail?: { readonly done?: number },
+    readonly done?: number,
   ) {
     super(message);
     this.name = 'IommuError';

@@ -37,7 +37,7 @@ export function viommuRoutes(_deps: RouteDeps): RoutesOf<ViommuCommand> {
 
     'viommu.invalidate': ({ context, params, body }) => {
       const r = iommufdViommuInvalidate(context.ctx, params.id, body.data_type, body.commands);
-      if (r.error) throw new IommuError(r.error.errno, r.error.message, { done: r.done });
+      if (r.error) throw new IommuError(r.error.errno, r.error.message, r.done);
       return { done: r.done };
     },
 

@@ -27,9 +27,10 @@ describe('platform routes', () => {
   test('GET /v1/platform: the embedded default platform', async () => {
     const p = await server.api.ok('platform.get', 'GET', PLATFORM);
     assert.deepEqual(p.iommus, [
-      { name: 'dmar0', model: 'vtd', prq_depth: 4096 },
-      { name: 'smmu0', model: 'smmuv3', prq_depth: 4096 },
+      { name: 'dmar0', model: 'vtd', prq_depth: 4096, host_va_bits: 48 },
+      { name: 'smmu0', model: 'smmuv3', prq_depth: 4096, host_va_bits: 48 },
     ]);
+    assert.equal(p.kernel, 'latest');
     assert.ok(p.devices.filter((d: Json) => d.iommu === 'dmar0').length >= 2);
     for (const d of p.devices) {
       // Devices behind the SMMUv3 model have the stall cap, true by default.
