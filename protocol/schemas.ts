@@ -194,6 +194,8 @@ const zPlatformFileDevice = zAddDeviceBody
  * them (caps defaults applied). The output of GET /v1/platform is one.
  */
 export const zPlatformFile = strict({
+  // GET /v1/platform's `kernel`, accepted so its output loads as a file; the daemon's --kernel decides.
+  kernel: z.string().optional(),
   iommus: arrayOf(
     strict(
       { name: zDeviceName, model: z.enum(IOMMU_MODELS), prq_depth: zU32.min(1, { error: 'expected prq_depth ≥ 1' }), host_va_bits: zHostVaBits.optional() },

@@ -106,7 +106,7 @@ export class IommufdHwptNested extends IommufdHwpt {
       data_type: 'vtd_s1',
       pgtbl_addr: `0x${this.pgtblAddr.toString(16)}`,
       addr_width: this.addrWidth,
-      s1_flags: this.s1Flags,
+      ...(this.s1Flags !== 0 ? { s1_flags: this.s1Flags } : {}),
       fault_id: this.fault?.id,
     };
   }

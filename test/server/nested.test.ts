@@ -99,7 +99,7 @@ test('nested translation: stage-1 faults are served by the guest through the fau
   const { objects } = await api.ok('object.list', 'GET', `${c}/objects`);
   assert.deepEqual(
     objects.find((o: Json) => o.id === s1),
-    { id: s1, type: 'hwpt_nested', parent_id: s2, flags: HWPT_FLAGS.FAULT_ID_VALID, data_type: 'vtd_s1', pgtbl_addr: hex(guest.builder.root), addr_width: 48, s1_flags: 0, fault_id: fault },
+    { id: s1, type: 'hwpt_nested', parent_id: s2, flags: HWPT_FLAGS.FAULT_ID_VALID, data_type: 'vtd_s1', pgtbl_addr: hex(guest.builder.root), addr_width: 48, fault_id: fault },
   );
 
   const vmm = await StreamClient.open(server.wsBase, stream, { token });
