@@ -31,8 +31,11 @@ import {
   type IommufdPhysDevice,
   type PhysMemory,
 } from './iommufd/main.js';
+import { LIMITS, MemoryBudget, type LimitName } from './iommufd/limits.js';
 import type { Scheduler } from './sched.js';
 import { LATEST_PROFILE, type KernelProfile } from './iommu/profiles.js';
+
+export { LIMITS, MemoryBudget, type LimitName } from './iommufd/limits.js';
 
 export interface IommuDesc {
   name: string;
@@ -113,14 +116,14 @@ export const DEFAULT_CAPS: DeviceCapsDesc = {
  * newest ones; 8 bytes each): a long-running daemon must not keep every
  * response it ever sent. 0 = keep every one.
  */
-export const DEFAULT_RESPONSE_LOG = 1 << 20;
+export const DEFAULT_RESPONSE_LOG = LIMITS.responseLog;
 
 export interface PlatformOptions {
   sched: Scheduler;
   desc?: PlatformDesc;
   /** The kernel release whose behaviour runs (default `latest`). */
   profile?: KernelProfile;
-  limits?: Partial<IommufdLimits> & { maxContexts?: number; maxDevices?: number; responseLog?: number };
+  limits?: Partial<IommufdLimits> & { maxContexts?: number; maxDevices?: number; responseLog?: number; maxPartials?: number; memoryLimit?: number };
   observer?: IommufdObserver;
   /** Allocation-failure injection (tests). */
   failAlloc?: IommufdEnv['failAlloc'];
@@ -228,12 +231,18 @@ export class Platform {
   readonly env: IommufdEnv;
   private readonly maxContexts: number;
   private readonly maxDevices: number;
+  private readonly maxPartials: number;
   private readonly responseLog: number;
+  /** The daemon-wide memory budget that mapped pages are charged to. */
+  readonly budget: MemoryBudget;
 
   constructor(opts: PlatformOptions) {
     this.sched = opts.sched;
     const frames = this.frames;
     const mem = this.mem;
+    const observer = opts.observer ?? {};
+    const refused = (what: LimitName): void => observer.refused?.(what);
+    this.budget = new MemoryBudget(opts.limits?.memoryLimit ?? LIMITS.memoryLimit, refused);
     const physMem: PhysMemory = {
       allocFrame: () => {
         try {
@@ -246,6 +255,7 @@ export class Platform {
       freeFrame: (hpa) => frames.free(hpa),
       read: (hpa, len) => mem.read(hpa, len),
       write: (hpa, data) => mem.write(hpa, data),
+      budget: this.budget,
     };
     this.env = {
       sched: opts.sched,
@@ -253,12 +263,13 @@ export class Platform {
       findDevice: (name) => this.devices.get(name),
       limits: { ...DEFAULT_LIMITS, ...stripUndefined(opts.limits ?? {}) },
       profile: opts.profile ?? LATEST_PROFILE,
-      observer: opts.observer ?? {},
+      observer,
       failAlloc: opts.failAlloc,
     };
-    this.maxContexts = opts.limits?.maxContexts ?? 1024;
-    this.maxDevices = opts.limits?.maxDevices ?? 256;
-    this.responseLog = opts.limits?.responseLog ?? DEFAULT_RESPONSE_LOG;
+    this.maxContexts = opts.limits?.maxContexts ?? LIMITS.maxContexts;
+    this.maxDevices = opts.limits?.maxDevices ?? LIMITS.maxDevices;
+    this.maxPartials = opts.limits?.maxPartials ?? LIMITS.maxPartials;
+    this.responseLog = opts.limits?.responseLog ?? LIMITS.responseLog;
     const desc = opts.desc ?? DEFAULT_PLATFORM;
     if (desc.iommus.length === 0) throw new IommuError('EINVAL', 'a platform needs at least one IOMMU');
     for (const d of desc.iommus) this.addIommu(d);
@@ -305,7 +316,10 @@ export class Platform {
 
   /** POST /v1/platform/devices. EEXIST for a duplicate name or bdf; ENOENT for an unknown IOMMU; EINVAL for bad caps. */
   addDevice(d: DeviceDesc): DeviceInfo {
-    if (this.devices.size >= this.maxDevices) throw new IommuError('ENOSPC', `the platform holds its maximum of ${this.maxDevices} devices`);
+    if (this.devices.size >= this.maxDevices) {
+      this.env.observer.refused?.('devices');
+      throw new IommuError('ENOSPC', `the platform holds its maximum of ${this.maxDevices} devices`);
+    }
     if (this.devices.has(d.name)) throw new IommuError('EEXIST', `a device named ${d.name} exists`);
     const iommuName = d.iommu ?? this.iommus.keys().next().value!;
     const iommu = this.iommus.get(iommuName);
@@ -406,7 +420,7 @@ export class Platform {
     const d = this.device(name);
     if (req.pasid !== undefined) this.checkPasid(d, req.pasid);
     if (req.length < 1) throw new IommuError('EINVAL', 'length must be at least 1');
-    if (req.length > 1 << 20) throw new IommuError('E2BIG', 'a DMA moves at most 1 MiB');
+    if (req.length > LIMITS.dmaBytes) throw new IommuError('E2BIG', 'a DMA moves at most 1 MiB');
     if (req.iova + BigInt(req.length) > 1n << 64n) throw new IommuError('EOVERFLOW', 'iova + length overflows 64 bits');
     if (req.write && (!req.data || req.data.length !== req.length)) throw new IommuError('EINVAL', 'a write needs data of exactly length bytes');
     if (!req.write && req.data) throw new IommuError('EINVAL', 'data is only for writes');
@@ -428,6 +442,10 @@ export class Platform {
     if (req.pasid !== undefined) this.checkPasid(d, req.pasid);
     if (req.grpid > 0x1ff) throw new IommuError('EINVAL', 'grpid is a 9-bit PRG index (0..511)');
     if (req.perm & ~0xf) throw new IommuError('EINVAL', `perm 0x${req.perm.toString(16)} has unknown bits`);
+    if (!req.last && this.maxPartials > 0 && iopfPartialCount(d.dev) >= this.maxPartials) {
+      this.env.observer.refused?.('partials');
+      throw new IommuError('ENOSPC', `device ${name} holds its maximum of ${this.maxPartials} partial page requests; send a last request`);
+    }
     const sent = d.fn.injectPageRequest({
       pasid: req.pasid,
       prgi: req.grpid,
@@ -494,6 +512,8 @@ export class Platform {
     const maxInFlight = Math.max(1, Math.floor(d.caps.pri_outstanding / req.pagesPerGroup));
     const inFlight = req.inFlight ?? maxInFlight;
     if (inFlight < 1 || inFlight > maxInFlight) throw new IommuError('EINVAL', `in_flight must be 1..${maxInFlight}`);
+    const end = req.base + BigInt(req.count) * BigInt(req.pagesPerGroup) * 0x1000n;
+    if (end > 1n << 64n) throw new IommuError('EOVERFLOW', `${req.count} groups of ${req.pagesPerGroup} pages from base 0x${req.base.toString(16)} would pass 2^64`);
     const st = d.fn.trafficStatus();
     if (st?.running) throw new IommuError('EBUSY', `traffic is already running on ${name}`);
     d.fn.startTraffic({ ...req, inFlight });
@@ -520,7 +540,10 @@ export class Platform {
 
   /** POST /v1/contexts (iommufd open). ENOSPC beyond the context limit. */
   createContext(): IommufdCtx {
-    if (this.contexts.size >= this.maxContexts) throw new IommuError('ENOSPC', `the daemon holds its maximum of ${this.maxContexts} contexts`);
+    if (this.contexts.size >= this.maxContexts) {
+      this.env.observer.refused?.('contexts');
+      throw new IommuError('ENOSPC', `the daemon holds its maximum of ${this.maxContexts} contexts`);
+    }
     const ctx = new IommufdCtx(this.env);
     this.contexts.set(ctx.id, ctx);
     return ctx;

@@ -655,7 +655,7 @@ const COMMAND_TABLE = Object.freeze([
     params: zDeviceNameParams, body: zPageRequestBody, response: zEmptyResult,
     summary: "Inject one raw page request into the device's IOMMU page request queue",
     kernel: 'selftest TRIGGER_IOPF',
-    errnos: ['ENOENT'],
+    errnos: ['ENOENT', 'ENOSPC'],
   }),
   command({
     name: 'platform.device.responses', method: 'GET', url: `${D}/responses`, auth: 'admin', status: 200,
@@ -687,7 +687,7 @@ const COMMAND_TABLE = Object.freeze([
     name: 'platform.traffic.start', method: 'POST', url: `${D}/traffic`, auth: 'admin', status: 202,
     params: zDeviceNameParams, body: zTrafficBody, response: zEmptyResult,
     summary: "Start the device's traffic generator (one run per device at a time)",
-    errnos: ['ENOENT', 'EBUSY'],
+    errnos: ['ENOENT', 'EBUSY', 'EOVERFLOW'],
   }),
   command({
     name: 'platform.traffic.status', method: 'GET', url: `${D}/traffic`, auth: 'admin', status: 200,
@@ -776,7 +776,7 @@ const COMMAND_TABLE = Object.freeze([
     name: 'ioas.memory.write', method: 'POST', url: `${C}/ioas/:id/memory/write`, auth: 'ctx', status: 204,
     params: zObjectParams, body: zMemoryWriteBody,
     summary: 'Write guest memory; EFAULT if any byte is unmapped, and then nothing is written',
-    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW'],
+    errnos: ['ENOENT', 'EFAULT', 'EOVERFLOW', 'ENOMEM'],
   }),
   command({
     name: 'ioas.memory.read', method: 'POST', url: `${C}/ioas/:id/memory/read`, auth: 'ctx', status: 200,

@@ -14,10 +14,11 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type { Logger } from 'pino';
 import { Platform, type IommufdFault, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL, VEVENT_STREAM_URL } from '../protocol/index.js';
-import { tokenDigest } from './auth.js';
+import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
 import { docsHtml } from './docs.js';
 import { HttpError, wireErrorOf } from './errors.js';
+import { defaultMemoryLimit } from './config.js';
 import { createLogger, pathOf, type LogLevel } from './logger.js';
 import { Metrics } from './metrics.js';
 import { registerCommands } from './rest.js';
@@ -25,9 +26,20 @@ import { routeTable } from './routes/index.js';
 import { EventLoopScheduler } from './scheduler.js';
 import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
 import { VeventStreamServer } from './vevent-stream.js';
+import { streamTarget } from './stream-admission.js';
 
 /** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
 export const BODY_LIMIT = 1 << 20;
+/**
+ * LINGER_MS, LINGER_BYTES - after a 413 the daemon half-closes and goes on
+ * reading (and discarding) what the client still sends, this long and this
+ * much at most, then closes (RFC 9112 §9.6): closing at once would make the
+ * client's TCP stack answer its unsent body with a reset that loses the 413.
+ */
+export const LINGER_MS = 2000;
+export const LINGER_BYTES = 8 << 20;
+/** A path under one context: `/v1/contexts/:ctx` and below. */
+const CTX_PATH = /^\/v1\/contexts\/([^/]+)(?:\/|$)/;
 /** Default cap on open TCP connections (HTTP and fault streams together). */
 export const MAX_CONNECTIONS = 1024;
 
@@ -37,7 +49,9 @@ export const MAX_CONNECTIONS = 1024;
  * @adminToken: guards /v1/platform when set.
  * @logger: a pino logger, or the level of a new one on stderr (default silent).
  * @limits: resource limits (maxContexts, maxDevices, maxObjects per context,
- *   maxStreamsPerFault, maxMappedPages per context); absent ones are the core's defaults.
+ *   maxStreamsPerFault, maxMappedPages per context, maxPartials per device,
+ *   memoryLimit bytes); absent ones are the core's LIMITS, the memory limit
+ *   defaultMemoryLimit().
  * @bodyLimit: the largest request body (bytes, default BODY_LIMIT).
  * @profile: the kernel release whose behaviour runs (default `latest`).
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
@@ -91,6 +105,48 @@ export interface IopfdApp {
 }
 
 /**
+ * lingerClose() - close the connection of @request after its reply without
+ * losing the reply: half-close once the reply is out instead of destroying
+ * the socket, discard what still arrives up to LINGER_BYTES, and destroy the
+ * socket LINGER_MS later, or sooner past LINGER_BYTES or when the client
+ * closes.
+ * @request: a request whose body was refused unread.
+ */
+function lingerClose(request: FastifyRequest): void {
+  const socket = request.raw.socket as (Socket & { destroySoon?: () => void }) | null;
+  if (!socket || socket.destroyed) return;
+  // Node ends a `Connection: close` reply with socket.destroySoon(): end,
+  // then destroy as soon as the reply is flushed. Only end here.
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+  };
+  let seen = 0;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  request.raw.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_BYTES) socket.destroy();
+  });
+  request.raw.resume();
+}
+
+/**
+ * hostProblem() - why a request's Host headers are refused (RFC 9112 §3.2:
+ * an HTTP/1.1 request needs exactly one; HTTP/1.0 may have none), or
+ * undefined when they are fine.
+ * @httpVersion: the request's version, e.g. `1.1`.
+ * @rawHeaders: its headers as received, names and values alternating.
+ */
+export function hostProblem(httpVersion: string, rawHeaders: readonly string[]): string | undefined {
+  let hosts = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return `the request has ${hosts} Host headers; HTTP/1.1 allows one`;
+  if (hosts === 0 && httpVersion !== '1.0') return 'the request has no Host header; HTTP/1.1 requires one';
+  return undefined;
+}
+
+/**
  * replyClientError() - answer a request Node's HTTP parser refused (bad
  * request line, broken chunking, headers over 16 KiB, a request that took
  * too long) with 400 EINVAL and the usual `{errno, message}` body, then
@@ -117,6 +173,11 @@ function replyClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logge
     );
   }
   socket.destroy();
+}
+
+/** stripUndefinedLimits() - @limits without its undefined entries (they must not hide a default). */
+function stripUndefinedLimits(limits: NonNullable<AppOptions['limits']>): NonNullable<AppOptions['limits']> {
+  return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
 }
 
 /**
@@ -181,11 +242,12 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     sched,
     ...(opts.platform ? { desc: opts.platform } : {}),
     ...(opts.profile ? { profile: opts.profile } : {}),
-    limits: opts.limits ?? {},
+    limits: { memoryLimit: defaultMemoryLimit(), ...stripUndefinedLimits(opts.limits ?? {}) },
     observer: metrics.observer,
   });
   const contexts = new ContextRegistry(platform, log);
   metrics.tableSizes = () => tableSizes(platform, contexts);
+  metrics.memoryBudget = () => ({ inUse: platform.budget.inUse, limit: platform.budget.limit });
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
   const vevents = new VeventStreamServer({ contexts, log });
 
@@ -193,7 +255,11 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const bodyLimit = opts.bodyLimit ?? BODY_LIMIT;
   const replyError = (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
     const w = wireErrorOf(err);
-    if (w.body.errno === 'EMSGSIZE') w.body.message = `request body is larger than ${bodyLimit === BODY_LIMIT ? '1 MiB' : `${bodyLimit} bytes`}`;
+    if (w.body.errno === 'EMSGSIZE') {
+      w.body.message = `request body is larger than ${bodyLimit === BODY_LIMIT ? '1 MiB' : `${bodyLimit} bytes`}`;
+      void reply.header('connection', 'close');
+      lingerClose(request);
+    }
     if (w.unexpected) request.log.error({ err, req: request }, 'unexpected error');
     void reply.code(w.status).send(w.body);
   };
@@ -204,28 +270,45 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: replyError,
     clientErrorHandler: (err, socket) => replyClientError(err, socket, log),
+    // Node's own check answers a request without Host with a bare 400; the
+    // onRequest hook below answers it (and two Host headers) with a body.
+    http: { requireHostHeader: false },
     // fastify's closing-time 503 has a body of its own; a request that still
     // arrives on an open connection during shutdown is served as usual.
     return503OnClosing: false,
   }) as unknown as FastifyInstance;
   app.setErrorHandler(replyError);
+  // Under /v1/contexts/:ctx the context's token is checked first (401), as
+  // on every route there: no route's existence is told to a stranger.
   app.setNotFoundHandler(async (request) => {
+    const m = CTX_PATH.exec(pathOf(request.url));
+    if (m) contexts.authenticate(Number(m[1]), requireToken(bearerToken(request.headers.authorization), 'context'));
     throw new HttpError('ENOENT', `no route ${request.method} ${pathOf(request.url)}`);
+  });
+  app.addHook('onRequest', async (request) => {
+    const why = hostProblem(request.raw.httpVersion, request.raw.rawHeaders);
+    if (why !== undefined) throw new HttpError('EINVAL', why);
   });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ req: request, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
   });
 
   // JSON bodies only: an empty body is no body (validated as {}), bad JSON
-  // is EINVAL, any other content-type is EINVAL too.
+  // is EINVAL, JSON that is not an object (null, an array, a number, a
+  // string) is EINVAL, any other content-type is EINVAL too.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, text, done) => {
     if (text === '') return done(null, undefined);
+    let body: unknown;
     try {
-      done(null, JSON.parse(text as string));
+      body = JSON.parse(text as string);
     } catch (e) {
-      done(new HttpError('EINVAL', `body is not valid JSON: ${(e as Error).message}`), undefined);
+      return done(new HttpError('EINVAL', `body is not valid JSON: ${(e as Error).message}`), undefined);
     }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      return done(new HttpError('EINVAL', `body must be a JSON object, not ${body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`}`), undefined);
+    }
+    done(null, body);
   });
 
   registerCommands(app, {
@@ -239,7 +322,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   app.get('/openapi.json', async () => openapi);
   app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
-  app.get(STREAM_URL, async () => {
+  // Without an upgrade: the token is checked first, as for the upgrade.
+  app.get(STREAM_URL, async (request) => {
+    streamTarget(request.raw, contexts);
     throw new HttpError('EINVAL', 'the fault stream needs a WebSocket upgrade');
   });
   app.get(VEVENT_STREAM_URL, async () => {

@@ -14,6 +14,9 @@
  *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue
  *   --max-mapped-pages N     IOPFD_MAX_MAPPED_PAGES  mapped pages per context
  *   --max-devices N          IOPFD_MAX_DEVICES       platform devices (hot-plug)
+ *   --max-partials N         IOPFD_MAX_PARTIALS      partial page requests pending per device
+ *   --memory-limit BYTES     IOPFD_MEMORY_LIMIT      memory budget of mapped pages, K/M/G/T suffixes
+ *                                                    (powers of 1024), default a quarter of the host's RAM, 0: none
  *   --response-log N         IOPFD_RESPONSE_LOG      responses each device's log holds, default 1048576 (0: all)
  *   --body-limit BYTES       IOPFD_BODY_LIMIT        request body size, default 1 MiB
  *   --max-frame BYTES        IOPFD_MAX_FRAME         stream frame size from clients, default 1 MiB
@@ -23,12 +26,14 @@
  *   --kernel NAME            IOPFD_KERNEL            kernel profile: latest (default), v6.15, v6.14, v6.13, v6.11
  *   --help, --version        print the usage or the package version, and exit
  *
+ * The defaults of the resource limits are the core's LIMITS (core/iommufd/limits.ts).
  * Without an admin token the daemon refuses to listen beyond loopback.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { totalmem } from 'node:os';
 import { z } from 'zod';
-import { KERNEL_PROFILES, kernelProfile, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
+import { KERNEL_PROFILES, LIMITS, kernelProfile, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { formatZodError, zPlatformFile } from '../protocol/index.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -44,7 +49,8 @@ export class ConfigError extends Error {
  * @adminToken: the admin token, if any.
  * @platformFile: the platform description file, if any.
  * @logLevel: the pino level.
- * @limits: resource limits for the Platform.
+ * @limits: resource limits for the Platform (absent ones: LIMITS; the memory
+ *   limit: defaultMemoryLimit()).
  * @profile: the kernel release whose behaviour runs (`--kernel`).
  * @bodyLimit: the largest request body (bytes); larger → 413 EMSGSIZE.
  * @maxFrame: the largest stream frame a client may send (bytes); larger → close 1009.
@@ -77,6 +83,23 @@ const zCount = z
   .transform(Number)
   .pipe(z.number().min(1, { error: 'expected a positive integer' }).max(0xffffffff, { error: 'expected at most 4294967295' }));
 
+/** defaultMemoryLimit() - the memory budget without --memory-limit: the host's RAM / LIMITS.memoryLimitDivisor. */
+export function defaultMemoryLimit(): number {
+  return Math.floor(totalmem() / LIMITS.memoryLimitDivisor);
+}
+
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** A byte count with an optional K/M/G/T suffix (powers of 1024, an optional `i`/`iB`/`B`): `512M`, `2GiB`. */
+const zBytes = z
+  .string()
+  .regex(/^\d{1,15}\s*(?:[KMGT](?:i?B)?|B)?$/i, { error: 'expected a number of bytes, optionally with a K, M, G or T suffix (e.g. 512M)' })
+  .transform((v) => {
+    const m = /^(\d+)\s*([KMGT]?)/i.exec(v)!;
+    return Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!;
+  })
+  .pipe(z.number().max(Number.MAX_SAFE_INTEGER, { error: 'too large' }));
+
 /** The flags, each with its environment variable, as zod validates them (strings in). */
 const zOptions = z.strictObject({
   host: z.string().min(1, { error: 'expected a host name or address' }).default('127.0.0.1'),
@@ -94,6 +117,8 @@ const zOptions = z.strictObject({
   'max-streams': zCount.optional(),
   'max-mapped-pages': zCount.optional(),
   'max-devices': zCount.optional(),
+  'max-partials': zCount.optional(),
+  'memory-limit': zBytes.optional(),
   'response-log': z
     .string()
     .regex(/^\d{1,10}$/, { error: 'expected a number of responses (0 keeps every one)' })
@@ -121,7 +146,7 @@ function envName(flag: string): string {
 /** USAGE - the `--help` text. */
 export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
-             [--max-devices N] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
+             [--max-devices N] [--max-partials N] [--memory-limit BYTES[K|M|G|T]] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
              [--heartbeat-ms N] [--max-connections N] [--kernel ${Object.keys(KERNEL_PROFILES).join('|')}]
        iopfd --help | --version
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
@@ -187,6 +212,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (o['max-streams'] !== undefined) limits.maxStreamsPerFault = o['max-streams'];
   if (o['max-mapped-pages'] !== undefined) limits.maxMappedPages = o['max-mapped-pages'];
   if (o['max-devices'] !== undefined) limits.maxDevices = o['max-devices'];
+  if (o['max-partials'] !== undefined) limits.maxPartials = o['max-partials'];
+  if (o['memory-limit'] !== undefined) limits.memoryLimit = o['memory-limit'];
   if (o['response-log'] !== undefined) limits.responseLog = o['response-log'];
   return {
     host: o.host,

@@ -89,6 +89,8 @@ export class Metrics {
   readonly connectionsRefused: Counter;
   /** What the Platform's `observer` option takes. */
   readonly observer: IommufdObserver;
+  /** The memory budget's bytes in use and limit, for `iopfd_memory_budget_bytes` (set by the app). */
+  memoryBudget: (() => { inUse: number; limit: number }) | undefined;
   /** Sizes of the daemon's tables, by name, for `iopfd_table_entries` (set by the app). */
   tableSizes: (() => Readonly<Record<string, number>>) | undefined;
 
@@ -182,6 +184,25 @@ export class Metrics {
         for (const [table, n] of Object.entries(tables())) this.set({ table }, n);
       },
     });
+    const refusals = new Counter({
+      name: 'iopfd_limit_refusals_total',
+      help: 'Commands refused by a limit, by limit (memory: the daemon\'s memory budget, ENOMEM; the others ENOSPC)',
+      labelNames: ['limit'] as const,
+      registers,
+    });
+    const budget = (): { inUse: number; limit: number } | undefined => this.memoryBudget?.();
+    new Gauge({
+      name: 'iopfd_memory_budget_bytes',
+      help: 'The memory budget mapped pages are charged to: bytes in use, and the limit (0: none)',
+      labelNames: ['kind'] as const,
+      registers,
+      collect() {
+        const b = budget();
+        if (!b) return;
+        this.set({ kind: 'in_use' }, b.inUse);
+        this.set({ kind: 'limit' }, b.limit);
+      },
+    });
     const codeName = (code: number): string => CODE_NAME[code] ?? String(code);
     this.observer = {
       veventReported: () => void vevents.reported++,
@@ -194,6 +215,7 @@ export class Metrics {
         else answered.inc({ code: codeName(code) });
         latency.observe('user', latencyMs / 1000);
       },
+      refused: (limit) => refusals.inc({ limit }),
       autoAnswered: (cause: AutoCause, code, latencyMs) => {
         autoAnswered.inc({ cause, code: codeName(code) });
         latency.observe('auto', latencyMs / 1000);

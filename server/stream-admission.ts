@@ -83,8 +83,9 @@ export interface StreamTarget {
 
 /**
  * streamTarget() - parse the request target of a stream request and
- * authenticate its context: the token first (from the Authorization header,
- * else the `token` query parameter), then the path parameters.
+ * authenticate its context: the token first (from the Authorization header
+ * when there is one, even malformed, else the `token` query parameter), then
+ * the path parameters.
  * @req: the request (an upgrade, or a plain GET).
  * @contexts: the open contexts.
  *
@@ -101,7 +102,9 @@ export function streamTarget(req: IncomingMessage, contexts: ContextRegistry): S
   const path = STREAM_PATH.exec(url.pathname);
   if (!path) throw new HttpError('ENOENT', `no WebSocket endpoint at ${url.pathname}`);
   const query: Record<string, string> = Object.fromEntries(url.searchParams);
-  const token = requireToken(bearerToken(req.headers.authorization) ?? query['token'], 'context');
+  // An Authorization header wins over ?token=, even a malformed one (then no token opens the context).
+  const header = req.headers.authorization;
+  const token = requireToken(header !== undefined ? (bearerToken(header) ?? '') : query['token'], 'context');
   const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params');
   const entry = contexts.authenticate(params.ctx, token);
   return { entry, faultId: params.id, query };

@@ -36,6 +36,8 @@
  *   destroy answered groups that held cookies) as the core reports them, and
  *   in uapi mode a `redelivered` notice before a binary frame holding
  *   redelivered groups;
+ * - pings: each is answered with its pong; a peer with MAX_PENDING_PONGS
+ *   pongs unwritten (it pings without reading) is closed 1008 "ping flood";
  * - heartbeat: a ping every heartbeatMs; a peer that has not answered the
  *   previous ping is terminated, which closes its connection in the core,
  *   so its unanswered groups are redelivered elsewhere;
@@ -83,6 +85,13 @@ import {
 import type { ContextRegistry } from './contexts.js';
 import type { Metrics } from './metrics.js';
 import { admitStream, chooseSubprotocol, refuseUpgrade } from './stream-admission.js';
+
+/**
+ * MAX_PENDING_PONGS - pongs a peer's pings may have waiting to be written;
+ * one more ping closes the stream 1008 "ping flood" (a peer that pings
+ * without reading would grow the daemon's memory).
+ */
+export const MAX_PENDING_PONGS = 64;
 
 /**
  * struct StreamOptions - tunables of the fault stream.
@@ -148,6 +157,8 @@ class FaultStream implements FaultListener {
   private errorWindowStart = 0;
   /** Cleared by each ping, set by each pong. */
   alive = true;
+  /** Pongs answering the peer's pings not yet written to its socket. */
+  private pendingPongs = 0;
   /** One record reused for every binary record written (no allocation per record). */
   private readonly scratch: IommuHwptPgfault = { flags: 0, dev_id: 0, pasid: 0, grpid: 0, perm: 0, addr: 0n, length: 0, cookie: 0 };
   /** The groups of one read, reused for every read. */
@@ -179,6 +190,7 @@ class FaultStream implements FaultListener {
     this.socket = socket;
     ws.on('message', (data, isBinary) => this.guard('response handling', () => this.onMessage(data, isBinary)));
     ws.on('pong', () => (this.alive = true));
+    ws.on('ping', (data) => this.onPing(ws, data));
     ws.on('error', (err) => this.log.debug({ err }, 'stream error'));
     ws.on('close', (code) => this.onClose(code));
     const hello: HelloMessage = { type: 'hello', protocol: this.protocol, fault_id: this.fault.id, window: this.window };
@@ -242,6 +254,24 @@ class FaultStream implements FaultListener {
     }
     this.alive = false;
     ws.ping();
+  }
+
+  /**
+   * onPing() - answer a peer's ping with its pong, unless MAX_PENDING_PONGS
+   * pongs are still unwritten (a peer that pings without reading): then
+   * close 1008 "ping flood" with a warn line, and destroy the socket if the
+   * close handshake has not ended after closeGraceMs.
+   */
+  private onPing(ws: WebSocket, data: Buffer): void {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (this.pendingPongs >= MAX_PENDING_PONGS) {
+      this.log.warn({ pending: this.pendingPongs }, 'ping flood: closing');
+      ws.close(CLOSE.POLICY, 'ping flood');
+      setTimeout(() => ws.terminate(), this.server.options.closeGraceMs).unref();
+      return;
+    }
+    this.pendingPongs++;
+    ws.pong(data, false, () => this.pendingPongs--);
   }
 
   /** close() - close the WebSocket (if open) with @code and @reason. */
@@ -548,6 +578,8 @@ export class FaultStreamServer {
       // Text frames are checked in onMessage, to answer a bad one with an error frame.
       skipUTF8Validation: true,
       handleProtocols: (protocols) => chooseSubprotocol(protocols) ?? false,
+      // Pongs are sent by FaultStream.onPing, which bounds the unwritten ones.
+      autoPong: false,
     });
     this.heartbeat = setInterval(() => {
       for (const s of this.streams) s.heartbeat();

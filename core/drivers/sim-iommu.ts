@@ -364,6 +364,10 @@ export class SimIommu implements IommuOps {
     priv(domain).s2!.map(iova, hpa, read, write);
   }
 
+  domainSetFill(domain: IommuDomain, fill: ((iova: bigint) => { hpa: bigint; read: boolean; write: boolean } | undefined) | undefined): void {
+    priv(domain).s2!.fill = fill;
+  }
+
   domainUnmapPage(domain: IommuDomain, iova: bigint): void {
     const p = priv(domain);
     p.s2!.unmap(iova);

@@ -41,6 +41,12 @@ function pfnOf(iova: bigint): number {
  */
 export class Stage2Table {
   readonly #map = new Map<number, Stage2Entry>();
+  /**
+   * fill - asked by lookup() for a page the table does not hold (lazy
+   * backing: the page is allocated on its first touch); its answer is kept
+   * as if map() had been called. Undefined: a miss is a miss.
+   */
+  fill: ((iova: bigint) => Stage2Entry | undefined) | undefined;
 
   /**
    * map() - map the 4 KiB page at @iova to the host page @hpa.
@@ -74,10 +80,17 @@ export class Stage2Table {
    * entry.hpa + (iova & 0xfff).
    */
   lookup(iova: bigint): Stage2Entry | undefined {
-    return this.#map.get(pfnOf(iova));
+    const pfn = pfnOf(iova);
+    const e = this.#map.get(pfn);
+    if (e !== undefined || this.fill === undefined) return e;
+    const f = this.fill(iova & ~PAGE_MASK_N);
+    if (f === undefined) return undefined;
+    const entry = Object.freeze({ hpa: f.hpa, read: f.read, write: f.write });
+    this.#map.set(pfn, entry);
+    return entry;
   }
 
-  /** has() - whether the page containing @iova is mapped. */
+  /** has() - whether the table holds the page containing @iova (fill is not asked). */
   has(iova: bigint): boolean {
     return this.#map.has(pfnOf(iova));
   }

@@ -95,6 +95,13 @@ export interface IommuOps {
   domainFree(domain: IommuDomain): void;
   /** Map one 4 KiB page into a paging domain. */
   domainMapPage(domain: IommuDomain, iova: bigint, hpa: bigint, read: boolean, write: boolean): void;
+  /**
+   * Back a paging domain lazily (or stop, with undefined): a lookup of a page
+   * the domain does not hold asks @fill, which answers the IOAS's page
+   * (allocated on its first touch) or undefined, and the domain keeps the
+   * answer until domainUnmapPage.
+   */
+  domainSetFill(domain: IommuDomain, fill: ((iova: bigint) => { hpa: bigint; read: boolean; write: boolean } | undefined) | undefined): void;
   /** Unmap one 4 KiB page from a paging domain and flush every cached translation that used it. */
   domainUnmapPage(domain: IommuDomain, iova: bigint): void;
   /** Invalidate stage-1 IOTLB entries of a nested domain ([addr, addr + npages pages); npages undefined: all). */

@@ -10,6 +10,7 @@
 import { IommuError } from '../iommu/errors.js';
 import type { IommuDevice } from '../iommu/iommu.js';
 import type { KernelProfile } from '../iommu/profiles.js';
+import { LIMITS, type LimitName, type MemoryBudget } from './limits.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
 
@@ -22,6 +23,8 @@ export interface PhysMemory {
   freeFrame(hpa: bigint): void;
   read(hpa: bigint, length: number): Uint8Array;
   write(hpa: bigint, data: Uint8Array): void;
+  /** The daemon-wide budget mapped pages are charged to before they are mapped. */
+  readonly budget: MemoryBudget;
 }
 
 /** What the platform tells iommufd about a device it may bind. */
@@ -49,6 +52,8 @@ export interface IommufdObserver {
   veventRead?(n: number): void;
   /** A vEVENTQ event was dropped (a LOST_EVENTS header stands for it). */
   veventLost?(): void;
+  /** A command refused by a limit (ENOSPC) or the memory budget (ENOMEM). */
+  refused?(what: LimitName): void;
 }
 
 export interface IommufdLimits {
@@ -60,7 +65,11 @@ export interface IommufdLimits {
   maxStreamsPerFault: number;
 }
 
-export const DEFAULT_LIMITS: IommufdLimits = { maxObjects: 4096, maxMappedPages: 1 << 20, maxStreamsPerFault: 64 };
+export const DEFAULT_LIMITS: IommufdLimits = {
+  maxObjects: LIMITS.maxObjects,
+  maxMappedPages: LIMITS.maxMappedPages,
+  maxStreamsPerFault: LIMITS.maxStreamsPerFault,
+};
 
 /** Allocation sites where a test may inject a failure (the kernel's fail_nth). */
 export type AllocSite = 'object' | 'frame' | 'domain' | 'attach-handle' | 'cookie';
@@ -119,6 +128,7 @@ export class IommufdCtx {
   reserve<T extends IommufdObject>(obj: T): T {
     this.mayFail('object');
     const id = this.ids.alloc();
+    if (id === 0) this.env.observer.refused?.('objects');
     if (id === 0) throw new IommuError('ENOSPC', `context ${this.id} holds its maximum of ${this.env.limits.maxObjects} objects`);
     obj.id = id;
     return obj;

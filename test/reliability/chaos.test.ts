@@ -44,6 +44,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import type { PcieFunction } from '../../core/hw/pcie-function.js';
 import { HWPT_FLAGS, PGFAULT_FLAGS, RECORD_SIZE, zFaultStatus } from '../../protocol/index.js';
+import { LIMITS } from '../../core/index.js';
 import { Api, startServer, type Json, type TestServer } from '../server/helpers.js';
 import { assertErrnoBody, captureLog, metricValue, Rng, sleep, testSeed, unexpectedErrors, withSeed, type LogCapture } from './helpers.js';
 
@@ -135,7 +136,7 @@ class Chaos {
   readonly devices: Device[];
   readonly slots: Slot[] = [];
   running = true;
-  readonly stats = { dmas: 0, svaRebinds: 0, sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, idleRecycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0 };
+  readonly stats = { dmas: 0, svaRebinds: 0, sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, idleRecycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0, mapsRefusedQuota: 0, mapsRefusedBudget: 0, partialsRefused: 0 };
   readonly problems: string[] = [];
 
   constructor(
@@ -162,7 +163,7 @@ class Chaos {
     if (this.problems.length > 0) return true;
     const s = this.stats;
     const groups = this.devices.flatMap((d) => d.instances).reduce((n, i) => n + i.fn.responses.length, 0);
-    return groups >= 2000 && s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0 && s.dmas > 20 && s.svaRebinds > 0;
+    return groups >= 2000 && s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0 && s.dmas > 20 && s.svaRebinds > 0 && s.mapsRefusedQuota + s.mapsRefusedBudget > 0;
   }
 
   problem(msg: string): void {
@@ -337,13 +338,16 @@ class Chaos {
             }
             const body: Json = { grpid, addr: `0x${(base + BigInt(p) * 0x1000n).toString(16)}`, perm, last };
             if (pasid !== undefined) body.pasid = pasid;
-            await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/page-requests`, body, [202]);
-            this.stats.injected++;
+            // A partial beyond the device's quota is refused (ENOSPC); the group goes on without it.
+            const r = await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/page-requests`, body, [202], last ? [] : ['ENOSPC']);
+            if (r.status === 202) this.stats.injected++;
+            else this.stats.partialsRefused++;
           }
           if (rng.chance(0.05)) {
             // A lone partial: it needs no response (a later last with its index gathers it).
             const body: Json = { grpid: rng.int(0, 511), addr: '0x7000', perm: 1, last: false };
-            await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/page-requests`, body, [202]);
+            const r = await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/page-requests`, body, [202], ['ENOSPC']);
+            if (r.status !== 202) this.stats.partialsRefused++;
           }
         }
       });
@@ -563,8 +567,11 @@ class Chaos {
           await this.expect(slot.api, 'POST', `/v1/contexts/${slot.ctx}/ioas/${slot.ioas}/unmap`, { iova: `0x${iova.toString(16)}`, length: '0x4000' }, [200]);
           slot.mapped.splice(slot.mapped.indexOf(iova), 1);
         } else {
-          await this.expect(slot.api, 'POST', `/v1/contexts/${slot.ctx}/ioas/${slot.ioas}/map`, { iova: `0x${iova.toString(16)}`, length: '0x4000' }, [201]);
-          slot.mapped.push(iova);
+          // Small quotas (see the test): ENOSPC at the context's mapped pages, ENOMEM at the daemon's budget.
+          const r = await this.expect(slot.api, 'POST', `/v1/contexts/${slot.ctx}/ioas/${slot.ioas}/map`, { iova: `0x${iova.toString(16)}`, length: '0x4000' }, [201], ['ENOSPC', 'ENOMEM']);
+          if (r.status === 201) slot.mapped.push(iova);
+          else if (r.body.errno === 'ENOSPC') this.stats.mapsRefusedQuota++;
+          else this.stats.mapsRefusedBudget++;
         }
       } else if (x < 0.53) {
         await this.recycleFault(slot, rng.int(0, 2), rng);
@@ -749,6 +756,10 @@ test('chaos: every page request that needs a response gets exactly one, and ever
       devices: [],
     },
     stream: { heartbeatMs: 250 },
+    // Small quotas, so that maps (4 pages each) meet ENOSPC (8 pages a
+    // context) and ENOMEM (the daemon's budget: 12 pages for 3 contexts), and
+    // partials ENOSPC (3 per device; groups have up to 3).
+    limits: { maxMappedPages: 8, memoryLimit: 12 * LIMITS.pageCost, maxPartials: 3 },
   });
   try {
     await withSeed('chaos', seed, async () => {
@@ -807,6 +818,13 @@ test('chaos: every page request that needs a response gets exactly one, and ever
         assert.equal(metricValue(metrics, 'iopfd_table_entries', `table="${table}"`), 0, `table ${table} is not empty`);
       }
       assert.equal(metricValue(metrics, 'iopfd_streams_open'), 0);
+      // The quotas were in play, counted by limit; every context is gone, so is its charge.
+      // (budget.test.ts meets each refusal deterministically; here at least one happened amid the rest.)
+      assert.ok(chaos.stats.mapsRefusedQuota + chaos.stats.mapsRefusedBudget > 0, 'no map was refused');
+      assert.equal(metricValue(metrics, 'iopfd_limit_refusals_total', 'limit="mapped_pages"'), chaos.stats.mapsRefusedQuota);
+      assert.equal(metricValue(metrics, 'iopfd_limit_refusals_total', 'limit="memory"'), chaos.stats.mapsRefusedBudget);
+      assert.equal(metricValue(metrics, 'iopfd_limit_refusals_total', 'limit="partials"'), chaos.stats.partialsRefused);
+      assert.equal(metricValue(metrics, 'iopfd_memory_budget_bytes', 'kind="in_use"'), 0);
       const platform = server.daemon.platform;
       assert.deepEqual({ ...platform.audit(), partials: 0 }, { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
       assert.equal(platform.contextCount, 0);

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { CLOSE } from '../../protocol/index.js';
+import { LIMITS } from '../../core/index.js';
 import { parseConfig } from '../../server/config.js';
 import { Api, faultFixture, injectGroup, refusedUpgrade, StreamClient, startServer, type FaultFixture, type Json, type TestServer } from '../server/helpers.js';
 import { metricValue, sleep, spawnDaemon } from './helpers.js';
@@ -33,7 +34,10 @@ async function roundTrip(api: Api, wsBase: string, fx: FaultFixture, device: str
 
 describe('limits: a stream peer that writes without reading', () => {
   test('its frames stop being read while the replies to it are backed up; the daemon does not buffer without bound', { timeout: 60_000 }, async () => {
-    const d = await spawnDaemon(['--log-level', 'warn']);
+    // No heartbeat in the way: a ping queued behind the backed-up replies is
+    // answered only once the peer has read them all, which on a loaded
+    // machine took longer than two heartbeats (the peer was dropped).
+    const d = await spawnDaemon(['--log-level', 'warn', '--heartbeat-ms', '600000']);
     try {
       const api = new Api(d.base);
       const fx = await faultFixture({ api }, { device: 'nic0' });
@@ -147,9 +151,15 @@ describe('limits: each one, when hit, gives a clear errno or close code and affe
     await victim.api.ok('ioas.unmap', 'POST', `${victim.prefix}/ioas/${victim.ioas}/unmap`, { iova: '0x0', length: '0x8000' });
     await api.ok('ioas.unmap', 'POST', `${prefix}/ioas/${id}/unmap`, { iova: '0x0', length: '0x6000' });
     await api.ok('ioas.map', 'POST', `${prefix}/ioas/${id}/map`, { iova: '0x200000', length: '0x6000' });
-    assert.equal(server.daemon.platform.frames.inUse, 8);
+    // Pages are allocated on first touch; the memory budget is charged for all 8 at map time.
+    const frames = server.daemon.platform.frames.inUse;
+    const charged = server.daemon.platform.budget.inUse;
+    await api.ok('ioas.memory.write', 'POST', `${prefix}/ioas/${id}/memory/write`, { writes: [{ iova: '0x200ffe', data: '01020304' }] });
+    assert.equal(server.daemon.platform.frames.inUse, frames + 2);
+    assert.equal(server.daemon.platform.budget.inUse, charged);
     await api.ok('context.destroy', 'DELETE', prefix);
-    assert.equal(server.daemon.platform.frames.inUse, 0);
+    assert.equal(server.daemon.platform.frames.inUse, frames);
+    assert.equal(server.daemon.platform.budget.inUse, charged - 8 * LIMITS.pageCost);
   });
 
   test('streams per fault queue: the upgrade is refused 503 ENOSPC before any socket; another queue is unaffected', async () => {

@@ -358,11 +358,14 @@ describe('bodies, routing and errors', () => {
     assertError(await server.api.call('DELETE', `${PLATFORM}/devices/nic9`, { body: { x: 1 } }), 400, 'EINVAL', /body/);
   });
 
-  test('unknown routes are ENOENT; a plain GET of the stream asks for the upgrade', async () => {
+  test('unknown routes are ENOENT; a plain GET of the stream asks for the upgrade, once its token is checked', async () => {
     assertError(await server.api.get('/v1/nothing?token=abc'), 404, 'ENOENT', /no route GET \/v1\/nothing$/);
     assertError(await server.api.call('PUT', '/v1/contexts'), 404, 'ENOENT');
     assertError(await server.api.get('/v1/platform/devices/%E0%A4%A/responses'), 400, 'EINVAL');
-    assertError(await server.api.get('/v1/contexts/1/faults/1/stream'), 400, 'EINVAL', /WebSocket/);
+    assertError(await server.api.get('/v1/contexts/1/faults/1/stream'), 401, 'EACCES');
+    const c = await server.api.ok('context.create', 'POST', '/v1/contexts');
+    assertError(await server.api.withToken(c.token).get(`/v1/contexts/${c.ctx}/faults/1/stream`), 400, 'EINVAL', /WebSocket/);
+    await server.api.withToken(c.token).ok('context.destroy', 'DELETE', `/v1/contexts/${c.ctx}`);
   });
 
   test('/healthz, /openapi.json, /docs', async () => {
