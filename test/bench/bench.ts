@@ -34,6 +34,7 @@ import {
   type TrafficResult,
 } from './load.js';
 import { veventRate } from './vevent-bench.js';
+import { nativeFigures } from './native-bench.js';
 import { renderMarkdown, renderSvg, targets, type Baseline, type Figures, type Measured } from './report.js';
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_UAPI, type Subprotocol } from '../../protocol/index.js';
 
@@ -262,6 +263,9 @@ async function main(): Promise<void> {
       await p100k?.d.stop();
     }
 
+    log('native: a C handler on libiopfd against the Node uapi client');
+    const native = await nativeFigures({ seconds: SECONDS, runs: RUNS, inFlight: IN_FLIGHT, log });
+
     log('core, in process (a process of its own, like the daemon)');
     const core = coreInOwnProcess(300_000);
     log(`core: ${k(core.groupsPerSec)} groups/s; outstanding 1k ${k(core.with1k)}, 100k ${k(core.with100k)}; heap ${Math.round(core.heapPerGroup)} B/group`);
@@ -289,6 +293,7 @@ async function main(): Promise<void> {
       outstanding1k: o1k,
       outstanding100k: o100k,
       daemonHeapPerGroup: p100k!.heapPerGroup,
+      ...(native ? { native } : {}),
     };
     for (const t of targets(figures)) log(`target ${t.name}: ${t.value} (${t.goal}) ${t.score >= 1 ? 'met' : 'NOT met'}`);
     if (DOCS) {

@@ -45,3 +45,17 @@ test('report: the SVG is one well-formed document with escaped text and a bar pe
   assert.equal((svg.match(/<rect /g) ?? []).length, 1 + 8 + targets(figures(250_000)).length);
   assert.ok(!/NaN|undefined|Infinity/.test(svg));
 });
+
+test('report: the libiopfd figures, when the run had a C toolchain: a target and a section', () => {
+  const without = figures(250_000);
+  assert.ok(!targets(without).some((t) => t.name.includes('libiopfd')) && !renderMarkdown(without).includes('## libiopfd'));
+  const native = { inFlight: 64, c: [180_000, 200_000], node: [240_000, 250_000], ratio: 0.8, latencyC: 180, latencyNode: 150, addedLatency: 30 };
+  const met = { ...without, native };
+  const t = targets(met).find((x) => x.name === 'C handler on libiopfd vs Node uapi client')!;
+  assert.equal(t.value, '0.80 ×');
+  assert.ok(t.score >= 1);
+  const md = renderMarkdown(met);
+  assert.ok(md.includes('## libiopfd') && md.includes('| C handler on libiopfd | 200,000 |') && md.includes('adds 30 µs'));
+  const missed = targets({ ...without, native: { ...native, ratio: 0.5 } }).find((x) => x.name.includes('libiopfd'))!;
+  assert.ok(missed.score < 1);
+});

@@ -3,6 +3,7 @@
  * docs/benchmarks.md (tables, targets, machine, method) and
  * docs/benchmarks.svg (hand-written SVG bars, no dependencies).
  */
+import type { NativeFigures } from './native-bench.js';
 import type { CoreFigures } from './core-rig.js';
 
 /**
@@ -61,6 +62,8 @@ export interface Figures {
   outstanding100k: Measured;
   /** Daemon heap per outstanding group (bytes), 100,000 parked. */
   daemonHeapPerGroup: number;
+  /** libiopfd: a C handler against the Node uapi client; absent without a C toolchain. */
+  native?: NativeFigures;
 }
 
 /** struct Target - one performance target and how far this run got. */
@@ -92,12 +95,37 @@ export function targets(f: Figures): Target[] {
     { name: 'heap per outstanding group (daemon)', value: `${Math.round(f.daemonHeapPerGroup)} B`, goal: '≤ 1024 B', score: 1024 / Math.max(1, f.daemonHeapPerGroup) },
     { name: '100k vs 1k outstanding (core)', value: `${r(f.core.with100k / f.core.with1k)} ×`, goal: '≥ 0.8 ×', score: f.core.with100k / f.core.with1k / 0.8 },
     { name: 'heap per outstanding group (core)', value: `${Math.round(f.core.heapPerGroup)} B`, goal: '≤ 1024 B', score: 1024 / Math.max(1, f.core.heapPerGroup) },
+    ...(f.native ? [{ name: 'C handler on libiopfd vs Node uapi client', value: `${r(f.native.ratio)} ×`, goal: '≥ 0.8 ×', score: f.native.ratio / 0.8 }] : []),
   ];
 }
 
 const n0 = (x: number): string => Math.round(x).toLocaleString('en-US');
 const ms = (us: number): string => (us / 1000).toFixed(2);
 const met = (t: Target): string => (t.score >= 1 ? 'met' : '**not met**');
+
+/** nativeSection() - the libiopfd figures, or nothing when the run had no C toolchain. */
+function nativeSection(f: Figures): string {
+  const n = f.native;
+  if (!n) return '';
+  return `## libiopfd (the fault queue as a file descriptor)
+
+A C handler (\`test/native/lib-handler\`: epoll, \`read()\` of whole groups,
+one \`write()\` of responses per read) on a libiopfd fd, against the Node
+uapi client of the same run, on one fault queue, one at a time, runs in
+turn; ${n.inFlight} groups in flight; timed to the client's last confirmed answer.
+
+| client | best groups/s | runs | p50 at one group in flight |
+|---|---|---|---|
+| C handler on libiopfd | ${n0(Math.max(...n.c))} | ${n.c.map(n0).join(', ')} | ${n.latencyC} µs |
+| Node uapi client | ${n0(Math.max(...n.node))} | ${n.node.map(n0).join(', ')} | ${n.latencyNode} µs |
+
+The C handler reaches ${n.ratio.toFixed(2)} × the Node client's rate; at one
+group in flight the bridge (WebSocket ↔ socketpair thread, and a \`write()\`
+that waits for the daemon's reply) adds ${n.addedLatency} µs to the device-side
+median (negative: the C handler answers sooner than the Node client).
+
+`;
+}
 
 /** renderMarkdown() - docs/benchmarks.md. */
 export function renderMarkdown(f: Figures): string {
@@ -190,7 +218,7 @@ flight per device. Devices: one context, one fault queue, one client
 same ${f.inFlight} groups in flight served by one connection or spread over
 8 (each window ${f.inFlight / 8}, so every connection carries its share).
 
-## Targets
+${nativeSection(f)}## Targets
 
 | target | this run | goal | |
 |---|---|---|---|
