@@ -326,7 +326,8 @@ export class Platform {
     const iommu = this.iommus.get(iommuName);
     if (!iommu) throw new IommuError('ENOENT', `no IOMMU named ${iommuName}`);
     const caps: DeviceCapsDesc = { ...DEFAULT_CAPS, ...(iommu.unit.model === 'smmuv3' ? { stall: true } : {}), ...stripUndefined(d.caps ?? {}) };
-    if (caps.stall !== undefined && iommu.unit.model !== 'smmuv3') throw new IommuError('EINVAL', `stall is a cap of devices behind an SMMUv3 model IOMMU; ${iommuName} is ${iommu.unit.model}`);
+    if (caps.stall !== undefined && iommu.unit.model !== 'smmuv3')
+      throw new IommuError('EINVAL', `stall is a cap of devices behind an SMMUv3 model IOMMU; ${iommuName} is ${iommu.unit.model}`);
     if (!Number.isInteger(caps.pasid_bits) || caps.pasid_bits < 0 || caps.pasid_bits > 20) throw new IommuError('EINVAL', 'pasid_bits must be 0..20');
     if (!Number.isInteger(caps.pri_outstanding) || caps.pri_outstanding < 1 || caps.pri_outstanding > 512) {
       throw new IommuError('EINVAL', 'pri_outstanding must be 1..512');
@@ -492,7 +493,8 @@ export class Platform {
     if (pasid === 0) throw new IommuError('EINVAL', 'pasid 0 is the RID');
     if (d.svas.has(pasid) || d.dev.group.pasidArray.has(pasid)) throw new IommuError('EBUSY', `pasid ${pasid} of ${name} is in use`);
     for (const v of vmas) {
-      if ((v.start & 0xfffn) !== 0n || (v.length & 0xfffn) !== 0n || v.length === 0n) throw new IommuError('EINVAL', 'VMA start and length must be 4 KiB aligned and non-zero');
+      if ((v.start & 0xfffn) !== 0n || (v.length & 0xfffn) !== 0n || v.length === 0n)
+        throw new IommuError('EINVAL', 'VMA start and length must be 4 KiB aligned and non-zero');
     }
     const mm = new SvaMm(this, vmas);
     try {
@@ -530,7 +532,8 @@ export class Platform {
     const inFlight = req.inFlight ?? maxInFlight;
     if (inFlight < 1 || inFlight > maxInFlight) throw new IommuError('EINVAL', `in_flight must be 1..${maxInFlight}`);
     const end = req.base + BigInt(req.count) * BigInt(req.pagesPerGroup) * 0x1000n;
-    if (end > 1n << 64n) throw new IommuError('EOVERFLOW', `${req.count} groups of ${req.pagesPerGroup} pages from base 0x${req.base.toString(16)} would pass 2^64`);
+    if (end > 1n << 64n)
+      throw new IommuError('EOVERFLOW', `${req.count} groups of ${req.pagesPerGroup} pages from base 0x${req.base.toString(16)} would pass 2^64`);
     const st = d.fn.trafficStatus();
     if (st?.running) throw new IommuError('EBUSY', `traffic is already running on ${name}`);
     d.fn.startTraffic({ ...req, inFlight });
@@ -548,9 +551,7 @@ export class Platform {
 
   trafficStatus(name: string): TrafficStatus {
     const st = this.device(name).fn.trafficStatus();
-    return (
-      st ?? { running: false, sent: 0, answered: 0, byCode: { success: 0, invalid: 0, failure: 0 }, elapsedMs: 0, latencyUs: { p50: 0, p99: 0, max: 0 } }
-    );
+    return st ?? { running: false, sent: 0, answered: 0, byCode: { success: 0, invalid: 0, failure: 0 }, elapsedMs: 0, latencyUs: { p50: 0, p99: 0, max: 0 } };
   }
 
   // ---- contexts (the /v1/contexts routes) ---------------------------------------

@@ -23,7 +23,12 @@ export interface Scheduler {
   cancel(h: TimerHandle): void;
 }
 
-interface ManualTimer { id: number; at: number; fn: () => void; seq: number }
+interface ManualTimer {
+  id: number;
+  at: number;
+  fn: () => void;
+  seq: number;
+}
 
 /**
  * A scheduler driven by hand: deferred work runs on {@link ManualScheduler.run},

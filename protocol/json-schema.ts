@@ -8,17 +8,7 @@
 import { z } from 'zod';
 import { ERRNO_DESCRIPTIONS, ERRNO_HTTP, type Errno } from './errno.js';
 import { COMMANDS, zErrorBody, type Command } from './schemas.js';
-import {
-  CLOSE,
-  CLOSE_DESCRIPTIONS,
-  DEFAULT_WINDOW,
-  STREAM_ERRNOS,
-  STREAM_URL,
-  SUBPROTOCOLS,
-  zClientMessage,
-  zServerMessage,
-  zStreamQuery,
-} from './stream.js';
+import { CLOSE, CLOSE_DESCRIPTIONS, DEFAULT_WINDOW, STREAM_ERRNOS, STREAM_URL, SUBPROTOCOLS, zClientMessage, zServerMessage, zStreamQuery } from './stream.js';
 import { zDecimalU32 } from './u64.js';
 
 type JsonObject = Record<string, unknown>;
@@ -144,10 +134,7 @@ function streamOperation(): JsonObject {
       `Query \`window\` (default ${DEFAULT_WINDOW}) bounds delivered-unanswered groups; ` +
       '`token` may replace the authorization header. Close codes:\n- ' +
       closes,
-    parameters: [
-      ...parametersOf(z.strictObject({ ctx: zDecimalU32, id: zDecimalU32 }), 'path'),
-      ...parametersOf(zStreamQuery, 'query'),
-    ],
+    parameters: [...parametersOf(z.strictObject({ ctx: zDecimalU32, id: zDecimalU32 }), 'path'), ...parametersOf(zStreamQuery, 'query')],
     responses: { '101': { description: 'Switching protocols' }, ...errorResponses(STREAM_ERRNOS) },
   };
 }

@@ -74,10 +74,7 @@ export function parseClientJsonFrame(text: string): ClientFrameResult {
   if (type !== 'responses') {
     return {
       ok: false,
-      message:
-        typeof type === 'string'
-          ? `type: unknown message type ${JSON.stringify(type).slice(0, 64)}`
-          : `type: expected a string, got ${describe(type)}`,
+      message: typeof type === 'string' ? `type: unknown message type ${JSON.stringify(type).slice(0, 64)}` : `type: expected a string, got ${describe(type)}`,
     };
   }
   if (!sawResponses) return { ok: false, message: 'responses: required' };
@@ -304,8 +301,24 @@ const FRAGMENT: readonly number[] = (() => {
   }
   return out;
 })();
-const [F_OPEN, F_GROUP0, F_GROUP, F_REDELIVERED, F_FIRST, F_RECORD0, F_RECORD, F_DEV_ID, F_PASID, F_GRPID, F_PERM, F_ADDR, F_LENGTH, F_COOKIE, F_END_RECORD, F_CLOSE] =
-  FRAGMENT as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+const [
+  F_OPEN,
+  F_GROUP0,
+  F_GROUP,
+  F_REDELIVERED,
+  F_FIRST,
+  F_RECORD0,
+  F_RECORD,
+  F_DEV_ID,
+  F_PASID,
+  F_GRPID,
+  F_PERM,
+  F_ADDR,
+  F_LENGTH,
+  F_COOKIE,
+  F_END_RECORD,
+  F_CLOSE,
+] = FRAGMENT as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 const HEX_DIGITS = new Uint8Array([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102]);
 /** Room one record needs at most (fragments, six u32 fields, 16 hex digits, the cookie). */
 const RECORD_ROOM = 256;

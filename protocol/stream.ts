@@ -179,9 +179,7 @@ export interface ResultsMessage {
  * refused response's index (ESPIPE, for a length not a multiple of 8, comes
  * with bytes 0 and index 0).
  */
-export type WriteMessage =
-  | { type: 'write'; bytes: number }
-  | { type: 'write'; bytes: number; errno: 'EINVAL' | 'ESPIPE'; index: number };
+export type WriteMessage = { type: 'write'; bytes: number } | { type: 'write'; bytes: number; errno: 'EINVAL' | 'ESPIPE'; index: number };
 
 /**
  * struct ErrorMessage - a client frame that is not valid JSON, not a known
@@ -296,10 +294,7 @@ export const zHelloMessage = z.strictObject(
 );
 
 /** zFaultsMessage - schema of a `faults` frame. */
-export const zFaultsMessage = z.strictObject(
-  { type: z.literal('faults'), groups: z.array(zWireGroup).min(1) },
-  { error: objectMessage('a faults message') },
-);
+export const zFaultsMessage = z.strictObject({ type: z.literal('faults'), groups: z.array(zWireGroup).min(1) }, { error: objectMessage('a faults message') });
 
 /** zResultsMessage - schema of a `results` frame. */
 export const zResultsMessage = z.strictObject(
@@ -307,10 +302,7 @@ export const zResultsMessage = z.strictObject(
     type: z.literal('results'),
     ok: zU32,
     errors: z.array(
-      z.strictObject(
-        { index: zU32, cookie: z.number(), errno: zErrnoString, message: z.string() },
-        { error: objectMessage('a result error object') },
-      ),
+      z.strictObject({ index: zU32, cookie: z.number(), errno: zErrnoString, message: z.string() }, { error: objectMessage('a result error object') }),
     ),
   },
   { error: objectMessage('a results message') },
@@ -338,16 +330,10 @@ export const zErrorMessage = z.strictObject(
 );
 
 /** zExpiredMessage - schema of an `expired` notice. */
-export const zExpiredMessage = z.strictObject(
-  { type: z.literal('expired'), cookies: z.array(zU32).min(1) },
-  { error: objectMessage('an expired message') },
-);
+export const zExpiredMessage = z.strictObject({ type: z.literal('expired'), cookies: z.array(zU32).min(1) }, { error: objectMessage('an expired message') });
 
 /** zOverflowMessage - schema of an `overflow` notice. */
-export const zOverflowMessage = z.strictObject(
-  { type: z.literal('overflow'), count: zU32 },
-  { error: objectMessage('an overflow message') },
-);
+export const zOverflowMessage = z.strictObject({ type: z.literal('overflow'), count: zU32 }, { error: objectMessage('an overflow message') });
 
 /** zRevokedMessage - schema of a `revoked` notice (extension). */
 export const zRevokedMessage = z.strictObject(

@@ -315,7 +315,10 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
       return done(new HttpError('EINVAL', `body is not valid JSON: ${(e as Error).message}`), undefined);
     }
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      return done(new HttpError('EINVAL', `body must be a JSON object, not ${body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`}`), undefined);
+      return done(
+        new HttpError('EINVAL', `body must be a JSON object, not ${body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`}`),
+        undefined,
+      );
     }
     done(null, body);
   });

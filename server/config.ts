@@ -130,7 +130,9 @@ const zOptions = z.strictObject({
   'error-frames-per-second': zCount.default(20),
   'heartbeat-ms': zCount.default(15000),
   'max-connections': zCount.default(1024),
-  kernel: z.enum(Object.keys(KERNEL_PROFILES) as [string, ...string[]], { error: `expected a kernel profile among ${Object.keys(KERNEL_PROFILES).join(', ')}` }).default('latest'),
+  kernel: z
+    .enum(Object.keys(KERNEL_PROFILES) as [string, ...string[]], { error: `expected a kernel profile among ${Object.keys(KERNEL_PROFILES).join(', ')}` })
+    .default('latest'),
   help: z.literal('true').optional(),
   version: z.literal('true').optional(),
 });
@@ -204,7 +206,9 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   const o = r.data;
   if (o.help === undefined && o.version === undefined && o['admin-token'] === undefined && !isLoopback(o.host)) {
-    throw new ConfigError(`refusing to listen on ${o.host} without an admin token (--admin-token or IOPFD_ADMIN_TOKEN): only loopback hosts may leave /v1/platform open`);
+    throw new ConfigError(
+      `refusing to listen on ${o.host} without an admin token (--admin-token or IOPFD_ADMIN_TOKEN): only loopback hosts may leave /v1/platform open`,
+    );
   }
   const limits: Config['limits'] = {};
   if (o['max-contexts'] !== undefined) limits.maxContexts = o['max-contexts'];

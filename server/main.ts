@@ -86,7 +86,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
         // Responses deferred by the hardware model land in the next turn.
         await new Promise((r) => setImmediate(r));
         const s = daemon.shutdownSummary();
-        if (s) process.stderr.write(`iopfd: shutdown: answered ${s.answered.invalid} outstanding groups INVALID, audit ${JSON.stringify(s.audit)}, summary ${JSON.stringify(s)}\n`);
+        if (s)
+          process.stderr.write(
+            `iopfd: shutdown: answered ${s.answered.invalid} outstanding groups INVALID, audit ${JSON.stringify(s.audit)}, summary ${JSON.stringify(s)}\n`,
+          );
         process.exit(0);
       },
       (err: unknown) => {

@@ -179,7 +179,7 @@ export class Metrics {
     const tables = (): Readonly<Record<string, number>> => this.tableSizes?.() ?? {};
     new Gauge({
       name: 'iopfd_table_entries',
-      help: 'Entries in the daemon\'s tables, read at scrape time (contexts, objects, fault queue groups, device PRGs, ...)',
+      help: "Entries in the daemon's tables, read at scrape time (contexts, objects, fault queue groups, device PRGs, ...)",
       labelNames: ['table'] as const,
       registers,
       collect() {
@@ -189,7 +189,7 @@ export class Metrics {
     });
     const refusals = new Counter({
       name: 'iopfd_limit_refusals_total',
-      help: 'Commands refused by a limit, by limit (memory: the daemon\'s memory budget, ENOMEM; the others ENOSPC)',
+      help: "Commands refused by a limit, by limit (memory: the daemon's memory budget, ENOMEM; the others ENOSPC)",
       labelNames: ['limit'] as const,
       registers,
     });

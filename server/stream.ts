@@ -644,7 +644,8 @@ export class FaultStreamServer {
     clearInterval(this.heartbeat);
     const open = [...this.streams];
     for (const s of open) s.close(code, reason);
-    if (open.length > 0) setTimeout(() => {
+    if (open.length > 0)
+      setTimeout(() => {
         for (const s of open) s.terminate();
       }, this.options.closeGraceMs).unref();
   }

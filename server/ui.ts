@@ -24,7 +24,8 @@ import type { FastifyInstance } from 'fastify';
 const UI_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'server', 'ui');
 
 /** What a browser may load on the console's pages: the daemon's own files and API only. */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** The console's files: URL → [content type, absolute path]. */
 function uiFiles(): Record<string, [string, string]> {

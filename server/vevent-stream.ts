@@ -188,7 +188,8 @@ export class VeventStreamServer {
   close(code: number, reason: string): void {
     const open = [...this.streams];
     for (const s of open) s.close(code, reason);
-    if (open.length > 0) setTimeout(() => {
+    if (open.length > 0)
+      setTimeout(() => {
         for (const s of open) s.terminate();
       }, 1000).unref();
   }

@@ -32,7 +32,8 @@ function importsOf(file: string): string[] {
 
 /** Top folder (and core subfolder) an import lands in, or the package name. */
 function target(file: string, spec: string): string {
-  if (!spec.startsWith('.')) return spec.startsWith('node:') ? spec : spec.split('/')[0]!.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+  if (!spec.startsWith('.'))
+    return spec.startsWith('node:') ? spec : spec.split('/')[0]!.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
   const abs = relative(repo, resolve(repo, dirname(file), spec));
   const parts = abs.split(sep);
   if (parts[0] === 'core' && parts.length > 2) return `core/${parts[1]}`;

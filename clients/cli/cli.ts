@@ -64,7 +64,8 @@ const COMPLETION: CliCommand = {
   options: [],
   run: async (inv) => {
     const shell = inv.args[SHELLS.join('|')]!;
-    if (!(SHELLS as readonly string[]).includes(shell)) throw new UsageError(`expected ${SHELLS.join(' or ')}, got ${JSON.stringify(shell)}${didYouMean(shell, SHELLS)}`);
+    if (!(SHELLS as readonly string[]).includes(shell))
+      throw new UsageError(`expected ${SHELLS.join(' or ')}, got ${JSON.stringify(shell)}${didYouMean(shell, SHELLS)}`);
     const top = [...new Set(COMMANDS.map((c) => c.words[0]!))];
     inv.io.stdout.write(completionScript(shell as (typeof SHELLS)[number], COMMANDS, GLOBAL_OPTIONS, { completion: SHELLS, help: top }));
     return undefined;
@@ -233,7 +234,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const allowed = new Set([...GLOBAL_OPTIONS, ...command.options].map((o) => o.name));
     for (const t of tokens) {
       if (t.kind === 'option' && !allowed.has(t.name)) {
-        const hint = didYouMean(`--${t.name}`, [...allowed].map((n) => `--${n}`));
+        const hint = didYouMean(
+          `--${t.name}`,
+          [...allowed].map((n) => `--${n}`),
+        );
         throw new UsageError(`'iopfctl ${command.words.join(' ')}' has no option --${t.name}${hint}\n\n${usageOf(command)}`);
       }
     }

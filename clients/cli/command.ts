@@ -132,7 +132,8 @@ export class Options {
   /** oneOf() - an option among @allowed, or undefined. */
   oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined {
     const v = this.str(name);
-    if (v !== undefined && !(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name}: expected ${allowed.join(' or ')}, got ${JSON.stringify(v)}`);
+    if (v !== undefined && !(allowed as readonly string[]).includes(v))
+      throw new UsageError(`--${name}: expected ${allowed.join(' or ')}, got ${JSON.stringify(v)}`);
     return v as T | undefined;
   }
 
@@ -152,7 +153,18 @@ export function permOf(s: string): number {
 
 /** permText() - PERM bits as letters, e.g. `rw`. */
 export function permText(perm: number): string {
-  return ([[PERM.READ, 'r'], [PERM.WRITE, 'w'], [PERM.EXEC, 'x'], [PERM.PRIV, 'p']] as const).map(([bit, c]) => (perm & bit ? c : '')).join('') || '-';
+  return (
+    (
+      [
+        [PERM.READ, 'r'],
+        [PERM.WRITE, 'w'],
+        [PERM.EXEC, 'x'],
+        [PERM.PRIV, 'p'],
+      ] as const
+    )
+      .map(([bit, c]) => (perm & bit ? c : ''))
+      .join('') || '-'
+  );
 }
 
 /** table() - rows as aligned columns under a header. */
@@ -161,4 +173,3 @@ export function table(header: readonly string[], rows: ReadonlyArray<readonly (s
   const widths = header.map((_h, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
-

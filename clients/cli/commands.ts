@@ -166,7 +166,10 @@ export const PLATFORM_COMMANDS: readonly CliCommand[] = [
     options: [{ name: 'since', arg: 'SEQ', help: 'only those after SEQ' }],
     run: (inv) => inv.client.responses(inv.args.DEVICE!, inv.opts.u32('since')),
     text: (r: Awaited<ReturnType<IopfdClient['responses']>>) =>
-      table(['SEQ', 'PASID', 'GRPID', 'CODE'], r.responses.map((x) => [x.seq, x.pasid ?? '-', x.grpid, x.code])),
+      table(
+        ['SEQ', 'PASID', 'GRPID', 'CODE'],
+        r.responses.map((x) => [x.seq, x.pasid ?? '-', x.grpid, x.code]),
+      ),
   },
   {
     words: ['pri-reset'],
@@ -403,7 +406,8 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
     (verb): CliCommand => ({
       words: [verb],
       args: ['DEV_ID'],
-      summary: verb === 'attach' ? 'attach a device (its RID, or a PASID) to an hwpt' : "replace a device's attachment (the old one's groups are answered INVALID)",
+      summary:
+        verb === 'attach' ? 'attach a device (its RID, or a PASID) to an hwpt' : "replace a device's attachment (the old one's groups are answered INVALID)",
       options: [
         { name: 'pt-id', arg: 'N', help: 'the hwpt (required)' },
         { name: 'pasid', arg: 'N', help: 'at this PASID (default: the RID)' },
@@ -424,4 +428,3 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
     text: () => '',
   },
 ];
-

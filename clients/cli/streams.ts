@@ -30,20 +30,37 @@ const WATCH_COLUMNS: ReadonlyArray<readonly [string, number]> = [
 ];
 
 function watchRow(cells: readonly (string | number)[]): string {
-  return cells.map((c, i) => String(c).padEnd(WATCH_COLUMNS[i]![1])).join('').trimEnd();
+  return cells
+    .map((c, i) => String(c).padEnd(WATCH_COLUMNS[i]![1]))
+    .join('')
+    .trimEnd();
 }
 
 /** The wire form of a group, for `watch --json`. */
 function groupJson(g: FaultGroup, answer: string | null): string {
-  const records = g.records.map((r) => ({ flags: r.flags, dev_id: r.dev_id, pasid: r.pasid, grpid: r.grpid, perm: r.perm, addr: formatU64(r.addr), length: r.length }));
+  const records = g.records.map((r) => ({
+    flags: r.flags,
+    dev_id: r.dev_id,
+    pasid: r.pasid,
+    grpid: r.grpid,
+    perm: r.perm,
+    addr: formatU64(r.addr),
+    length: r.length,
+  }));
   return JSON.stringify({ cookie: g.cookie, redelivered: g.redelivered, answer, records });
 }
 
 /** SMMUv3 event names by id (EVT_ID_*), for `watch --veventq`. */
 // biome-ignore-start lint/complexity/useSimpleNumberKeys: hex keys, as the SMMUv3 architecture numbers its events (EVT_ID_*)
 const EVT_NAMES: Readonly<Record<number, string>> = {
-  0x04: 'C_BAD_STE', 0x06: 'F_STREAM_DISABLED', 0x08: 'C_BAD_SUBSTREAMID', 0x0a: 'C_BAD_CD',
-  0x10: 'F_TRANSLATION', 0x11: 'F_ADDR_SIZE', 0x12: 'F_ACCESS', 0x13: 'F_PERMISSION',
+  0x04: 'C_BAD_STE',
+  0x06: 'F_STREAM_DISABLED',
+  0x08: 'C_BAD_SUBSTREAMID',
+  0x0a: 'C_BAD_CD',
+  0x10: 'F_TRANSLATION',
+  0x11: 'F_ADDR_SIZE',
+  0x12: 'F_ACCESS',
+  0x13: 'F_PERMISSION',
 };
 // biome-ignore-end lint/complexity/useSimpleNumberKeys: the table ends here
 
@@ -57,7 +74,8 @@ function veventLine(e: VEventItem, json: boolean): string {
   const ssid = (w0 >> 11n) & 1n ? String(Number((w0 >> 12n) & 0xfffffn)) : '-';
   const rw = (w1 >> 35n) & 1n ? 'read' : 'write';
   const name = EVT_NAMES[id] ?? `0x${id.toString(16)}`;
-  if (json) return JSON.stringify({ vevent: { sequence: e.sequence, lost, id: name, vsid, ssid, access: rw, addr: formatU64(addr), evt: e.evt.map(formatU64) } });
+  if (json)
+    return JSON.stringify({ vevent: { sequence: e.sequence, lost, id: name, vsid, ssid, access: rw, addr: formatU64(addr), evt: e.evt.map(formatU64) } });
   return `vevent ${e.sequence} ${name} vsid=0x${vsid.toString(16)} ssid=${ssid} ${rw} ${formatU64(addr)}${lost > 0 ? ` (${lost} lost before it)` : ''}`;
 }
 
@@ -109,7 +127,9 @@ export const WATCH: CliCommand = {
         if (inv.json) stdout.write(`${groupJson(g, answer === 'none' ? null : answer)}\n`);
         else {
           const pasid = r.flags & PGFAULT_FLAGS.PASID_VALID ? r.pasid : '-';
-          stdout.write(`${watchRow([g.cookie, r.dev_id, pasid, r.grpid, permText(r.perm), formatU64(r.addr), g.records.length, g.redelivered ? 'yes' : 'no', answer])}\n`);
+          stdout.write(
+            `${watchRow([g.cookie, r.dev_id, pasid, r.grpid, permText(r.perm), formatU64(r.addr), g.records.length, g.redelivered ? 'yes' : 'no', answer])}\n`,
+          );
         }
         if (count !== undefined && ++n >= count) break;
       }

@@ -35,7 +35,7 @@ export const VIOMMU_COMMANDS: readonly CliCommand[] = [
   {
     words: ['viommu', 'invalidate'],
     args: ['VIOMMU'],
-    summary: "run guest SMMUv3 invalidation commands (vSIDs translated); stops at the first bad one (EIO)",
+    summary: 'run guest SMMUv3 invalidation commands (vSIDs translated); stops at the first bad one (EIO)',
     options: [{ name: 'cmd', arg: 'W0,W1', help: 'one command, two u64 words (required; several: separate with ";")' }],
     run: (inv) => {
       const commands = inv.opts
@@ -56,7 +56,9 @@ export const VIOMMU_COMMANDS: readonly CliCommand[] = [
       { name: 'virt-id', arg: 'VSID', help: 'its virtual id (required)' },
     ],
     run: (inv) =>
-      inv.context().allocVdevice({ viommu_id: need32(inv, 'viommu-id'), dev_id: need32(inv, 'dev-id'), virt_id: inv.opts.u64('virt-id') ?? inv.opts.need('virt-id') }),
+      inv
+        .context()
+        .allocVdevice({ viommu_id: need32(inv, 'viommu-id'), dev_id: need32(inv, 'dev-id'), virt_id: inv.opts.u64('virt-id') ?? inv.opts.need('virt-id') }),
     text: (r: { id: number }) => String(r.id),
   },
   {

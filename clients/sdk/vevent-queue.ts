@@ -142,7 +142,8 @@ export class VEventQueue implements AsyncIterable<VEventItem> {
             this.connections++;
             resolve();
           } else if (msg.data.type === 'vevents') {
-            for (const e of msg.data.events) this.#push({ sequence: e.sequence, lost: e.lost, ...(e.evt ? { evt: e.evt as [bigint, bigint, bigint, bigint] } : {}) });
+            for (const e of msg.data.events)
+              this.#push({ sequence: e.sequence, lost: e.lost, ...(e.evt ? { evt: e.evt as [bigint, bigint, bigint, bigint] } : {}) });
           }
           return;
         }

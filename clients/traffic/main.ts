@@ -122,7 +122,9 @@ async function main(): Promise<number> {
   const progress = process.stderr.isTTY
     ? setInterval(() => {
         const s = gen.snapshot();
-        process.stderr.write(`\rtraffic: ${s.dmas} DMAs (${s.dmasPerSec}/s), ok ${s.byStatus.ok}, invalid ${s.byStatus.invalid}, timeout ${s.byStatus.timeout}   `);
+        process.stderr.write(
+          `\rtraffic: ${s.dmas} DMAs (${s.dmasPerSec}/s), ok ${s.byStatus.ok}, invalid ${s.byStatus.invalid}, timeout ${s.byStatus.timeout}   `,
+        );
       }, 250)
     : undefined;
   try {

@@ -26,14 +26,7 @@
  */
 import { formatU64, HWPT_FLAGS, PGFAULT_FLAGS } from '../../protocol/index.js';
 import { LatencyRecorder, type LatencySummary } from '../common/latency.js';
-import {
-  IopfdClient,
-  type FaultGroup,
-  type FaultQueue,
-  type FaultQueueMode,
-  type IopfdContext,
-  type ReconnectOptions,
-} from '../sdk/index.js';
+import { IopfdClient, type FaultGroup, type FaultQueue, type FaultQueueMode, type IopfdContext, type ReconnectOptions } from '../sdk/index.js';
 import { Guest, type AllowedRange, type GuestStats, type PageGroupResponse, type PageRequestDescriptor } from './guest.js';
 import { GuestMemory } from './guest-memory.js';
 import type { AddrWidth } from './guest-page-table.js';

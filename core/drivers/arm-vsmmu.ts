@@ -89,10 +89,13 @@ export const CMDQ_OP = {
  */
 export function armSmmuValidateVste(w0: bigint, w1: bigint): { raw: [bigint, bigint]; enableAts: boolean } {
   if ((w0 & STE.V) === 0n) return { raw: [0n, 0n], enableAts: false };
-  if ((w0 & ~STE_0_NESTING_ALLOWED) !== 0n) throw new IommuError('EIO', `STE word 0 sets bits 0x${(w0 & ~STE_0_NESTING_ALLOWED).toString(16)} a guest may not set`);
-  if ((w1 & ~STE_1_NESTING_ALLOWED) !== 0n) throw new IommuError('EIO', `STE word 1 sets bits 0x${(w1 & ~STE_1_NESTING_ALLOWED).toString(16)} a guest may not set`);
+  if ((w0 & ~STE_0_NESTING_ALLOWED) !== 0n)
+    throw new IommuError('EIO', `STE word 0 sets bits 0x${(w0 & ~STE_0_NESTING_ALLOWED).toString(16)} a guest may not set`);
+  if ((w1 & ~STE_1_NESTING_ALLOWED) !== 0n)
+    throw new IommuError('EIO', `STE word 1 sets bits 0x${(w1 & ~STE_1_NESTING_ALLOWED).toString(16)} a guest may not set`);
   const cfg = Number((w0 & STE.CFG) >> 1n);
-  if (cfg !== STE_CFG_ABORT && cfg !== STE_CFG_BYPASS && cfg !== STE_CFG_S1_TRANS) throw new IommuError('EIO', `STE Config ${cfg} is not abort (0), bypass (4) or stage-1 translate (5)`);
+  if (cfg !== STE_CFG_ABORT && cfg !== STE_CFG_BYPASS && cfg !== STE_CFG_S1_TRANS)
+    throw new IommuError('EIO', `STE Config ${cfg} is not abort (0), bypass (4) or stage-1 translate (5)`);
   const eats = Number((w1 & STE.EATS) >> 28n);
   if (eats !== STE_EATS_ABT && eats !== STE_EATS_TRANS) throw new IommuError('EIO', `STE EATS ${eats} is neither abort (0) nor full ATS (1)`);
   return { raw: [w0, w1 & ~STE.EATS], enableAts: cfg === STE_CFG_S1_TRANS && eats === STE_EATS_TRANS };

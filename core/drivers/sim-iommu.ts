@@ -342,7 +342,8 @@ export class SimIommu implements IommuOps {
    * EINVAL when @parent belongs to another SMMU instance.
    */
   viommuAlloc(_dev: IommuDevice, parent: IommuDomain, type: IommuViommuType): IommuViommu {
-    if (this.unit.model !== 'smmuv3' || type !== 'arm_smmuv3') throw new IommuError('EOPNOTSUPP', `${this.unit.name} (${this.unit.model}) has no ${type} vIOMMU`);
+    if (this.unit.model !== 'smmuv3' || type !== 'arm_smmuv3')
+      throw new IommuError('EOPNOTSUPP', `${this.unit.name} (${this.unit.model}) has no ${type} vIOMMU`);
     if (parent.ops !== this) throw new IommuError('EINVAL', 'the nest parent belongs to another SMMU instance');
     return new ArmVsmmu(this.smmuHw, parent, (cfg) => {
       const d = new IommuDomain('nested', this, parent);
@@ -402,7 +403,9 @@ export class SimIommu implements IommuOps {
     const vmaster = smmu ? armSmmuAttachPrepareVmaster(smmu, dev) : undefined;
     if (domain) {
       const p = priv(domain);
-      entry = smmu ? { tag: domain.id, s2: p.s2, s1: undefined, smmu: { ste: smmu.ste, sid: fn.rid, stall: fn.caps.stall === true } } : { tag: domain.id, s2: p.s2, s1: p.s1 };
+      entry = smmu
+        ? { tag: domain.id, s2: p.s2, s1: undefined, smmu: { ste: smmu.ste, sid: fn.rid, stall: fn.caps.stall === true } }
+        : { tag: domain.id, s2: p.s2, s1: p.s1 };
     }
     this.unit.setContext(fn.rid, pasid, entry);
     if (pasid === IOMMU_NO_PASID) {
@@ -414,9 +417,7 @@ export class SimIommu implements IommuOps {
   drainPageRequests(dev: IommuDevice, pasid?: number): void {
     if (this.unit.model === 'smmuv3') this.drainEvents();
     const fn = dev.priv as PcieFunction;
-    const taken = this.unit.prqTake(
-      (r) => r.fn === fn && (pasid === undefined || (pasid === IOMMU_NO_PASID ? r.pasid === undefined : r.pasid === pasid)),
-    );
+    const taken = this.unit.prqTake((r) => r.fn === fn && (pasid === undefined || (pasid === IOMMU_NO_PASID ? r.pasid === undefined : r.pasid === pasid)));
     for (const r of taken) this.handle(r);
   }
 }

@@ -150,7 +150,12 @@ export class ArmLpaeBuilder {
   readonly #ia: bigint;
   readonly #root: bigint;
 
-  constructor(alloc: () => bigint, read: (gpa: bigint) => bigint, write: (gpa: bigint, v: bigint) => void, readonly t0sz: number) {
+  constructor(
+    alloc: () => bigint,
+    read: (gpa: bigint) => bigint,
+    write: (gpa: bigint, v: bigint) => void,
+    readonly t0sz: number,
+  ) {
     this.#start = lpaeStartLevel(t0sz);
     this.#ia = BigInt(64 - t0sz);
     this.#alloc = alloc;
@@ -177,7 +182,8 @@ export class ArmLpaeBuilder {
     if (va < 0n || va >> this.#ia !== 0n) throw new RangeError(`va 0x${va.toString(16)} outside the ${this.#ia}-bit input range`);
     const mask = pageSize - 1n;
     if ((va & mask) !== 0n) throw new RangeError(`va 0x${va.toString(16)} not aligned to 0x${pageSize.toString(16)}`);
-    if (pa < 0n || (pa & mask) !== 0n || (pa & ~LPAE.OA_MASK) !== 0n) throw new RangeError(`pa 0x${pa.toString(16)} not a 0x${pageSize.toString(16)}-aligned address`);
+    if (pa < 0n || (pa & mask) !== 0n || (pa & ~LPAE.OA_MASK) !== 0n)
+      throw new RangeError(`pa 0x${pa.toString(16)} not a 0x${pageSize.toString(16)}-aligned address`);
     let table = this.#root;
     for (let level = this.#start; level < leafLevel; level++) {
       const slot = table + ((va >> shiftOf(level)) & 511n) * 8n;

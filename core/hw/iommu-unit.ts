@@ -243,7 +243,15 @@ export class IommuUnit {
    * fault of a CD with S=1 on a stall-capable master stalls (STALL, STAG)
    * until CMD_RESUME; anything else terminates it.
    */
-  private translateSmmu(e: ContextEntry, smmu: NonNullable<ContextEntry['smmu']>, pasid: number, iova: bigint, write: boolean, exec: boolean, priv: boolean): TranslateResult {
+  private translateSmmu(
+    e: ContextEntry,
+    smmu: NonNullable<ContextEntry['smmu']>,
+    pasid: number,
+    iova: bigint,
+    write: boolean,
+    exec: boolean,
+    priv: boolean,
+  ): TranslateResult {
     const s2 = e.s2;
     const mem = this.mem;
     const read = (gpa: bigint): bigint | undefined => {
@@ -260,7 +268,22 @@ export class IommuUnit {
       if (s2) {
         const s = s2.lookup(r.gpa);
         if (!s?.read || (write && !s.write)) {
-          this.recordEvent(encodeEvent({ id: EVT_ID.F_TRANSLATION, sid: smmu.sid, ssid, stag: 0, stall: false, priv, exec, read: !write, s2: true, class: EVT_CLASS_IN, addr: iova, ipa: r.gpa }));
+          this.recordEvent(
+            encodeEvent({
+              id: EVT_ID.F_TRANSLATION,
+              sid: smmu.sid,
+              ssid,
+              stag: 0,
+              stall: false,
+              priv,
+              exec,
+              read: !write,
+              s2: true,
+              class: EVT_CLASS_IN,
+              addr: iova,
+              ipa: r.gpa,
+            }),
+          );
           return S2;
         }
         hpaPage = s.hpa;

@@ -77,7 +77,15 @@ export function decodeSte(w0: bigint, w1: bigint): SmmuSte {
 }
 
 /** encodeSte() - STE words 0-1 of an S1_TRANS (or other @cfg) entry, as a guest writes them. */
-export function encodeSte(f: { cfg: number; s1ContextPtr?: bigint; s1CdMax?: number; s1dss?: number; s1StallD?: boolean; eats?: number; valid?: boolean }): [bigint, bigint] {
+export function encodeSte(f: {
+  cfg: number;
+  s1ContextPtr?: bigint;
+  s1CdMax?: number;
+  s1dss?: number;
+  s1StallD?: boolean;
+  eats?: number;
+  valid?: boolean;
+}): [bigint, bigint] {
   let w0 = f.valid === false ? 0n : STE.V;
   w0 |= BigInt(f.cfg & 7) << 1n;
   w0 |= (f.s1ContextPtr ?? 0n) & STE.S1CTXPTR;
@@ -146,7 +154,17 @@ export function decodeCd(w0: bigint, w1: bigint): SmmuCd {
 }
 
 /** encodeCd() - CD words 0 and 1 as a guest writes them (V, AA64, R, A set unless told otherwise; EPD1 always). */
-export function encodeCd(f: { ttb0: bigint; t0sz: number; asid?: number; stall?: boolean; record?: boolean; abort?: boolean; tg0?: number; valid?: boolean; epd0?: boolean }): [bigint, bigint] {
+export function encodeCd(f: {
+  ttb0: bigint;
+  t0sz: number;
+  asid?: number;
+  stall?: boolean;
+  record?: boolean;
+  abort?: boolean;
+  tg0?: number;
+  valid?: boolean;
+  epd0?: boolean;
+}): [bigint, bigint] {
   let w0 = BigInt(f.t0sz & 63) | (BigInt((f.tg0 ?? CD_TG0_4K) & 3) << 6n) | CD.EPD1 | CD.AA64;
   if (f.valid !== false) w0 |= CD.V;
   if (f.epd0) w0 |= CD.EPD0;
@@ -301,7 +319,12 @@ export function smmuStage1(readU64: (gpa: bigint) => bigint | undefined, ste: Sm
     addr: va,
     ipa: 0n,
   };
-  const event = (id: number, extra: Partial<SmmuEvent> = {}): SmmuS1Result => ({ kind: 'event', event: { ...base, id, ...extra }, stallable: false, record: true });
+  const event = (id: number, extra: Partial<SmmuEvent> = {}): SmmuS1Result => ({
+    kind: 'event',
+    event: { ...base, id, ...extra },
+    stallable: false,
+    record: true,
+  });
   const bypass = (): SmmuS1Result => ({ kind: 'ok', gpa: va, writable: true, executable: true, user: true, asid: 0, bypass: true });
 
   if (!ste.valid || ste.cfg === STE_CFG_ABORT) return { kind: 'abort' };

@@ -66,9 +66,7 @@ export interface WalkTrace {
 
 /** s2Step() - the stage-2 translation of @gpa, as a record. */
 function s2Step(entry: Stage2Entry | undefined, gpa: bigint): WalkS2Step {
-  return entry
-    ? { gpa, hpa: entry.hpa + (gpa & 0xfffn), read: entry.read, write: entry.write }
-    : { gpa, hpa: undefined, read: false, write: false };
+  return entry ? { gpa, hpa: entry.hpa + (gpa & 0xfffn), read: entry.read, write: entry.write } : { gpa, hpa: undefined, read: false, write: false };
 }
 
 /**
@@ -101,7 +99,14 @@ export function traceWalk(e: ContextEntry | undefined, mem: SparseMemory, iova: 
   };
   // The PASID entry's flags (SRE, WPE, EAFE) as the hardware walk uses them; no writer: no Accessed/Dirty bit.
   const r = walkVtdS1(read, s1.root, s1.addrWidth, iova, access, s1.flags);
-  const trace: WalkTrace = { context: s2 ? 'nested' : 's1', s1Root: s1.root, addrWidth: s1.addrWidth, s1: levels, s1Result: r, result: { kind: 'ok', hpa: 0n } };
+  const trace: WalkTrace = {
+    context: s2 ? 'nested' : 's1',
+    s1Root: s1.root,
+    addrWidth: s1.addrWidth,
+    s1: levels,
+    s1Result: r,
+    result: { kind: 'ok', hpa: 0n },
+  };
   if (r.kind === 's1-fault') trace.result = { kind: 'fault', stage: 1, reason: r.reason, level: r.level };
   else if (r.kind === 's2-fault') trace.result = { kind: 'fault', stage: 2, reason: 'table entry not readable in stage 2', level: r.level };
   else if (!s2) trace.result = { kind: 'ok', hpa: r.gpa };

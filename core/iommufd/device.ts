@@ -106,7 +106,8 @@ function findAuto(idev: IommufdDevice, ioas: IommufdIoas): IommufdHwptPaging | u
 /** iommufd_hwpt_compatible_device and the PASID rules. EINVAL when not. */
 function checkCompatible(idev: IommufdDevice, hwpt: IommufdHwpt, pasid: number): void {
   const phys = idev.phys;
-  if (hwpt.iommuName !== phys.iommuName) throw new IommuError('EINVAL', `hwpt ${hwpt.id} belongs to IOMMU ${hwpt.iommuName}, device ${phys.name} sits behind ${phys.iommuName}`);
+  if (hwpt.iommuName !== phys.iommuName)
+    throw new IommuError('EINVAL', `hwpt ${hwpt.id} belongs to IOMMU ${hwpt.iommuName}, device ${phys.name} sits behind ${phys.iommuName}`);
   if (hwpt.fault && phys.isVf && phys.pri) {
     throw new IommuError('EINVAL', `device ${phys.name} is a VF with PRI: it cannot use a fault-capable hwpt`);
   }

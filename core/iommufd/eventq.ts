@@ -312,7 +312,8 @@ export class IommufdFault extends IommufdObject {
         const cookie = injected ? 0 : this.cookieIds.alloc();
         if (cookie === 0) {
           // The group stays at the head without a cookie (kernel: fetch/restore).
-          if (out.length === 0) throw new IommuError(injected ? 'ENOMEM' : 'EBUSY', injected ? 'injected allocation failure (cookie)' : 'every cookie is in use');
+          if (out.length === 0)
+            throw new IommuError(injected ? 'ENOMEM' : 'EBUSY', injected ? 'injected allocation failure (cookie)' : 'every cookie is in use');
           break;
         }
         g.cookie = cookie;

@@ -125,7 +125,8 @@ export class IommufdHwptNested extends IommufdHwpt {
     let done = 0;
     for (const e of entries) {
       const flags = e.flags ?? 0;
-      if (flags & ~IOMMU_VTD_INV_FLAGS_LEAF) throw new IommuError('EOPNOTSUPP', `invalidation flags 0x${(flags & ~IOMMU_VTD_INV_FLAGS_LEAF).toString(16)} are not supported (entry ${done})`, done);
+      if (flags & ~IOMMU_VTD_INV_FLAGS_LEAF)
+        throw new IommuError('EOPNOTSUPP', `invalidation flags 0x${(flags & ~IOMMU_VTD_INV_FLAGS_LEAF).toString(16)} are not supported (entry ${done})`, done);
       if ((e.addr & 0xfffn) !== 0n) throw new IommuError('EINVAL', `invalidation addr must be 4 KiB aligned (entry ${done})`, done);
       const all = BigInt(e.npages) === U64_MAX;
       if (all && e.addr !== 0n) throw new IommuError('EINVAL', `npages all-ones needs addr 0 (entry ${done})`, done);
@@ -181,7 +182,7 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
     if (req.data_type !== undefined) throw new IommuError('EOPNOTSUPP', 'a paging hwpt takes no driver data');
     if (flags & ~PAGING_FLAGS) throw new IommuError('EOPNOTSUPP', `hwpt flags 0x${(flags & ~PAGING_FLAGS).toString(16)} are not supported`);
     if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) throw new IommuError('EOPNOTSUPP', 'dirty tracking is not supported');
-    if ((flags & IOMMU_HWPT_ALLOC_NEST_PARENT) && (flags & IOMMU_HWPT_FAULT_ID_VALID)) {
+    if (flags & IOMMU_HWPT_ALLOC_NEST_PARENT && flags & IOMMU_HWPT_FAULT_ID_VALID) {
       throw new IommuError('EOPNOTSUPP', 'a nest parent cannot take a fault queue (NEST_PARENT|FAULT_ID_VALID)');
     }
     hwpt = ictx.create(new IommufdHwptPaging(ictx), (h) => {
@@ -199,11 +200,13 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
     hwpt = viommuAllocHwptNested(ictx, pt as IommufdViommu, flags, req);
   } else if (pt instanceof IommufdHwptPaging) {
     if (!pt.nestParent) throw new IommuError('EINVAL', `hwpt ${pt.id} is not a nest parent`);
-    if (req.data_type !== 'vtd_s1' || !req.data || !('pgtbl_addr' in req.data)) throw new IommuError('EINVAL', 'a nested hwpt needs data_type "vtd_s1" and data');
+    if (req.data_type !== 'vtd_s1' || !req.data || !('pgtbl_addr' in req.data))
+      throw new IommuError('EINVAL', 'a nested hwpt needs data_type "vtd_s1" and data');
     if (flags & ~NESTED_FLAGS) throw new IommuError('EOPNOTSUPP', `nested hwpt flags 0x${(flags & ~NESTED_FLAGS).toString(16)} are not supported`);
     if (pt.iommuName !== idev.phys.iommuName) throw new IommuError('EINVAL', `hwpt ${pt.id} belongs to another IOMMU`);
     const data = req.data;
-    if (data.flags & ~IOMMU_VTD_S1_FLAGS) throw new IommuError('EOPNOTSUPP', `vtd_s1 flags 0x${(data.flags & ~IOMMU_VTD_S1_FLAGS).toString(16)} are not supported (SRE 1, EAFE 2, WPE 4)`);
+    if (data.flags & ~IOMMU_VTD_S1_FLAGS)
+      throw new IommuError('EOPNOTSUPP', `vtd_s1 flags 0x${(data.flags & ~IOMMU_VTD_S1_FLAGS).toString(16)} are not supported (SRE 1, EAFE 2, WPE 4)`);
     if (data.addr_width !== 48 && data.addr_width !== 57) throw new IommuError('EINVAL', 'addr_width must be 48 or 57');
     if ((data.pgtbl_addr & 0xfffn) !== 0n) throw new IommuError('EINVAL', 'pgtbl_addr must be 4 KiB aligned');
     const addrWidth: 48 | 57 = data.addr_width;
@@ -233,7 +236,8 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
  * vIOMMU's; flags other than FAULT_ID_VALID go to the driver (EOPNOTSUPP).
  */
 function viommuAllocHwptNested(ictx: IommufdCtx, viommu: IommufdViommu, flags: number, req: HwptAllocRequest): IommufdHwptNested {
-  if (req.data_type !== viommu.vtype || !req.data || !('ste' in req.data)) throw new IommuError('EINVAL', `a nested hwpt on vIOMMU ${viommu.id} needs data_type "${viommu.vtype}" and data {ste}`);
+  if (req.data_type !== viommu.vtype || !req.data || !('ste' in req.data))
+    throw new IommuError('EINVAL', `a nested hwpt on vIOMMU ${viommu.id} needs data_type "${viommu.vtype}" and data {ste}`);
   const ste = req.data.ste;
   return ictx.create(new IommufdHwptNested(ictx), (h) => {
     h.flags = flags;

@@ -75,7 +75,10 @@ export class MemoryBudget {
   charge(bytes: number, what: string): void {
     if (this.limit > 0 && this.#inUse + bytes > this.limit) {
       this.onRefuse?.('memory');
-      throw new IommuError('ENOMEM', `${what} needs ${bytes} bytes and the daemon's memory budget has ${Math.max(0, this.limit - this.#inUse)} of ${this.limit} left`);
+      throw new IommuError(
+        'ENOMEM',
+        `${what} needs ${bytes} bytes and the daemon's memory budget has ${Math.max(0, this.limit - this.#inUse)} of ${this.limit} left`,
+      );
     }
     this.#inUse += bytes;
   }

@@ -172,7 +172,8 @@ export function iommufdVeventqAlloc(
   const viommu = ictx.get<IommufdViommu>(req.viommu_id, 'viommu');
   if (req.type !== viommu.vtype) throw new IommuError('EOPNOTSUPP', `vIOMMU ${viommu.id} reports no ${String(req.type)} events`);
   if (!Number.isInteger(req.depth) || req.depth < 1) throw new IommuError('EINVAL', 'veventq depth must be at least 1');
-  if (viommu.veventqs.has(req.type)) throw new IommuError('EEXIST', `vIOMMU ${viommu.id} already has a ${req.type} vEVENTQ (${viommu.veventqs.get(req.type)!.id})`);
+  if (viommu.veventqs.has(req.type))
+    throw new IommuError('EEXIST', `vIOMMU ${viommu.id} already has a ${req.type} vEVENTQ (${viommu.veventqs.get(req.type)!.id})`);
   return ictx.create(new IommufdVeventq(ictx, viommu, req.type, req.depth), (q) => {
     viommu.veventqs.set(req.type, q);
     viommu.users++;

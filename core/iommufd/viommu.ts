@@ -129,7 +129,8 @@ export function iommufdVdeviceAlloc(ictx: IommufdCtx, req: { viommu_id: number; 
   if (req.virt_id < 0n || req.virt_id > VIRT_ID_MAX) throw new IommuError('EINVAL', 'virt_id must be a u64');
   const viommu = ictx.get<IommufdViommu>(req.viommu_id, 'viommu');
   const idev = ictx.get<IommufdDevice>(req.dev_id, 'device');
-  if (idev.phys.iommuName !== viommu.iommuName) throw new IommuError('EINVAL', `device ${idev.phys.name} sits behind ${idev.phys.iommuName}, vIOMMU ${viommu.id} is of ${viommu.iommuName}`);
+  if (idev.phys.iommuName !== viommu.iommuName)
+    throw new IommuError('EINVAL', `device ${idev.phys.name} sits behind ${idev.phys.iommuName}, vIOMMU ${viommu.id} is of ${viommu.iommuName}`);
   const existing = vdevOf.get(idev);
   if (existing) throw new IommuError('EEXIST', `device ${idev.id} already has vDEVICE ${existing.id}`);
   const taken = viommu.vdevs.get(req.virt_id);

@@ -20,15 +20,7 @@ import {
   type IommufdFault,
   type IommufdIoas,
 } from '../../core/index.js';
-import {
-  formatU64,
-  hexOf,
-  STREAM_URL,
-  type CommandName,
-  type FaultStatus,
-  type HwptAllocBody,
-  type ObjectList,
-} from '../../protocol/index.js';
+import { formatU64, hexOf, STREAM_URL, type CommandName, type FaultStatus, type HwptAllocBody, type ObjectList } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
 import type { ViommuCommand } from './viommu.js';
 import { checkNoWrap } from './range.js';

@@ -5,16 +5,7 @@
  * PRI reset, SVA and the traffic generator. Admin token when one is set.
  */
 import type { DmaResult as CoreDmaResult, TrafficStatus as CoreTrafficStatus, WalkS2Step, WalkTrace } from '../../core/index.js';
-import {
-  formatU64,
-  hexOf,
-  PERM,
-  type CommandName,
-  type DeviceResponses,
-  type DmaResult,
-  type TrafficStatus,
-  type WalkResult,
-} from '../../protocol/index.js';
+import { formatU64, hexOf, PERM, type CommandName, type DeviceResponses, type DmaResult, type TrafficStatus, type WalkResult } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
 import type { AdminCommand } from './admin.js';
 import { checkNoWrap } from './range.js';
@@ -84,7 +75,7 @@ export function platformRoutes({ platform, observe }: RouteDeps): RoutesOf<Platf
   return {
     'platform.get': () => platform.describe(),
 
-'platform.device.get': ({ params }) => platform.deviceInfo(params.name),
+    'platform.device.get': ({ params }) => platform.deviceInfo(params.name),
 
     'platform.device.add': ({ body }) => platform.addDevice(body),
 
@@ -111,9 +102,9 @@ export function platformRoutes({ platform, observe }: RouteDeps): RoutesOf<Platf
     },
 
     'platform.device.responses': ({ params, query }) => {
-      const responses: DeviceResponses['responses'] = platform.responses(params.name, query.since).map((r) =>
-        r.pasid === undefined ? { grpid: r.grpid, code: r.code, seq: r.seq } : { pasid: r.pasid, grpid: r.grpid, code: r.code, seq: r.seq },
-      );
+      const responses: DeviceResponses['responses'] = platform
+        .responses(params.name, query.since)
+        .map((r) => (r.pasid === undefined ? { grpid: r.grpid, code: r.code, seq: r.seq } : { pasid: r.pasid, grpid: r.grpid, code: r.code, seq: r.seq }));
       return { responses };
     },
 

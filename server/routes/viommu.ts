@@ -6,14 +6,7 @@
  * and IOMMU_HWPT_INVALIDATE on a vIOMMU (the guest's SMMUv3 commands). The
  * nested hwpt on a vIOMMU goes through `hwpt.alloc` (routes/contexts.ts).
  */
-import {
-  IommuError,
-  iommufdVdeviceAlloc,
-  iommufdVeventqAlloc,
-  iommufdViommuAlloc,
-  iommufdViommuInvalidate,
-  type IommufdVeventq,
-} from '../../core/index.js';
+import { IommuError, iommufdVdeviceAlloc, iommufdVeventqAlloc, iommufdViommuAlloc, iommufdViommuInvalidate, type IommufdVeventq } from '../../core/index.js';
 import { VEVENT_STREAM_URL, type CommandName, type VeventqStatus } from '../../protocol/index.js';
 import type { RouteDeps, RoutesOf } from './types.js';
 

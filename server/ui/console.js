@@ -71,7 +71,8 @@
       span.appendChild(b);
       $('#totals').appendChild(span);
     }
-    $('#sampling').textContent = `(sampled: ${s.events.sent} events sent, ${s.events.sampled_out} left out in the last interval${s.dropped ? `; ${s.dropped} messages missed` : ''})`;
+    $('#sampling').textContent =
+      `(sampled: ${s.events.sent} events sent, ${s.events.sampled_out} left out in the last interval${s.dropped ? `; ${s.dropped} messages missed` : ''})`;
 
     const dev = $('#devices tbody');
     dev.innerHTML = '';
@@ -180,7 +181,16 @@
   function pteBits(v) {
     const n = BigInt(v);
     const bits = [];
-    for (const [name, b] of [['P', 0n], ['RW', 1n], ['US', 2n], ['A', 5n], ['D', 6n], ['PS', 7n], ['XD', 63n]]) if ((n >> b) & 1n) bits.push(name);
+    for (const [name, b] of [
+      ['P', 0n],
+      ['RW', 1n],
+      ['US', 2n],
+      ['A', 5n],
+      ['D', 6n],
+      ['PS', 7n],
+      ['XD', 63n],
+    ])
+      if ((n >> b) & 1n) bits.push(name);
     return bits.join(' ');
   }
 
@@ -198,7 +208,8 @@
     out.innerHTML = '';
     const head = document.createElement('p');
     head.className = 'mono';
-    head.textContent = `${w.device} pasid ${w.pasid ?? '—'} addr ${w.addr} perm ${perm(w.perm)}: context ${w.context}` +
+    head.textContent =
+      `${w.device} pasid ${w.pasid ?? '—'} addr ${w.addr} perm ${perm(w.perm)}: context ${w.context}` +
       (w.s1_root ? `, stage-1 root ${w.s1_root} (${w.addr_width}-bit)` : '');
     out.appendChild(head);
     const table = document.createElement('table');
@@ -230,7 +241,8 @@
     const res = document.createElement('p');
     res.id = 'walk-result';
     const rr = w.result;
-    res.textContent = rr.kind === 'ok' ? `translates to hpa ${rr.hpa} now` : `faults now in stage ${rr.stage}: ${rr.reason}${rr.level ? ` (level ${rr.level})` : ''}`;
+    res.textContent =
+      rr.kind === 'ok' ? `translates to hpa ${rr.hpa} now` : `faults now in stage ${rr.stage}: ${rr.reason}${rr.level ? ` (level ${rr.level})` : ''}`;
     out.appendChild(res);
   }
 

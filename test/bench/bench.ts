@@ -266,7 +266,10 @@ async function main(): Promise<void> {
     if (!ONLY_OBSERVE) for (let i = 0; i < RUNS; i++) veventRuns.push((await veventRate(SECONDS, 4096, 1024)).eventsPerSec);
     const mid = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const veventRatio = ONLY_OBSERVE ? 0 : mid(veventRuns) / (mid(baselineB.runs) * B_RECORDS);
-    if (!ONLY_OBSERVE) log(`vEVENTQ: ${veventRuns.map(k).join(' ')} events/s; ${veventRatio.toFixed(2)} x baseline B records/s (target >= 0.5: ${veventRatio >= 0.5 ? 'met' : 'NOT met'})`);
+    if (!ONLY_OBSERVE)
+      log(
+        `vEVENTQ: ${veventRuns.map(k).join(' ')} events/s; ${veventRatio.toFixed(2)} x baseline B records/s (target >= 0.5: ${veventRatio >= 0.5 ? 'met' : 'NOT met'})`,
+      );
 
     const d = await Daemon.start(file);
     let json: Measured, devices16: Measured, uapi: Measured, conns1: Measured, conns8: Measured;
@@ -289,7 +292,9 @@ async function main(): Promise<void> {
         { what: 'iopfd JSON', d, devices: [gen], connect: jsonClients, persistent: true },
         { what: `iopfd JSON, ${DEVICES} devices`, d, devices: gens, connect: jsonClients, persistent: true },
       ])) as [Measured, Measured];
-      [uapi] = (await compare([{ what: 'iopfd uapi', d, devices: [gen], connect: shared(() => clientsOf(d, setup, SUBPROTOCOL_UAPI, 1, 4096)), persistent: true }])) as [Measured];
+      [uapi] = (await compare([
+        { what: 'iopfd uapi', d, devices: [gen], connect: shared(() => clientsOf(d, setup, SUBPROTOCOL_UAPI, 1, 4096)), persistent: true },
+      ])) as [Measured];
       [conns1, conns8] = (await compare([
         { what: '1 connection', d, devices: [gen], connect: () => clientsOf(d, setup, SUBPROTOCOL_JSON, 1, IN_FLIGHT), persistent: false },
         { what: '8 connections', d, devices: [gen], connect: () => clientsOf(d, setup, SUBPROTOCOL_JSON, 8, IN_FLIGHT / 8), persistent: false },

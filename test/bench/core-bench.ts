@@ -23,4 +23,13 @@ console.log(`with 100,000 outstanding            ${fmt(f.with100k)}   ratio ${ra
 console.log(
   `heap per outstanding group          ${Number.isNaN(f.heapPerGroup) ? 'n/a (run with --expose-gc)' : `${Math.round(f.heapPerGroup)} B`}   (target ≤ 1024 B: ${f.heapPerGroup <= 1024 ? 'met' : 'NOT met'})`,
 );
-console.log(JSON.stringify({ bench: 'core', groupsPerSec: Math.round(f.groupsPerSec), with1k: Math.round(f.with1k), with100k: Math.round(f.with100k), ratio, heapPerGroup: Math.round(f.heapPerGroup) }));
+console.log(
+  JSON.stringify({
+    bench: 'core',
+    groupsPerSec: Math.round(f.groupsPerSec),
+    with1k: Math.round(f.with1k),
+    with100k: Math.round(f.with100k),
+    ratio,
+    heapPerGroup: Math.round(f.heapPerGroup),
+  }),
+);

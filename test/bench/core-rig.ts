@@ -53,7 +53,14 @@ export function coreRig(): CoreRig {
   for (const name of ['gen', 'bulk']) {
     const d = iommufdDeviceBind(ctx, name);
     const parent = iommufdHwptAlloc(ctx, { dev_id: d.id, pt_id: ioas.id, flags: 1 });
-    const h = iommufdHwptAlloc(ctx, { dev_id: d.id, pt_id: parent.id, flags: 4, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 }, fault_id: fault.id });
+    const h = iommufdHwptAlloc(ctx, {
+      dev_id: d.id,
+      pt_id: parent.id,
+      flags: 4,
+      data_type: 'vtd_s1',
+      data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 },
+      fault_id: fault.id,
+    });
     iommufdDeviceAttach(d, h.id);
   }
   const noop = { readable() {}, expired() {}, overflow() {}, revoked() {}, kill() {} };
@@ -70,7 +77,14 @@ export function parkGroups(r: CoreRig, n: number): void {
 export function measureCore(r: CoreRig, count: number): number {
   const { sched, platform, fault, conn } = r;
   const groups: IopfGroup[] = [];
-  platform.startTraffic('gen', { count, pagesPerGroup: 1, inFlight: 512, pasid: undefined, base: 0x1_0000_0000n, perm: { read: true, write: false, exec: false, priv: false } });
+  platform.startTraffic('gen', {
+    count,
+    pagesPerGroup: 1,
+    inFlight: 512,
+    pasid: undefined,
+    base: 0x1_0000_0000n,
+    perm: { read: true, write: false, exec: false, priv: false },
+  });
   const t0 = performance.now();
   for (;;) {
     sched.run();

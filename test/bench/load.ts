@@ -81,7 +81,13 @@ async function openWs(url: string, protocol?: string, headers: Record<string, st
 export function baselineJsonMessage(bytes: number): string {
   const frame = {
     type: 'faults',
-    groups: [{ cookie: 1, redelivered: false, records: [{ flags: 2, dev_id: 1, pasid: 0, grpid: 5, perm: 1, __reserved: 0, addr: '0x100000000', length: 0, cookie: 1 }] }],
+    groups: [
+      {
+        cookie: 1,
+        redelivered: false,
+        records: [{ flags: 2, dev_id: 1, pasid: 0, grpid: 5, perm: 1, __reserved: 0, addr: '0x100000000', length: 0, cookie: 1 }],
+      },
+    ],
     pad: '',
   };
   const base = JSON.stringify(frame).length;
@@ -329,7 +335,11 @@ export async function parkGroups(d: Daemon, devices: readonly string[], n: numbe
   const have = (): number => parked.reduce((s, p) => s + p.received, 0);
   const start = have();
   for (let i = 0, left = n; left > 0; i++, left -= PARK_BUDGET) {
-    await d.call('POST', `/v1/platform/devices/${devices[i]!}/traffic`, { count: Math.min(PARK_BUDGET, left), in_flight: PARK_BUDGET, base: `0x${(0x1_0000_0000 * (i + 1)).toString(16)}` });
+    await d.call('POST', `/v1/platform/devices/${devices[i]!}/traffic`, {
+      count: Math.min(PARK_BUDGET, left),
+      in_flight: PARK_BUDGET,
+      base: `0x${(0x1_0000_0000 * (i + 1)).toString(16)}`,
+    });
   }
   const deadline = performance.now() + 60_000;
   while (have() - start < n) {
@@ -357,7 +367,13 @@ export interface TrafficResult {
  * trafficRun() - start @count single-request groups on each of @devices
  * (in_flight @inFlight) and wait until @clients confirmed every answer.
  */
-export async function trafficRun(d: Daemon, clients: readonly FaultClient[], devices: readonly string[], count: number, inFlight: number): Promise<TrafficResult> {
+export async function trafficRun(
+  d: Daemon,
+  clients: readonly FaultClient[],
+  devices: readonly string[],
+  count: number,
+  inFlight: number,
+): Promise<TrafficResult> {
   const tally = clients[0]!.tally;
   const target = tally.count + devices.length * count;
   const done = tally.until(target);
@@ -384,4 +400,3 @@ export async function trafficRun(d: Daemon, clients: readonly FaultClient[], dev
   if (failures > 0) throw new Error(`traffic run: ${failures} responses refused`);
   return { groupsPerSec: (devices.length * count) / (wallMs / 1000), status };
 }
-

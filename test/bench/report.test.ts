@@ -4,7 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderMarkdown, renderSvg, targets, type Figures, type Measured } from './report.js';
 
-const m = (groupsPerSec: number): Measured => ({ groupsPerSec, runs: [groupsPerSec * 0.9, groupsPerSec], p50: 250, p99: 900, p99Worst: 1200, groupsPerFrame: 64 });
+const m = (groupsPerSec: number): Measured => ({
+  groupsPerSec,
+  runs: [groupsPerSec * 0.9, groupsPerSec],
+  p50: 250,
+  p99: 900,
+  p99Worst: 1200,
+  groupsPerFrame: 64,
+});
 
 function figures(jsonRate: number): Figures {
   return {

@@ -83,20 +83,45 @@ export interface Target {
 export function targets(f: Figures): Target[] {
   const r = (x: number): string => x.toFixed(2);
   return [
-    { name: 'iopfd JSON vs baseline A', value: `${r(f.json.groupsPerSec / f.baselineA.rate)} ×`, goal: '≥ 0.8 ×', score: f.json.groupsPerSec / f.baselineA.rate / 0.8 },
-    { name: 'iopfd uapi vs baseline B', value: `${r(f.uapi.groupsPerSec / f.baselineB.rate)} ×`, goal: '≥ 0.5 ×', score: f.uapi.groupsPerSec / f.baselineB.rate / 0.5 },
+    {
+      name: 'iopfd JSON vs baseline A',
+      value: `${r(f.json.groupsPerSec / f.baselineA.rate)} ×`,
+      goal: '≥ 0.8 ×',
+      score: f.json.groupsPerSec / f.baselineA.rate / 0.8,
+    },
+    {
+      name: 'iopfd uapi vs baseline B',
+      value: `${r(f.uapi.groupsPerSec / f.baselineB.rate)} ×`,
+      goal: '≥ 0.5 ×',
+      score: f.uapi.groupsPerSec / f.baselineB.rate / 0.5,
+    },
     { name: 'in-daemon p99, JSON, 64 in flight', value: `${ms(f.json.p99)} ms`, goal: '≤ 2 ms', score: 2000 / Math.max(1, f.json.p99) },
     { name: 'in-daemon p99, uapi, 64 in flight', value: `${ms(f.uapi.p99)} ms`, goal: '≤ 2 ms', score: 2000 / Math.max(1, f.uapi.p99) },
-    { name: 'core vs iopfd JSON', value: `${r(f.core.groupsPerSec / f.json.groupsPerSec)} ×`, goal: '≥ 10 ×', score: f.core.groupsPerSec / f.json.groupsPerSec / 10 },
+    {
+      name: 'core vs iopfd JSON',
+      value: `${r(f.core.groupsPerSec / f.json.groupsPerSec)} ×`,
+      goal: '≥ 10 ×',
+      score: f.core.groupsPerSec / f.json.groupsPerSec / 10,
+    },
     {
       name: '100k vs 1k outstanding (daemon)',
       value: `${r(f.outstanding100k.groupsPerSec / f.outstanding1k.groupsPerSec)} ×`,
       goal: '≥ 0.8 ×',
       score: f.outstanding100k.groupsPerSec / f.outstanding1k.groupsPerSec / 0.8,
     },
-    { name: 'heap per outstanding group (daemon)', value: `${Math.round(f.daemonHeapPerGroup)} B`, goal: '≤ 1024 B', score: 1024 / Math.max(1, f.daemonHeapPerGroup) },
+    {
+      name: 'heap per outstanding group (daemon)',
+      value: `${Math.round(f.daemonHeapPerGroup)} B`,
+      goal: '≤ 1024 B',
+      score: 1024 / Math.max(1, f.daemonHeapPerGroup),
+    },
     { name: '100k vs 1k outstanding (core)', value: `${r(f.core.with100k / f.core.with1k)} ×`, goal: '≥ 0.8 ×', score: f.core.with100k / f.core.with1k / 0.8 },
-    { name: 'heap per outstanding group (core)', value: `${Math.round(f.core.heapPerGroup)} B`, goal: '≤ 1024 B', score: 1024 / Math.max(1, f.core.heapPerGroup) },
+    {
+      name: 'heap per outstanding group (core)',
+      value: `${Math.round(f.core.heapPerGroup)} B`,
+      goal: '≤ 1024 B',
+      score: 1024 / Math.max(1, f.core.heapPerGroup),
+    },
     ...(f.observed
       ? [
           {
@@ -334,7 +359,7 @@ function shortfalls(f: Figures): string {
         `- **${t.name}** (${t.value}): the core alone takes ${us(f.core.groupsPerSec)} µs per group; the daemon's whole JSON round ` +
           `trip takes ${us(f.json.groupsPerSec)} µs per group of wall clock, the core's work included. The target asks everything ` +
           `else (WebSocket framing both ways, the JSON frames, the client, two processes waking each other on ${f.machine.cores} ` +
-          `shared cores) to cost at most nine times the core; after this work it costs ${((f.core.groupsPerSec / f.json.groupsPerSec) - 1).toFixed(1)} times. ` +
+          `shared cores) to cost at most nine times the core; after this work it costs ${(f.core.groupsPerSec / f.json.groupsPerSec - 1).toFixed(1)} times. ` +
           `Making the core faster makes the daemon faster too (it runs the same core per group), so the ratio moves slowly; the ` +
           `daemon is ${(f.json.groupsPerSec / f.baselineA.rate).toFixed(1)} × the transport's one-message-per-frame rate, so it is ` +
           `not the core that holds it back.`,
@@ -370,7 +395,9 @@ export function renderSvg(f: Figures): string {
   const rowH = 24;
   const out: string[] = [];
   let y = 40;
-  out.push(`<text x="20" y="24" class="h">iopfd benchmarks — ${svgEscape(f.machine.cpu)}, ${f.machine.cores} cores, Node ${svgEscape(f.machine.node)}, ${svgEscape(f.machine.date.slice(0, 10))}</text>`);
+  out.push(
+    `<text x="20" y="24" class="h">iopfd benchmarks — ${svgEscape(f.machine.cpu)}, ${f.machine.cores} cores, Node ${svgEscape(f.machine.node)}, ${svgEscape(f.machine.date.slice(0, 10))}</text>`,
+  );
 
   // Panel 1: throughput, log scale 10^4 .. 10^7.
   const lo = 4;

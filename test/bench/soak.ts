@@ -147,7 +147,9 @@ async function openSlot(devices: string[]): Promise<Slot> {
     const r = await call('POST', `${p}/devices`, { name }, c.token);
     if (r.status !== 201) continue; // unplugged right now: bound when it comes back
     const devId = r.body.dev_id;
-    if (!hwpt) hwpt = (await ok('POST', `${p}/hwpt`, { dev_id: devId, pt_id: ioas, flags: HWPT_FLAGS.FAULT_ID_VALID | HWPT_FLAGS.PASID, fault_id: fault.id }, c.token)).id;
+    if (!hwpt)
+      hwpt = (await ok('POST', `${p}/hwpt`, { dev_id: devId, pt_id: ioas, flags: HWPT_FLAGS.FAULT_ID_VALID | HWPT_FLAGS.PASID, fault_id: fault.id }, c.token))
+        .id;
     await call('POST', `${p}/devices/${devId}/attach`, { pt_id: hwpt }, c.token);
     await call('POST', `${p}/devices/${devId}/attach`, { pt_id: hwpt, pasid: 1 }, c.token);
   }
@@ -212,7 +214,9 @@ async function trafficAnswered(): Promise<number> {
 const MB = (b: number): string => `${(b / 1e6).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
-  const child = spawn(process.execPath, [MAIN, '--port', '0', '--admin-token', ADMIN, '--log-level', 'warn', '--heartbeat-ms', '5000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, '--port', '0', '--admin-token', ADMIN, '--log-level', 'warn', '--heartbeat-ms', '5000'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -249,7 +253,9 @@ async function main(): Promise<void> {
   slots[0] = await openSlot(slotDevices[0]!);
   slots[1] = await openSlot(slotDevices[1]!);
   const target = capacity * LOAD;
-  console.log(`soak: capacity ${Math.round(capacity)} groups/s (${MEASURE_S} s, ${DEVICES} generators at full speed); soaking at ${Math.round(target)} groups/s`);
+  console.log(
+    `soak: capacity ${Math.round(capacity)} groups/s (${MEASURE_S} s, ${DEVICES} generators at full speed); soaking at ${Math.round(target)} groups/s`,
+  );
 
   // ---- the soak
   const samples: Sample[] = [];
@@ -272,7 +278,11 @@ async function main(): Promise<void> {
           continue;
         }
         recordRun(name, st.body.answered);
-        const r = await call('POST', `/v1/platform/devices/${name}/traffic`, { count: perTick, pasid: i % 2 ? 1 : undefined, base: `0x${(0x100000000 + Math.floor(Math.random() * 0xfffff) * 0x1000).toString(16)}` });
+        const r = await call('POST', `/v1/platform/devices/${name}/traffic`, {
+          count: perTick,
+          pasid: i % 2 ? 1 : undefined,
+          base: `0x${(0x100000000 + Math.floor(Math.random() * 0xfffff) * 0x1000).toString(16)}`,
+        });
         if (r.status === 202) recorded.delete(name);
       }
       await sleep(Math.max(0, 100 - (performance.now() - tick)));
@@ -398,16 +408,26 @@ async function main(): Promise<void> {
   const rssRise = half.length > 1 ? half[half.length - 1]!.rss - half[0]!.rss : 0;
   verdicts.push([`RSS rise over the second half ${MB(rssRise)} ≤ 64 MB (start ${MB(rss.start)}, end ${MB(rss.end)})`, rssRise <= 64e6]);
   verdicts.push([`daemon exit code ${code}`, code === 0]);
-  verdicts.push([`shutdown summary: ${summary ? `${summary[1]} answered INVALID, audit ${summary[2]}` : 'missing'}`, !!summary && /"outstandingGroups":0,"unexpectedResponses":0/.test(summary[2]!)]);
+  verdicts.push([
+    `shutdown summary: ${summary ? `${summary[1]} answered INVALID, audit ${summary[2]}` : 'missing'}`,
+    !!summary && /"outstandingGroups":0,"unexpectedResponses":0/.test(summary[2]!),
+  ]);
   const rates = samples.map((s) => s.rate);
   const log = tableReport.response_log;
   console.log('');
-  console.log(`soak report (${MINUTES} min, capacity ${Math.round(capacity)} groups/s, target ${Math.round(target)}, achieved mean ${Math.round(rates.reduce((a, b) => a + b, 0) / rates.length)} groups/s, ${samples[samples.length - 1]!.groups} groups)`);
+  console.log(
+    `soak report (${MINUTES} min, capacity ${Math.round(capacity)} groups/s, target ${Math.round(target)}, achieved mean ${Math.round(rates.reduce((a, b) => a + b, 0) / rates.length)} groups/s, ${samples[samples.length - 1]!.groups} groups)`,
+  );
   console.log(`  churn: ${JSON.stringify(churn)}`);
   console.log(`  RSS:  idle ${MB(idle.rss)}; under load start ${MB(rss.start)}, peak ${MB(rss.peak)}, end ${MB(rss.end)}; after release ${MB(final.rss)}`);
-  console.log(`  heap: idle ${MB(idle.heapUsed)}; under load start ${MB(heap.start)}, peak ${MB(heap.peak)}, end ${MB(heap.end)}; after release ${MB(final.heapUsed)}`);
+  console.log(
+    `  heap: idle ${MB(idle.heapUsed)}; under load start ${MB(heap.start)}, peak ${MB(heap.peak)}, end ${MB(heap.end)}; after release ${MB(final.heapUsed)}`,
+  );
   console.log(`  tables (max over the run; max in the first and last thirds; after release):`);
-  for (const [name, r] of Object.entries(tableReport)) console.log(`    ${name.padEnd(24)} max ${String(r.max).padStart(9)}  first ${String(r.firstThirdMax).padStart(9)}  last ${String(r.lastThirdMax).padStart(9)}  final ${r.final}`);
+  for (const [name, r] of Object.entries(tableReport))
+    console.log(
+      `    ${name.padEnd(24)} max ${String(r.max).padStart(9)}  first ${String(r.firstThirdMax).padStart(9)}  last ${String(r.lastThirdMax).padStart(9)}  final ${r.final}`,
+    );
   if (log) console.log(`  response_log: ${log.final} entries held at the end (GET .../responses)`);
   for (const [what, pass] of verdicts) console.log(`  ${pass ? 'ok  ' : 'FAIL'} ${what}`);
   if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ capacity, target, churn, idle, samples, final, rss, heap, tables: tableReport, verdicts }, null, 2));

@@ -52,7 +52,10 @@ export async function veventRate(seconds: number, depth = 4096, batch = 256): Pr
     const q = await call('POST', `${C}/veventq`, token, { viommu_id: viommu, type: 'arm_smmuv3', depth });
 
     let received = 0;
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${q.stream}`, [VEVENT_SUBPROTOCOL_UAPI], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${q.stream}`, [VEVENT_SUBPROTOCOL_UAPI], {
+      headers: { authorization: `Bearer ${token}` },
+      perMessageDeflate: false,
+    });
     ws.on('message', (data: Buffer, binary: boolean) => {
       if (binary) received += decodeVevents(new Uint8Array(data)).length;
     });
@@ -64,7 +67,20 @@ export async function veventRate(seconds: number, depth = 4096, batch = 256): Pr
     // The hardware: event records for arm0, handed to the driver's event handler.
     const driver = daemon.platform.iommuDevice('arm0').ops as SimIommu;
     const sid = daemon.platform.function('arm0').rid;
-    const evt = encodeEvent({ id: EVT_ID.F_TRANSLATION, sid, ssid: undefined, stag: 0, stall: false, priv: false, exec: false, read: true, s2: false, class: 2, addr: 0x4000n, ipa: 0n });
+    const evt = encodeEvent({
+      id: EVT_ID.F_TRANSLATION,
+      sid,
+      ssid: undefined,
+      stag: 0,
+      stall: false,
+      priv: false,
+      exec: false,
+      read: true,
+      s2: false,
+      class: 2,
+      addr: 0x4000n,
+      ipa: 0n,
+    });
     const status = (): Promise<{ queued: number; lost: number }> => call('GET', `${C}/veventq/${q.id}`, token);
     let reported = 0;
     const produce = async (): Promise<void> => {

@@ -110,7 +110,10 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     // The page lists every group with the client's answer.
     // Polled with evaluate(): waitForFunction() evaluates a string, which the page's CSP forbids.
     const inPage = (expr: string, what: string) => waitFor(async () => Boolean(await page.evaluate(expr)), 60_000, what);
-    await inPage(`document.querySelectorAll('#groups tbody tr[data-state="success"], #groups tbody tr[data-state="invalid"]').length >= ${N}`, 'the answered groups on the page');
+    await inPage(
+      `document.querySelectorAll('#groups tbody tr[data-state="success"], #groups tbody tr[data-state="invalid"]').length >= ${N}`,
+      'the answered groups on the page',
+    );
     const rows = (await page.evaluate(
       `[...document.querySelectorAll('#groups tbody tr')].map((tr) => ({ grpid: Number(tr.dataset.grpid), state: tr.dataset.state, device: tr.dataset.device }))`,
     )) as Array<{ grpid: number; state: string; device: string }>;
@@ -129,10 +132,16 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     assert.match((await page.textContent('#walk-result')) ?? '', /faults now in stage 2: not mapped/);
 
     // The client got every group once; the device got one response each, the client's code.
-    assert.deepEqual(got.map((g) => g.records[0]!.grpid).sort((a, b) => a - b), Array.from({ length: N }, (_, i) => i + 1));
+    assert.deepEqual(
+      got.map((g) => g.records[0]!.grpid).sort((a, b) => a - b),
+      Array.from({ length: N }, (_, i) => i + 1),
+    );
     await waitFor(async () => (await sdk.responses('nic0')).responses.length - before >= N, 60_000, 'the responses');
     const log = (await sdk.responses('nic0')).responses.slice(before);
-    assert.deepEqual(log.map((r) => [r.grpid, r.code]).sort((a, b) => Number(a[0]) - Number(b[0])), Array.from({ length: N }, (_, i) => [i + 1, codeOf(i + 1)]));
+    assert.deepEqual(
+      log.map((r) => [r.grpid, r.code]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      Array.from({ length: N }, (_, i) => [i + 1, codeOf(i + 1)]),
+    );
     const st = await ctx.faultStatus(fault.id);
     assert.deepEqual([st.counters.answered_success, st.counters.answered_invalid, st.queued, st.outstanding], [N - 4, 4, 0, 0]);
 
@@ -144,10 +153,15 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     const { id: parent } = await ctx.allocHwpt({ dev_id: dev2, pt_id: ram, flags: HWPT_FLAGS.NEST_PARENT });
     const entries = new Map<bigint, bigint>();
     let nextTable = 0x100000n;
-    const s1 = new VtdS1Builder(() => {
-      nextTable += 0x1000n;
-      return nextTable - 0x1000n;
-    }, (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
+    const s1 = new VtdS1Builder(
+      () => {
+        nextTable += 0x1000n;
+        return nextTable - 0x1000n;
+      },
+      (gpa) => entries.get(gpa) ?? 0n,
+      (gpa, v) => void entries.set(gpa, v),
+      48,
+    );
     const va = 0x7f0000000000n;
     s1.map(va, 0x80000n, { write: true });
     await ctx.writeMemory(
@@ -159,8 +173,12 @@ test('console: the page shows the groups a client answers, the walk of a clicked
       }),
     );
     const { id: nested } = await ctx.allocHwpt({
-      dev_id: dev2, pt_id: parent, flags: HWPT_FLAGS.FAULT_ID_VALID, fault_id: fault.id,
-      data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: `0x${s1.root.toString(16)}`, addr_width: 48 },
+      dev_id: dev2,
+      pt_id: parent,
+      flags: HWPT_FLAGS.FAULT_ID_VALID,
+      fault_id: fault.id,
+      data_type: 'vtd_s1',
+      data: { flags: 0, pgtbl_addr: `0x${s1.root.toString(16)}`, addr_width: 48 },
     });
     await ctx.attach(dev2, { pt_id: nested });
     const before2 = (await sdk.responses('accel0')).responses.length;
@@ -173,7 +191,10 @@ test('console: the page shows the groups a client answers, the walk of a clicked
     assert.deepEqual(levels, ['4', '3', '2', '1', 's2']);
     assert.match((await page.textContent('#walk-result')) ?? '', /translates to hpa 0x[0-9a-f]+ now/);
     await waitFor(async () => (await sdk.responses('accel0')).responses.length > before2, 60_000, 'the nested response');
-    assert.deepEqual((await sdk.responses('accel0')).responses.slice(before2).map((r) => [r.grpid, r.code]), [[77, 'success']]);
+    assert.deepEqual(
+      (await sdk.responses('accel0')).responses.slice(before2).map((r) => [r.grpid, r.code]),
+      [[77, 'success']],
+    );
 
     await page.screenshot({ path: join(repo, 'docs', 'console.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no console error or page error');

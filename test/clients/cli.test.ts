@@ -123,7 +123,9 @@ describe('iopfctl help and usage', () => {
     }
   });
 
-  test('completion bash: a script bash runs, completing commands, options and values', { skip: spawnSync('bash', ['--version']).status !== 0 && 'no bash' }, async () => {
+  test('completion bash: a script bash runs, completing commands, options and values', {
+    skip: spawnSync('bash', ['--version']).status !== 0 && 'no bash',
+  }, async () => {
     const script = (await cli(['completion', 'bash'])).out;
     assert.match(script, /complete -F _iopfctl iopfctl/);
     const zsh = await cli(['completion', 'zsh']);
@@ -144,7 +146,11 @@ describe('iopfctl help and usage', () => {
       ['ctx', 'r'],
     ];
     const calls = lines.map((l) => `c iopfctl ${l.map((w) => `'${w}'`).join(' ')}`).join('\n');
-    const r = spawnSync('bash', ['-c', `${script}\nc() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _iopfctl; echo "\${COMPREPLY[*]}"; }\n${calls}`], { encoding: 'utf8' });
+    const r = spawnSync(
+      'bash',
+      ['-c', `${script}\nc() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _iopfctl; echo "\${COMPREPLY[*]}"; }\n${calls}`],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.split('\n').slice(0, -1), [
       'ioas',
@@ -252,10 +258,13 @@ describe('iopfctl commands', () => {
     const bad = await cli(['viommu', 'invalidate', viommu, '--cmd', '0x4300000005,0'], env);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /EIO/);
-    const show = async (): Promise<{ connections: number; sequence: number; queued: number }> => JSON.parse(await ok(['veventq', 'show', veventq!, '--json'], env));
+    const show = async (): Promise<{ connections: number; sequence: number; queued: number }> =>
+      JSON.parse(await ok(['veventq', 'show', veventq!, '--json'], env));
     const abort = new AbortController();
     let seen = '';
-    const watch = cli(['watch', fault, '--veventq', veventq!], env, { signal: abort.signal, stdout: {
+    const watch = cli(['watch', fault, '--veventq', veventq!], env, {
+      signal: abort.signal,
+      stdout: {
         write: (t: string) => {
           seen += t;
         },
@@ -276,9 +285,7 @@ describe('iopfctl commands', () => {
 
   test('watch: a live table, JSON lines, answering; ends at --count or on the signal', async () => {
     await ok(['devices', 'add', 'cli1']);
-    const env = Object.fromEntries(
-      [...(await ok(['ctx', 'create'])).matchAll(/(IOPFD_\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!]),
-    ) as Record<string, string>;
+    const env = Object.fromEntries([...(await ok(['ctx', 'create'])).matchAll(/(IOPFD_\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!])) as Record<string, string>;
     const devId = (await ok(['bind', 'cli1'], env)).trim();
     const ioas = (await ok(['ioas', 'create'], env)).trim();
     const fault = (await ok(['fault', 'create'], env)).trim().split(' ')[0]!;
@@ -298,7 +305,13 @@ describe('iopfctl commands', () => {
     assert.match(lines[0]!, /^COOKIE\s+DEV_ID\s+PASID\s+GRPID\s+PERM\s+ADDR\s+PAGES\s+REDELIVERED\s+ANSWER$/);
     assert.match(lines[1]!, new RegExp(`^\\d+\\s+${devId}\\s+-\\s+1\\s+r\\s+0x1000\\s+2\\s+no\\s+success$`));
     assert.match(lines[2]!, new RegExp(`^\\d+\\s+${devId}\\s+-\\s+2\\s+r\\s+0x3000\\s+1\\s+no\\s+success$`));
-    assert.deepEqual((await d.client.responses('cli1')).responses.map((r) => [r.grpid, r.code]), [[1, 'success'], [2, 'success']]);
+    assert.deepEqual(
+      (await d.client.responses('cli1')).responses.map((r) => [r.grpid, r.code]),
+      [
+        [1, 'success'],
+        [2, 'success'],
+      ],
+    );
 
     const abort = new AbortController();
     const json = cli(['watch', fault, '--json', '--mode', 'uapi'], env, { signal: abort.signal });
@@ -392,7 +405,12 @@ describe('iopfctl commands', () => {
     assert.equal(await ok(['devices', 'list', '--output=json']), json);
     const p = JSON.parse(json);
     const yaml = await ok(['devices', 'list', '-o', 'yaml']);
-    assert.ok(yaml.startsWith(`kernel: latest\niommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\n    host_va_bits: 48\n`), yaml);
+    assert.ok(
+      yaml.startsWith(
+        `kernel: latest\niommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\n    host_va_bits: 48\n`,
+      ),
+      yaml,
+    );
     // The default platform's second IOMMU (smmu0, the SMMUv3 model) comes before the devices.
     assert.match(yaml, /^devices:\n {2}- name: nic0\n {4}bdf: "00:02\.0"\n/m);
     assert.match(yaml, /^ {4}caps:\n {6}pasid_bits: 20\n {6}pri: true\n/m);

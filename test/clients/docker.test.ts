@@ -34,7 +34,11 @@ test('Dockerfile: multi-stage on the Node major of the engines field, production
   const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
   const major = /^>=(\d+)$/.exec(engines)?.[1];
   assert.ok(major, `engines.node is ">=N": ${engines}`);
-  assert.deepEqual(froms.map((f) => f[1]), [`node:${major}-slim`, `node:${major}-slim`], 'the Node major of package.json\'s engines');
+  assert.deepEqual(
+    froms.map((f) => f[1]),
+    [`node:${major}-slim`, `node:${major}-slim`],
+    "the Node major of package.json's engines",
+  );
   assert.equal(froms[0]![2], 'build');
   const [build, runtime] = df.split(/^FROM node:\d+-slim$/m) as [string, string];
   assert.match(build, /^RUN npm ci$/m);
@@ -66,7 +70,9 @@ test('Dockerfile: multi-stage on the Node major of the engines field, production
 });
 
 test('.dockerignore keeps node_modules, dist and .git out of the build context', () => {
-  const lines = read('.dockerignore').split('\n').map((l) => l.trim());
+  const lines = read('.dockerignore')
+    .split('\n')
+    .map((l) => l.trim());
   for (const entry of ['node_modules', 'dist', '.git']) assert.ok(lines.includes(entry), entry);
 });
 

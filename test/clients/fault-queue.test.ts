@@ -74,7 +74,10 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     assert.deepEqual(
       groups.map((g) => g.records.map((r) => [r.grpid, r.addr, r.flags, r.perm, r.dev_id, r.cookie === g.cookie])),
       [
-        [[5, 0x7000n, 0, PERM.READ | PERM.WRITE, fx.devId, true], [5, 0x8000n, PGFAULT_FLAGS.LAST_PAGE, PERM.READ | PERM.WRITE, fx.devId, true]],
+        [
+          [5, 0x7000n, 0, PERM.READ | PERM.WRITE, fx.devId, true],
+          [5, 0x8000n, PGFAULT_FLAGS.LAST_PAGE, PERM.READ | PERM.WRITE, fx.devId, true],
+        ],
         [[6, 0x9000n, PGFAULT_FLAGS.LAST_PAGE, PERM.READ | PERM.WRITE, fx.devId, true]],
         [[7, 0xa000n, PGFAULT_FLAGS.LAST_PAGE, PERM.READ | PERM.WRITE, fx.devId, true]],
       ],
@@ -89,7 +92,11 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     ]);
     await waitFor(() => q.outstanding === 0, 2000, 'acknowledgements');
     assert.deepEqual(acks, [mode === 'json' ? { type: 'results', ok: 3, errors: [] } : { type: 'write', bytes: 24 }], 'one frame for the three answers');
-    assert.deepEqual(await codes(fx.device), [[5, 'success'], [6, 'invalid'], [7, 'success']]);
+    assert.deepEqual(await codes(fx.device), [
+      [5, 'success'],
+      [6, 'invalid'],
+      [7, 'success'],
+    ]);
 
     // A second answer for a group is not sent.
     const stale: StaleResponse[] = [];
@@ -146,7 +153,10 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     await waitFor(async () => (await fx.ctx.faultStatus(fx.fault)).outstanding === 1, 2000, 'redelivery');
     q.respond(g2!.cookie, 'invalid');
     await waitFor(() => q.outstanding === 0, 2000, 'second answer');
-    assert.deepEqual(await codes(fx.device), [[1, 'success'], [2, 'invalid']]);
+    assert.deepEqual(await codes(fx.device), [
+      [1, 'success'],
+      [2, 'invalid'],
+    ]);
     const st = await fx.ctx.faultStatus(fx.fault);
     assert.equal(st.counters.redelivered, 3, 'g1 and g2 after the first cut, g2 after the second');
 
@@ -176,7 +186,11 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
     await sleep(100);
     assert.equal((await fx.ctx.faultStatus(fx.fault)).counters.redelivered, 20);
     const log = await codes(fx.device);
-    assert.deepEqual(log.map(([g]) => g).sort((a, b) => a - b), groups.map((_g, i) => i), 'one response per group');
+    assert.deepEqual(
+      log.map(([g]) => g).sort((a, b) => a - b),
+      groups.map((_g, i) => i),
+      'one response per group',
+    );
     assert.ok(log.every(([, c]) => c === 'success'));
     await q.close();
     await fx.ctx.release();
@@ -210,7 +224,10 @@ for (const mode of ['json', 'uapi'] as FaultQueueMode[]) {
 
     q.respond(g2!, 'invalid');
     await waitFor(async () => (await codes(fx.device)).length === 2, 2000, 'g2 answer');
-    assert.deepEqual(await codes(fx.device), [[1, 'invalid'], [2, 'invalid']]);
+    assert.deepEqual(await codes(fx.device), [
+      [1, 'invalid'],
+      [2, 'invalid'],
+    ]);
     await q.close();
     await fx.ctx.release();
   });
@@ -242,7 +259,11 @@ test('FaultQueue: expired and overflow notices; an answer for an expired group i
   assert.deepEqual(stale, [{ cookie: g1!.cookie, code: 0, reason: 'reused' }], 'the answer meant for g1 does not reach g2');
   await q.close();
   await fx.ctx.release();
-  assert.deepEqual((await codes(fx.device)).sort(), [[1, 'invalid'], [2, 'invalid'], [3, 'invalid']]);
+  assert.deepEqual((await codes(fx.device)).sort(), [
+    [1, 'invalid'],
+    [2, 'invalid'],
+    [3, 'invalid'],
+  ]);
 });
 
 test('FaultQueue: a refused upgrade is fatal; releasing the context ends the iterator', async () => {

@@ -33,7 +33,13 @@ test('IopfdClient: every route of the command table, typed, answers matching the
   assert.deepEqual(await c.dma('sdk0', { iova: '0x1000', length: '0x4', access: 'read' }), { status: 'invalid', page_requests: 1, retries: 0 });
   await c.injectPageRequest('sdk0', { grpid: 7, addr: '0x2000', perm: 1, last: true });
   const log = await c.responses('sdk0');
-  assert.deepEqual(log.responses.map((r) => [r.grpid, r.code]), [[0, 'invalid'], [7, 'invalid']]);
+  assert.deepEqual(
+    log.responses.map((r) => [r.grpid, r.code]),
+    [
+      [0, 'invalid'],
+      [7, 'invalid'],
+    ],
+  );
   assert.equal((await c.responses('sdk0', log.responses[0]!.seq)).responses.length, 1);
   const walk = await c.walk('sdk0', { addr: '0x2000', perm: 1 });
   assert.deepEqual([walk.context, walk.result.kind, walk.result.stage], ['none', 'fault', 0]);
@@ -113,7 +119,10 @@ test('IopfdClient: every route of the command table, typed, answers matching the
   const it = reader[Symbol.asyncIterator]();
   const first = await it.next();
   assert.equal(first.done, false);
-  assert.deepEqual([first.value.sequence, first.value.lost, first.value.missed, Number(first.value.evt![0] & 0xffn), Number(first.value.evt![0] >> 32n)], [0, false, 0, 0x0a, 7]);
+  assert.deepEqual(
+    [first.value.sequence, first.value.lost, first.value.missed, Number(first.value.evt![0] & 0xffn), Number(first.value.evt![0] >> 32n)],
+    [0, false, 0, 0x0a, 7],
+  );
   assert.deepEqual(await actx.invalidateViommu(viommu, { data_type: 'arm_smmuv3', commands: [['0x30', '0x0']] }), { done: 1 });
   const vst = await actx.veventqStatus(vq.id);
   assert.deepEqual([vst.queued, vst.sequence, vst.connections], [0, 1, 1]);

@@ -37,7 +37,10 @@ test('traffic: patterns, mixed access, two devices and PASIDs; the counts match 
   const s = await gen.run();
   await vmm.stop();
   assert.equal(s.dmas, 120);
-  assert.equal(Object.values(s.byStatus).reduce((a, b) => a + b, 0), 120);
+  assert.equal(
+    Object.values(s.byStatus).reduce((a, b) => a + b, 0),
+    120,
+  );
   assert.equal(s.byStatus.timeout, 0);
   assert.ok(s.byStatus.ok > 0 && s.byStatus.invalid > 0, JSON.stringify(s.byStatus));
   assert.equal(s.byStatus.ok + s.byStatus.invalid, 120);
@@ -56,7 +59,16 @@ test('traffic: sequential slots pack pages; large DMAs span whole pages', async 
   const vmm = await Vmm.start({ url: d.url, adminToken: ADMIN_TOKEN, devices: ['tr2'], allow: [{ start: 0x10000000n, length: 0x100000n, write: true }] });
   const small = await new TrafficGenerator({ client: d.client, targets: [{ device: 'tr2' }], size: 1024, count: 8, concurrency: 1 }).run();
   assert.deepEqual([small.byStatus.ok, small.pageRequests], [8, 2], '4 DMAs per page, 2 pages faulted');
-  const big = await new TrafficGenerator({ client: d.client, targets: [{ device: 'tr2' }], base: 0x10080000n, span: 0x10000n, size: 0x2000, access: 'write', count: 4, concurrency: 2 }).run();
+  const big = await new TrafficGenerator({
+    client: d.client,
+    targets: [{ device: 'tr2' }],
+    base: 0x10080000n,
+    span: 0x10000n,
+    size: 0x2000,
+    access: 'write',
+    count: 4,
+    concurrency: 2,
+  }).run();
   assert.deepEqual([big.byStatus.ok, big.pageRequests, big.bytes], [4, 8, 4 * 0x2000]);
   await vmm.stop();
   assert.throws(() => new TrafficGenerator({ client: d.client, targets: [], count: 1 }), RangeError);
@@ -79,7 +91,13 @@ test('traffic process: JSON statistics; exit 1 with errno on a refusal, 2 on bad
   assert.match(r.stderr, /^traffic: warning: every DMA failed \(10 invalid\)\n {2}invalid: .*needs --pasid N\n$/);
   // A device served only at a PASID: without --pasid every DMA fails; with it, they succeed (exit 0).
   await d.client.addDevice({ name: 'trp' });
-  const vmm = await Vmm.start({ url: d.url, adminToken: ADMIN_TOKEN, devices: ['trp'], pasids: [5], allow: [{ start: 0x10000000n, length: 0x100000n, write: true }] });
+  const vmm = await Vmm.start({
+    url: d.url,
+    adminToken: ADMIN_TOKEN,
+    devices: ['trp'],
+    pasids: [5],
+    allow: [{ start: 0x10000000n, length: 0x100000n, write: true }],
+  });
   const noPasid = await run(process.execPath, [main, '--device', 'trp', '--count', '4'], { env }).then(
     () => ({ code: 0, stderr: '' }),
     (e: { code: number; stderr: string }) => e,

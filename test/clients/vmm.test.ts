@@ -57,16 +57,19 @@ test('VMM: a DMA write faults, the guest maps the page, the bytes land in the gu
   const vmm = await start({ devices: [device] });
   const [b] = vmm.bindings;
   const objects = (await vmm.ctx.objects()).objects;
-  assert.deepEqual(objects.find((o) => o.id === b!.hwptId), {
-    id: b!.hwptId,
-    type: 'hwpt_nested',
-    parent_id: objects.find((o) => o.type === 'hwpt_paging')!.id,
-    flags: 4,
-    data_type: 'vtd_s1',
-    pgtbl_addr: formatU64(vmm.guest.addressSpace(undefined).root),
-    addr_width: 48,
-    fault_id: b!.faultId,
-  });
+  assert.deepEqual(
+    objects.find((o) => o.id === b!.hwptId),
+    {
+      id: b!.hwptId,
+      type: 'hwpt_nested',
+      parent_id: objects.find((o) => o.type === 'hwpt_paging')!.id,
+      flags: 4,
+      data_type: 'vtd_s1',
+      pgtbl_addr: formatU64(vmm.guest.addressSpace(undefined).root),
+      addr_width: 48,
+      fault_id: b!.faultId,
+    },
+  );
 
   const va = 0x7f0000003000n;
   const payload = hexOf(new TextEncoder().encode('written by the device through stage 1'));
@@ -93,7 +96,10 @@ test('VMM: a DMA write faults, the guest maps the page, the bytes land in the gu
   assert.deepEqual([st.groups, st.success, st.invalid, st.outstanding, st.guest.pagesMapped], [1, 1, 0, 0, 1]);
   assert.equal(st.latencyMs.count, 1);
   assert.deepEqual(vmm.errors, []);
-  assert.deepEqual((await d.client.responses(device)).responses.map((x) => x.code), ['success']);
+  assert.deepEqual(
+    (await d.client.responses(device)).responses.map((x) => x.code),
+    ['success'],
+  );
 });
 
 test('VMM: read maps read-only, a later write upgrades the entry and invalidates; outside the ranges is INVALID', async () => {
@@ -120,10 +126,17 @@ test('VMM: read maps read-only, a later write upgrades the entry and invalidates
 test('VMM: one fault queue and nested hwpt per PASID, attached at the PASID; multi-page DMAs', async () => {
   const device = await newDevice();
   const vmm = await start({ devices: [device], pasids: [1, 2] });
-  assert.deepEqual(vmm.bindings.map((b) => b.pasid), [1, 2]);
+  assert.deepEqual(
+    vmm.bindings.map((b) => b.pasid),
+    [1, 2],
+  );
   assert.notEqual(vmm.guest.addressSpace(1).root, vmm.guest.addressSpace(2).root);
   const objects = (await vmm.ctx.objects()).objects;
-  assert.deepEqual(objects.filter((o) => o.type === 'hwpt_nested').map((o) => o.flags), [12, 12], 'FAULT_ID_VALID | PASID');
+  assert.deepEqual(
+    objects.filter((o) => o.type === 'hwpt_nested').map((o) => o.flags),
+    [12, 12],
+    'FAULT_ID_VALID | PASID',
+  );
   assert.equal(objects.filter((o) => o.type === 'fault').length, 2);
 
   const data = 'ab'.repeat(0x2000);
@@ -144,7 +157,10 @@ test('VMM: a full virtual PRQ answers SUCCESS at once; the device retries', asyn
   const st = await vmm.stop();
   assert.ok(st.prqFull >= 1, `prqFull ${st.prqFull}`);
   // A DMA whose retries keep meeting a full queue ends invalid (3 fruitless rounds), never timeout.
-  assert.ok(results.every((r) => r.status === 'ok' || r.status === 'invalid'), JSON.stringify(results));
+  assert.ok(
+    results.every((r) => r.status === 'ok' || r.status === 'invalid'),
+    JSON.stringify(results),
+  );
   assert.ok(results.some((r) => r.status === 'ok'));
   assert.equal(st.outstanding, 0);
   const log = (await d.client.responses(device)).responses;
@@ -160,7 +176,11 @@ test('VMM: a guest Response Failure (out of guest RAM) becomes INVALID plus a PR
   const st = await vmm.stop();
   assert.deepEqual([st.failures, st.invalid, st.guest.failedRequests], [1, 1, 1]);
   assert.deepEqual(vmm.errors, []);
-  assert.deepEqual((await d.client.responses(device)).responses.map((x) => x.code), ['success', 'invalid'], 'the device never sees Response Failure');
+  assert.deepEqual(
+    (await d.client.responses(device)).responses.map((x) => x.code),
+    ['success', 'invalid'],
+    'the device never sees Response Failure',
+  );
   const dev = (await d.client.platform()).devices.find((x) => x.name === device)!;
   assert.deepEqual([dev.pri_enabled, dev.pri_status], [true, { response_failure: false, stopped: false }]);
 });
@@ -187,7 +207,10 @@ test('VMM process: ready line and file, serves faults, statistics at SIGTERM; ex
   await waitFor(() => out.includes('\n'), 10000, 'the ready line');
   const ready = JSON.parse(out.split('\n')[0]!);
   assert.equal(ready.event, 'ready');
-  assert.deepEqual(ready.bindings.map((b: { device: string; pasid: number }) => [b.device, b.pasid]), [[device, 3]]);
+  assert.deepEqual(
+    ready.bindings.map((b: { device: string; pasid: number }) => [b.device, b.pasid]),
+    [[device, 3]],
+  );
   assert.ok(existsSync(readyFile));
   assert.equal((await d.client.dma(device, { pasid: 3, iova: '0x7f0000000000', length: '0x4', access: 'read' })).status, 'ok');
   vmm.kill('SIGTERM');
@@ -198,7 +221,9 @@ test('VMM process: ready line and file, serves faults, statistics at SIGTERM; ex
 
   // A daemon of its own that goes away: the streams end, and so does the VMM (no daemon: exit 3).
   const own = await startDaemon();
-  const orphan = spawn(process.execPath, [program('clients/vmm/main.js'), '--device', 'nic0', '--url', own.url, '--admin-token', ADMIN_TOKEN], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const orphan = spawn(process.execPath, [program('clients/vmm/main.js'), '--device', 'nic0', '--url', own.url, '--admin-token', ADMIN_TOKEN], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const orphanExit = new Promise<number | null>((resolve) => orphan.on('exit', resolve));
   let orphanOut = '';
   orphan.stdout.on('data', (c: Buffer) => (orphanOut += c.toString()));

@@ -8,12 +8,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  iommufdDeviceAttach,
-  iommufdDeviceDetach,
-  iommufdDeviceReplace,
-  iommufdHwptAlloc,
-} from '../../core/index.js';
+import { iommufdDeviceAttach, iommufdDeviceDetach, iommufdDeviceReplace, iommufdHwptAlloc } from '../../core/index.js';
 import { iommuReportDeviceFault, iopfGroupResponse, iopfQueueRemoveDevice } from '../../core/iopf/io-pgfault.js';
 import { IopfFaultRecord } from '../../core/iommu/iommu.js';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
@@ -44,7 +39,10 @@ describe('allocation and linking', () => {
 
   test('case 2: FAULT_QUEUE_ALLOC with flags=1 is EOPNOTSUPP and no object exists', () => {
     const w = new World();
-    assert.equal(errnoOf(() => w.fault({ flags: 1 })), 'EOPNOTSUPP');
+    assert.equal(
+      errnoOf(() => w.fault({ flags: 1 })),
+      'EOPNOTSUPP',
+    );
     assert.equal(w.ctx.objects().length, 0);
     assert.equal(w.ctx.objectCount, 0);
   });
@@ -56,7 +54,14 @@ describe('allocation and linking', () => {
     const before = w.ctx.objectCount;
     assert.equal(
       errnoOf(() =>
-        iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: p.id, flags: FAULT_ID_VALID, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0x1000n, addr_width: 48 }, fault_id: 0xffffffff }),
+        iommufdHwptAlloc(w.ctx, {
+          dev_id: d.id,
+          pt_id: p.id,
+          flags: FAULT_ID_VALID,
+          data_type: 'vtd_s1',
+          data: { flags: 0, pgtbl_addr: 0x1000n, addr_width: 48 },
+          fault_id: 0xffffffff,
+        }),
       ),
       'ENOENT',
     );
@@ -73,7 +78,14 @@ describe('allocation and linking', () => {
     const p = w.parent(d, ioas);
     assert.equal(
       errnoOf(() =>
-        iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: p.id, flags: FAULT_ID_VALID, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 }, fault_id: ioas.id }),
+        iommufdHwptAlloc(w.ctx, {
+          dev_id: d.id,
+          pt_id: p.id,
+          flags: FAULT_ID_VALID,
+          data_type: 'vtd_s1',
+          data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 },
+          fault_id: ioas.id,
+        }),
       ),
       'ENOENT',
     );
@@ -84,7 +96,10 @@ describe('allocation and linking', () => {
     const d = w.bind();
     const p = w.parent(d);
     const f = w.fault();
-    assert.equal(errnoOf(() => w.nested(d, p, f, 0x80000000)), 'EOPNOTSUPP');
+    assert.equal(
+      errnoOf(() => w.nested(d, p, f, 0x80000000)),
+      'EOPNOTSUPP',
+    );
     assert.equal(hwptCount(w), 1);
   });
 
@@ -93,7 +108,10 @@ describe('allocation and linking', () => {
     const d = w.bind();
     const ioas = w.ioas();
     const f = w.fault();
-    assert.equal(errnoOf(() => iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: ioas.id, flags: NEST_PARENT | FAULT_ID_VALID, fault_id: f.id })), 'EOPNOTSUPP');
+    assert.equal(
+      errnoOf(() => iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: ioas.id, flags: NEST_PARENT | FAULT_ID_VALID, fault_id: f.id })),
+      'EOPNOTSUPP',
+    );
   });
 
   test('case 7: paging FAULT_ID_VALID alone succeeds (latest profile) and delivers its faults', () => {
@@ -112,7 +130,14 @@ describe('allocation and linking', () => {
     const d = w.bind();
     const p = w.parent(d);
     const f = w.fault();
-    const h = iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: p.id, flags: 0, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 }, fault_id: f.id });
+    const h = iommufdHwptAlloc(w.ctx, {
+      dev_id: d.id,
+      pt_id: p.id,
+      flags: 0,
+      data_type: 'vtd_s1',
+      data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 },
+      fault_id: f.id,
+    });
     iommufdDeviceAttach(d, h.id);
     w.T(undefined, 2, true);
     assert.equal(f.queued, 0);
@@ -124,10 +149,16 @@ describe('allocation and linking', () => {
     const w = new World();
     const { d, f, h } = w.standard();
     const fd = w.fd(f);
-    assert.equal(errnoOf(() => w.ctx.destroyObject(f.id)), 'EBUSY');
+    assert.equal(
+      errnoOf(() => w.ctx.destroyObject(f.id)),
+      'EBUSY',
+    );
     iommufdDeviceDetach(d);
     w.ctx.destroyObject(h.id);
-    assert.equal(errnoOf(() => w.ctx.destroyObject(f.id)), 'EBUSY');
+    assert.equal(
+      errnoOf(() => w.ctx.destroyObject(f.id)),
+      'EBUSY',
+    );
     fd.close();
     w.ctx.destroyObject(f.id);
     assert.equal(w.ctx.find(f.id), undefined);
@@ -137,7 +168,10 @@ describe('allocation and linking', () => {
     const w = new World();
     const f = w.fault();
     const fd = w.fd(f);
-    assert.equal(errnoOf(() => w.ctx.destroyObject(f.id)), 'EBUSY');
+    assert.equal(
+      errnoOf(() => w.ctx.destroyObject(f.id)),
+      'EBUSY',
+    );
     fd.close();
     w.ctx.destroyObject(f.id);
   });
@@ -145,7 +179,10 @@ describe('allocation and linking', () => {
   test('case 11: destroying an attached hwpt is EBUSY', () => {
     const w = new World();
     const { h } = w.standard();
-    assert.equal(errnoOf(() => w.ctx.destroyObject(h.id)), 'EBUSY');
+    assert.equal(
+      errnoOf(() => w.ctx.destroyObject(h.id)),
+      'EBUSY',
+    );
   });
 });
 
@@ -279,7 +316,10 @@ describe('groups and partials', () => {
       w.T(undefined, 5, true, R, A3);
       w.T(undefined, 6, true, R, A1);
       assert.deepEqual(
-        w.fd(f).records(count).map((r) => r.grpid),
+        w
+          .fd(f)
+          .records(count)
+          .map((r) => r.grpid),
         groups,
       );
     }
@@ -342,15 +382,27 @@ describe('read/write/poll edge cases', () => {
   test('case 26: read(39) and read(41) are ESPIPE', () => {
     const w = new World();
     const fd = w.fd(w.fault());
-    assert.equal(errnoOf(() => fd.read(39)), 'ESPIPE');
-    assert.equal(errnoOf(() => fd.read(41)), 'ESPIPE');
+    assert.equal(
+      errnoOf(() => fd.read(39)),
+      'ESPIPE',
+    );
+    assert.equal(
+      errnoOf(() => fd.read(41)),
+      'ESPIPE',
+    );
   });
 
   test('case 27: write(7) and write(9) are ESPIPE and answer nothing; write(0) returns 0', () => {
     const w = new World();
     const { fd } = w.delivered(1);
-    assert.equal(errnoOf(() => fd.writeBytes(new Uint8Array(7))), 'ESPIPE');
-    assert.equal(errnoOf(() => fd.writeBytes(new Uint8Array(9))), 'ESPIPE');
+    assert.equal(
+      errnoOf(() => fd.writeBytes(new Uint8Array(7))),
+      'ESPIPE',
+    );
+    assert.equal(
+      errnoOf(() => fd.writeBytes(new Uint8Array(9))),
+      'ESPIPE',
+    );
     assert.equal(fd.writeBytes(new Uint8Array(0)), 0);
     assert.deepEqual(w.log(), []);
   });
@@ -358,7 +410,10 @@ describe('read/write/poll edge cases', () => {
   test('case 28: code 2 is EINVAL, the log is unchanged, and the cookie stays valid', () => {
     const w = new World();
     const { fd } = w.delivered(1);
-    assert.equal(errnoOf(() => fd.write([[1, 2]])), 'EINVAL');
+    assert.equal(
+      errnoOf(() => fd.write([[1, 2]])),
+      'EINVAL',
+    );
     assert.deepEqual(w.log(), []);
     assert.equal(fd.write([[1, 0]]), 8);
     assert.equal(w.log().length, 1);
@@ -380,7 +435,10 @@ describe('read/write/poll edge cases', () => {
   test('case 30: an unknown cookie is EINVAL', () => {
     const w = new World();
     const fd = w.fd(w.fault());
-    assert.equal(errnoOf(() => fd.write([[42, 0]])), 'EINVAL');
+    assert.equal(
+      errnoOf(() => fd.write([[42, 0]])),
+      'EINVAL',
+    );
   });
 
   test('case 31: write{2,1}{99,0}{1,0} returns 8, answers group 2 INVALID, leaves group 1 outstanding', () => {
@@ -430,7 +488,10 @@ describe('lifetime, detach, replace, teardown', () => {
     assert.deepEqual(new Set(w.log().map((e) => e.grpid)), new Set([1, 2]));
     assert.ok(w.log().every((e) => e.code === 'invalid'));
     assert.equal(fd.read(40).length, 0);
-    assert.equal(errnoOf(() => fd.write([[1, 0]])), 'EINVAL');
+    assert.equal(
+      errnoOf(() => fd.write([[1, 0]])),
+      'EINVAL',
+    );
     assert.equal(w.audit().outstandingGroups, 0);
   });
 
@@ -490,7 +551,10 @@ describe('lifetime, detach, replace, teardown', () => {
     const fd = w.fd(f);
     w.T(7, 1, true);
     const [r] = fd.records();
-    assert.equal(errnoOf(() => iommufdDeviceReplace(d, h3.id, 7)), 'EINVAL');
+    assert.equal(
+      errnoOf(() => iommufdDeviceReplace(d, h3.id, 7)),
+      'EINVAL',
+    );
     assert.deepEqual(w.log(), []);
     fd.write([[r!.cookie, 0]]);
     assert.equal(w.log()[0]!.code, 'success');
@@ -523,7 +587,10 @@ describe('lifetime, detach, replace, teardown', () => {
     const { fd } = w.readAndUnread(f);
     iopfQueueRemoveDevice(driverOf(w).queue, w.platform.iommuDevice('d0'));
     assert.equal(w.log().length, 2);
-    assert.equal(errnoOf(() => fd.write([[1, 0]])), 'EINVAL');
+    assert.equal(
+      errnoOf(() => fd.write([[1, 0]])),
+      'EINVAL',
+    );
     assert.equal(fd.read(40).length, 0);
     // No later path answers them again.
     iommufdDeviceDetach(d);
@@ -566,7 +633,10 @@ describe('lifetime, detach, replace, teardown', () => {
     const w = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { is_vf: true } }] });
     const d = w.bind();
     const h = w.nested(d, w.parent(d), w.fault());
-    assert.equal(errnoOf(() => iommufdDeviceAttach(d, h.id)), 'EINVAL');
+    assert.equal(
+      errnoOf(() => iommufdDeviceAttach(d, h.id)),
+      'EINVAL',
+    );
     assert.equal(d.attachments.size, 0);
   });
 
@@ -643,7 +713,13 @@ describe('hardware models', () => {
     w.platform.priReset('d0');
     assert.equal(w.platform.deviceInfo('d0').pri_status.response_failure, false);
     // Allocation of 4 requests: traffic with 1-page groups keeps at most 4 in flight.
-    w.platform.startTraffic('d0', { count: 10, pagesPerGroup: 1, pasid: undefined, base: 0x100000000n, perm: { read: true, write: false, exec: false, priv: false } });
+    w.platform.startTraffic('d0', {
+      count: 10,
+      pagesPerGroup: 1,
+      pasid: undefined,
+      base: 0x100000000n,
+      perm: { read: true, write: false, exec: false, priv: false },
+    });
     w.sched.run();
     assert.equal(fn.outstandingRequests, 4);
     assert.equal(f.queued, 4);

@@ -88,7 +88,11 @@ function guest(opts: { stall?: boolean; deviceStall?: boolean; faultQueue?: bool
 
 function dma(g: ArmGuest, iova: bigint, write = false, length = 16): () => DmaResult | undefined {
   let result: DmaResult | undefined;
-  g.w.platform.dma('d0', { pasid: undefined, iova, length, write, data: write ? new Uint8Array(length).fill(0xab) : undefined, priv: false, exec: false, timeoutMs: 10_000 }, (r) => (result = r));
+  g.w.platform.dma(
+    'd0',
+    { pasid: undefined, iova, length, write, data: write ? new Uint8Array(length).fill(0xab) : undefined, priv: false, exec: false, timeoutMs: 10_000 },
+    (r) => (result = r),
+  );
   g.w.sched.run();
   return () => result;
 }
@@ -112,7 +116,10 @@ test('arm nested DMA: a translation fault of a CD with S=0 terminates and reache
   const [e, ...rest] = g.q.read();
   assert.equal(rest.length, 0);
   const ev = decodeEvent(e!.data!);
-  assert.deepEqual([ev.id, ev.sid, ev.addr, ev.read, ev.stall, ev.s2, ev.ssid], [EVT_ID.F_TRANSLATION, Number(VSID), 0x7000_0000n, false, false, false, undefined]);
+  assert.deepEqual(
+    [ev.id, ev.sid, ev.addr, ev.read, ev.stall, ev.s2, ev.ssid],
+    [EVT_ID.F_TRANSLATION, Number(VSID), 0x7000_0000n, false, false, false, undefined],
+  );
   assert.equal(g.f.readable, false, 'nothing for the fault queue');
 });
 
@@ -123,7 +130,10 @@ test('arm nested DMA: a write to a read-only page is F_PERMISSION; AF clear is F
   assert.equal(dma(g, 0x1000n, true)()?.status, 'invalid');
   assert.equal(dma(g, 0x2000n, false)()?.status, 'invalid');
   assert.equal(dma(g, 0x1000n, false)()?.status, 'ok');
-  assert.deepEqual(g.q.read().map((e) => decodeEvent(e.data!).id), [EVT_ID.F_PERMISSION, EVT_ID.F_ACCESS]);
+  assert.deepEqual(
+    g.q.read().map((e) => decodeEvent(e.data!).id),
+    [EVT_ID.F_PERMISSION, EVT_ID.F_ACCESS],
+  );
   g.setCd(0, { record: false });
   assert.equal(dma(g, 0x5000n)()?.status, 'invalid');
   assert.equal(g.q.queued, 0);
@@ -156,7 +166,10 @@ test('arm nested DMA: with CD.S=1 on a stall-capable device the fault stalls int
 });
 
 test('arm nested DMA: without the stall cap (or CD.S=0) a fault terminates; a fault-capable attach needs the cap (ENODEV)', () => {
-  assert.throws(() => guest({ stall: true, deviceStall: false }), (e: unknown) => (e as { errno?: string }).errno === 'ENODEV');
+  assert.throws(
+    () => guest({ stall: true, deviceStall: false }),
+    (e: unknown) => (e as { errno?: string }).errno === 'ENODEV',
+  );
   const g = guest({ stall: true, deviceStall: false, faultQueue: false });
   assert.equal(dma(g, 0x3000n)()?.status, 'invalid');
   const [e] = g.q.read();
@@ -165,7 +178,7 @@ test('arm nested DMA: without the stall cap (or CD.S=0) a fault terminates; a fa
   assert.equal(g.w.audit().stalls, 0);
 });
 
-test('arm nested DMA: a stage-2 miss of a table read is the host\'s: stage2_fault, no vEVENTQ event', () => {
+test("arm nested DMA: a stage-2 miss of a table read is the host's: stage2_fault, no vEVENTQ event", () => {
   const g = guest();
   g.pt.map(0x6000n, RAM + 0x10_0000n, { write: true });
   const r = dma(g, 0x6000n)();

@@ -49,11 +49,7 @@ function guest(): Guest {
 
 function dma(w: World, req: Partial<Parameters<World['platform']['dma']>[1]> & { iova: bigint; length: number }): { result: () => DmaResult | undefined } {
   let result: DmaResult | undefined;
-  w.platform.dma(
-    'd0',
-    { pasid: undefined, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000, ...req },
-    (r) => (result = r),
-  );
+  w.platform.dma('d0', { pasid: undefined, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000, ...req }, (r) => (result = r));
   return { result: () => result };
 }
 
@@ -177,7 +173,12 @@ test('dma: a write to a read-only stage-1 page faults with WRITE permission and 
 });
 
 test('dma: no PRI → pri_disabled; nobody answering → timeout; IOAS unmap invalidates stage 2', () => {
-  const w = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri: false } }, { name: 'd1', bdf: '00:03.0' }] });
+  const w = new World({
+    devices: [
+      { name: 'd0', bdf: '00:02.0', caps: { pri: false } },
+      { name: 'd1', bdf: '00:03.0' },
+    ],
+  });
   const r = dma(w, { iova: 0x1000n, length: 8 });
   w.sched.run();
   assert.equal(r.result()?.status, 'pri_disabled');
@@ -223,7 +224,10 @@ test('sva: faults inside a VMA are resolved in the daemon; outside are INVALID; 
   w.T(3, 7, true, 1, 0x4000_2000n);
   assert.equal(w.log().filter((e) => e.grpid === 7).length, 0);
   w.platform.unbindSva('d0', 3);
-  assert.deepEqual(w.log().filter((e) => e.grpid === 7), [{ pasid: 3, grpid: 7, code: 'success' }]);
+  assert.deepEqual(
+    w.log().filter((e) => e.grpid === 7),
+    [{ pasid: 3, grpid: 7, code: 'success' }],
+  );
   assert.deepEqual(w.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
   assert.equal(w.platform.frames.inUse, 0);
 });

@@ -19,14 +19,20 @@ test('GroupList: push at both ends, remove anywhere (twice is a no-op), walk wit
   l.pushTail(xs[2]!.a);
   l.pushHead(xs[0]!.a);
   other.pushTail(xs[3]!.a);
-  assert.deepEqual(l.toArray().map((x) => x.n), [0, 1, 2]);
+  assert.deepEqual(
+    l.toArray().map((x) => x.n),
+    [0, 1, 2],
+  );
   assert.equal(l.size, 3);
   assert.ok(l.has(xs[1]!.a) && !l.has(xs[3]!.a) && other.has(xs[3]!.a));
   other.remove(xs[1]!.a); // not on `other`: nothing happens to either list
   assert.deepEqual([l.size, other.size], [3, 1]);
   l.remove(xs[1]!.a);
   l.remove(xs[1]!.a);
-  assert.deepEqual(l.toArray().map((x) => x.n), [0, 2]);
+  assert.deepEqual(
+    l.toArray().map((x) => x.n),
+    [0, 2],
+  );
   assert.equal(l.size, 2);
   assert.equal(l.head?.n, 0);
   assert.equal(l.after(xs[0]!.a)?.n, 2);
@@ -36,7 +42,10 @@ test('GroupList: push at both ends, remove anywhere (twice is a no-op), walk wit
   assert.deepEqual([l.size, l.head, l.toArray().length], [0, undefined, 0]);
   // A node that left a list can join another at once, at either end.
   other.pushHead(xs[2]!.a);
-  assert.deepEqual(other.toArray().map((x) => x.n), [2, 3]);
+  assert.deepEqual(
+    other.toArray().map((x) => x.n),
+    [2, 3],
+  );
 });
 
 test('GroupList: one item on lists of two kinds at once, through its two nodes', () => {

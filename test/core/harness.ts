@@ -229,7 +229,16 @@ export class Fd {
     for (const g of groups) {
       for (const f of g.faultList()) {
         const p = f.prm;
-        encodeRecord(out, off, { flags: p.flags, dev_id: faultGroupDevId(g), pasid: p.pasid, grpid: p.grpid, perm: p.perm, addr: p.addr, length: 0, cookie: g.cookie });
+        encodeRecord(out, off, {
+          flags: p.flags,
+          dev_id: faultGroupDevId(g),
+          pasid: p.pasid,
+          grpid: p.grpid,
+          perm: p.perm,
+          addr: p.addr,
+          length: 0,
+          cookie: g.cookie,
+        });
         off += 40;
       }
     }

@@ -32,7 +32,11 @@ test('respondOne: a bad code leaves the cookie valid, a bad or used cookie is re
   ]);
   assert.equal(respondErrorMessage(RESPOND_BAD_CODE, 1, 7), 'response code 7 is not 0 (success) or 1 (invalid)');
   assert.equal(respondErrorMessage(RESPOND_BAD_COOKIE, 99, 0), 'cookie 99 is not outstanding');
-  assert.deepEqual(respond(f, [{ cookie: 5, code: 0 }], true), { ok: 0, errors: [{ index: 0, cookie: 5, errno: 'EINVAL', message: 'cookie 5 is not outstanding' }], stoppedAt: 0 });
+  assert.deepEqual(respond(f, [{ cookie: 5, code: 0 }], true), {
+    ok: 0,
+    errors: [{ index: 0, cookie: 5, errno: 'EINVAL', message: 'cookie 5 is not outstanding' }],
+    stoppedAt: 0,
+  });
   assert.deepEqual(w.audit().outstandingGroups, 0);
 });
 
@@ -61,7 +65,10 @@ test('ResponseLog: entries across chunks, seq = index + 1, since() and map()', (
   for (const i of [0, 1, (1 << 14) - 1, 1 << 14, n - 1]) assert.deepEqual(log.at(i), expect(i));
   assert.deepEqual(log.since(n - 2), [expect(n - 2), expect(n - 1)]);
   assert.deepEqual(log.since(n + 5), []);
-  assert.equal(log.map((e) => e.seq).reduce((a, b) => a + b, 0), (n * (n + 1)) / 2);
+  assert.equal(
+    log.map((e) => e.seq).reduce((a, b) => a + b, 0),
+    (n * (n + 1)) / 2,
+  );
   assert.equal([...log].length, n);
 });
 
@@ -69,7 +76,14 @@ test('traffic generator: latency percentiles from its histogram', () => {
   const w = new World();
   const { f } = w.standard();
   const fd = w.fd(f);
-  w.platform.startTraffic('d0', { count: 200, pagesPerGroup: 1, inFlight: 200, pasid: undefined, base: 0x1_0000_0000n, perm: { read: true, write: false, exec: false, priv: false } });
+  w.platform.startTraffic('d0', {
+    count: 200,
+    pagesPerGroup: 1,
+    inFlight: 200,
+    pasid: undefined,
+    base: 0x1_0000_0000n,
+    perm: { read: true, write: false, exec: false, priv: false },
+  });
   w.sched.run();
   const groups = f.read(fd.conn);
   assert.equal(groups.length, 200);
@@ -92,7 +106,14 @@ test('traffic generator: small latencies are exact to 0.1 µs', () => {
   const w = new World();
   const { f } = w.standard();
   const fd = w.fd(f);
-  w.platform.startTraffic('d0', { count: 3, pagesPerGroup: 1, inFlight: 3, pasid: undefined, base: 0x1_0000_0000n, perm: { read: true, write: false, exec: false, priv: false } });
+  w.platform.startTraffic('d0', {
+    count: 3,
+    pagesPerGroup: 1,
+    inFlight: 3,
+    pasid: undefined,
+    base: 0x1_0000_0000n,
+    perm: { read: true, write: false, exec: false, priv: false },
+  });
   w.sched.run();
   for (const g of f.read(fd.conn)) {
     w.sched.advance(0.0123);

@@ -6,7 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdDeviceReplace, iommufdHwptAlloc, iommufdHwptInvalidate } from '../../core/index.js';
+import {
+  iommufdDeviceAttach,
+  iommufdDeviceBind,
+  iommufdDeviceDetach,
+  iommufdDeviceReplace,
+  iommufdHwptAlloc,
+  iommufdHwptInvalidate,
+} from '../../core/index.js';
 import { IdAllocator } from '../../core/iommufd/ids.js';
 import { MAX_MAP_PAGES } from '../../core/iommufd/ioas.js';
 import { World, errnoOf } from './harness.js';
@@ -38,11 +45,23 @@ test('ids: always the lowest free id ≥ 1 (model check)', () => {
 test('ioas: alignment, overlap, unmap and guest memory rules', () => {
   const w = new World();
   const ioas = w.ioas();
-  assert.equal(errnoOf(() => ioas.map(0x1001n, 0x1000n, true, true)), 'EINVAL');
-  assert.equal(errnoOf(() => ioas.map(0x1000n, 0n, true, true)), 'EINVAL');
-  assert.equal(errnoOf(() => ioas.map(0xffff_ffff_ffff_f000n, 0x2000n, true, true)), 'EOVERFLOW');
+  assert.equal(
+    errnoOf(() => ioas.map(0x1001n, 0x1000n, true, true)),
+    'EINVAL',
+  );
+  assert.equal(
+    errnoOf(() => ioas.map(0x1000n, 0n, true, true)),
+    'EINVAL',
+  );
+  assert.equal(
+    errnoOf(() => ioas.map(0xffff_ffff_ffff_f000n, 0x2000n, true, true)),
+    'EOVERFLOW',
+  );
   ioas.map(0x10000n, 0x3000n, true, true);
-  assert.equal(errnoOf(() => ioas.map(0x12000n, 0x2000n, true, true)), 'EEXIST');
+  assert.equal(
+    errnoOf(() => ioas.map(0x12000n, 0x2000n, true, true)),
+    'EEXIST',
+  );
   assert.equal(ioas.mapped, 3);
   assert.equal(ioas.pages.size, 0, 'a map allocates no page before a touch');
   // Fresh memory reads as zeros; a write spanning pages lands and reads back.
@@ -61,7 +80,10 @@ test('ioas: alignment, overlap, unmap and guest memory rules', () => {
   );
   assert.deepEqual(ioas.readMemory(0x10000n, 1), new Uint8Array([0]));
   assert.equal(ioas.unmap(0x11000n, 0x4000n), 0x2000n);
-  assert.equal(errnoOf(() => ioas.unmap(0x11000n, 0x1000n)), 'ENOENT');
+  assert.equal(
+    errnoOf(() => ioas.unmap(0x11000n, 0x1000n)),
+    'ENOENT',
+  );
   assert.equal(w.ctx.mappedPages, 1);
   w.platform.releaseContext(w.ctx.id);
   assert.equal(w.platform.frames.inUse, 0);
@@ -70,11 +92,17 @@ test('ioas: alignment, overlap, unmap and guest memory rules', () => {
 test('ioas: one call maps at most MAX_MAP_PAGES (E2BIG); the per-context mapped-page limit is ENOSPC and maps nothing', () => {
   const w = new World();
   const ioas = w.ioas();
-  assert.equal(errnoOf(() => ioas.map(0n, BigInt(MAX_MAP_PAGES + 1) * 0x1000n, true, true)), 'E2BIG');
+  assert.equal(
+    errnoOf(() => ioas.map(0n, BigInt(MAX_MAP_PAGES + 1) * 0x1000n, true, true)),
+    'E2BIG',
+  );
   const limit = w.platform.env.limits.maxMappedPages;
   for (let done = 0; done + MAX_MAP_PAGES <= limit; done += MAX_MAP_PAGES) ioas.map(BigInt(done) * 0x1000n, BigInt(MAX_MAP_PAGES) * 0x1000n, true, true);
   const mapped = ioas.mapped;
-  assert.equal(errnoOf(() => ioas.map(0x1_0000_0000_0000n, BigInt(limit - mapped + 1) * 0x1000n, true, true)), 'ENOSPC');
+  assert.equal(
+    errnoOf(() => ioas.map(0x1_0000_0000_0000n, BigInt(limit - mapped + 1) * 0x1000n, true, true)),
+    'ENOSPC',
+  );
   assert.equal(ioas.mapped, mapped);
 });
 
@@ -100,14 +128,35 @@ test('hwpt alloc: the kernel errnos, in order', () => {
   assert.equal(alloc({ pt_id: p.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 39 } }), 'EINVAL');
   assert.equal(alloc({ pt_id: p.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0x10n, addr_width: 48 } }), 'EINVAL');
   // Invalidation: paging hwpts have none; nested entries are checked.
-  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, p.id, [{ addr: 0n, npages: 1 }])), 'EOPNOTSUPP');
+  assert.equal(
+    errnoOf(() => iommufdHwptInvalidate(w.ctx, p.id, [{ addr: 0n, npages: 1 }])),
+    'EOPNOTSUPP',
+  );
   const n = w.nested(d, p, undefined);
-  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 1, flags: 2 }])), 'EOPNOTSUPP');
-  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0x800n, npages: 1 }])), 'EINVAL');
-  assert.equal(iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 1 }, { addr: 0x1000n, npages: 8 }]), 2);
+  assert.equal(
+    errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 1, flags: 2 }])),
+    'EOPNOTSUPP',
+  );
+  assert.equal(
+    errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0x800n, npages: 1 }])),
+    'EINVAL',
+  );
+  assert.equal(
+    iommufdHwptInvalidate(w.ctx, n.id, [
+      { addr: 0n, npages: 1 },
+      { addr: 0x1000n, npages: 8 },
+    ]),
+    2,
+  );
   // Users: the IOAS is held by its hwpts, the parent by its nested child.
-  assert.equal(errnoOf(() => w.ctx.destroyObject(ioas.id)), 'EBUSY');
-  assert.equal(errnoOf(() => w.ctx.destroyObject(p.id)), 'EBUSY');
+  assert.equal(
+    errnoOf(() => w.ctx.destroyObject(ioas.id)),
+    'EBUSY',
+  );
+  assert.equal(
+    errnoOf(() => w.ctx.destroyObject(p.id)),
+    'EBUSY',
+  );
   w.ctx.destroyObject(n.id);
   w.ctx.destroyObject(p.id);
 });
@@ -116,8 +165,14 @@ test('bind: exclusive across contexts, ENODEV for an unknown device; release unb
   const w = new World();
   w.bind();
   const other = w.platform.createContext();
-  assert.equal(errnoOf(() => iommufdDeviceBind(other, 'd0')), 'EBUSY');
-  assert.equal(errnoOf(() => iommufdDeviceBind(other, 'nope')), 'ENODEV');
+  assert.equal(
+    errnoOf(() => iommufdDeviceBind(other, 'd0')),
+    'EBUSY',
+  );
+  assert.equal(
+    errnoOf(() => iommufdDeviceBind(other, 'nope')),
+    'ENODEV',
+  );
   w.platform.releaseContext(w.ctx.id);
   assert.ok(iommufdDeviceBind(other, 'd0').id >= 1);
   assert.equal(w.platform.deviceInfo('d0').bound, true);
@@ -134,26 +189,49 @@ test('attach: an IOAS gets one automatic hwpt shared by RID and PASID; replacing
   assert.equal(autos[0]!.users, 2);
   iommufdDeviceReplace(d, ioas.id);
   assert.deepEqual(w.log(), []);
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d, ioas.id)), 'EBUSY');
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d, ioas.id, 0)), 'EINVAL');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d, ioas.id)),
+    'EBUSY',
+  );
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d, ioas.id, 0)),
+    'EINVAL',
+  );
   iommufdDeviceDetach(d);
   assert.equal(w.ctx.objects().filter((o) => o.type === 'hwpt_paging').length, 1);
   iommufdDeviceDetach(d, 7);
   assert.equal(w.ctx.objects().filter((o) => o.type === 'hwpt_paging').length, 0);
-  assert.equal(errnoOf(() => iommufdDeviceDetach(d)), 'EINVAL');
-  assert.equal(errnoOf(() => iommufdDeviceReplace(d, ioas.id)), 'EINVAL');
+  assert.equal(
+    errnoOf(() => iommufdDeviceDetach(d)),
+    'EINVAL',
+  );
+  assert.equal(
+    errnoOf(() => iommufdDeviceReplace(d, ioas.id)),
+    'EINVAL',
+  );
   assert.equal(ioas.users, 0);
 });
 
 test('attach: PASID rules — PASID bits, the hwpt PASID flag, a device without PASID', () => {
-  const w = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { pasid_bits: 4 } }, { name: 'd1', bdf: '00:03.0', caps: { pasid_bits: 0 } }] });
+  const w = new World({
+    devices: [
+      { name: 'd0', bdf: '00:02.0', caps: { pasid_bits: 4 } },
+      { name: 'd1', bdf: '00:03.0', caps: { pasid_bits: 0 } },
+    ],
+  });
   const d = w.bind('d0');
   const d1 = w.bind('d1');
   const p = w.parent(d);
   const h = w.nested(d, p, w.fault(), 8);
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d, h.id, 16)), 'EINVAL');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d, h.id, 16)),
+    'EINVAL',
+  );
   iommufdDeviceAttach(d, h.id, 15);
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d1, h.id, 1)), 'EINVAL');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d1, h.id, 1)),
+    'EINVAL',
+  );
   iommufdDeviceAttach(d1, h.id);
 });
 
@@ -166,6 +244,9 @@ test('release: every object goes, leaves first, whatever the order they were mad
   w.platform.releaseContext(w.ctx.id);
   assert.equal(w.ctx.objects().length, 0);
   assert.equal(w.ctx.objectCount, 0);
-  assert.equal(errnoOf(() => w.platform.releaseContext(w.ctx.id)), 'ENOENT');
+  assert.equal(
+    errnoOf(() => w.platform.releaseContext(w.ctx.id)),
+    'ENOENT',
+  );
   assert.equal(w.platform.deviceInfo('d0').bound, false);
 });

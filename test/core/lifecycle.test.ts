@@ -65,7 +65,10 @@ test('intel_iommu_enable_iopf: ENODEV when PRI could not be enabled at probe (no
   const f = w.fault();
   const p = w.parent(d);
   const h = w.nested(d, p, f);
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d, h.id)), 'ENODEV');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d, h.id)),
+    'ENODEV',
+  );
   assert.equal(d.attachments.size, 0);
   assert.equal(w.platform.deviceInfo('d0').pri_enabled, false);
   iommufdDeviceAttach(d, w.nested(d, p, undefined).id);
@@ -89,7 +92,10 @@ test('iommu_sva_bind_device: an SVA bind counts as a fault-capable attachment', 
   assert.equal(onQueue(w), false);
   // Without PRI at probe, a bind is refused.
   const w2 = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { ats: false } }] });
-  assert.equal(errnoOf(() => w2.platform.bindSva('d0', 3, vma)), 'ENODEV');
+  assert.equal(
+    errnoOf(() => w2.platform.bindSva('d0', 3, vma)),
+    'ENODEV',
+  );
 });
 
 test('iommu_report_device_fault: the no-handler path answers the last request and leaves the stored partials alone', () => {
@@ -121,11 +127,17 @@ test('iommufd_fault_iopf_enable (v6.11–v6.14): PRI itself follows the first an
   assert.equal(w.platform.deviceInfo('d0').pri_enabled, false);
   const w2 = new World({ kernel: 'v6.14', devices: [{ name: 'd0', bdf: '00:02.0', caps: { prg_response_needs_pasid: false } }] });
   const d2 = w2.bind();
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d2, w2.nested(d2, w2.parent(d2), w2.fault()).id)), 'EINVAL');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d2, w2.nested(d2, w2.parent(d2), w2.fault()).id)),
+    'EINVAL',
+  );
   // The latest kernel refuses the same device with ENODEV (PRI was not enabled at probe).
   const w3 = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { prg_response_needs_pasid: false } }] });
   const d3 = w3.bind();
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d3, w3.nested(d3, w3.parent(d3), w3.fault()).id)), 'ENODEV');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d3, w3.nested(d3, w3.parent(d3), w3.fault()).id)),
+    'ENODEV',
+  );
 });
 
 test('prq_event_thread (v6.11, intel/svm.c): every request without a PASID is a bad request', () => {

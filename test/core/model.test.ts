@@ -52,7 +52,17 @@ type Cmd =
   | { k: 'advance'; ms: number };
 
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 8, arbitrary: fc.record({ k: fc.constant('report' as const), dev: fc.nat(2), pasid: fc.nat(2), grpid: fc.nat(5), last: fc.boolean(), burst: fc.integer({ min: 1, max: 4 }) }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      k: fc.constant('report' as const),
+      dev: fc.nat(2),
+      pasid: fc.nat(2),
+      grpid: fc.nat(5),
+      last: fc.boolean(),
+      burst: fc.integer({ min: 1, max: 4 }),
+    }),
+  },
   { weight: 2, arbitrary: fc.constant({ k: 'drain' as const }) },
   { weight: 5, arbitrary: fc.record({ k: fc.constant('read' as const), conn: fc.nat(3), max: fc.integer({ min: 1, max: 8 }) }) },
   { weight: 5, arbitrary: fc.record({ k: fc.constant('respond' as const), conn: fc.nat(3), pick: fc.nat(20), code: fc.constantFrom(0, 0, 1, 2) }) },
@@ -151,7 +161,16 @@ function run(cmds: Cmd[], model: 'vtd' | 'generic' | 'smmuv3', kernel = 'latest'
         const fn = fns[cmd.dev]!;
         for (let i = 0; i < cmd.burst; i++) {
           const last = cmd.last && i === cmd.burst - 1;
-          const sent = fn.injectPageRequest({ pasid: PASIDS[cmd.pasid], prgi: cmd.grpid, addr: BigInt(0x10000 + i * 0x1000), read: true, write: false, exec: false, priv: false, last });
+          const sent = fn.injectPageRequest({
+            pasid: PASIDS[cmd.pasid],
+            prgi: cmd.grpid,
+            addr: BigInt(0x10000 + i * 0x1000),
+            read: true,
+            write: false,
+            exec: false,
+            priv: false,
+            last,
+          });
           if (sent && last) lasts.set(fn, lasts.get(fn)! + 1);
         }
         break;

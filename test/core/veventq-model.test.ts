@@ -26,13 +26,37 @@ function setup(depth: number, startSeq: number) {
   const p = w.parent(d);
   const v = iommufdViommuAlloc(w.ctx, { type: 'arm_smmuv3', dev_id: d.id, hwpt_id: p.id });
   iommufdVdeviceAlloc(w.ctx, { viommu_id: v.id, dev_id: d.id, virt_id: 0x5n });
-  const h = iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: v.id, data_type: 'arm_smmuv3', data: { ste: encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x1000n }) } });
+  const h = iommufdHwptAlloc(w.ctx, {
+    dev_id: d.id,
+    pt_id: v.id,
+    data_type: 'arm_smmuv3',
+    data: { ste: encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x1000n }) },
+  });
   iommufdDeviceAttach(d, h.id);
   const q = iommufdVeventqAlloc(w.ctx, { viommu_id: v.id, type: 'arm_smmuv3', depth });
   q.sequence = startSeq;
   const driver = w.platform.iommuDevice('d0').ops as SimIommu;
   const sid = w.platform.function('d0').rid;
-  return { q, report: (tag: number) => driver.handleEvent(encodeEvent({ id: EVT_ID.F_TRANSLATION, sid, ssid: undefined, stag: 0, stall: false, priv: false, exec: false, read: true, s2: false, class: 2, addr: BigInt(tag) << 12n, ipa: 0n })) };
+  return {
+    q,
+    report: (tag: number) =>
+      driver.handleEvent(
+        encodeEvent({
+          id: EVT_ID.F_TRANSLATION,
+          sid,
+          ssid: undefined,
+          stag: 0,
+          stall: false,
+          priv: false,
+          exec: false,
+          read: true,
+          s2: false,
+          class: 2,
+          addr: BigInt(tag) << 12n,
+          ipa: 0n,
+        }),
+      ),
+  };
 }
 
 test('vEVENTQ model: no event lost without a LOST_EVENTS header; every event read at most once, in order', () => {

@@ -49,11 +49,32 @@ function arm(): Arm {
 }
 
 function nestedOn(a: Arm, ste: readonly [bigint, bigint] = S1_STE, flags = 0, faultId?: number): IommufdHwpt {
-  return iommufdHwptAlloc(a.w.ctx, { dev_id: a.d.id, pt_id: a.v.id, flags, data_type: 'arm_smmuv3', data: { ste }, ...(faultId !== undefined ? { fault_id: faultId } : {}) });
+  return iommufdHwptAlloc(a.w.ctx, {
+    dev_id: a.d.id,
+    pt_id: a.v.id,
+    flags,
+    data_type: 'arm_smmuv3',
+    data: { ste },
+    ...(faultId !== undefined ? { fault_id: faultId } : {}),
+  });
 }
 
 function event(sid: number, id: number = EVT_ID.F_TRANSLATION, extra: Partial<SmmuEvent> = {}): [bigint, bigint, bigint, bigint] {
-  return encodeEvent({ id, sid, ssid: undefined, stag: 0, stall: false, priv: false, exec: false, read: true, s2: false, class: 2, addr: 0x1234_5000n, ipa: 0n, ...extra });
+  return encodeEvent({
+    id,
+    sid,
+    ssid: undefined,
+    stag: 0,
+    stall: false,
+    priv: false,
+    exec: false,
+    read: true,
+    s2: false,
+    class: 2,
+    addr: 0x1234_5000n,
+    ipa: 0n,
+    ...extra,
+  });
 }
 
 /** D attached to a translating nested hwpt through vDEVICE 0x99, with a vEVENTQ of @depth. */
@@ -71,16 +92,31 @@ test('viommu alloc: arm_smmuv3 on a nest parent of an SMMUv3 device; ENOENT, EIN
   assert.equal(a.v.type, 'viommu');
   assert.equal(a.p.users, 1);
   const ctx = a.w.ctx;
-  assert.equal(errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: 999, hwpt_id: a.p.id })), 'ENOENT');
-  assert.equal(errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a.d.id, hwpt_id: 999 })), 'ENOENT');
+  assert.equal(
+    errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: 999, hwpt_id: a.p.id })),
+    'ENOENT',
+  );
+  assert.equal(
+    errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a.d.id, hwpt_id: 999 })),
+    'ENOENT',
+  );
   const plain = iommufdHwptAlloc(ctx, { dev_id: a.d.id, pt_id: a.w.ioas().id });
-  assert.equal(errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a.d.id, hwpt_id: plain.id })), 'EINVAL');
-  assert.equal(errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a.d.id, hwpt_id: a.p.id, flags: 1 })), 'EOPNOTSUPP');
+  assert.equal(
+    errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a.d.id, hwpt_id: plain.id })),
+    'EINVAL',
+  );
+  assert.equal(
+    errnoOf(() => iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a.d.id, hwpt_id: a.p.id, flags: 1 })),
+    'EOPNOTSUPP',
+  );
   // A VT-d model IOMMU has no vIOMMU.
   const x = new World();
   const dx = x.bind();
   const px = x.parent(dx);
-  assert.equal(errnoOf(() => iommufdViommuAlloc(x.ctx, { type: 'arm_smmuv3', dev_id: dx.id, hwpt_id: px.id })), 'EOPNOTSUPP');
+  assert.equal(
+    errnoOf(() => iommufdViommuAlloc(x.ctx, { type: 'arm_smmuv3', dev_id: dx.id, hwpt_id: px.id })),
+    'EOPNOTSUPP',
+  );
   assert.equal(x.ctx.objects().length, 3);
 });
 
@@ -89,10 +125,22 @@ test('vdevice alloc: EEXIST for a taken virt_id or a device that has one; ENOENT
   const ctx = a.w.ctx;
   const d1 = a.w.bind('d1');
   const vd = iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: a.d.id, virt_id: 0x99n });
-  assert.equal(errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: d1.id, virt_id: 0x99n })), 'EEXIST');
-  assert.equal(errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: a.d.id, virt_id: 0x98n })), 'EEXIST');
-  assert.equal(errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: 999, dev_id: d1.id, virt_id: 1n })), 'ENOENT');
-  assert.equal(errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: 999, virt_id: 1n })), 'ENOENT');
+  assert.equal(
+    errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: d1.id, virt_id: 0x99n })),
+    'EEXIST',
+  );
+  assert.equal(
+    errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: a.d.id, virt_id: 0x98n })),
+    'EEXIST',
+  );
+  assert.equal(
+    errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: 999, dev_id: d1.id, virt_id: 1n })),
+    'ENOENT',
+  );
+  assert.equal(
+    errnoOf(() => iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: 999, virt_id: 1n })),
+    'ENOENT',
+  );
   iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: d1.id, virt_id: 0x98n });
   const h = nestedOn(a);
   iommufdDeviceAttach(a.d, h.id);
@@ -113,14 +161,36 @@ test('nested hwpt on a vIOMMU: the STE as arm_smmu_validate_vste (EIO), flags (E
     encodeSte({ cfg: 7 }),
     encodeSte({ cfg: STE_CFG_S1_TRANS, eats: 2 }),
   ];
-  for (const ste of bad) assert.equal(errnoOf(() => nestedOn(a, ste)), 'EIO', `STE ${ste.map((x) => x.toString(16)).join(',')}`);
-  assert.equal(errnoOf(() => nestedOn(a, S1_STE, HWPT_PASID)), 'EOPNOTSUPP');
-  assert.equal(errnoOf(() => nestedOn(a, S1_STE, FAULT_ID_VALID | (1 << 31), a.w.fault().id)), 'EOPNOTSUPP');
-  assert.equal(errnoOf(() => nestedOn(a, S1_STE, FAULT_ID_VALID, 0xffff_ffff)), 'ENOENT');
-  assert.equal(errnoOf(() => iommufdHwptAlloc(ctx, { dev_id: a.d.id, pt_id: a.v.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 } })), 'EINVAL');
+  for (const ste of bad)
+    assert.equal(
+      errnoOf(() => nestedOn(a, ste)),
+      'EIO',
+      `STE ${ste.map((x) => x.toString(16)).join(',')}`,
+    );
+  assert.equal(
+    errnoOf(() => nestedOn(a, S1_STE, HWPT_PASID)),
+    'EOPNOTSUPP',
+  );
+  assert.equal(
+    errnoOf(() => nestedOn(a, S1_STE, FAULT_ID_VALID | (1 << 31), a.w.fault().id)),
+    'EOPNOTSUPP',
+  );
+  assert.equal(
+    errnoOf(() => nestedOn(a, S1_STE, FAULT_ID_VALID, 0xffff_ffff)),
+    'ENOENT',
+  );
+  assert.equal(
+    errnoOf(() => iommufdHwptAlloc(ctx, { dev_id: a.d.id, pt_id: a.v.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 } })),
+    'EINVAL',
+  );
   assert.equal(ctx.objects().length, before + 1, 'only the fault queue was added');
   // V clear, abort, bypass and S1 with full ATS are all fine.
-  for (const ste of [[0n, 0n] as const, encodeSte({ cfg: STE_CFG_ABORT }), encodeSte({ cfg: STE_CFG_BYPASS }), encodeSte({ cfg: STE_CFG_S1_TRANS, eats: 1, s1CdMax: 4, s1dss: 2, s1StallD: true })]) {
+  for (const ste of [
+    [0n, 0n] as const,
+    encodeSte({ cfg: STE_CFG_ABORT }),
+    encodeSte({ cfg: STE_CFG_BYPASS }),
+    encodeSte({ cfg: STE_CFG_S1_TRANS, eats: 1, s1CdMax: 4, s1dss: 2, s1StallD: true }),
+  ]) {
     assert.equal(nestedOn(a, ste).type, 'hwpt_nested');
   }
   // Each nested hwpt holds the vIOMMU.
@@ -134,17 +204,26 @@ test('attach: a translating nested STE needs the vDEVICE (ENOENT, nothing change
   const h = nestedOn(a, S1_STE, FAULT_ID_VALID, f.id);
   const s2 = iommufdHwptAlloc(ctx, { dev_id: a.d.id, pt_id: a.w.ioas().id });
   iommufdDeviceAttach(a.d, s2.id);
-  assert.equal(errnoOf(() => iommufdDeviceReplace(a.d, h.id)), 'ENOENT');
+  assert.equal(
+    errnoOf(() => iommufdDeviceReplace(a.d, h.id)),
+    'ENOENT',
+  );
   assert.equal(a.d.attachments.get(0)!.hwpt, s2);
   iommufdVdeviceAlloc(ctx, { viommu_id: a.v.id, dev_id: a.d.id, virt_id: 0x99n });
   iommufdDeviceReplace(a.d, h.id);
-  assert.equal(errnoOf(() => ctx.destroyObject(h.id)), 'EBUSY');
+  assert.equal(
+    errnoOf(() => ctx.destroyObject(h.id)),
+    'EBUSY',
+  );
   // Trigger IOPF: a stall event of the device becomes a one-record group; read it and answer.
   assert.equal(a.driver.handleEvent(event(a.sid, EVT_ID.F_TRANSLATION, { stall: true, stag: 0x17, ssid: 3, read: false })), 0);
   const fd = a.w.fd(f);
   const [r, ...more] = fd.records();
   assert.equal(more.length, 0);
-  assert.deepEqual({ flags: r!.flags, pasid: r!.pasid, grpid: r!.grpid, perm: r!.perm, addr: r!.addr }, { flags: 3, pasid: 3, grpid: 0x17, perm: 2, addr: 0x1234_5000n });
+  assert.deepEqual(
+    { flags: r!.flags, pasid: r!.pasid, grpid: r!.grpid, perm: r!.perm, addr: r!.addr },
+    { flags: 3, pasid: 3, grpid: 0x17, perm: 2, addr: 0x1234_5000n },
+  );
   assert.equal(fd.write([[r!.cookie, 0]]), 8);
   iommufdDeviceReplace(a.d, s2.id);
   ctx.destroyObject(h.id);
@@ -162,11 +241,23 @@ test('attach: a translating nested STE needs the vDEVICE (ENOENT, nothing change
 test('veventq alloc: depth ≥ 1 (EINVAL), one per type (EEXIST), ENOENT for a bad vIOMMU, EOPNOTSUPP for flags', () => {
   const a = arm();
   const ctx = a.w.ctx;
-  assert.equal(errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 0 })), 'EINVAL');
-  assert.equal(errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: 999, type: 'arm_smmuv3', depth: 2 })), 'ENOENT');
-  assert.equal(errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 2, flags: 1 })), 'EOPNOTSUPP');
+  assert.equal(
+    errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 0 })),
+    'EINVAL',
+  );
+  assert.equal(
+    errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: 999, type: 'arm_smmuv3', depth: 2 })),
+    'ENOENT',
+  );
+  assert.equal(
+    errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 2, flags: 1 })),
+    'EOPNOTSUPP',
+  );
   const q = iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 2 });
-  assert.equal(errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 2 })), 'EEXIST');
+  assert.equal(
+    errnoOf(() => iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 2 })),
+    'EEXIST',
+  );
   ctx.destroyObject(q.id);
   iommufdVeventqAlloc(ctx, { viommu_id: a.v.id, type: 'arm_smmuv3', depth: 2 });
 });
@@ -188,7 +279,16 @@ test('vEVENTQ: a stage-1 event of an attached device is read once with its vSID 
 
 test('vEVENTQ: only the events arm_smmu_handle_event forwards, with S2 clear, of a device with a vmaster', () => {
   const a = attached();
-  for (const id of [EVT_ID.C_BAD_STE, EVT_ID.F_STREAM_DISABLED, EVT_ID.C_BAD_SUBSTREAMID, EVT_ID.C_BAD_CD, EVT_ID.F_TRANSLATION, EVT_ID.F_ADDR_SIZE, EVT_ID.F_ACCESS, EVT_ID.F_PERMISSION]) {
+  for (const id of [
+    EVT_ID.C_BAD_STE,
+    EVT_ID.F_STREAM_DISABLED,
+    EVT_ID.C_BAD_SUBSTREAMID,
+    EVT_ID.C_BAD_CD,
+    EVT_ID.F_TRANSLATION,
+    EVT_ID.F_ADDR_SIZE,
+    EVT_ID.F_ACCESS,
+    EVT_ID.F_PERMISSION,
+  ]) {
     assert.equal(a.driver.handleEvent(event(a.sid, id)), 0);
   }
   for (const id of [EVT_ID.F_CD_FETCH, EVT_ID.F_WALK_EABT, 0x20]) assert.notEqual(a.driver.handleEvent(event(a.sid, id)), 0);
@@ -208,30 +308,62 @@ test('vEVENTQ (case 50): depth 2, three events → 0, 1 and a LOST_EVENTS header
   for (let i = 0; i < 3; i++) a.driver.handleEvent(event(a.sid));
   assert.equal(a.q.queued, 3);
   const got = a.q.read();
-  assert.deepEqual(got.map((e) => [e.flags, e.sequence, e.data === undefined]), [[0, 0, false], [0, 1, false], [1, 2, true]]);
+  assert.deepEqual(
+    got.map((e) => [e.flags, e.sequence, e.data === undefined]),
+    [
+      [0, 0, false],
+      [0, 1, false],
+      [1, 2, true],
+    ],
+  );
   a.driver.handleEvent(event(a.sid));
-  assert.deepEqual(a.q.read().map((e) => [e.flags, e.sequence]), [[0, 3]]);
+  assert.deepEqual(
+    a.q.read().map((e) => [e.flags, e.sequence]),
+    [[0, 3]],
+  );
   assert.deepEqual(a.q.counters, { reported: 4, read: 3, lost: 1 });
 });
 
 test('vEVENTQ (case 50): a fourth event before the read moves the header to 3, and the next kept event gets 4 (the gap shows the loss)', () => {
   const a = attached(2);
   for (let i = 0; i < 4; i++) a.driver.handleEvent(event(a.sid));
-  assert.deepEqual(a.q.read().map((e) => [e.flags, e.sequence]), [[0, 0], [0, 1], [1, 3]]);
+  assert.deepEqual(
+    a.q.read().map((e) => [e.flags, e.sequence]),
+    [
+      [0, 0],
+      [0, 1],
+      [1, 3],
+    ],
+  );
   a.driver.handleEvent(event(a.sid));
-  assert.deepEqual(a.q.read().map((e) => [e.flags, e.sequence]), [[0, 4]]);
+  assert.deepEqual(
+    a.q.read().map((e) => [e.flags, e.sequence]),
+    [[0, 4]],
+  );
   // Read one of two, then one more event: the header (if any) is gone, the event is kept.
   for (let i = 0; i < 3; i++) a.driver.handleEvent(event(a.sid));
-  assert.deepEqual(a.q.read(1).map((e) => e.sequence), [5]);
+  assert.deepEqual(
+    a.q.read(1).map((e) => e.sequence),
+    [5],
+  );
   a.driver.handleEvent(event(a.sid));
-  assert.deepEqual(a.q.read().map((e) => [e.flags, e.sequence]), [[0, 6], [0, 8]]);
+  assert.deepEqual(
+    a.q.read().map((e) => [e.flags, e.sequence]),
+    [
+      [0, 6],
+      [0, 8],
+    ],
+  );
 });
 
 test('vEVENTQ: the sequence wraps from 2^31 - 1 to 0', () => {
   const a = attached();
   a.q.sequence = 0x7fff_fffe;
   for (let i = 0; i < 3; i++) a.driver.handleEvent(event(a.sid));
-  assert.deepEqual(a.q.read().map((e) => e.sequence), [0x7fff_fffe, 0x7fff_ffff, 0]);
+  assert.deepEqual(
+    a.q.read().map((e) => e.sequence),
+    [0x7fff_fffe, 0x7fff_ffff, 0],
+  );
 });
 
 test('viommu invalidate: accepted commands run; an unknown vSID or another opcode is EIO, processing stops there and done counts the ones before', () => {
@@ -257,18 +389,31 @@ test('viommu invalidate: accepted commands run; an unknown vSID or another opcod
     assert.deepEqual([r.done, r.error?.errno], [2, 'EIO'], `opcode 0x${op.toString(16)}`);
   }
   assert.deepEqual(iommufdViommuInvalidate(ctx, a.v.id, 'arm_smmuv3', []), { done: 0 });
-  assert.equal(errnoOf(() => iommufdViommuInvalidate(ctx, 999, 'arm_smmuv3', good)), 'ENOENT');
+  assert.equal(
+    errnoOf(() => iommufdViommuInvalidate(ctx, 999, 'arm_smmuv3', good)),
+    'ENOENT',
+  );
 });
 
 test('destroy order: a vIOMMU with a vDEVICE, a vEVENTQ or a nested hwpt is EBUSY; leaves first it goes; release and unbind take everything', () => {
   const a = attached();
   const ctx = a.w.ctx;
   const vd = ctx.objects().find((o) => o.type === 'vdevice')!;
-  assert.equal(errnoOf(() => ctx.destroyObject(a.v.id)), 'EBUSY');
-  assert.equal(errnoOf(() => ctx.destroyObject(a.p.id)), 'EBUSY');
+  assert.equal(
+    errnoOf(() => ctx.destroyObject(a.v.id)),
+    'EBUSY',
+  );
+  assert.equal(
+    errnoOf(() => ctx.destroyObject(a.p.id)),
+    'EBUSY',
+  );
   ctx.destroyObject(vd.id);
   ctx.destroyObject(a.q.id);
-  assert.equal(errnoOf(() => ctx.destroyObject(a.v.id)), 'EBUSY', 'the attached nested hwpt holds it');
+  assert.equal(
+    errnoOf(() => ctx.destroyObject(a.v.id)),
+    'EBUSY',
+    'the attached nested hwpt holds it',
+  );
   iommufdDeviceDetach(a.d);
   ctx.destroyObject(a.h.id);
   ctx.destroyObject(a.v.id);
@@ -276,7 +421,10 @@ test('destroy order: a vIOMMU with a vDEVICE, a vEVENTQ or a nested hwpt is EBUS
   // Unbinding a device takes its vDEVICE with it.
   const b = attached();
   b.w.ctx.destroyObject(b.d.id);
-  assert.equal(b.w.ctx.objects().some((o) => o.type === 'vdevice'), false);
+  assert.equal(
+    b.w.ctx.objects().some((o) => o.type === 'vdevice'),
+    false,
+  );
   assert.equal(b.v.vdevs.size, 0);
   // Release with everything in place.
   const c = attached();

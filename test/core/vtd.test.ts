@@ -67,7 +67,10 @@ test('prq_event_thread: the canonical check follows the host CPU (host_va_bits 5
     w.T(undefined, 4, true, 1, 0x0100_0000_0000_0000n);
     assert.deepEqual(w.log().at(-1), { pasid: undefined, grpid: 4, code: 'invalid' });
   }
-  assert.throws(() => new World({ hostVaBits: 39 as 48 }), (e: unknown) => e instanceof IommuError && e.errno === 'EINVAL');
+  assert.throws(
+    () => new World({ hostVaBits: 39 as 48 }),
+    (e: unknown) => e instanceof IommuError && e.errno === 'EINVAL',
+  );
 });
 
 test('intel_prq_report: NEEDS_PASID with every PASID request; intel_iommu_enable_iopf: ENODEV without "PRG Response PASID Required"', () => {
@@ -75,7 +78,10 @@ test('intel_prq_report: NEEDS_PASID with every PASID request; intel_iommu_enable
   const w0 = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { prg_response_needs_pasid: false } }] });
   const d0 = w0.bind();
   const h0 = w0.nested(d0, w0.parent(d0), w0.fault(), HWPT_PASID);
-  assert.equal(errnoOf(() => iommufdDeviceAttach(d0, h0.id, 5)), 'ENODEV');
+  assert.equal(
+    errnoOf(() => iommufdDeviceAttach(d0, h0.id, 5)),
+    'ENODEV',
+  );
   assert.equal(d0.attachments.size, 0);
   const w = new World();
   const d = w.bind();
@@ -122,8 +128,23 @@ test('intel_nested_cache_invalidate_user: LEAF accepted, other flags EOPNOTSUPP;
   assert.equal(iommufdHwptInvalidate(w.ctx, h.id, [{ addr: 0x7fff_ffff_f000n, npages: 0 }]), 1);
   assert.equal(iotlbSize(), 1);
   const cases: Array<[Array<{ addr: bigint; npages: number | bigint; flags?: number }>, string, number]> = [
-    [[{ addr: 0n, npages: 1 }, { addr: 0n, npages: 1, flags: 2 }], 'EOPNOTSUPP', 1],
-    [[{ addr: 0n, npages: 1 }, { addr: 0n, npages: 1 }, { addr: 0x1800n, npages: 1 }], 'EINVAL', 2],
+    [
+      [
+        { addr: 0n, npages: 1 },
+        { addr: 0n, npages: 1, flags: 2 },
+      ],
+      'EOPNOTSUPP',
+      1,
+    ],
+    [
+      [
+        { addr: 0n, npages: 1 },
+        { addr: 0n, npages: 1 },
+        { addr: 0x1800n, npages: 1 },
+      ],
+      'EINVAL',
+      2,
+    ],
     [[{ addr: 0x1000n, npages: 0xffff_ffff_ffff_ffffn }], 'EINVAL', 0],
   ];
   for (const [entries, errno, done] of cases) {
@@ -146,6 +167,9 @@ test('intel_pasid_setup_nested: vtd_s1 flags SRE|EAFE|WPE accepted, other bits E
     iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: p.id, flags: 0, data_type: 'vtd_s1', data: { flags, pgtbl_addr: 0x1000n, addr_width: 48 } });
   const h = alloc(7);
   assert.equal(h.describe().s1_flags, 7);
-  assert.equal(errnoOf(() => alloc(8)), 'EOPNOTSUPP');
+  assert.equal(
+    errnoOf(() => alloc(8)),
+    'EOPNOTSUPP',
+  );
   assert.equal(FAULT_ID_VALID, 4); // the hwpt flag, not a vtd_s1 flag
 });

@@ -118,7 +118,11 @@ test('docs: the README and docs/server.md walkthroughs run, twice each, against 
     for (const d of platform.devices) responses.push(...((await srv.api.get(`/v1/platform/devices/${d.name}/responses`)).body as Json).responses);
     for (const { file, grpid } of DOCS) {
       const mine = responses.filter((x) => x.grpid === grpid);
-      assert.deepEqual(mine.map((x) => x.code), ['success', 'success'], `${file}: one SUCCESS per run`);
+      assert.deepEqual(
+        mine.map((x) => x.code),
+        ['success', 'success'],
+        `${file}: one SUCCESS per run`,
+      );
     }
   } finally {
     await srv.close();

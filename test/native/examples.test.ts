@@ -75,11 +75,24 @@ describe('examples', () => {
     }
   });
 
-  it('handler.py serves the binary stream', { skip: python ? false : 'no Python 3 with the `websockets` package (apt-get install python3-websockets)' }, async () => {
+  it('handler.py serves the binary stream', {
+    skip: python ? false : 'no Python 3 with the `websockets` package (apt-get install python3-websockets)',
+  }, async () => {
     const f = await faultFixture(server, { device: DEVICE });
     const p = new NativeProgram(python!, [
-      HANDLER_PY, '--url', server.base, '--ctx', String(f.ctx), '--token', f.token, '--fault', String(f.fault),
-      '--invalid-above', `0x${ABOVE.toString(16)}`, '--count', String(GROUPS.length),
+      HANDLER_PY,
+      '--url',
+      server.base,
+      '--ctx',
+      String(f.ctx),
+      '--token',
+      f.token,
+      '--fault',
+      String(f.fault),
+      '--invalid-above',
+      `0x${ABOVE.toString(16)}`,
+      '--count',
+      String(GROUPS.length),
     ]);
     try {
       await p.waitLines(/^ready$/);

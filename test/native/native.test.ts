@@ -91,10 +91,13 @@ describe('native: libiopfd', { skip }, () => {
       assert.deepEqual(p.matching(/^FAIL/), []);
       assert.ok(p.lines.includes('end'));
       const codes = await responsesByKey(server, 2, since);
-      assert.deepEqual([...codes], [
-        [key(undefined, 1), 'success'],
-        [key(undefined, 2), 'invalid'],
-      ]);
+      assert.deepEqual(
+        [...codes],
+        [
+          [key(undefined, 1), 'success'],
+          [key(undefined, 2), 'invalid'],
+        ],
+      );
     } finally {
       await p.kill();
       await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
@@ -160,7 +163,10 @@ describe('native: libiopfd', { skip }, () => {
       await second.waitLines(/^group /, 1);
       await second.waitLines(/^held /, 2);
       const secondLines = parseLoopLines(second.lines);
-      const heldFirst = firstLines.filter((l) => l.kind === 'held').map((l) => l.grpid).sort();
+      const heldFirst = firstLines
+        .filter((l) => l.kind === 'held')
+        .map((l) => l.grpid)
+        .sort();
       assert.deepEqual(secondLines.map((l) => l.grpid).sort(), heldFirst, 'the second handler got exactly the held groups');
       // Releasing the context answers the two still held INVALID and ends the stream.
       const r = await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
@@ -195,10 +201,14 @@ describe('native: libiopfd', { skip }, () => {
     const f = await faultFixture(server, { device: DEVICE });
     const count = 1500;
     // A tiny socket buffer: a few groups fill it, the rest wait in the bridge's own queue.
-    const p = new NativeProgram(`${NATIVE_BUILD}lib-handler`, [server.base, String(f.ctx), f.token, String(f.fault), '--quiet', '--sleep-ms', '800', '--stop-after', String(count)], {
-      ...process.env,
-      IOPFD_SNDBUF: '4096',
-    });
+    const p = new NativeProgram(
+      `${NATIVE_BUILD}lib-handler`,
+      [server.base, String(f.ctx), f.token, String(f.fault), '--quiet', '--sleep-ms', '800', '--stop-after', String(count)],
+      {
+        ...process.env,
+        IOPFD_SNDBUF: '4096',
+      },
+    );
     try {
       await p.waitLines(/^ready$/);
       await server.api.ok('platform.traffic.start', 'POST', `/v1/platform/devices/${DEVICE}/traffic`, { count, in_flight: 512 });

@@ -99,7 +99,10 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
         assert.equal(seen[0]!.pages, g.pages);
         if (seen[0]!.kind === 'group') assert.equal(seen[0]!.code, g.addr & INVALID_BIT ? 'invalid' : 'success');
       }
-      assert.ok(p.lines.every((l) => !/^(group|held) /.test(l) || l.includes(`dev_id=${devId} `)), 'records carry the bound dev_id');
+      assert.ok(
+        p.lines.every((l) => !/^(group|held) /.test(l) || l.includes(`dev_id=${devId} `)),
+        'records carry the bound dev_id',
+      );
       // The answered groups reached the device with the program's codes.
       let rs: Json[] = [];
       await waitFor(

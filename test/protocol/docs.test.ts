@@ -21,7 +21,10 @@ const lines = readme.split('\n');
 function routeRow(route: string): string[] {
   const rows = lines.filter((l) => l.startsWith(`| \`${route}\` |`));
   assert.equal(rows.length, 1, `exactly one docs/protocol.md row for ${route}`);
-  return rows[0]!.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
+  return rows[0]!
+    .split(/(?<!\\)\|/)
+    .slice(1, -1)
+    .map((c) => c.trim());
 }
 
 function errnosIn(cell: string): string[] {
@@ -76,23 +79,38 @@ test('docs: the prose route check sees a route the table lacks', () => {
 
 test('docs: every errno appears with its HTTP status', () => {
   for (const e of ERRNOS) {
-    assert.ok(lines.some((l) => l.startsWith(`| ${e} | ${ERRNO_HTTP[e]} |`)), `${e} → ${ERRNO_HTTP[e]}`);
+    assert.ok(
+      lines.some((l) => l.startsWith(`| ${e} | ${ERRNO_HTTP[e]} |`)),
+      `${e} → ${ERRNO_HTTP[e]}`,
+    );
   }
 });
 
 test('docs: every close code appears with its name', () => {
   for (const [name, code] of Object.entries(CLOSE)) {
-    assert.ok(lines.some((l) => l.startsWith(`| ${code} | ${name} |`)), `${code} ${name}`);
+    assert.ok(
+      lines.some((l) => l.startsWith(`| ${code} | ${name} |`)),
+      `${code} ${name}`,
+    );
   }
 });
 
 test('docs: record layout, flags, perm bits, response codes, stream names and limits', () => {
   for (const f of RECORD_FIELDS) {
     const type = f.size === 8 ? 'u64' : 'u32';
-    assert.ok(lines.some((l) => l.startsWith(`| ${f.name} | ${type} | ${f.offset} | ${f.size} |`)), f.name);
+    assert.ok(
+      lines.some((l) => l.startsWith(`| ${f.name} | ${type} | ${f.offset} | ${f.size} |`)),
+      f.name,
+    );
   }
-  for (const [name, offset] of [['cookie', 0], ['code', 4]] as const) {
-    assert.ok(lines.some((l) => l.startsWith(`| ${name} | u32 | ${offset} | 4 |`)), `response ${name}`);
+  for (const [name, offset] of [
+    ['cookie', 0],
+    ['code', 4],
+  ] as const) {
+    assert.ok(
+      lines.some((l) => l.startsWith(`| ${name} | u32 | ${offset} | 4 |`)),
+      `response ${name}`,
+    );
   }
   assert.ok(readme.includes(`${RECORD_SIZE} bytes`) && readme.includes(`${RESPONSE_SIZE} bytes`));
   for (const table of [PGFAULT_FLAGS, PERM, RESP_CODE]) {
@@ -106,7 +124,10 @@ test('docs: record layout, flags, perm bits, response codes, stream names and li
 
 test('docs: every stream message type is documented', () => {
   for (const t of ['hello', 'faults', 'results', 'write', 'error', 'expired', 'overflow', 'revoked', 'redelivered']) {
-    assert.ok(lines.some((l) => l.startsWith(`| ${t} | \`{"type":"${t}"`)), `server message ${t}`);
+    assert.ok(
+      lines.some((l) => l.startsWith(`| ${t} | \`{"type":"${t}"`)),
+      `server message ${t}`,
+    );
   }
   assert.ok(readme.includes('{"type":"responses"'), 'client responses frame');
 });

@@ -4,10 +4,24 @@ import { ERRNOS, ERRNO_DESCRIPTIONS, ERRNO_HTTP, httpStatusOf, isErrno } from '.
 
 test('errno: the mapping table of the contract', () => {
   const expected: Record<string, number> = {
-    ENOENT: 404, ENODEV: 404,
-    EINVAL: 400, EOPNOTSUPP: 400, EOVERFLOW: 400, E2BIG: 400, ESPIPE: 400, EFAULT: 400,
-    EBUSY: 409, EEXIST: 409, EPERM: 403, EACCES: 401, ENOSPC: 503, ENOMEM: 503, EIO: 500,
-    EAGAIN: 429, ETIMEDOUT: 504, EMSGSIZE: 413,
+    ENOENT: 404,
+    ENODEV: 404,
+    EINVAL: 400,
+    EOPNOTSUPP: 400,
+    EOVERFLOW: 400,
+    E2BIG: 400,
+    ESPIPE: 400,
+    EFAULT: 400,
+    EBUSY: 409,
+    EEXIST: 409,
+    EPERM: 403,
+    EACCES: 401,
+    ENOSPC: 503,
+    ENOMEM: 503,
+    EIO: 500,
+    EAGAIN: 429,
+    ETIMEDOUT: 504,
+    EMSGSIZE: 413,
   };
   assert.deepEqual({ ...ERRNO_HTTP }, expected);
   for (const e of ERRNOS) assert.equal(httpStatusOf(e), expected[e]);

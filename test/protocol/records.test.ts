@@ -19,8 +19,17 @@ test('records: layout table is struct iommu_hwpt_pgfault', () => {
   assert.equal(RESPONSE_SIZE, 8);
   assert.deepEqual(
     RECORD_FIELDS.map((f) => [f.name, f.offset, f.size]),
-    [['flags', 0, 4], ['dev_id', 4, 4], ['pasid', 8, 4], ['grpid', 12, 4], ['perm', 16, 4],
-      ['__reserved', 20, 4], ['addr', 24, 8], ['length', 32, 4], ['cookie', 36, 4]],
+    [
+      ['flags', 0, 4],
+      ['dev_id', 4, 4],
+      ['pasid', 8, 4],
+      ['grpid', 12, 4],
+      ['perm', 16, 4],
+      ['__reserved', 20, 4],
+      ['addr', 24, 8],
+      ['length', 32, 4],
+      ['cookie', 36, 4],
+    ],
   );
   const last = RECORD_FIELDS[RECORD_FIELDS.length - 1]!;
   assert.equal(last.offset + last.size, RECORD_SIZE);
@@ -68,10 +77,19 @@ test('records: encodeRecord refuses out-of-range fields and offsets', () => {
 });
 
 const arbU32 = fc.nat({ max: 0xffffffff });
-const arbRecord: fc.Arbitrary<IommuHwptPgfault> = fc.record({
-  flags: arbU32, dev_id: arbU32, pasid: arbU32, grpid: arbU32, perm: arbU32,
-  addr: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), length: arbU32, cookie: arbU32,
-}, { noNullPrototype: true });
+const arbRecord: fc.Arbitrary<IommuHwptPgfault> = fc.record(
+  {
+    flags: arbU32,
+    dev_id: arbU32,
+    pasid: arbU32,
+    grpid: arbU32,
+    perm: arbU32,
+    addr: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    length: arbU32,
+    cookie: arbU32,
+  },
+  { noNullPrototype: true },
+);
 
 test('records: encode/decode round trip (property)', () => {
   fc.assert(
@@ -93,7 +111,10 @@ test('records: decodeRecords refuses a partial record', () => {
 });
 
 test('records: responses encode at offsets 0 (cookie) and 4 (code)', () => {
-  const bytes = encodeResponses([{ cookie: 1, code: 0 }, { cookie: 0x01020304, code: 1 }]);
+  const bytes = encodeResponses([
+    { cookie: 1, code: 0 },
+    { cookie: 0x01020304, code: 1 },
+  ]);
   assert.deepEqual([...bytes], [1, 0, 0, 0, 0, 0, 0, 0, 4, 3, 2, 1, 1, 0, 0, 0]);
   assert.deepEqual(decodeResponse(bytes, 1), { cookie: 0x01020304, code: 1 });
   assert.throws(() => decodeResponse(bytes, 2), RangeError);

@@ -17,9 +17,14 @@ import { ERRNO_HTTP } from '../../protocol/errno.js';
 type Parts = { params?: unknown; query?: unknown; body?: unknown; response?: unknown };
 
 const device = {
-  name: 'dev0', bdf: '0000:00:03.0', iommu: 'dmar0',
+  name: 'dev0',
+  bdf: '0000:00:03.0',
+  iommu: 'dmar0',
   caps: { pasid_bits: 20, pri: true, pri_outstanding: 512, ats: true, is_vf: false, prg_response_needs_pasid: true },
-  bound: false, pri_enabled: true, pri_status: { response_failure: false, stopped: false }, ctx: null,
+  bound: false,
+  pri_enabled: true,
+  pri_status: { response_failure: false, stopped: false },
+  ctx: null,
 };
 
 /** A valid example of every part of every command. */
@@ -34,14 +39,27 @@ const EXAMPLES: Record<string, Parts> = {
   },
   'platform.device.page-request': { params: { name: 'dev0' }, body: { pasid: 1, grpid: 511, addr: '0x2000', perm: 3, last: true }, response: {} },
   'platform.device.responses': {
-    params: { name: 'dev0' }, query: { since: '3' },
-    response: { responses: [{ pasid: 1, grpid: 2, code: 'success', seq: 4 }, { grpid: 3, code: 'failure', seq: 5 }] },
+    params: { name: 'dev0' },
+    query: { since: '3' },
+    response: {
+      responses: [
+        { pasid: 1, grpid: 2, code: 'success', seq: 4 },
+        { grpid: 3, code: 'failure', seq: 5 },
+      ],
+    },
   },
   'platform.device.pri-reset': { params: { name: 'dev0' }, body: {} },
   'platform.device.walk': {
-    params: { name: 'dev0' }, query: { pasid: '1', addr: '0x7000', perm: '2' },
+    params: { name: 'dev0' },
+    query: { pasid: '1', addr: '0x7000', perm: '2' },
     response: {
-      device: 'dev0', pasid: 1, addr: '0x7000', perm: 2, context: 'nested', s1_root: '0x10000', addr_width: 48,
+      device: 'dev0',
+      pasid: 1,
+      addr: '0x7000',
+      perm: 2,
+      context: 'nested',
+      s1_root: '0x10000',
+      addr_width: 48,
       stage1: [
         { level: 4, entry_gpa: '0x10000', s2: { gpa: '0x10000', hpa: '0x3000', read: true, write: true }, entry: '0x11007' },
         { level: 3, entry_gpa: '0x11000', s2: { gpa: '0x11000', read: false, write: false } },
@@ -52,9 +70,7 @@ const EXAMPLES: Record<string, Parts> = {
   'platform.observe': {
     query: { events: '1' },
     response: {
-      events: [
-        { t: 1, kind: 'answered', device: 'dev0', pasid: 1, grpid: 3, addr: '0x7000', perm: 1, ctx: 1, queue: 3, code: 'success', latency_ms: 0.4 },
-      ],
+      events: [{ t: 1, kind: 'answered', device: 'dev0', pasid: 1, grpid: 3, addr: '0x7000', perm: 1, ctx: 1, queue: 3, code: 'success', latency_ms: 0.4 }],
     },
   },
   'platform.sva.bind': {
@@ -71,40 +87,72 @@ const EXAMPLES: Record<string, Parts> = {
   'platform.traffic.status': {
     params: { name: 'dev0' },
     response: {
-      running: false, sent: 1000, answered: 1000, by_code: { success: 1000, invalid: 0, failure: 0 },
-      elapsed_ms: 120, latency_us: { p50: 40, p99: 300, max: 900 },
+      running: false,
+      sent: 1000,
+      answered: 1000,
+      by_code: { success: 1000, invalid: 0, failure: 0 },
+      elapsed_ms: 120,
+      latency_us: { p50: 40, p99: 300, max: 900 },
     },
   },
   'platform.traffic.stop': {
     params: { name: 'dev0' },
     response: {
-      running: true, sent: 70, answered: 6, by_code: { success: 6, invalid: 0, failure: 0 },
-      elapsed_ms: 3, latency_us: { p50: 40, p99: 300, max: 900 },
+      running: true,
+      sent: 70,
+      answered: 6,
+      by_code: { success: 6, invalid: 0, failure: 0 },
+      elapsed_ms: 3,
+      latency_us: { p50: 40, p99: 300, max: 900 },
     },
   },
   'platform.device.get': { params: { name: 'dev0' }, response: { ...device, bound: true, ctx: 3 } },
   'platform.contexts.list': {
-    response: { contexts: [{ ctx: 3, devices: ['dev0'], objects: 4, streams: 1, age_ms: 5000000000 }, { ctx: 4, devices: [], objects: 0, streams: 0, age_ms: 0 }] },
+    response: {
+      contexts: [
+        { ctx: 3, devices: ['dev0'], objects: 4, streams: 1, age_ms: 5000000000 },
+        { ctx: 4, devices: [], objects: 0, streams: 0, age_ms: 0 },
+      ],
+    },
   },
   'platform.contexts.release': { params: { ctx: '3' } },
   'context.create': { body: {}, response: { ctx: 1, token: 'abcdef' } },
   'context.destroy': { params: { ctx: '1' } },
   'object.list': {
     params: { ctx: '1' },
-    response: { objects: [{ id: 1, type: 'device', name: 'dev0' }, { id: 2, type: 'ioas' }, { id: 3, type: 'fault', depth: 0 }] },
+    response: {
+      objects: [
+        { id: 1, type: 'device', name: 'dev0' },
+        { id: 2, type: 'ioas' },
+        { id: 3, type: 'fault', depth: 0 },
+      ],
+    },
   },
   'object.destroy': { params: { ctx: '1', id: '2' } },
   'device.bind': { params: { ctx: '1' }, body: { name: 'dev0' }, response: { dev_id: 1 } },
   'ioas.alloc': { params: { ctx: '1' }, body: {}, response: { id: 2 } },
   'ioas.map': { params: { ctx: '1', id: '2' }, body: { iova: '0x100000', length: '0x2000', read: true, write: false }, response: {} },
   'ioas.unmap': { params: { ctx: '1', id: '2' }, body: { iova: '0x100000', length: '0x2000' }, response: { unmapped: '0x2000' } },
-  'ioas.memory.write': { params: { ctx: '1', id: '2' }, body: { writes: [{ iova: '0x100000', data: '00ff' }, { iova: '0x100010', data: '' }] } },
+  'ioas.memory.write': {
+    params: { ctx: '1', id: '2' },
+    body: {
+      writes: [
+        { iova: '0x100000', data: '00ff' },
+        { iova: '0x100010', data: '' },
+      ],
+    },
+  },
   'ioas.memory.read': { params: { ctx: '1', id: '2' }, body: { iova: '0x100000', length: '0x2' }, response: { data: '00ff' } },
   'hwpt.alloc': {
     params: { ctx: '1' },
     body: {
-      dev_id: 1, pt_id: 4, flags: 12, data_type: 'vtd_s1',
-      data: { flags: 0, pgtbl_addr: '0x5000', addr_width: 48 }, fault_id: 3, __reserved: 0,
+      dev_id: 1,
+      pt_id: 4,
+      flags: 12,
+      data_type: 'vtd_s1',
+      data: { flags: 0, pgtbl_addr: '0x5000', addr_width: 48 },
+      fault_id: 3,
+      __reserved: 0,
     },
     response: { id: 5 },
   },
@@ -124,7 +172,13 @@ const EXAMPLES: Record<string, Parts> = {
   'viommu.alloc': { params: { ctx: '1' }, body: { type: 'arm_smmuv3', dev_id: 1, hwpt_id: 4, flags: 0 }, response: { id: 6 } },
   'viommu.invalidate': {
     params: { ctx: '1', id: '6' },
-    body: { data_type: 'arm_smmuv3', commands: [['0x30', '0x0'], ['0x9900000005', '0x0']] },
+    body: {
+      data_type: 'arm_smmuv3',
+      commands: [
+        ['0x30', '0x0'],
+        ['0x9900000005', '0x0'],
+      ],
+    },
     response: { done: 2 },
   },
   'vdevice.alloc': { params: { ctx: '1' }, body: { viommu_id: 6, dev_id: 1, virt_id: '0x99' }, response: { id: 7 } },
@@ -189,7 +243,12 @@ test('schemas: nonzero flags and __reserved pass the schema (the core says EOPNO
 
 test('schemas: defaults of the contract are applied on parse', () => {
   assert.deepEqual(zAddDeviceBody.parse({ name: 'd' }).caps, {
-    pasid_bits: 20, pri: true, pri_outstanding: 512, ats: true, is_vf: false, prg_response_needs_pasid: true,
+    pasid_bits: 20,
+    pri: true,
+    pri_outstanding: 512,
+    ats: true,
+    is_vf: false,
+    prg_response_needs_pasid: true,
   });
   assert.deepEqual(zAddDeviceBody.parse({ name: 'd', caps: { pasid_bits: 0 } }).caps.pasid_bits, 0);
   assert.deepEqual(zFaultAllocBody.parse({}), { flags: 0, depth: 0, overflow: 'success', response_timeout_ms: 0 });
@@ -206,7 +265,8 @@ test('schemas: contract ranges', () => {
   assert.equal(caps({ pri_outstanding: 0 }), false);
   assert.equal(caps({ pri_outstanding: 513 }), false);
   assert.equal(caps({ pri: 1 }), false);
-  const hw = (w: number) => zHwptAllocBody.safeParse({ dev_id: 1, pt_id: 2, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: '0x0', addr_width: w } }).success;
+  const hw = (w: number) =>
+    zHwptAllocBody.safeParse({ dev_id: 1, pt_id: 2, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: '0x0', addr_width: w } }).success;
   assert.equal(hw(57), true);
   assert.equal(hw(39), false);
   assert.equal(commandByName('platform.device.page-request').body!.safeParse({ grpid: 512, addr: '0x0', perm: 1, last: true }).success, false);

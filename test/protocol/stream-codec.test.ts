@@ -35,12 +35,7 @@ const arbCode = fc.constantFrom<unknown>(0, 1, 'success', 'invalid', 2, -1, 1.5,
 const arbCookie = fc.oneof(fc.nat({ max: 0xffffffff }), fc.constantFrom<unknown>(-1, 0.5, 1e15, 1e16, 2 ** 53, '1', null));
 /** A responses frame as a client might spell it: whitespace, key order, odd values. */
 const arbFrameText = fc
-  .tuple(
-    fc.array(fc.tuple(arbCookie, arbCode, fc.boolean(), ws, ws), { maxLength: 6 }),
-    fc.boolean(),
-    ws,
-    ws,
-  )
+  .tuple(fc.array(fc.tuple(arbCookie, arbCode, fc.boolean(), ws, ws), { maxLength: 6 }), fc.boolean(), ws, ws)
   .map(([entries, typeFirst, a, b]) => {
     const list = entries
       .map(([cookie, code, cookieFirst, w1, w2]) => {
@@ -97,8 +92,14 @@ test('scanResponsesFrame: never disagrees with parseClientJsonFrame (property)',
     { numRuns: 3000 },
   );
   assert.ok(scanned > 100, `only ${scanned} frames took the fast path`);
-  fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 120 }), (text) => void agree(text)), { numRuns: 2000 });
-  fc.assert(fc.property(fc.json({ maxDepth: 4 }), (text) => void agree(text)), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 120 }), (text) => void agree(text)),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(fc.json({ maxDepth: 4 }), (text) => void agree(text)),
+    { numRuns: 2000 },
+  );
 });
 
 test('scanResponsesFrame: a batch is reused from frame to frame', () => {
@@ -139,14 +140,21 @@ test('FaultsJsonWriter: frames stay intact while later frames are written (they 
 
 test('FaultsJsonWriter: a frame larger than a slab, and a frame abandoned by a RangeError', () => {
   const w = new FaultsJsonWriter();
-  const big: FaultsFrameGroup[] = Array.from({ length: 4096 }, (_, i) => ({ cookie: i + 1, redelivered: false, records: [record(i + 1, i), record(i + 1, i + 1)] }));
+  const big: FaultsFrameGroup[] = Array.from({ length: 4096 }, (_, i) => ({
+    cookie: i + 1,
+    redelivered: false,
+    records: [record(i + 1, i), record(i + 1, i + 1)],
+  }));
   const text = encodeFaultsFrameJson(big);
   assert.ok(text.length > 1 << 18);
   assert.deepEqual(JSON.parse(text).groups.length, 4096);
   w.begin();
   w.group(1, false);
   assert.throws(() => w.record(2, 1, 0, 0, 1, -1n, 0), RangeError);
-  assert.equal(encodeFaultsFrameJson([{ cookie: 5, redelivered: false, records: [record(5, 3)] }]), encodeFaultsFrameJson([{ cookie: 5, redelivered: false, records: [record(5, 3)] }]));
+  assert.equal(
+    encodeFaultsFrameJson([{ cookie: 5, redelivered: false, records: [record(5, 3)] }]),
+    encodeFaultsFrameJson([{ cookie: 5, redelivered: false, records: [record(5, 3)] }]),
+  );
   w.begin();
   w.group(7, true);
   w.record(2, 1, 0, 3, 1, 0n, 0);

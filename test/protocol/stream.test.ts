@@ -44,7 +44,12 @@ const valid = '{"type":"responses","responses":[{"cookie":1,"code":0},{"cookie":
 test('stream: parseClientJsonFrame passes well-shaped entries through unjudged', () => {
   assert.deepEqual(parseClientJsonFrame(valid), {
     ok: true,
-    responses: [{ cookie: 1, code: 0 }, { cookie: 2, code: 'invalid' }, { cookie: 3, code: 'failure' }, { cookie: 1.5, code: 7 }],
+    responses: [
+      { cookie: 1, code: 0 },
+      { cookie: 2, code: 'invalid' },
+      { cookie: 3, code: 'failure' },
+      { cookie: 1.5, code: 7 },
+    ],
   });
   assert.deepEqual(parseClientJsonFrame('{"responses":[],"type":"responses"}'), { ok: true, responses: [] });
 });
@@ -113,23 +118,17 @@ test('stream: parseClientJsonFrame never throws on arbitrary text (fuzz)', () =>
 
 const arbKey = fc.constantFrom('type', 'responses', 'cookie', 'code', '__proto__', 'constructor', 'toString', 'x');
 const arbLeaf = fc.oneof(
-  fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom('responses', 'success', 'invalid', 'x'),
-  fc.boolean(), fc.constant(null),
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.constantFrom('responses', 'success', 'invalid', 'x'),
+  fc.boolean(),
+  fc.constant(null),
 );
-const arbEntry = fc.oneof(
-  fc.record({ cookie: arbLeaf, code: arbLeaf }, { noNullPrototype: true }),
-  fc.dictionary(arbKey, arbLeaf, { maxKeys: 4 }),
-  arbLeaf,
-);
+const arbEntry = fc.oneof(fc.record({ cookie: arbLeaf, code: arbLeaf }, { noNullPrototype: true }), fc.dictionary(arbKey, arbLeaf, { maxKeys: 4 }), arbLeaf);
 
 /** Near-valid frames, with dangerous keys spliced in as raw text. */
 const arbFrame = fc
-  .tuple(
-    fc.array(arbEntry, { maxLength: 5 }),
-    fc.constantFrom('responses', 'hello', 'faults'),
-    fc.option(fc.tuple(arbKey, arbLeaf)),
-    fc.boolean(),
-  )
+  .tuple(fc.array(arbEntry, { maxLength: 5 }), fc.constantFrom('responses', 'hello', 'faults'), fc.option(fc.tuple(arbKey, arbLeaf)), fc.boolean())
   .map(([entries, type, extra, dropType]) => {
     const parts = [`"responses":${JSON.stringify(entries)}`];
     if (!dropType) parts.push(`"type":${JSON.stringify(type)}`);
@@ -158,8 +157,14 @@ test('stream: responseCodeOf accepts exactly 0, 1, "success", "invalid"', () => 
 const arbU32 = fc.nat({ max: 0xffffffff });
 const arbRecord: fc.Arbitrary<IommuHwptPgfault> = fc.record(
   {
-    flags: arbU32, dev_id: arbU32, pasid: arbU32, grpid: arbU32, perm: arbU32,
-    addr: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), length: arbU32, cookie: arbU32,
+    flags: arbU32,
+    dev_id: arbU32,
+    pasid: arbU32,
+    grpid: arbU32,
+    perm: arbU32,
+    addr: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    length: arbU32,
+    cookie: arbU32,
   },
   { noNullPrototype: true },
 );
@@ -178,8 +183,15 @@ test('stream: encodeFaultsFrameJson equals JSON.stringify of the message (proper
           cookie: g.cookie,
           redelivered: g.redelivered,
           records: g.records.map((r) => ({
-            flags: r.flags, dev_id: r.dev_id, pasid: r.pasid, grpid: r.grpid, perm: r.perm,
-            __reserved: 0, addr: `0x${r.addr.toString(16)}`, length: r.length, cookie: g.cookie,
+            flags: r.flags,
+            dev_id: r.dev_id,
+            pasid: r.pasid,
+            grpid: r.grpid,
+            perm: r.perm,
+            __reserved: 0,
+            addr: `0x${r.addr.toString(16)}`,
+            length: r.length,
+            cookie: g.cookie,
           })),
         })),
       };
@@ -200,7 +212,11 @@ test('stream: encodeFaultsFrameJson refuses values that are not u32 or u64', () 
 test('stream: every server message parses with zServerMessage', () => {
   const messages: ServerMessage[] = [
     { type: 'hello', protocol: 'iopf.v1.json', fault_id: 3, window: 1024 },
-    JSON.parse(encodeFaultsFrameJson([{ cookie: 1, redelivered: true, records: [{ flags: 7, dev_id: 1, pasid: 5, grpid: 9, perm: 3, addr: 0xabcn, length: 0, cookie: 1 }] }])) as ServerMessage,
+    JSON.parse(
+      encodeFaultsFrameJson([
+        { cookie: 1, redelivered: true, records: [{ flags: 7, dev_id: 1, pasid: 5, grpid: 9, perm: 3, addr: 0xabcn, length: 0, cookie: 1 }] },
+      ]),
+    ) as ServerMessage,
     { type: 'results', ok: 1, errors: [{ index: 1, cookie: 42, errno: 'EINVAL', message: 'unknown cookie' }] },
     { type: 'write', bytes: 16 },
     { type: 'write', bytes: 0, errno: 'ESPIPE', index: 0 },

@@ -136,7 +136,11 @@ describe('no command holds the event loop long', { timeout: 120_000 }, () => {
         const iova = BigInt(i * LIMITS.mapPagesPerCall) * 4096n;
         await fx.api.ok('ioas.map', 'POST', `${fx.prefix}/ioas/${fx.ioas}/map`, { iova: hex(iova), length: hex(BigInt(LIMITS.mapPagesPerCall) * 4096n) });
         // A DMA read through the hwpt touches 64 KiB (16 pages) of each call's range.
-        const r = await server.api.ok('platform.device.dma', 'POST', '/v1/platform/devices/nic0/dma', { iova: hex(iova + 16n * MiB), length: '0x10000', access: 'read' });
+        const r = await server.api.ok('platform.device.dma', 'POST', '/v1/platform/devices/nic0/dma', {
+          iova: hex(iova + 16n * MiB),
+          length: '0x10000',
+          access: 'read',
+        });
         assert.equal(r.status, 'ok', JSON.stringify(r).slice(0, 200));
       }
       const { objects } = await fx.api.ok('object.list', 'GET', `${fx.prefix}/objects`);
@@ -166,7 +170,8 @@ describe('--memory-limit and --max-partials', () => {
     assert.equal(parseConfig(['--memory-limit', '1234'], {}).limits.memoryLimit, 1234);
     assert.equal(parseConfig([], {}).limits.memoryLimit, undefined, 'absent: the app applies defaultMemoryLimit()');
     assert.equal(defaultMemoryLimit(), Math.floor(totalmem() / 4));
-    for (const bad of ['-1', '1.5G', 'lots', '12Q', '']) assert.throws(() => parseConfig(['--memory-limit', bad], {}), /--memory-limit \(IOPFD_MEMORY_LIMIT\)/, bad);
+    for (const bad of ['-1', '1.5G', 'lots', '12Q', ''])
+      assert.throws(() => parseConfig(['--memory-limit', bad], {}), /--memory-limit \(IOPFD_MEMORY_LIMIT\)/, bad);
     assert.equal(parseConfig(['--max-partials', '9'], {}).limits.maxPartials, 9);
     assert.throws(() => parseConfig(['--max-partials', '0'], {}), /--max-partials/);
   });

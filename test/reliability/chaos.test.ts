@@ -136,7 +136,29 @@ class Chaos {
   readonly devices: Device[];
   readonly slots: Slot[] = [];
   running = true;
-  readonly stats = { dmas: 0, svaRebinds: 0, sessions: 0, groupsSeen: 0, answersSent: 0, badCodes: 0, stale: 0, closes: 0, drops: 0, vanished: 0, unplugs: 0, releases: 0, recycles: 0, idleRecycles: 0, topo: 0, injected: 0, overflowNotices: 0, expiredNotices: 0, mapsRefusedQuota: 0, mapsRefusedBudget: 0, partialsRefused: 0 };
+  readonly stats = {
+    dmas: 0,
+    svaRebinds: 0,
+    sessions: 0,
+    groupsSeen: 0,
+    answersSent: 0,
+    badCodes: 0,
+    stale: 0,
+    closes: 0,
+    drops: 0,
+    vanished: 0,
+    unplugs: 0,
+    releases: 0,
+    recycles: 0,
+    idleRecycles: 0,
+    topo: 0,
+    injected: 0,
+    overflowNotices: 0,
+    expiredNotices: 0,
+    mapsRefusedQuota: 0,
+    mapsRefusedBudget: 0,
+    partialsRefused: 0,
+  };
   readonly problems: string[] = [];
 
   constructor(
@@ -163,7 +185,16 @@ class Chaos {
     if (this.problems.length > 0) return true;
     const s = this.stats;
     const groups = this.devices.flatMap((d) => d.instances).reduce((n, i) => n + i.fn.responses.length, 0);
-    return groups >= 2000 && s.sessions > 20 && s.unplugs > 3 && s.releases > 0 && s.recycles > 0 && s.dmas > 20 && s.svaRebinds > 0 && s.mapsRefusedQuota + s.mapsRefusedBudget > 0;
+    return (
+      groups >= 2000 &&
+      s.sessions > 20 &&
+      s.unplugs > 3 &&
+      s.releases > 0 &&
+      s.recycles > 0 &&
+      s.dmas > 20 &&
+      s.svaRebinds > 0 &&
+      s.mapsRefusedQuota + s.mapsRefusedBudget > 0
+    );
   }
 
   problem(msg: string): void {
@@ -186,7 +217,8 @@ class Chaos {
   /** Expect one of @ok statuses (else a problem). */
   async expect(api: Api, method: string, path: string, body: unknown, ok: number[], errnos: string[] = []): Promise<{ status: number; body: Json }> {
     const r = await this.call(api, method, path, body);
-    if (!ok.includes(r.status) && !(r.status >= 400 && errnos.includes(r.body?.errno))) this.problem(`${method} ${path} ${JSON.stringify(body)} → ${r.status} ${JSON.stringify(r.body)}`);
+    if (!ok.includes(r.status) && !(r.status >= 400 && errnos.includes(r.body?.errno)))
+      this.problem(`${method} ${path} ${JSON.stringify(body)} → ${r.status} ${JSON.stringify(r.body)}`);
     return r;
   }
 
@@ -195,7 +227,16 @@ class Chaos {
   async plug(d: Device): Promise<void> {
     const caps = d.kind === 'traffic' ? { pri_outstanding: 32 } : {};
     await this.expect(this.admin, 'POST', '/v1/platform/devices', { name: d.name, iommu: d.iommu, caps }, [201]);
-    const inst: Instance = { fn: this.server.daemon.platform.function(d.name), plugged: true, runs: [], runOpen: false, lastsSent: 0, outstanding: new Map(), seq: 0, violations: [] };
+    const inst: Instance = {
+      fn: this.server.daemon.platform.function(d.name),
+      plugged: true,
+      runs: [],
+      runOpen: false,
+      lastsSent: 0,
+      outstanding: new Map(),
+      seq: 0,
+      violations: [],
+    };
     d.inst = inst;
     d.instances.push(inst);
     if (d.sva !== undefined) await this.bindSva(d);
@@ -269,7 +310,12 @@ class Chaos {
         const inst = d.inst;
         if (!inst || !(await this.recordRun(d, inst))) return;
         const ppg = rng.int(1, 3);
-        const body: Json = { count: rng.int(50, 400), pages_per_group: ppg, in_flight: rng.int(1, Math.floor(32 / ppg)), base: `0x${(rng.int(1, 1 << 20) * 0x1000).toString(16)}` };
+        const body: Json = {
+          count: rng.int(50, 400),
+          pages_per_group: ppg,
+          in_flight: rng.int(1, Math.floor(32 / ppg)),
+          base: `0x${(rng.int(1, 1 << 20) * 0x1000).toString(16)}`,
+        };
         const pasid = rng.pick([undefined, undefined, 1, 2, 2, 7]);
         if (pasid !== undefined) body.pasid = pasid;
         const r = await this.expect(this.admin, 'POST', `/v1/platform/devices/${d.name}/traffic`, body, [202]);
@@ -381,7 +427,10 @@ class Chaos {
         if (r.status === 200 && inst.plugged && d.inst === inst) this.consume(inst, r.body.responses);
       } else {
         // Gone from the platform: its last responses (the unplug answered its groups) are read from the function itself.
-        this.consume(inst, inst.fn.responsesSince(inst.seq).map((x) => ({ ...(x.pasid === undefined ? {} : { pasid: x.pasid }), grpid: x.grpid, code: x.code, seq: x.seq })));
+        this.consume(
+          inst,
+          inst.fn.responsesSince(inst.seq).map((x) => ({ ...(x.pasid === undefined ? {} : { pasid: x.pasid }), grpid: x.grpid, code: x.code, seq: x.seq })),
+        );
       }
     }
   }
@@ -571,7 +620,14 @@ class Chaos {
           slot.mapped.splice(slot.mapped.indexOf(iova), 1);
         } else {
           // Small quotas (see the test): ENOSPC at the context's mapped pages, ENOMEM at the daemon's budget.
-          const r = await this.expect(slot.api, 'POST', `/v1/contexts/${slot.ctx}/ioas/${slot.ioas}/map`, { iova: `0x${iova.toString(16)}`, length: '0x4000' }, [201], ['ENOSPC', 'ENOMEM']);
+          const r = await this.expect(
+            slot.api,
+            'POST',
+            `/v1/contexts/${slot.ctx}/ioas/${slot.ioas}/map`,
+            { iova: `0x${iova.toString(16)}`, length: '0x4000' },
+            [201],
+            ['ENOSPC', 'ENOMEM'],
+          );
           if (r.status === 201) slot.mapped.push(iova);
           else if (r.body.errno === 'ENOSPC') this.stats.mapsRefusedQuota++;
           else this.stats.mapsRefusedBudget++;
@@ -724,7 +780,13 @@ class Chaos {
     for (const s of this.slots) await this.bindDevices(s, this.rng.fork());
     const actors: Array<Promise<void>> = [this.platformActor(this.rng.fork())];
     for (const d of this.devices) {
-      actors.push(d.kind === 'traffic' ? this.trafficActor(d, this.rng.fork()) : d.kind === 'dma' ? this.dmaActor(d, this.rng.fork()) : this.injectorActor(d, this.rng.fork()));
+      actors.push(
+        d.kind === 'traffic'
+          ? this.trafficActor(d, this.rng.fork())
+          : d.kind === 'dma'
+            ? this.dmaActor(d, this.rng.fork())
+            : this.injectorActor(d, this.rng.fork()),
+      );
       if (d.kind === 'raw') actors.push(this.pollerActor(d));
     }
     for (let i = 0; i < 3; i++) {
@@ -791,7 +853,9 @@ test('chaos: every page request that needs a response gets exactly one, and ever
           assert.equal(fn.unexpectedResponses, 0, `${what}: responses for a PRG index that was not outstanding`);
           assert.equal(fn.outstandingGroups, 0, `${what}: PRGs never answered`);
           assert.ok(fn.priEnabled || !inst.plugged, `${what}: PRI stopped (a Response Failure)`);
-          const logged = inst.plugged ? (await admin.ok('platform.device.responses', 'GET', `/v1/platform/devices/${d.name}/responses`)).responses.length : fn.responses.length;
+          const logged = inst.plugged
+            ? (await admin.ok('platform.device.responses', 'GET', `/v1/platform/devices/${d.name}/responses`)).responses.length
+            : fn.responses.length;
           if (d.kind === 'dma') {
             // Each DMA ended (above); its page request groups were each answered once (unexpected 0, outstanding 0).
             groups += logged;
@@ -817,7 +881,18 @@ test('chaos: every page request that needs a response gets exactly one, and ever
       const metrics = (await server.api.get('/metrics')).text;
       // Partials are the device's (lone partials injected above wait for a last request with their index), and the
       // SVA bond of rA keeps its process's pages: both are checked after the unplug below.
-      for (const table of ['contexts', 'objects', 'fault_queued', 'fault_outstanding', 'fault_cookies', 'mapped_pages', 'device_outstanding_prgs', 'iopf_pending', 'prq', 'stalls']) {
+      for (const table of [
+        'contexts',
+        'objects',
+        'fault_queued',
+        'fault_outstanding',
+        'fault_cookies',
+        'mapped_pages',
+        'device_outstanding_prgs',
+        'iopf_pending',
+        'prq',
+        'stalls',
+      ]) {
         assert.equal(metricValue(metrics, 'iopfd_table_entries', `table="${table}"`), 0, `table ${table} is not empty`);
       }
       assert.equal(metricValue(metrics, 'iopfd_streams_open'), 0);
@@ -834,7 +909,11 @@ test('chaos: every page request that needs a response gets exactly one, and ever
       const before = chaos.devices.map((d) => d.inst?.fn.responses.length);
       for (const d of chaos.devices) await admin.ok('platform.device.remove', 'DELETE', `/v1/platform/devices/${d.name}`);
       assert.deepEqual(platform.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
-      assert.deepEqual(chaos.devices.map((d) => d.inst?.fn.responses.length), before, 'nothing was left to answer at unplug');
+      assert.deepEqual(
+        chaos.devices.map((d) => d.inst?.fn.responses.length),
+        before,
+        'nothing was left to answer at unplug',
+      );
       assert.equal(platform.frames.inUse, 0, 'every host frame (IOAS mappings, SVA page tables and pages) is free');
       // Every group queued on a fault queue was answered once: by a client or by the daemon (overflow groups are never queued).
       const sum = (name: string, filter: RegExp = /./): number =>

@@ -89,14 +89,17 @@ describe('dead peers', { timeout: 60_000 }, () => {
     assert.deepEqual(
       again.map((g) => [g.cookie, g.redelivered]).sort(),
       held.map((g) => [g.cookie, true]).sort(),
-      'the dead peer\'s groups come back with their cookies, marked redelivered',
+      "the dead peer's groups come back with their cookies, marked redelivered",
     );
     assert.deepEqual(srv.daemon.platform.responses(fx.device), [], 'nothing answered because a peer died');
     const r = await live.respond(again.map((g) => ({ cookie: g.cookie, code: 0 })));
     assert.equal(r.ok, held.length);
     const log = srv.daemon.platform.responses(fx.device);
     assert.equal(log.length, count);
-    assert.deepEqual(log.map((x) => x.code), Array(count).fill('success'));
+    assert.deepEqual(
+      log.map((x) => x.code),
+      Array(count).fill('success'),
+    );
     assert.equal(srv.daemon.platform.function(fx.device).unexpectedResponses, 0);
     const st = await status(fx);
     assert.deepEqual([st.queued, st.outstanding, st.counters.redelivered >= held.length], [0, 0, true]);
@@ -143,7 +146,13 @@ describe('dead peers', { timeout: 60_000 }, () => {
       const again = await groups(live, 2, HEARTBEAT_MS * 10);
       const waited = Date.now() - t0;
       assert.ok(waited >= HEARTBEAT_MS / 2 && waited < HEARTBEAT_MS * 6, `detected after ${waited} ms`);
-      assert.deepEqual(again.map((g) => [g.cookie, g.redelivered]).sort(), held.slice(1).map((g) => [g.cookie, true]).sort());
+      assert.deepEqual(
+        again.map((g) => [g.cookie, g.redelivered]).sort(),
+        held
+          .slice(1)
+          .map((g) => [g.cookie, true])
+          .sort(),
+      );
       assert.equal((await status(fx)).connections, 1);
       assert.equal((await live.respond(again.map((g) => ({ cookie: g.cookie, code: 1 })))).ok, 2);
       const log = server.daemon.platform.responses(fx.device);

@@ -106,7 +106,13 @@ function validBodies(): Record<string, Json> {
 /** Path parameter values: valid ones of the fixture, and nasty ones (already URL-safe or deliberately not). */
 function paramValues(name: string): fc.Arbitrary<string> {
   const valid: string[] =
-    name === 'ctx' ? [String(fx.ctx)] : name === 'name' ? ['fz0', 'fz1'] : name === 'pasid' ? ['1', '3'] : [String(fx.devId), String(fx.ioas), String(fx.fault), String(fx.hwpt)];
+    name === 'ctx'
+      ? [String(fx.ctx)]
+      : name === 'name'
+        ? ['fz0', 'fz1']
+        : name === 'pasid'
+          ? ['1', '3']
+          : [String(fx.devId), String(fx.ioas), String(fx.fault), String(fx.hwpt)];
   return fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom(...valid) },
     {
@@ -169,7 +175,19 @@ function pathArb(c: Command): fc.Arbitrary<string> {
 
 /** authorization headers: the right ones, wrong ones, malformed ones. */
 function authArb(): fc.Arbitrary<string | undefined> {
-  return fc.constantFrom(undefined, `Bearer ${ADMIN}`, `Bearer ${fx.token}`, `Bearer ${fx.token}`, 'Bearer wrong', 'Basic Zm9vOmJhcg==', 'Bearer', 'Bearer  ', `Bearer ${'t'.repeat(4000)}`, `bearer ${ADMIN}`, `Bearer ${ADMIN}x`);
+  return fc.constantFrom(
+    undefined,
+    `Bearer ${ADMIN}`,
+    `Bearer ${fx.token}`,
+    `Bearer ${fx.token}`,
+    'Bearer wrong',
+    'Basic Zm9vOmJhcg==',
+    'Bearer',
+    'Bearer  ',
+    `Bearer ${'t'.repeat(4000)}`,
+    `bearer ${ADMIN}`,
+    `Bearer ${ADMIN}x`,
+  );
 }
 
 /** JSON text of @v, with the 2^53+ placeholder turned into a bare literal. */
@@ -258,7 +276,8 @@ function checkReply(r: RawReply, what: string, command: Command | undefined): vo
   assert.ok(r.status >= 200 && r.status < 600, `${what}: status ${r.status}`);
   if (r.status >= 400) {
     assertErrnoBody(r.status, r.body, what);
-    if (command && r.status !== 404) assert.ok((command.errnos as readonly string[]).includes(r.body.errno), `${what}: ${command.name} does not list ${r.body.errno}`);
+    if (command && r.status !== 404)
+      assert.ok((command.errnos as readonly string[]).includes(r.body.errno), `${what}: ${command.name} does not list ${r.body.errno}`);
     return;
   }
   if (command?.response && r.text !== '') {
@@ -330,7 +349,13 @@ describe('fuzz', { timeout: 90_000 }, () => {
     fx = await faultFixture({ api: admin }, { device: 'fz0', faultBody: { response_timeout_ms: 200 }, pasid: 1 });
   });
   after(async () => {
-    if (process.env.IOPFD_FUZZ_STATS) process.stderr.write(`${[...tally].sort().map(([k, n]) => `${n}\t${k}`).join('\n')}\n`);
+    if (process.env.IOPFD_FUZZ_STATS)
+      process.stderr.write(
+        `${[...tally]
+          .sort()
+          .map(([k, n]) => `${n}\t${k}`)
+          .join('\n')}\n`,
+      );
     await server.close();
     assert.deepEqual(unexpectedErrors(log), [], 'nothing was logged at error level (no 500, no failed deferred work, no failed stream handler)');
   });
@@ -341,7 +366,10 @@ describe('fuzz', { timeout: 90_000 }, () => {
       const commandArb = fc.constantFrom(...COMMANDS);
       const reqArb = commandArb.chain((c) =>
         fc.record({
-          method: fc.oneof({ weight: 8, arbitrary: fc.constant(c.method) }, { weight: 2, arbitrary: fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS') }),
+          method: fc.oneof(
+            { weight: 8, arbitrary: fc.constant(c.method) },
+            { weight: 2, arbitrary: fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS') },
+          ),
           path: pathArb(c),
           auth: authArb(),
           body: fc.oneof(
@@ -390,11 +418,24 @@ describe('fuzz', { timeout: 90_000 }, () => {
       const id = fc.oneof(fc.integer({ min: 1, max: 10 }), fc.constantFrom(0, 0xffffffff));
       const hex = (b: bigint): string => `0x${b.toString(16)}`;
       const u64 = fc.oneof(
-        fc.constantFrom('0x0', '0x1000', '0xfff', '0x10000', '0x100000000', '0x8000000000000000', '0xfffffffffffff000', '0xffffffffffffffff', '0xffff800000000000'),
+        fc.constantFrom(
+          '0x0',
+          '0x1000',
+          '0xfff',
+          '0x10000',
+          '0x100000000',
+          '0x8000000000000000',
+          '0xfffffffffffff000',
+          '0xffffffffffffffff',
+          '0xffff800000000000',
+        ),
         fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(hex),
         fc.integer({ min: 0, max: 64 }).map((p) => hex(BigInt(p) * 0x1000n)),
       );
-      const len = fc.oneof(fc.constantFrom('0x0', '0x1', '0x10', '0x1000', '0x2000', '0x100000', '0x100001', '0x10000000', '0xffffffffffffffff'), fc.integer({ min: 1, max: 8 }).map((p) => hex(BigInt(p) * 0x1000n)));
+      const len = fc.oneof(
+        fc.constantFrom('0x0', '0x1', '0x10', '0x1000', '0x2000', '0x100000', '0x100001', '0x10000000', '0xffffffffffffffff'),
+        fc.integer({ min: 1, max: 8 }).map((p) => hex(BigInt(p) * 0x1000n)),
+      );
       const data = fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b).toString('hex'));
       const pasid = fc.option(fc.oneof(fc.constantFrom(0, 1, 2, 3, 255, 2 ** 20 - 1, 2 ** 20), u32), { nil: undefined });
       const opt = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(a, { nil: undefined });
@@ -403,12 +444,49 @@ describe('fuzz', { timeout: 90_000 }, () => {
           name: fc.constantFrom('fz0', 'fz1', 'fz2', 'fz3'),
           iommu: opt(fc.constantFrom('dmar0', 'nope')),
           bdf: opt(fc.constantFrom('00:02.0', '00:1f.7', '0000:00:09.0', 'ff:1f.7')),
-          caps: opt(fc.record({ pasid_bits: fc.nat(22), pri: fc.boolean(), pri_outstanding: fc.nat(600), ats: fc.boolean(), is_vf: fc.boolean(), prg_response_needs_pasid: fc.boolean() }, { requiredKeys: [] })),
+          caps: opt(
+            fc.record(
+              {
+                pasid_bits: fc.nat(22),
+                pri: fc.boolean(),
+                pri_outstanding: fc.nat(600),
+                ats: fc.boolean(),
+                is_vf: fc.boolean(),
+                prg_response_needs_pasid: fc.boolean(),
+              },
+              { requiredKeys: [] },
+            ),
+          ),
         }),
-        'platform.device.dma': fc.record({ pasid, iova: u64, length: len, access: fc.constantFrom('read', 'write'), data: opt(data), priv: opt(fc.boolean()), exec: opt(fc.boolean()), timeout_ms: fc.constantFrom(0, 1, 50) }),
-        'platform.device.page-request': fc.record({ pasid, grpid: fc.oneof(fc.nat(20), fc.constantFrom(511, 512)), addr: u64, perm: fc.nat(31), last: fc.boolean() }),
-        'platform.sva.bind': fc.record({ pasid: u32, vmas: fc.array(fc.record({ start: u64, length: len, read: opt(fc.boolean()), write: opt(fc.boolean()), exec: opt(fc.boolean()) }), { maxLength: 3 }) }),
-        'platform.traffic.start': fc.record({ count: fc.integer({ min: 0, max: 40 }), pages_per_group: opt(fc.nat(600)), in_flight: opt(fc.nat(600)), pasid, base: opt(u64), perm: opt(fc.nat(31)) }),
+        'platform.device.dma': fc.record({
+          pasid,
+          iova: u64,
+          length: len,
+          access: fc.constantFrom('read', 'write'),
+          data: opt(data),
+          priv: opt(fc.boolean()),
+          exec: opt(fc.boolean()),
+          timeout_ms: fc.constantFrom(0, 1, 50),
+        }),
+        'platform.device.page-request': fc.record({
+          pasid,
+          grpid: fc.oneof(fc.nat(20), fc.constantFrom(511, 512)),
+          addr: u64,
+          perm: fc.nat(31),
+          last: fc.boolean(),
+        }),
+        'platform.sva.bind': fc.record({
+          pasid: u32,
+          vmas: fc.array(fc.record({ start: u64, length: len, read: opt(fc.boolean()), write: opt(fc.boolean()), exec: opt(fc.boolean()) }), { maxLength: 3 }),
+        }),
+        'platform.traffic.start': fc.record({
+          count: fc.integer({ min: 0, max: 40 }),
+          pages_per_group: opt(fc.nat(600)),
+          in_flight: opt(fc.nat(600)),
+          pasid,
+          base: opt(u64),
+          perm: opt(fc.nat(31)),
+        }),
         'device.bind': fc.record({ name: fc.constantFrom('fz0', 'fz1', 'fz2', 'nope') }),
         'ioas.map': fc.record({ iova: u64, length: len, read: opt(fc.boolean()), write: opt(fc.boolean()) }),
         'ioas.unmap': fc.record({ iova: u64, length: len }),
@@ -427,10 +505,21 @@ describe('fuzz', { timeout: 90_000 }, () => {
         'device.attach': fc.record({ pt_id: id, pasid }),
         'device.replace': fc.record({ pt_id: id, pasid }),
         'device.detach': fc.record({ pasid }),
-        'fault.alloc': fc.record({ flags: opt(fc.constantFrom(0, 1)), depth: opt(fc.nat(10)), overflow: opt(fc.constantFrom('success', 'invalid')), response_timeout_ms: opt(fc.nat(200)) }),
+        'fault.alloc': fc.record({
+          flags: opt(fc.constantFrom(0, 1)),
+          depth: opt(fc.nat(10)),
+          overflow: opt(fc.constantFrom('success', 'invalid')),
+          response_timeout_ms: opt(fc.nat(200)),
+        }),
       };
       const reqArb = fc
-        .record({ c: fc.constantFrom(...COMMANDS), name: fc.constantFrom('fz0', 'fz1', 'fz2'), objId: id, pasidParam: fc.constantFrom('1', '3', '0'), since: fc.constantFrom('', '?since=0', '?since=3') })
+        .record({
+          c: fc.constantFrom(...COMMANDS),
+          name: fc.constantFrom('fz0', 'fz1', 'fz2'),
+          objId: id,
+          pasidParam: fc.constantFrom('1', '3', '0'),
+          since: fc.constantFrom('', '?since=0', '?since=3'),
+        })
         .chain((q) => (bodies[q.c.name] ?? fc.constant(undefined)).map((body) => ({ ...q, body })));
       await fc.assert(
         fc.asyncProperty(reqArb, async (q) => {
@@ -506,7 +595,17 @@ describe('fuzz', { timeout: 90_000 }, () => {
       const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
       const reqArb = fc.record({
         method: fc.constantFrom('GET', 'GET', 'POST', 'PUT', 'DELETE'),
-        path: fc.constantFrom(up.stream, `${up.stream}?window=2`, `${up.stream}?window=0`, `${up.stream}?x=1`, `/v1/contexts/${up.ctx}/faults/99/stream`, '/v1/contexts/x/faults/1/stream', '/nope', '/%ff', 'http://[/'),
+        path: fc.constantFrom(
+          up.stream,
+          `${up.stream}?window=2`,
+          `${up.stream}?window=0`,
+          `${up.stream}?x=1`,
+          `/v1/contexts/${up.ctx}/faults/99/stream`,
+          '/v1/contexts/x/faults/1/stream',
+          '/nope',
+          '/%ff',
+          'http://[/',
+        ),
         auth: fc.constantFrom(`Bearer ${up.token}`, `Bearer ${up.token}`, 'Bearer wrong', ''),
         upgrade: fc.constantFrom('websocket', 'websocket', 'WebSocket', 'h2c', ''),
         key: fc.constantFrom(KEY, KEY, 'abc', '', `${KEY}x`),
@@ -592,27 +691,40 @@ describe('fuzz', { timeout: 90_000 }, () => {
         },
         { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
       );
-      const invalidUtf8 = fc.constantFrom(Buffer.from([0xff]), Buffer.from([0xc3, 0x28]), Buffer.from('{"type":"responses","responses":[]}\xff', 'latin1'), Buffer.from([0xed, 0xa0, 0x80]));
+      const invalidUtf8 = fc.constantFrom(
+        Buffer.from([0xff]),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from('{"type":"responses","responses":[]}\xff', 'latin1'),
+        Buffer.from([0xed, 0xa0, 0x80]),
+      );
       const binary = fc.oneof(
         { weight: 3, arbitrary: fc.uint8Array({ maxLength: 41 }).map((b) => Buffer.from(b)) },
         {
           weight: 3,
-          arbitrary: fc.array(fc.tuple(fc.oneof(fc.integer({ min: 0, max: 30 }), fc.constant(0xffffffff)), fc.constantFrom(0, 1, 2, 0xffffffff)), { maxLength: 5 }).map((rs) => {
-            const b = Buffer.alloc(rs.length * 8);
-            rs.forEach(([c, k], i) => {
-              b.writeUInt32LE(c >>> 0, i * 8);
-              b.writeUInt32LE(k >>> 0, i * 8 + 4);
-            });
-            return b;
-          }),
+          arbitrary: fc
+            .array(fc.tuple(fc.oneof(fc.integer({ min: 0, max: 30 }), fc.constant(0xffffffff)), fc.constantFrom(0, 1, 2, 0xffffffff)), { maxLength: 5 })
+            .map((rs) => {
+              const b = Buffer.alloc(rs.length * 8);
+              rs.forEach(([c, k], i) => {
+                b.writeUInt32LE(c >>> 0, i * 8);
+                b.writeUInt32LE(k >>> 0, i * 8 + 4);
+              });
+              return b;
+            }),
         },
       );
       const op = fc.oneof(
-        { weight: 4, arbitrary: fc.record({ to: fc.constant('json' as const), kind: fc.constant('text' as const), data: textFrame.map((s) => Buffer.from(s, 'utf8')) }) },
+        {
+          weight: 4,
+          arbitrary: fc.record({ to: fc.constant('json' as const), kind: fc.constant('text' as const), data: textFrame.map((s) => Buffer.from(s, 'utf8')) }),
+        },
         { weight: 1, arbitrary: fc.record({ to: fc.constantFrom('json' as const, 'uapi' as const), kind: fc.constant('text' as const), data: invalidUtf8 }) },
         { weight: 4, arbitrary: fc.record({ to: fc.constant('uapi' as const), kind: fc.constant('binary' as const), data: binary }) },
         { weight: 1, arbitrary: fc.record({ to: fc.constant('json' as const), kind: fc.constant('binary' as const), data: binary }) },
-        { weight: 1, arbitrary: fc.record({ to: fc.constant('uapi' as const), kind: fc.constant('text' as const), data: textFrame.map((s) => Buffer.from(s, 'utf8')) }) },
+        {
+          weight: 1,
+          arbitrary: fc.record({ to: fc.constant('uapi' as const), kind: fc.constant('text' as const), data: textFrame.map((s) => Buffer.from(s, 'utf8')) }),
+        },
       );
 
       await fc.assert(
@@ -655,7 +767,10 @@ describe('fuzz', { timeout: 90_000 }, () => {
       assert.equal(fn.responses.length, GROUPS, 'every injected group answered exactly once');
       assert.equal(fn.unexpectedResponses, 0);
       assert.equal(fn.outstandingGroups, 0);
-      assert.deepEqual([...new Set(fn.responses.map((r) => r.grpid))].sort((a, b) => a - b), Array.from({ length: GROUPS }, (_, i) => i));
+      assert.deepEqual(
+        [...new Set(fn.responses.map((r) => r.grpid))].sort((a, b) => a - b),
+        Array.from({ length: GROUPS }, (_, i) => i),
+      );
     });
   });
 
@@ -670,7 +785,8 @@ describe('fuzz', { timeout: 90_000 }, () => {
   });
 
   test('afterwards: a normal request and a normal group round trip work', async () => {
-    for (const c of created.splice(0)) await rawHttp(server.base, { method: 'DELETE', path: `/v1/contexts/${c.ctx}`, headers: { authorization: `Bearer ${c.token}` } });
+    for (const c of created.splice(0))
+      await rawHttp(server.base, { method: 'DELETE', path: `/v1/contexts/${c.ctx}`, headers: { authorization: `Bearer ${c.token}` } });
     assert.equal((await server.api.get('/healthz')).status, 200);
     const admin = server.api.withToken(ADMIN);
     await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'fz-after' });
@@ -680,7 +796,10 @@ describe('fuzz', { timeout: 90_000 }, () => {
     await injectGroup(admin, 'fz-after', 5, 0x5000n, 2);
     const frame = await s.reply('faults');
     assert.deepEqual(await s.respond([{ cookie: frame.groups[0].cookie, code: 0 }]), { type: 'results', ok: 1, errors: [] });
-    assert.deepEqual(server.daemon.platform.responses('fz-after').map((r) => [r.grpid, r.code]), [[5, 'success']]);
+    assert.deepEqual(
+      server.daemon.platform.responses('fz-after').map((r) => [r.grpid, r.code]),
+      [[5, 'success']],
+    );
     await s.close();
   });
 });

@@ -15,7 +15,17 @@ import { WebSocket } from 'ws';
 import { CLOSE } from '../../protocol/index.js';
 import { LINGER_MS } from '../../server/app.js';
 import { MAX_PENDING_PONGS } from '../../server/stream.js';
-import { assertError, faultFixture, inject, refusedUpgrade, StreamClient, startServer, waitFor, type FaultFixture, type TestServer } from '../server/helpers.js';
+import {
+  assertError,
+  faultFixture,
+  inject,
+  refusedUpgrade,
+  StreamClient,
+  startServer,
+  waitFor,
+  type FaultFixture,
+  type TestServer,
+} from '../server/helpers.js';
 import { captureLog, parseRawResponse, rawSocket, type LogCapture } from './helpers.js';
 
 /**
@@ -105,7 +115,12 @@ describe('hostile input', { timeout: 60_000 }, () => {
   });
 
   test('a JSON null (or array, number, string) body is EINVAL naming what it got; an empty body is still no body', async () => {
-    for (const [body, what] of [['null', 'null'], ['[]', 'an array'], ['7', 'a number'], ['"x"', 'a string']] as const) {
+    for (const [body, what] of [
+      ['null', 'null'],
+      ['[]', 'an array'],
+      ['7', 'a number'],
+      ['"x"', 'a string'],
+    ] as const) {
       const r = await server.api.call('POST', '/v1/contexts', { raw: body, contentType: 'application/json' });
       assertError(r, 400, 'EINVAL', new RegExp(`^body must be a JSON object, not ${what}$`));
     }
@@ -123,7 +138,12 @@ describe('hostile input', { timeout: 60_000 }, () => {
   });
 
   test('a traffic run whose pages would pass 2^64 is EOVERFLOW; one that ends at 2^64 runs', async () => {
-    assertError(await server.api.post('/v1/platform/devices/nic0/traffic', { count: 2, pages_per_group: 2, base: '0xffffffffffffe000' }), 400, 'EOVERFLOW', /would pass 2\^64/);
+    assertError(
+      await server.api.post('/v1/platform/devices/nic0/traffic', { count: 2, pages_per_group: 2, base: '0xffffffffffffe000' }),
+      400,
+      'EOVERFLOW',
+      /would pass 2\^64/,
+    );
     assertError(await server.api.post('/v1/platform/devices/nic0/traffic', { count: 4294967295, base: '0xffffff0000000000' }), 400, 'EOVERFLOW');
     await server.api.ok('platform.traffic.start', 'POST', '/v1/platform/devices/nic0/traffic', { count: 1, pages_per_group: 2, base: '0xffffffffffffe000' });
     await server.api.ok('platform.traffic.stop', 'DELETE', '/v1/platform/devices/nic0/traffic');

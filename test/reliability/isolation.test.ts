@@ -86,7 +86,7 @@ describe('isolation', { timeout: 60_000 }, () => {
       const m = await b.api.post(`${b.prefix}/ioas/${o.id}/map`, { iova: '0x0', length: '0x1000' });
       assert.equal(m.status, 404);
     }
-    assert.equal((await b.api.get(`${b.prefix}/faults/${a.fault}`)).body.id ?? b.fault, b.fault, 'the same number names B\'s own object, if any');
+    assert.equal((await b.api.get(`${b.prefix}/faults/${a.fault}`)).body.id ?? b.fault, b.fault, "the same number names B's own object, if any");
     // A's device is bound to A: B cannot take it.
     const bind = await b.api.post(`${b.prefix}/devices`, { name: 'iso-a' });
     assert.deepEqual([bind.status, bind.body.errno], [409, 'EBUSY']);
@@ -111,7 +111,10 @@ describe('isolation', { timeout: 60_000 }, () => {
     await inject(admin, 'iso-a', { grpid: 5, addr: 0x5000n, pasid: 3 });
     const got: Json[] = [];
     while (got.length < 2) got.push(...(await sa.reply('faults')).groups);
-    assert.deepEqual(got.map((g) => g.records[0].dev_id), [a.devId, a.devId]);
+    assert.deepEqual(
+      got.map((g) => g.records[0].dev_id),
+      [a.devId, a.devId],
+    );
     await sb.quiet(150);
     // B cannot answer A's cookies: the same cookie numbers on B's queue are B's (none outstanding).
     const r = await sb.respond(got.map((g) => ({ cookie: g.cookie, code: 0 })));
@@ -148,12 +151,26 @@ describe('isolation', { timeout: 60_000 }, () => {
     await server.api.withToken(`${ADMIN}-guess`).get('/v1/platform');
     await server.api.get(`/v1/platform?token=${ADMIN}`);
     await a.api.get(`${a.prefix}/objects?token=${a.token}`);
-    await rawHttp(server.base, { method: 'POST', path: `${a.prefix}/ioas`, headers: { authorization: `Bearer ${a.token}`, 'content-type': 'text/plain' }, body: a.token });
-    await rawHttp(server.base, { method: 'POST', path: `${a.prefix}/ioas`, headers: { authorization: `Bearer ${a.token}`, 'content-type': 'application/json' }, body: `{"${a.token}":1}` });
+    await rawHttp(server.base, {
+      method: 'POST',
+      path: `${a.prefix}/ioas`,
+      headers: { authorization: `Bearer ${a.token}`, 'content-type': 'text/plain' },
+      body: a.token,
+    });
+    await rawHttp(server.base, {
+      method: 'POST',
+      path: `${a.prefix}/ioas`,
+      headers: { authorization: `Bearer ${a.token}`, 'content-type': 'application/json' },
+      body: `{"${a.token}":1}`,
+    });
     await rawSocket(server.base, `GET /healthz HTTP/1.1\r\nAuthorization: Bearer ${ADMIN}\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`);
     await rawSocket(server.base, `POST ${a.prefix}/ioas HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${a.token}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`);
     await rawSocket(server.base, `BAD ${a.token} HTTP/1.1\r\nAuthorization: Bearer ${a.token}\r\n\r\n`);
-    await rawSocket(server.base, `POST ${a.prefix}/ioas HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${a.token}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{`, 100);
+    await rawSocket(
+      server.base,
+      `POST ${a.prefix}/ioas HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${a.token}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{`,
+      100,
+    );
     // A dead peer with the token in its URL, dropped by the heartbeat.
     const dead = await StreamClient.open(server.wsBase, b.stream, { token: b.token, tokenInQuery: true, autoPong: false });
     await dead.closed;
@@ -167,7 +184,13 @@ describe('isolation', { timeout: 60_000 }, () => {
     assert.ok(log.lines.length > 30, `trace logging happened (${log.lines.length} lines)`);
     const byteList = (t: string): string => [...Buffer.from(t)].join(',');
     for (const secret of [a.token, b.token, c.token, ADMIN]) {
-      assert.ok(!all.includes(secret), `a token leaked into the log: ${all.split('\n').find((l) => l.includes(secret))?.slice(0, 300)}`);
+      assert.ok(
+        !all.includes(secret),
+        `a token leaked into the log: ${all
+          .split('\n')
+          .find((l) => l.includes(secret))
+          ?.slice(0, 300)}`,
+      );
       assert.ok(!all.includes(byteList(secret)), 'a token leaked into the log as a byte array');
       assert.ok(!all.includes(Buffer.from(secret).toString('base64')), 'a token leaked into the log in base64');
       assert.ok(!all.includes(encodeURIComponent(secret)), 'a token leaked URL-encoded');

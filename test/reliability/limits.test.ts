@@ -143,7 +143,11 @@ describe('limits: each one, when hit, gives a clear errno or close code and affe
     const { id } = await api.ok('ioas.alloc', 'POST', `${prefix}/ioas`, {});
     await api.ok('ioas.map', 'POST', `${prefix}/ioas/${id}/map`, { iova: '0x0', length: '0x6000' });
     assertLimit(await api.post(`${prefix}/ioas/${id}/map`, { iova: '0x100000', length: '0x3000' }), 503, 'ENOSPC', /limit of 8 mapped pages/);
-    assert.equal((await api.post(`${prefix}/ioas/${id}/memory/read`, { iova: '0x100000', length: '0x1' })).body.errno, 'EFAULT', 'the refused map left nothing behind');
+    assert.equal(
+      (await api.post(`${prefix}/ioas/${id}/memory/read`, { iova: '0x100000', length: '0x1' })).body.errno,
+      'EFAULT',
+      'the refused map left nothing behind',
+    );
     await api.ok('ioas.map', 'POST', `${prefix}/ioas/${id}/map`, { iova: '0x100000', length: '0x2000' });
     // The limit is per context: the victim maps its own 8 pages.
     await victim.api.ok('ioas.map', 'POST', `${victim.prefix}/ioas/${victim.ioas}/map`, { iova: '0x0', length: '0x8000' });
@@ -300,11 +304,21 @@ describe('limits: the response log keeps the newest responses only', { timeout: 
       const all = (await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses')).responses as Json[];
       assert.ok(all.length >= 20000 && all.length < 50000 && all.length < 20000 + 2 * (1 << 14), `${all.length} held`);
       assert.equal(all[all.length - 1].seq, 50000, 'seq counts every response');
-      assert.deepEqual(all.map((r) => r.seq), Array.from({ length: all.length }, (_, i) => 50000 - all.length + 1 + i), 'dense, newest last');
+      assert.deepEqual(
+        all.map((r) => r.seq),
+        Array.from({ length: all.length }, (_, i) => 50000 - all.length + 1 + i),
+        'dense, newest last',
+      );
       const tail = (await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses?since=49990')).responses as Json[];
-      assert.deepEqual(tail.map((r) => r.seq), [49991, 49992, 49993, 49994, 49995, 49996, 49997, 49998, 49999, 50000]);
+      assert.deepEqual(
+        tail.map((r) => r.seq),
+        [49991, 49992, 49993, 49994, 49995, 49996, 49997, 49998, 49999, 50000],
+      );
       // Asking from before the oldest held entry gives what is held (a gap the reader can see from the first seq).
-      assert.equal(((await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses?since=5')).responses as Json[])[0].seq, all[0].seq);
+      assert.equal(
+        ((await server.api.ok('platform.device.responses', 'GET', '/v1/platform/devices/nic0/responses?since=5')).responses as Json[])[0].seq,
+        all[0].seq,
+      );
       assert.equal(metricValue((await server.api.get('/metrics')).text, 'iopfd_table_entries', 'table="response_log"'), all.length);
       assert.equal(server.daemon.platform.function('nic0').responses.length, 50000);
     } finally {
@@ -331,7 +345,21 @@ async function waitConnections(fx: FaultFixture, n: number): Promise<void> {
 describe('limits: flags and environment', { timeout: 30_000 }, () => {
   test('every limit has a flag and an IOPFD_ variable, validated', () => {
     const c = parseConfig(
-      ['--max-contexts', '3', '--max-objects=7', '--max-streams', '2', '--max-mapped-pages', '16', '--max-devices', '5', '--body-limit', '2048', '--max-frame', '512'],
+      [
+        '--max-contexts',
+        '3',
+        '--max-objects=7',
+        '--max-streams',
+        '2',
+        '--max-mapped-pages',
+        '16',
+        '--max-devices',
+        '5',
+        '--body-limit',
+        '2048',
+        '--max-frame',
+        '512',
+      ],
       { IOPFD_ERROR_FRAMES_PER_SECOND: '4' },
     );
     assert.deepEqual(c.limits, { maxContexts: 3, maxObjects: 7, maxStreamsPerFault: 2, maxMappedPages: 16, maxDevices: 5 });

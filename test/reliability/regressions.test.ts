@@ -5,27 +5,26 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  ManualScheduler,
-  Platform,
-  iommufdDeviceAttach,
-  iommufdDeviceBind,
-  iommufdFaultAlloc,
-  iommufdHwptAlloc,
-  iommufdIoasAlloc,
-} from '../../core/index.js';
+import { ManualScheduler, Platform, iommufdDeviceAttach, iommufdDeviceBind, iommufdFaultAlloc, iommufdHwptAlloc, iommufdIoasAlloc } from '../../core/index.js';
 import { respond } from '../core/harness.js';
 
 /** A platform of one IOMMU (@model, PRQ @prqDepth) and one PRI device `d0` (@priOutstanding requests of budget), on a manual scheduler. */
 function onePlatform(model: 'vtd' | 'smmuv3', prqDepth: number, priOutstanding = 512): { sched: ManualScheduler; p: Platform } {
   const sched = new ManualScheduler();
-  const desc = { iommus: [{ name: 'iommu0', model, prq_depth: prqDepth }], devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri_outstanding: priOutstanding } }] };
+  const desc = {
+    iommus: [{ name: 'iommu0', model, prq_depth: prqDepth }],
+    devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri_outstanding: priOutstanding } }],
+  };
   return { sched, p: new Platform({ sched, desc }) };
 }
 
 /** An 8-byte read DMA by `d0` at @iova; its outcome goes to @ended as `iova:status`. */
 function readDma(p: Platform, iova: bigint, ended: string[]): void {
-  p.dma('d0', { pasid: undefined, iova, length: 8, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000 }, (r) => void ended.push(`${iova}:${r.status}`));
+  p.dma(
+    'd0',
+    { pasid: undefined, iova, length: 8, write: false, data: undefined, priv: false, exec: false, timeoutMs: 10_000 },
+    (r) => void ended.push(`${iova}:${r.status}`),
+  );
 }
 
 /** @name bound in a new context, attached to a fault-capable paging hwpt: the context's fault queue. */
@@ -48,7 +47,14 @@ test('stall model: a group answered by the hardware on PRQ overflow does not lea
   const answer = (code: number): void => {
     const groups = fault.read(conn);
     assert.equal(groups.length, 1);
-    assert.equal(respond(fault, groups.map((g) => ({ cookie: g.cookie, code })), false).ok, 1);
+    assert.equal(
+      respond(
+        fault,
+        groups.map((g) => ({ cookie: g.cookie, code })),
+        false,
+      ).ok,
+      1,
+    );
     sched.run();
   };
 
@@ -56,7 +62,10 @@ test('stall model: a group answered by the hardware on PRQ overflow does not lea
   send(false, 0x1000n);
   send(true, 0x2000n);
   sched.run();
-  assert.deepEqual(fn.responses.map((r) => r.code), ['success']);
+  assert.deepEqual(
+    fn.responses.map((r) => r.code),
+    ['success'],
+  );
   // The queued request is its own stall: the user answers it Invalid (no second response: its group is over).
   answer(1);
   assert.equal(fn.responses.length, 1);
@@ -64,7 +73,10 @@ test('stall model: a group answered by the hardware on PRQ overflow does not lea
   send(true, 0x3000n);
   sched.run();
   answer(0);
-  assert.deepEqual(fn.responses.map((r) => `${r.grpid}:${r.code}`), ['7:success', '7:success']);
+  assert.deepEqual(
+    fn.responses.map((r) => `${r.grpid}:${r.code}`),
+    ['7:success', '7:success'],
+  );
   assert.equal(fn.unexpectedResponses, 0);
   assert.equal(fn.outstandingGroups, 0);
 });
@@ -73,7 +85,14 @@ test('platform shutdown answers each outstanding group once and makes no new one
   const { sched, p } = onePlatform('vtd', 4096);
   const fn = p.function('d0');
   const fault = faultQueueOf(p, 'd0');
-  p.startTraffic('d0', { count: 1000, pagesPerGroup: 1, inFlight: 32, pasid: undefined, base: 0x100000n, perm: { read: true, write: false, exec: false, priv: false } });
+  p.startTraffic('d0', {
+    count: 1000,
+    pagesPerGroup: 1,
+    inFlight: 32,
+    pasid: undefined,
+    base: 0x100000n,
+    perm: { read: true, write: false, exec: false, priv: false },
+  });
   sched.run();
   assert.equal(fault.queued, 32, 'the generator waits on 32 groups');
   p.shutdown();
@@ -86,7 +105,14 @@ test('platform shutdown answers each outstanding group once and makes no new one
 
 test('a device answered synchronously (no handler: INVALID) does not keep one PRQ drain busy for its whole traffic run', () => {
   const { sched, p } = onePlatform('vtd', 4096);
-  p.startTraffic('d0', { count: 100_000, pagesPerGroup: 1, inFlight: 8, pasid: undefined, base: 0x1_0000_0000n, perm: { read: true, write: false, exec: false, priv: false } });
+  p.startTraffic('d0', {
+    count: 100_000,
+    pagesPerGroup: 1,
+    inFlight: 8,
+    pasid: undefined,
+    base: 0x1_0000_0000n,
+    perm: { read: true, write: false, exec: false, priv: false },
+  });
   // One interrupt: the drain takes the 8 groups queued when it started; the 8 the answers made the device send wait for the next one.
   assert.equal(sched.step(), 1);
   assert.deepEqual([p.trafficStatus('d0').answered, p.trafficStatus('d0').sent], [8, 16]);
@@ -110,7 +136,10 @@ test('hot-unplug: a DMA waiting for PRI budget ends pri_disabled at once; the fu
   sched.run();
   // The first DMA's group was answered INVALID by the unplug; the second never sent a request.
   assert.deepEqual(ended, ['4096:invalid', '8192:pri_disabled']);
-  assert.deepEqual(fn.responses.map((r) => r.code), ['invalid']);
+  assert.deepEqual(
+    fn.responses.map((r) => r.code),
+    ['invalid'],
+  );
   assert.equal(p.audit().prq, 0);
 });
 

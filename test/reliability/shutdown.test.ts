@@ -87,14 +87,22 @@ async function load(api: Api, wsBase: string): Promise<SlowAnswerer[]> {
     let hwpt = 0;
     for (const name of DEVICES.slice(c * 2, c * 2 + 2)) {
       const { dev_id } = await ctx.ok('device.bind', 'POST', `${prefix}/devices`, { name });
-      if (!hwpt) hwpt = (await ctx.ok('hwpt.alloc', 'POST', `${prefix}/hwpt`, { dev_id, pt_id: ioas, flags: HWPT_FLAGS.FAULT_ID_VALID | HWPT_FLAGS.PASID, fault_id: fault.id })).id;
+      if (!hwpt)
+        hwpt = (
+          await ctx.ok('hwpt.alloc', 'POST', `${prefix}/hwpt`, { dev_id, pt_id: ioas, flags: HWPT_FLAGS.FAULT_ID_VALID | HWPT_FLAGS.PASID, fault_id: fault.id })
+        ).id;
       await ctx.ok('device.attach', 'POST', `${prefix}/devices/${dev_id}/attach`, { pt_id: hwpt });
       await ctx.ok('device.attach', 'POST', `${prefix}/devices/${dev_id}/attach`, { pt_id: hwpt, pasid: 1 });
     }
     streams.push(await SlowAnswerer.open(wsBase, fault.stream, created.token, c === 1, 25));
   }
   for (const [i, name] of DEVICES.entries()) {
-    await admin.ok('platform.traffic.start', 'POST', `/v1/platform/devices/${name}/traffic`, { count: 1_000_000, in_flight: 64, pages_per_group: 1 + (i % 2), ...(i % 2 ? { pasid: 1 } : {}) });
+    await admin.ok('platform.traffic.start', 'POST', `/v1/platform/devices/${name}/traffic`, {
+      count: 1_000_000,
+      in_flight: 64,
+      pages_per_group: 1 + (i % 2),
+      ...(i % 2 ? { pasid: 1 } : {}),
+    });
   }
   return streams;
 }
@@ -125,7 +133,10 @@ test('shutdown under load, in process: every outstanding group answered INVALID 
   let invalid = 0;
   for (const name of DEVICES) {
     const after = platform.responses(name, before.get(name));
-    assert.ok(after.every((r) => r.code === 'invalid'), `${name}: only INVALID during shutdown`);
+    assert.ok(
+      after.every((r) => r.code === 'invalid'),
+      `${name}: only INVALID during shutdown`,
+    );
     invalid += after.length;
     const fn = platform.function(name);
     assert.equal(fn.outstandingGroups, 0, `${name}: nothing left outstanding`);
@@ -145,7 +156,9 @@ test('shutdown under load, in process: every outstanding group answered INVALID 
   assert.ok(summary!.heldByFaultQueues >= held);
 });
 
-test('shutdown under load, the daemon process: SIGTERM mid-traffic exits 0, streams close 1001, its summary line shows every outstanding group answered INVALID', { timeout: 60_000 }, async (t) => {
+test('shutdown under load, the daemon process: SIGTERM mid-traffic exits 0, streams close 1001, its summary line shows every outstanding group answered INVALID', {
+  timeout: 60_000,
+}, async (t) => {
   const d = await spawnDaemon(['--admin-token', ADMIN, '--log-level', 'warn']);
   t.after(() => void d.child.kill('SIGKILL'));
   const api = new Api(d.base);

@@ -40,10 +40,7 @@ describe('admin routes', () => {
     // device, IOAS, fault queue, hwpt.
     assert.deepEqual({ ...mine, age_ms: 0 }, { ctx: fx.ctx, devices: ['ls0'], objects: 4, streams: 1, age_ms: 0 });
     assert.ok(Number.isInteger(mine.age_ms) && mine.age_ms >= 0);
-    assert.deepEqual(
-      { ...contexts.find((c: Json) => c.ctx === empty.ctx), age_ms: 0 },
-      { ctx: empty.ctx, devices: [], objects: 0, streams: 0, age_ms: 0 },
-    );
+    assert.deepEqual({ ...contexts.find((c: Json) => c.ctx === empty.ctx), age_ms: 0 }, { ctx: empty.ctx, devices: [], objects: 0, streams: 0, age_ms: 0 });
     assert.ok(contexts.findIndex((c: Json) => c.ctx === fx.ctx) < contexts.findIndex((c: Json) => c.ctx === empty.ctx), 'oldest first');
     const p = await admin.ok('platform.get', 'GET', PLATFORM);
     assert.equal(p.devices.find((d: Json) => d.name === 'ls0').ctx, fx.ctx);
@@ -78,7 +75,10 @@ describe('admin routes', () => {
     const responses = await deviceResponses(admin, 'lost0');
     assert.deepEqual(
       responses.map((r: Json) => [r.grpid, r.code]).sort(),
-      [[5, 'invalid'], [6, 'invalid']],
+      [
+        [5, 'invalid'],
+        [6, 'invalid'],
+      ],
       'each group answered once, INVALID',
     );
     // The context is gone: its owner is refused, a second release is ENOENT, the device is free.

@@ -63,7 +63,12 @@ test('config: bad values are refused with the flag named', () => {
     [['--port'], {}, /--port needs a value/],
     [['stray'], {}, /unknown argument/],
   ];
-  for (const [argv, env, re] of bad) assert.throws(() => parseConfig(argv, env), (e: unknown) => e instanceof ConfigError && re.test(e.message), argv.join(' '));
+  for (const [argv, env, re] of bad)
+    assert.throws(
+      () => parseConfig(argv, env),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      argv.join(' '),
+    );
 });
 
 test('config: beyond loopback only with an admin token', () => {
@@ -87,7 +92,10 @@ test('config: --platform FILE is validated with the protocol schema and used', a
   const server = await startServer({ platform: desc });
   const p = await server.api.ok('platform.get', 'GET', '/v1/platform');
   assert.deepEqual(p.iommus, [{ name: 'smmu0', model: 'smmuv3', prq_depth: 64, host_va_bits: 48 }]);
-  assert.deepEqual(p.devices.map((d: { name: string; caps: { pasid_bits: number } }) => [d.name, d.caps.pasid_bits]), [['gpu0', 8]]);
+  assert.deepEqual(
+    p.devices.map((d: { name: string; caps: { pasid_bits: number } }) => [d.name, d.caps.pasid_bits]),
+    [['gpu0', 8]],
+  );
   await server.close();
 
   const bad = join(dir, 'bad.json');

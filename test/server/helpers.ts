@@ -190,10 +190,12 @@ export class StreamClient {
       this.frames.push({ data, binary });
       this.waiter?.();
     });
-    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => {
-      resolve({ code, reason: reason.toString() });
-      this.waiter?.();
-    }));
+    this.closed = new Promise((resolve) =>
+      ws.on('close', (code, reason) => {
+        resolve({ code, reason: reason.toString() });
+        this.waiter?.();
+      }),
+    );
   }
 
   /** open() - connect and wait for the upgrade to complete. */
@@ -360,10 +362,7 @@ export interface FaultFixture {
  * queue (@faultBody) and a paging hwpt with FAULT_ID_VALID|PASID on the
  * IOAS, and attach the device at its RID (and at @pasid when given).
  */
-export async function faultFixture(
-  server: Pick<TestServer, 'api'>,
-  opts: { device?: string; faultBody?: object; pasid?: number } = {},
-): Promise<FaultFixture> {
+export async function faultFixture(server: Pick<TestServer, 'api'>, opts: { device?: string; faultBody?: object; pasid?: number } = {}): Promise<FaultFixture> {
   const created = await server.api.ok('context.create', 'POST', '/v1/contexts');
   const api = server.api.withToken(created.token);
   const prefix = `/v1/contexts/${created.ctx}`;

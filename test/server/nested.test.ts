@@ -99,7 +99,16 @@ test('nested translation: stage-1 faults are served by the guest through the fau
   const { objects } = await api.ok('object.list', 'GET', `${c}/objects`);
   assert.deepEqual(
     objects.find((o: Json) => o.id === s1),
-    { id: s1, type: 'hwpt_nested', parent_id: s2, flags: HWPT_FLAGS.FAULT_ID_VALID, data_type: 'vtd_s1', pgtbl_addr: hex(guest.builder.root), addr_width: 48, fault_id: fault },
+    {
+      id: s1,
+      type: 'hwpt_nested',
+      parent_id: s2,
+      flags: HWPT_FLAGS.FAULT_ID_VALID,
+      data_type: 'vtd_s1',
+      pgtbl_addr: hex(guest.builder.root),
+      addr_width: 48,
+      fault_id: fault,
+    },
   );
 
   const vmm = await StreamClient.open(server.wsBase, stream, { token });
@@ -144,8 +153,16 @@ test('nested translation: stage-1 faults are served by the guest through the fau
   await guest.flush();
   assert.deepEqual(await api.ok('hwpt.invalidate', 'POST', `${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: hex(va), npages: 1 }] }), { done: 1 });
   // intel_nested_cache_invalidate_user over REST: npages all-ones as a string (with addr 0: all) and LEAF; an error carries done.
-  assert.deepEqual(await api.ok('hwpt.invalidate', 'POST', `${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: '0x0', npages: '0xffffffffffffffff', flags: 1 }] }), { done: 1 });
-  const bad = await api.post(`${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: '0x0', npages: 1 }, { addr: '0x1000', npages: '0xffffffffffffffff' }] });
+  assert.deepEqual(
+    await api.ok('hwpt.invalidate', 'POST', `${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: '0x0', npages: '0xffffffffffffffff', flags: 1 }] }),
+    { done: 1 },
+  );
+  const bad = await api.post(`${c}/hwpt/${s1}/invalidate`, {
+    entries: [
+      { addr: '0x0', npages: 1 },
+      { addr: '0x1000', npages: '0xffffffffffffffff' },
+    ],
+  });
   assert.equal(bad.status, 400, bad.text);
   assert.equal(bad.body.errno, 'EINVAL');
   assert.equal(bad.body.done, 1);
@@ -156,7 +173,11 @@ test('nested translation: stage-1 faults are served by the guest through the fau
   // 3. A stage-1 entry pointing outside guest RAM: stage-2 fault, not recoverable, no page request.
   guest.builder.map(va + 0x1000n, 0x40000000n, { write: true });
   await guest.flush();
-  const s2fault = await server.api.ok('platform.device.dma', 'POST', '/v1/platform/devices/vf0/dma', { iova: hex(va + 0x1000n), length: '0x8', access: 'read' });
+  const s2fault = await server.api.ok('platform.device.dma', 'POST', '/v1/platform/devices/vf0/dma', {
+    iova: hex(va + 0x1000n),
+    length: '0x8',
+    access: 'read',
+  });
   assert.deepEqual(s2fault, { status: 'stage2_fault', page_requests: 0, retries: 0 });
 
   // 4. The VMM answers INVALID: the DMA ends `invalid`.

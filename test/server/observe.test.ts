@@ -99,7 +99,11 @@ test('observe: the feed shows the groups the client answers, and takes none', as
   for (let g = 0; g < N; g++) {
     const grpid = 100 + g;
     const mine = feed.groupEvents().filter((e) => e.grpid === grpid);
-    assert.deepEqual(mine.map((e) => e.kind), ['reported', 'delivered', 'answered'], `group ${grpid}`);
+    assert.deepEqual(
+      mine.map((e) => e.kind),
+      ['reported', 'delivered', 'answered'],
+      `group ${grpid}`,
+    );
     for (const e of mine) {
       assert.equal(e.device, 'nic0');
       assert.equal(e.ctx, fx.ctx);
@@ -122,7 +126,10 @@ test('observe: the feed shows the groups the client answers, and takes none', as
   // The snapshot describes the device, the queue and the context.
   const snap = feed.of('snapshot').at(-1);
   const dev = snap.devices.find((d: Json) => d.name === 'nic0');
-  assert.deepEqual({ ...dev, pri_budget: dev.pri_budget.total }, { name: 'nic0', iommu: 'dmar0', pri_enabled: true, iopf: true, pri_budget: 512, prq: { used: 0, depth: 4096, overflow: false } });
+  assert.deepEqual(
+    { ...dev, pri_budget: dev.pri_budget.total },
+    { name: 'nic0', iommu: 'dmar0', pri_enabled: true, iopf: true, pri_budget: 512, prq: { used: 0, depth: 4096, overflow: false } },
+  );
   assert.equal(dev.pri_budget.in_use, 0);
   const q = snap.queues.find((x: Json) => x.ctx === fx.ctx && x.id === fx.fault);
   assert.deepEqual([q.queued, q.outstanding, q.connections], [0, 0, 1]);
@@ -147,7 +154,13 @@ test('observe: auto-answered groups carry their cause; events=0 sends snapshots 
   await admin.withToken(fx.token).ok('device.detach', 'POST', `${fx.prefix}/devices/${fx.devId}/detach`, {}); // group 1: detach
   await waitFor(() => feed.groupEvents().filter((e) => e.kind === 'auto').length >= 2, 30_000, 'the auto answers');
   const auto = feed.groupEvents().filter((e) => e.kind === 'auto');
-  assert.deepEqual(auto.map((e) => [e.grpid, e.cause, e.code]), [[2, 'overflow', 'invalid'], [1, 'detach', 'invalid']]);
+  assert.deepEqual(
+    auto.map((e) => [e.grpid, e.cause, e.code]),
+    [
+      [2, 'overflow', 'invalid'],
+      [1, 'detach', 'invalid'],
+    ],
+  );
   await waitFor(() => quiet.of('snapshot').length >= 2, 30_000, 'snapshots on the quiet feed');
   assert.equal(quiet.of('groups').length, 0);
   await feed.close();
@@ -202,10 +215,15 @@ async function nestedFixture(admin: TestServer['api']) {
   const { id: s2 } = await api.ok('hwpt.alloc', 'POST', `${c}/hwpt`, { dev_id, pt_id: ioas, flags: HWPT_FLAGS.NEST_PARENT });
   const entries = new Map<bigint, bigint>();
   let next = 0x100000n;
-  const builder = new VtdS1Builder(() => {
-    next += 0x1000n;
-    return next - 0x1000n;
-  }, (gpa) => entries.get(gpa) ?? 0n, (gpa, v) => void entries.set(gpa, v), 48);
+  const builder = new VtdS1Builder(
+    () => {
+      next += 0x1000n;
+      return next - 0x1000n;
+    },
+    (gpa) => entries.get(gpa) ?? 0n,
+    (gpa, v) => void entries.set(gpa, v),
+    48,
+  );
   const va = 0x7f0000000000n;
   builder.map(va, 0x80000n, { write: false });
   const writes = [...entries].map(([gpa, v]) => {
@@ -215,7 +233,10 @@ async function nestedFixture(admin: TestServer['api']) {
   });
   await api.ok('ioas.memory.write', 'POST', `${c}/ioas/${ioas}/memory/write`, { writes });
   const { id: s1 } = await api.ok('hwpt.alloc', 'POST', `${c}/hwpt`, {
-    dev_id, pt_id: s2, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: hex(builder.root), addr_width: 48 },
+    dev_id,
+    pt_id: s2,
+    data_type: 'vtd_s1',
+    data: { flags: 0, pgtbl_addr: hex(builder.root), addr_width: 48 },
   });
   await api.ok('device.attach', 'POST', `${c}/devices/${dev_id}/attach`, { pt_id: s1 });
   return { api, c, ioas, va, entries, builder };
@@ -232,7 +253,10 @@ test('walk: every stage-1 level with its stage-2 translation; read-only (no IOTL
   const ok = await admin.ok('platform.device.walk', 'GET', `/v1/platform/devices/walk0/walk?addr=${hex(va + 0x18n)}&perm=1`);
   assert.equal(ok.context, 'nested');
   assert.equal(ok.s1_root, hex(builder.root));
-  assert.deepEqual(ok.stage1.map((l: Json) => l.level), [4, 3, 2, 1]);
+  assert.deepEqual(
+    ok.stage1.map((l: Json) => l.level),
+    [4, 3, 2, 1],
+  );
   for (const l of ok.stage1) {
     assert.equal(l.entry, hex(entries.get(BigInt(l.entry_gpa))!), `level ${l.level}`);
     assert.equal(l.s2.gpa, l.entry_gpa);

@@ -28,14 +28,23 @@ test('examples/platform.json: a daemon starts with its IOMMUs and devices, defau
   const server = await startServer({ platform: loadPlatformFile(join(repo, 'examples', 'platform.json')) });
   try {
     const p = await server.api.ok('platform.get', 'GET', PLATFORM);
-    assert.deepEqual(p.iommus.map((i: Json) => [i.name, i.model]), [['dmar0', 'vtd'], ['smmu0', 'smmuv3']]);
-    assert.deepEqual(p.devices.map((d: Json) => [d.name, d.iommu, d.bdf]), [
-      ['nic0', 'dmar0', '00:02.0'],
-      ['accel0', 'dmar0', '00:03.0'],
-      ['gpu0', 'smmu0', '01:00.0'],
-      ['vf0', 'dmar0', '00:04.1'],
-      ['legacy0', 'dmar0', '00:05.0'],
-    ]);
+    assert.deepEqual(
+      p.iommus.map((i: Json) => [i.name, i.model]),
+      [
+        ['dmar0', 'vtd'],
+        ['smmu0', 'smmuv3'],
+      ],
+    );
+    assert.deepEqual(
+      p.devices.map((d: Json) => [d.name, d.iommu, d.bdf]),
+      [
+        ['nic0', 'dmar0', '00:02.0'],
+        ['accel0', 'dmar0', '00:03.0'],
+        ['gpu0', 'smmu0', '01:00.0'],
+        ['vf0', 'dmar0', '00:04.1'],
+        ['legacy0', 'dmar0', '00:05.0'],
+      ],
+    );
     const gpu = p.devices.find((d: Json) => d.name === 'gpu0');
     // Behind the SMMUv3 model a device also has the stall cap (default true).
     assert.deepEqual(gpu.caps, { pasid_bits: 16, pri: true, pri_outstanding: 64, ats: true, is_vf: false, prg_response_needs_pasid: true, stall: true });
@@ -48,7 +57,11 @@ test('GET /v1/platform → file → new daemon: the same platform (bound devices
   const a = await startServer({ platform: loadPlatformFile(join(repo, 'examples', 'platform.json')) });
   let saved: Json;
   try {
-    await a.api.ok('platform.device.add', 'POST', `${PLATFORM}/devices`, { name: 'hp0', iommu: 'smmu0', caps: { pasid_bits: 5, pri_outstanding: 7, ats: false } });
+    await a.api.ok('platform.device.add', 'POST', `${PLATFORM}/devices`, {
+      name: 'hp0',
+      iommu: 'smmu0',
+      caps: { pasid_bits: 5, pri_outstanding: 7, ats: false },
+    });
     // Some state the file must not carry: a bound device (ctx), a device whose PRI stopped.
     const { ctx, token } = await a.api.ok('context.create', 'POST', '/v1/contexts');
     await a.api.withToken(token).ok('device.bind', 'POST', `/v1/contexts/${ctx}/devices`, { name: 'gpu0' });

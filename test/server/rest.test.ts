@@ -5,17 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { COMMANDS, HWPT_FLAGS, openApiDocument } from '../../protocol/index.js';
-import {
-  assertError,
-  deviceResponses,
-  faultFixture,
-  inject,
-  startServer,
-  StreamClient,
-  waitFor,
-  type Json,
-  type TestServer,
-} from './helpers.js';
+import { assertError, deviceResponses, faultFixture, inject, startServer, StreamClient, waitFor, type Json, type TestServer } from './helpers.js';
 
 const PLATFORM = '/v1/platform';
 
@@ -129,9 +119,19 @@ describe('platform routes', () => {
     await server.api.ok('platform.device.add', 'POST', `${PLATFORM}/devices`, { name: 'sva0' });
     await server.api.ok('platform.sva.bind', 'POST', `${PLATFORM}/devices/sva0/sva`, { pasid: 9, vmas: [{ start: '0x400000', length: '0x4000' }] });
     assertError(await server.api.post(`${PLATFORM}/devices/sva0/sva`, { pasid: 9, vmas: [] }), 409, 'EBUSY');
-    const inside = await server.api.ok('platform.device.dma', 'POST', `${PLATFORM}/devices/sva0/dma`, { pasid: 9, iova: '0x401000', length: '0x8', access: 'read' });
+    const inside = await server.api.ok('platform.device.dma', 'POST', `${PLATFORM}/devices/sva0/dma`, {
+      pasid: 9,
+      iova: '0x401000',
+      length: '0x8',
+      access: 'read',
+    });
     assert.deepEqual(inside, { status: 'ok', page_requests: 1, retries: 1, data: '0000000000000000' });
-    const outside = await server.api.ok('platform.device.dma', 'POST', `${PLATFORM}/devices/sva0/dma`, { pasid: 9, iova: '0x900000', length: '0x8', access: 'read' });
+    const outside = await server.api.ok('platform.device.dma', 'POST', `${PLATFORM}/devices/sva0/dma`, {
+      pasid: 9,
+      iova: '0x900000',
+      length: '0x8',
+      access: 'read',
+    });
     assert.equal(outside.status, 'invalid');
     await server.api.ok('platform.sva.unbind', 'DELETE', `${PLATFORM}/devices/sva0/sva/9`);
     assertError(await server.api.delete(`${PLATFORM}/devices/sva0/sva/9`), 404, 'ENOENT');
@@ -275,7 +275,12 @@ describe('context routes', () => {
     // Guest memory: all or nothing.
     await api.ok('ioas.memory.write', 'POST', `${c}/ioas/${ioas}/memory/write`, { writes: [{ iova: '0x100ff0', data: 'c0ffee' }] });
     assert.deepEqual(await api.ok('ioas.memory.read', 'POST', `${c}/ioas/${ioas}/memory/read`, { iova: '0x100ff0', length: '0x3' }), { data: 'c0ffee' });
-    const partial = { writes: [{ iova: '0x100000', data: 'ff' }, { iova: '0x101fff', data: 'ffff' }] };
+    const partial = {
+      writes: [
+        { iova: '0x100000', data: 'ff' },
+        { iova: '0x101fff', data: 'ffff' },
+      ],
+    };
     assertError(await api.post(`${c}/ioas/${ioas}/memory/write`, partial), 400, 'EFAULT');
     assert.equal((await api.ok('ioas.memory.read', 'POST', `${c}/ioas/${ioas}/memory/read`, { iova: '0x100000', length: '0x1' })).data, '00');
     assertError(await api.post(`${c}/ioas/${ioas}/memory/write`, { writes: [{ iova: '0x100000', data: 'abc' }] }), 400, 'EINVAL', /data/);

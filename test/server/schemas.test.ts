@@ -25,7 +25,12 @@ test('export-schemas writes one file per schema plus openapi.json, and removes s
 
 test('docs/schemas is up to date (regenerate: node dist/server/export-schemas.js)', () => {
   const files = schemaFiles();
-  assert.deepEqual(readdirSync(DEFAULT_SCHEMA_DIR).filter((n) => n.endsWith('.json')).sort(), [...files.keys()].sort());
+  assert.deepEqual(
+    readdirSync(DEFAULT_SCHEMA_DIR)
+      .filter((n) => n.endsWith('.json'))
+      .sort(),
+    [...files.keys()].sort(),
+  );
   for (const [name, text] of files) assert.equal(readFileSync(join(DEFAULT_SCHEMA_DIR, name), 'utf8'), text, name);
 });
 

@@ -32,10 +32,20 @@ test('shutdown() answers every outstanding group INVALID, closes streams 1001, l
   assert.equal(dmaReply.body.status, 'invalid');
   const platform = server.daemon.platform;
   assert.deepEqual(
-    platform.responses('nic0').map((r) => [r.grpid, r.code]).sort(),
-    [[20, 'invalid'], [21, 'invalid'], [22, 'invalid']],
+    platform
+      .responses('nic0')
+      .map((r) => [r.grpid, r.code])
+      .sort(),
+    [
+      [20, 'invalid'],
+      [21, 'invalid'],
+      [22, 'invalid'],
+    ],
   );
-  assert.deepEqual(platform.responses('accel0').map((r) => r.code), ['invalid']);
+  assert.deepEqual(
+    platform.responses('accel0').map((r) => r.code),
+    ['invalid'],
+  );
   assert.equal(platform.audit().outstandingGroups, 0);
   await assert.rejects(fetch(`${server.base}/healthz`), 'no longer accepting');
 });

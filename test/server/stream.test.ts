@@ -79,7 +79,11 @@ describe('fault stream', () => {
       type: 'faults',
       groups: [{ cookie: 1, redelivered: false, records: [record(0, needs), record(1, needs), record(2, needs | PGFAULT_FLAGS.LAST_PAGE)] }],
     });
-    assert.deepEqual(Object.keys(frame.groups[0]!.records[0]!), RECORD_FIELDS.map((f) => f.name), 'fields in layout order');
+    assert.deepEqual(
+      Object.keys(frame.groups[0]!.records[0]!),
+      RECORD_FIELDS.map((f) => f.name),
+      'fields in layout order',
+    );
     assert.deepEqual(await s.respond([{ cookie: 1, code: 'success' }]), { type: 'results', ok: 1, errors: [] });
     assert.deepEqual(await deviceResponses(server.api, fx.device), [{ pasid: 5, grpid: 7, code: 'success', seq: 1 }]);
     await s.close();
@@ -111,7 +115,14 @@ describe('fault stream', () => {
     put(2, PGFAULT_FLAGS.LAST_PAGE, 2, PERM.READ, 0x4000n, 2);
     assert.ok(buf.equals(expected), `got ${buf.toString('hex')}`);
     const recs = decodeBinaryRecords(buf);
-    assert.deepEqual(recs.map((r) => [r.reserved, r.length]), [[0, 0], [0, 0], [0, 0]]);
+    assert.deepEqual(
+      recs.map((r) => [r.reserved, r.length]),
+      [
+        [0, 0],
+        [0, 0],
+        [0, 0],
+      ],
+    );
 
     s.ws.send(Buffer.alloc(7));
     assert.deepEqual(await s.reply('write'), { type: 'write', bytes: 0, errno: 'ESPIPE', index: 0 });
@@ -119,7 +130,13 @@ describe('fault stream', () => {
     assert.deepEqual(await s.reply('write'), { type: 'write', bytes: 0 });
     s.ws.send(responsesBuffer([{ cookie: 1, code: 2 }]));
     assert.deepEqual(await s.reply('write'), { type: 'write', bytes: 0, errno: 'EINVAL', index: 0 });
-    s.ws.send(responsesBuffer([{ cookie: 1, code: 0 }, { cookie: 99, code: 0 }, { cookie: 2, code: 0 }]));
+    s.ws.send(
+      responsesBuffer([
+        { cookie: 1, code: 0 },
+        { cookie: 99, code: 0 },
+        { cookie: 2, code: 0 },
+      ]),
+    );
     assert.deepEqual(await s.reply('write'), { type: 'write', bytes: 8, errno: 'EINVAL', index: 1 });
     s.ws.send(responsesBuffer([{ cookie: 2, code: 1 }]));
     assert.deepEqual(await s.reply('write'), { type: 'write', bytes: 8 });
@@ -127,7 +144,13 @@ describe('fault stream', () => {
     const err = await s.reply('error');
     assert.equal(err.errno, 'EINVAL');
     const log = await deviceResponses(server.api, fx.device);
-    assert.deepEqual(log.map((r: Json) => [r.grpid, r.code]), [[0x1ff, 'success'], [2, 'invalid']]);
+    assert.deepEqual(
+      log.map((r: Json) => [r.grpid, r.code]),
+      [
+        [0x1ff, 'success'],
+        [2, 'invalid'],
+      ],
+    );
     await s.close();
   });
 
@@ -136,7 +159,14 @@ describe('fault stream', () => {
     for (let g = 0; g < 3; g++) await inject(server.api, fx.device, { grpid: 10 + g, addr: BigInt(g) * 0x1000n });
     const s = await open(server, fx);
     const frame = await s.json();
-    assert.deepEqual(frame.groups.map((g: Json) => [g.cookie, g.records[0].grpid]), [[1, 10], [2, 11], [3, 12]]);
+    assert.deepEqual(
+      frame.groups.map((g: Json) => [g.cookie, g.records[0].grpid]),
+      [
+        [1, 10],
+        [2, 11],
+        [3, 12],
+      ],
+    );
     assert.equal((await s.respond([{ cookie: 2, code: 0 }])).ok, 1);
     await inject(server.api, fx.device, { grpid: 13, addr: 0x9000n });
     assert.equal((await groupsOf(s, 1))[0].cookie, 2, 'the freed cookie is reused');
@@ -163,19 +193,40 @@ describe('fault stream', () => {
     await inject(server.api, fx.device, { grpid: 1, addr: 0x1000n });
     await inject(server.api, fx.device, { grpid: 2, addr: 0x2000n });
     const delivered = await groupsOf(a, 2);
-    assert.deepEqual(delivered.map((g) => [g.cookie, g.redelivered]), [[1, false], [2, false]]);
+    assert.deepEqual(
+      delivered.map((g) => [g.cookie, g.redelivered]),
+      [
+        [1, false],
+        [2, false],
+      ],
+    );
     await a.close();
     await waitFor(async () => (await faultStatus(fx)).connections === 0, 2000, 'the close');
     assert.deepEqual(await faultStatus(fx).then((st) => [st.queued, st.outstanding]), [2, 0]);
     assert.deepEqual(await deviceResponses(server.api, fx.device), [], 'nothing answered because a connection closed');
     const b = await open(server, fx);
     const again = await groupsOf(b, 2);
-    assert.deepEqual(again.map((g) => [g.cookie, g.redelivered, g.records[0].grpid]), [[1, true, 1], [2, true, 2]]);
+    assert.deepEqual(
+      again.map((g) => [g.cookie, g.redelivered, g.records[0].grpid]),
+      [
+        [1, true, 1],
+        [2, true, 2],
+      ],
+    );
     assert.equal((await faultStatus(fx)).counters.redelivered, 2);
     // A group delivered on one connection may be answered on another.
     const c = await open(server, fx);
-    assert.deepEqual(await c.respond([{ cookie: 1, code: 0 }, { cookie: 2, code: 0 }]), { type: 'results', ok: 2, errors: [] });
-    assert.deepEqual((await deviceResponses(server.api, fx.device)).map((r: Json) => r.code), ['success', 'success']);
+    assert.deepEqual(
+      await c.respond([
+        { cookie: 1, code: 0 },
+        { cookie: 2, code: 0 },
+      ]),
+      { type: 'results', ok: 2, errors: [] },
+    );
+    assert.deepEqual(
+      (await deviceResponses(server.api, fx.device)).map((r: Json) => r.code),
+      ['success', 'success'],
+    );
     await b.close();
     await c.close();
   });
@@ -192,7 +243,14 @@ describe('fault stream', () => {
       { cookie: g.cookie, code: 1 },
     ]);
     assert.equal(r.ok, 1);
-    assert.deepEqual(r.errors.map((e: Json) => [e.index, e.cookie, e.errno]), [[0, 999, 'EINVAL'], [1, g.cookie, 'EINVAL'], [3, g.cookie, 'EINVAL']]);
+    assert.deepEqual(
+      r.errors.map((e: Json) => [e.index, e.cookie, e.errno]),
+      [
+        [0, 999, 'EINVAL'],
+        [1, g.cookie, 'EINVAL'],
+        [3, g.cookie, 'EINVAL'],
+      ],
+    );
     assert.match(r.errors[1].message, /"maybe"/);
     // One bad-code text on every path: a code the frame scanner decodes (7) and one it leaves to the parser ("maybe").
     await inject(server.api, fx.device, { grpid: 5, addr: 0x5000n });
@@ -245,7 +303,14 @@ describe('fault stream', () => {
     assert.deepEqual([next.cookie, next.records[0].grpid], [g.cookie, 2]);
     assert.equal((await s.respond([{ cookie: next.cookie, code: 0 }])).ok, 1);
     const log = await deviceResponses(server.api, fx.device);
-    assert.deepEqual(log.map((r: Json) => [r.grpid, r.code]), [[3, 'invalid'], [1, 'invalid'], [2, 'success']]);
+    assert.deepEqual(
+      log.map((r: Json) => [r.grpid, r.code]),
+      [
+        [3, 'invalid'],
+        [1, 'invalid'],
+        [2, 'success'],
+      ],
+    );
     const st = await faultStatus(fx);
     assert.equal(st.counters.overflow, 1);
     assert.equal(st.counters.timeout, 1);
@@ -293,7 +358,10 @@ describe('fault stream', () => {
     await fx.api.ok('context.destroy', 'DELETE', fx.prefix);
     assert.equal((await s.closed).code, CLOSE.GOING_AWAY);
     const log = await deviceResponses(server.api, fx.device);
-    assert.deepEqual(log.map((r: Json) => [r.grpid, r.code]).sort(), [[8, 'invalid'], [9, 'invalid']]);
+    assert.deepEqual(log.map((r: Json) => [r.grpid, r.code]).sort(), [
+      [8, 'invalid'],
+      [9, 'invalid'],
+    ]);
   });
 });
 
@@ -320,10 +388,12 @@ describe('fault stream heartbeat', () => {
     await new Promise((r) => setTimeout(r, 350));
     assert.equal(alive.ws.readyState, alive.ws.OPEN);
     await alive.respond([{ cookie: g.cookie, code: 0 }]);
-    assert.deepEqual((await deviceResponses(server.api, fx.device)).map((r: Json) => r.code), ['success']);
+    assert.deepEqual(
+      (await deviceResponses(server.api, fx.device)).map((r: Json) => r.code),
+      ['success'],
+    );
     await alive.close();
   });
-
 });
 
 describe('fault stream flow control', () => {
@@ -350,7 +420,10 @@ describe('fault stream flow control', () => {
     assert.equal(paused.queued + paused.outstanding, total);
     s.ws.resume();
     const groups = await groupsOf(s, total);
-    assert.deepEqual(groups.map((g) => g.cookie), Array.from({ length: total }, (_, i) => i + 1));
+    assert.deepEqual(
+      groups.map((g) => g.cookie),
+      Array.from({ length: total }, (_, i) => i + 1),
+    );
     assert.equal((await faultStatus(fx)).queued, 0);
     await s.close();
   });

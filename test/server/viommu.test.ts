@@ -96,11 +96,21 @@ test('vEVENTQ stream (uapi): events queued with no reader past the depth read as
   const buf = await s.binary();
   assert.equal(buf.length, 40 + 40 + 8);
   const got = decodeVevents(buf);
-  assert.deepEqual(got.map((e) => [e.sequence, e.lost]), [[0, false], [1, false], [3, true]]);
+  assert.deepEqual(
+    got.map((e) => [e.sequence, e.lost]),
+    [
+      [0, false],
+      [1, false],
+      [3, true],
+    ],
+  );
   assert.equal(decodeEvent(got[1]!.evt!).addr, 0x40_1000n);
   await faultingDma(f.api, 0x50_0000n);
   const next = decodeVevents(await s.binary());
-  assert.deepEqual(next.map((e) => [e.sequence, e.lost]), [[4, false]]);
+  assert.deepEqual(
+    next.map((e) => [e.sequence, e.lost]),
+    [[4, false]],
+  );
   await s.close();
   const metrics = await (await fetch(`${srv.base}/metrics`)).text();
   assert.match(metrics, /iopfd_vevents_lost_total [1-9]/);
@@ -117,9 +127,15 @@ test('vIOMMU REST errors: EIO (400) for a bad STE, EOPNOTSUPP on the VT-d model,
   assertError(await f.api.post(`${f.C}/veventq`, { viommu_id: f.viommu, type: 'arm_smmuv3', depth: 1 }), 409, 'EEXIST');
   assertError(await f.api.post(`${f.C}/vdevice`, { viommu_id: f.viommu, dev_id: f.devId, virt_id: 99 }), 400, 'EINVAL');
   const good = [hex(0x30n), '0x0'];
-  const ok = await f.api.ok('viommu.invalidate', 'POST', `${f.C}/viommu/${f.viommu}/invalidate`, { data_type: 'arm_smmuv3', commands: [good, [hex(0x05n | (0x99n << 32n)), '0x0']] });
+  const ok = await f.api.ok('viommu.invalidate', 'POST', `${f.C}/viommu/${f.viommu}/invalidate`, {
+    data_type: 'arm_smmuv3',
+    commands: [good, [hex(0x05n | (0x99n << 32n)), '0x0']],
+  });
   assert.deepEqual(ok, { done: 2 });
-  const r2 = await f.api.post(`${f.C}/viommu/${f.viommu}/invalidate`, { data_type: 'arm_smmuv3', commands: [good, [hex(0x05n | (0x42n << 32n)), '0x0'], good] });
+  const r2 = await f.api.post(`${f.C}/viommu/${f.viommu}/invalidate`, {
+    data_type: 'arm_smmuv3',
+    commands: [good, [hex(0x05n | (0x42n << 32n)), '0x0'], good],
+  });
   assert.equal(r2.status, 400);
   assert.equal(r2.body.errno, 'EIO');
   assert.equal(r2.body.done, 1);

@@ -63,7 +63,11 @@ test('arm-lpae: an input address beyond 64 - T0SZ bits is a translation fault at
       reads++;
       return m.read(g);
     },
-    b.root, 25, 1n << 39n, R);
+    b.root,
+    25,
+    1n << 39n,
+    R,
+  );
   assert.deepEqual(r, { kind: 'fault', fault: 'translation', level: 1 });
   assert.equal(reads, 0);
 });
@@ -144,7 +148,11 @@ test('arm-lpae: every descriptor read goes through stage 2; a miss names the tab
       seen.push(g);
       return m.read(g);
     },
-    b.root, 16, 0x1000n, R);
+    b.root,
+    16,
+    0x1000n,
+    R,
+  );
   assert.equal(ok.kind, 'ok');
   assert.equal(seen.length, 4);
   assert.equal(seen[0], b.root);

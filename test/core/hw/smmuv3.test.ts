@@ -62,7 +62,20 @@ test('smmuv3: STE and CD words decode to the fields a guest encoded', () => {
 });
 
 test('smmuv3: event records carry the EVTQ fields at the kernel offsets; the SID swaps for a vSID', () => {
-  const e = { id: EVT_ID.F_PERMISSION, sid: 0x1234_5678, ssid: 0xabcde, stag: 0xbeef, stall: true, priv: true, exec: true, read: true, s2: true, class: 2, addr: 0xdead_beef_0000_1234n, ipa: 0x000f_ffff_ffff_f000n };
+  const e = {
+    id: EVT_ID.F_PERMISSION,
+    sid: 0x1234_5678,
+    ssid: 0xabcde,
+    stag: 0xbeef,
+    stall: true,
+    priv: true,
+    exec: true,
+    read: true,
+    s2: true,
+    class: 2,
+    addr: 0xdead_beef_0000_1234n,
+    ipa: 0x000f_ffff_ffff_f000n,
+  };
   const w = encodeEvent(e);
   assert.equal(w[0], 0x13n | (1n << 11n) | (0xabcden << 12n) | (0x1234_5678n << 32n));
   assert.equal(w[1], 0xbeefn | (1n << 31n) | (1n << 33n) | (1n << 34n) | (1n << 35n) | (1n << 39n) | (2n << 40n));
@@ -149,7 +162,20 @@ test('smmuv3: walk faults become F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERM
   const t = smmuStage1(g.read, ste, SID, 0x7000n, W);
   assert.equal(t.kind, 'event');
   if (t.kind === 'event') {
-    assert.deepEqual(t.event, { id: EVT_ID.F_TRANSLATION, sid: SID, ssid: 1, stag: 0, stall: false, priv: true, exec: false, read: false, s2: false, class: 2, addr: 0x7000n, ipa: 0n });
+    assert.deepEqual(t.event, {
+      id: EVT_ID.F_TRANSLATION,
+      sid: SID,
+      ssid: 1,
+      stag: 0,
+      stall: false,
+      priv: true,
+      exec: false,
+      read: false,
+      s2: false,
+      class: 2,
+      addr: 0x7000n,
+      ipa: 0n,
+    });
     assert.equal(t.stallable, false);
     assert.equal(t.record, true);
   }

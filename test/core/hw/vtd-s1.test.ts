@@ -91,7 +91,10 @@ test('vtd-s1: 5-level walk uses bits 56:48', () => {
   const hi = 0xff80_0000_0020_0000n;
   g.b.map(hi, 0x20_0000n, { write: true }, 0x200000n);
   assert.deepEqual(g.walk(hi + 0x1_2345n), { kind: 'ok', gpa: 0x21_2345n, writable: true, executable: false, user: true, pageSize: 0x200000n });
-  assert.deepEqual(walkVtdS1(() => 0n, 0n, 48, va, RD), { kind: 's1-fault', reason: 'non-canonical', level: 4 });
+  assert.deepEqual(
+    walkVtdS1(() => 0n, 0n, 48, va, RD),
+    { kind: 's1-fault', reason: 'non-canonical', level: 4 },
+  );
 });
 
 test('vtd-s1: 2 MiB and 1 GiB leaves', () => {
@@ -114,7 +117,14 @@ test('vtd-s1: permission faults at the leaf: write, exec, user', () => {
   assert.deepEqual(g.walk(0x1000n, RD), { kind: 's1-fault', reason: 'user', level: 1 });
   assert.deepEqual(g.walk(0x1010n, SUP), { kind: 'ok', gpa: 0x5010n, writable: false, executable: false, user: false, pageSize: 4096n });
   g.b.map(0x2000n, 0x6000n, { write: true, exec: true });
-  assert.deepEqual(g.walk(0x2000n, { write: true, exec: true, priv: false }), { kind: 'ok', gpa: 0x6000n, writable: true, executable: true, user: true, pageSize: 4096n });
+  assert.deepEqual(g.walk(0x2000n, { write: true, exec: true, priv: false }), {
+    kind: 'ok',
+    gpa: 0x6000n,
+    writable: true,
+    executable: true,
+    user: true,
+    pageSize: 4096n,
+  });
 });
 
 test('vtd-s1: permissions are the AND of every level', () => {
@@ -133,7 +143,14 @@ test('vtd-s1: permissions are the AND of every level', () => {
       g.poke(slot, (g.peek(slot) & ~clear) | set);
       assert.deepEqual(g.walk(va, access), { kind: 's1-fault', reason, level: 1 }, `level ${level} ${reason}`);
       const sup = g.walk(va, SUP);
-      assert.deepEqual(sup, { kind: 'ok', gpa: 0x9000n, writable: reason !== 'write', executable: reason !== 'exec', user: reason !== 'user', pageSize: 4096n });
+      assert.deepEqual(sup, {
+        kind: 'ok',
+        gpa: 0x9000n,
+        writable: reason !== 'write',
+        executable: reason !== 'exec',
+        user: reason !== 'user',
+        pageSize: 4096n,
+      });
     }
   }
 });
@@ -227,7 +244,16 @@ test('vtd-s1: builder refuses overlaps and bad arguments', () => {
   assert.equal(g.b.lookupPte(0x4000n), 0x8000_0000_0000_1007n);
   assert.equal(g.b.lookupPte(0x21_0000n), 0x8000_0000_0040_0087n);
   assert.equal(g.b.lookupPte(0x0000_8000_0000_0000n), undefined);
-  assert.throws(() => new VtdS1Builder(() => 0x123n, () => 0n, () => {}, 48), RangeError);
+  assert.throws(
+    () =>
+      new VtdS1Builder(
+        () => 0x123n,
+        () => 0n,
+        () => {},
+        48,
+      ),
+    RangeError,
+  );
 });
 
 test('vtd-s1: property: mapped addresses walk to their gpa, unmapped ones fault not-present', () => {
@@ -283,7 +309,8 @@ test('vtd-s1: property: mapped addresses walk to their gpa, unmapped ones fault 
             const hit2m = want.get(va & ~0x1f_ffffn);
             const hit = hit4k ?? (hit2m?.size === 0x200000n ? hit2m : undefined);
             const r = g.walk(va);
-            if (hit === undefined) assert.deepEqual({ kind: r.kind, reason: r.kind === 's1-fault' ? r.reason : '' }, { kind: 's1-fault', reason: 'not-present' });
+            if (hit === undefined)
+              assert.deepEqual({ kind: r.kind, reason: r.kind === 's1-fault' ? r.reason : '' }, { kind: 's1-fault', reason: 'not-present' });
             else assert.deepEqual(r.kind === 'ok' ? r.gpa : r, hit.gpa + (va & (hit.size - 1n)));
           }
         },
@@ -300,7 +327,11 @@ test('intel_pasid_setup_nested: without SRE a supervisor request faults before a
     return 0n;
   };
   assert.deepEqual(walkVtdS1(read, 0n, 48, 0x1000n, SUP, 0), { kind: 's1-fault', reason: 'supervisor', level: 4 });
-  assert.deepEqual(walkVtdS1(read, 0n, 57, 0x1000n, { write: true, exec: false, priv: true }, VTD_S1_WPE | VTD_S1_EAFE), { kind: 's1-fault', reason: 'supervisor', level: 5 });
+  assert.deepEqual(walkVtdS1(read, 0n, 57, 0x1000n, { write: true, exec: false, priv: true }, VTD_S1_WPE | VTD_S1_EAFE), {
+    kind: 's1-fault',
+    reason: 'supervisor',
+    level: 5,
+  });
   assert.equal(reads, 0);
   const g = guest(48);
   g.b.map(0x1000n, 0x5000n, { write: false, user: false });
@@ -329,20 +360,35 @@ test('vtd-s1: the walker sets Accessed in every entry used, Dirty in the leaf of
   const before = slots.map((s) => g.peek(s));
   // The pure walker writes nothing.
   assert.equal(g.walk(va, WR).kind, 'ok');
-  assert.deepEqual(slots.map((s) => g.peek(s)), before);
+  assert.deepEqual(
+    slots.map((s) => g.peek(s)),
+    before,
+  );
   // A read: A everywhere, no D.
   assert.equal(g.walkAd(va, RD).kind, 'ok');
-  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v) => v | PTE.A));
+  assert.deepEqual(
+    slots.map((s) => g.peek(s)),
+    before.map((v) => v | PTE.A),
+  );
   // A write: D in the leaf only.
   assert.equal(g.walkAd(va, WR).kind, 'ok');
-  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v, i) => v | PTE.A | (i === 3 ? PTE.D : 0n)));
+  assert.deepEqual(
+    slots.map((s) => g.peek(s)),
+    before.map((v, i) => v | PTE.A | (i === 3 ? PTE.D : 0n)),
+  );
   // EAFE adds the extended-accessed bit (10).
   assert.equal(g.walkAd(va, RD, VTD_S1_EAFE).kind, 'ok');
-  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v, i) => v | PTE.A | PTE.EA | (i === 3 ? PTE.D : 0n)));
+  assert.deepEqual(
+    slots.map((s) => g.peek(s)),
+    before.map((v, i) => v | PTE.A | PTE.EA | (i === 3 ? PTE.D : 0n)),
+  );
   // A faulting walk writes nothing.
   const other = va + 0x1000n;
   assert.equal(g.walkAd(other, WR).kind, 's1-fault');
-  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v, i) => v | PTE.A | PTE.EA | (i === 3 ? PTE.D : 0n)));
+  assert.deepEqual(
+    slots.map((s) => g.peek(s)),
+    before.map((v, i) => v | PTE.A | PTE.EA | (i === 3 ? PTE.D : 0n)),
+  );
   // A 2 MiB leaf gets its D too; bit 12 (PAT) stays as it was.
   g.b.map(0x4000_0000n, 0x20_0000n, { write: true }, 0x200000n);
   const e2 = g.b.entryAddress(0x4000_0000n)!;
