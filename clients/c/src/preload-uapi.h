@@ -4,7 +4,8 @@
  *
  * The shim's own copies of the ioctl argument structs of
  * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h (the iommufd
- * cdev part, v6.15+ with PASID attach and v6.17+ with the bind token), so
+ * cdev part, v6.15+ with PASID attach and v6.17+ with the bind token; the
+ * vIOMMU, vDEVICE and vEVENTQ of v6.13+/v6.16+), so
  * the shim builds on a host whose kernel headers predate them. Every size
  * and offset is checked by _Static_assert against the kernel's layout.
  *
