@@ -772,6 +772,8 @@ static int arm_flow(int iommufd, int devfd, uint32_t dev_id, uint32_t ioas_id)
 	rule("viommu_invalidate_entry_tail_e2big", arm_invalidate(iommufd, va.out_viommu_id, wcmds, 24, 2, &done), E2BIG);
 	rule("viommu_invalidate_e2big_entry_num", done == 0 ? 0 : -1, 0);
 	wcmds[1][17] = 0;
+	rule("viommu_invalidate_empty_einval", arm_invalidate(iommufd, va.out_viommu_id, cmds, sizeof(cmds[0]), 0, &done), EINVAL);
+	rule("viommu_invalidate_no_such_viommu_enoent", arm_invalidate(iommufd, 0xfffff, cmds, sizeof(cmds[0]), 0, &done), ENOENT);
 	rule("viommu_invalidate_long_entries_ok", arm_invalidate(iommufd, va.out_viommu_id, wcmds, 24, 2, &done), 0);
 
 	/* IOMMU_VEVENTQ_ALLOC */

@@ -1159,8 +1159,9 @@ static int pf_invalidate_find(struct pf_ctx *c, const char *path, const unsigned
  * vIOMMU (arm_vsmmu_cache_invalidate()): the whole array is copied first
  * (iommu_copy_struct_from_full_user_array(): a shorter entry is
  * zero-extended, a non-zero byte past 16 in any entry is E2BIG with nothing
- * done), then the commands run in order up to the first the daemon refuses
- * (EIO, an unknown opcode or vSID).
+ * done, an empty array is EINVAL once the vIOMMU was found), then the
+ * commands run in order up to the first the daemon refuses (EIO, an unknown
+ * opcode or vSID).
  * @done: set to the number of commands run
  *
  * Return: 0, or a negative errno.
@@ -1183,7 +1184,7 @@ static int pf_viommu_invalidate(struct pf_ctx *c, const struct iopfd_iommu_hwpt_
 	body = malloc(PF_INV_BODY);
 	if (!body)
 		return -ENOMEM;
-	/* An empty array still looks the vIOMMU up. */
+	/* An empty array is looked up (ENOENT), then refused by the driver's copy: EINVAL. */
 	do {
 		n = inv->entry_num - first > PF_INV_BATCH ? PF_INV_BATCH : inv->entry_num - first;
 		size_t off = (size_t)sprintf(body, "{\"data_type\":\"arm_smmuv3\",\"commands\":[");
@@ -1209,6 +1210,8 @@ static int pf_viommu_invalidate(struct pf_ctx *c, const struct iopfd_iommu_hwpt_
 	} while (!rc && d == n && first < inv->entry_num);
 	free(resp);
 	free(body);
+	if (!inv->entry_num && rc != -ENOENT)
+		rc = -EINVAL;
 	return rc;
 }
 
