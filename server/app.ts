@@ -4,14 +4,14 @@
  * buildApp() assembles the daemon without listening, so tests can inject()
  * or listen on port 0: the simulated platform on the event-loop scheduler,
  * the REST routes generated from the protocol's command table, the fault
- * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json and
- * /docs, one error handler, and the shutdown sequence.
+ * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json,
+ * /asyncapi.json and /docs, one error handler, and the shutdown sequence.
  */
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Platform, type IommufdFault, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
-import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
+import { asyncApiDocument, CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
 import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
 import { docsHtml } from './docs.js';
@@ -315,7 +315,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
 
   const openapi = openApiDocument();
   const docs = docsHtml(openapi);
+  const asyncapi = asyncApiDocument();
   app.get('/openapi.json', async () => openapi);
+  app.get('/asyncapi.json', async () => asyncapi);
   app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   // Without an upgrade: the token is checked first, as for the upgrade.

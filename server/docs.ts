@@ -65,7 +65,7 @@ export function docsHtml(doc: Json): string {
     'table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;vertical-align:top}' +
     'section{border-top:1px solid #ddd;margin-top:1.5rem}.desc{white-space:pre-wrap}</style></head><body>' +
     `<h1>${esc(info['title'])} v${esc(info['version'])}</h1><p>${esc(info['description'])}</p>` +
-    '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a></p>' +
+    '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a>, the streams: <a href="/asyncapi.json">/asyncapi.json</a></p>' +
     `<ul>${toc.join('')}</ul>` +
     ops.map(([m, p, op]) => operationHtml(m, p, op)).join('') +
     '</body></html>'

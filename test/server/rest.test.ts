@@ -4,7 +4,7 @@
 // table's response schemas and the errors against the errno table.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COMMANDS, HWPT_FLAGS, openApiDocument } from '../../protocol/index.js';
+import { COMMANDS, HWPT_FLAGS, openApiDocument, asyncApiDocument } from '../../protocol/index.js';
 import {
   assertError,
   deviceResponses,
@@ -362,11 +362,14 @@ describe('bodies, routing and errors', () => {
     await server.api.withToken(c.token).ok('context.destroy', 'DELETE', `/v1/contexts/${c.ctx}`);
   });
 
-  test('/healthz, /openapi.json, /docs', async () => {
+  test('/healthz, /openapi.json, /asyncapi.json, /docs', async () => {
     assert.deepEqual(await server.api.ok('healthz', 'GET', '/healthz'), { status: 'ok' });
     const doc = await server.api.get('/openapi.json');
     assert.equal(doc.status, 200);
     assert.deepEqual(doc.body, JSON.parse(JSON.stringify(openApiDocument())));
+    const streams = await server.api.get('/asyncapi.json');
+    assert.equal(streams.status, 200);
+    assert.deepEqual(streams.body, JSON.parse(JSON.stringify(asyncApiDocument())));
     const html = await server.api.get('/docs');
     assert.equal(html.status, 200);
     assert.match(html.headers.get('content-type') ?? '', /text\/html/);
