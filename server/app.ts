@@ -5,7 +5,7 @@
  * or listen on port 0: the simulated platform on the event-loop scheduler,
  * the REST routes generated from the protocol's command table, the fault
  * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json,
- * /asyncapi.json and /docs, one error handler, and the shutdown sequence.
+ * /asyncapi.json, /docs (and / leading to it), one error handler, and the shutdown sequence.
  */
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -14,7 +14,7 @@ import { Platform, type IommufdFault, type IommufdQuirks, type PlatformDesc, typ
 import { asyncApiDocument, CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
 import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
-import { docsHtml } from './docs.js';
+import { DOCS_CSP, DOCS_SCRIPT, docsHtml } from './docs.js';
 import { HttpError, wireErrorOf } from './errors.js';
 import { defaultMemoryLimit } from './config.js';
 import { createLogger, pathOf, type LogLevel } from './logger.js';
@@ -318,7 +318,13 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const asyncapi = asyncApiDocument();
   app.get('/openapi.json', async () => openapi);
   app.get('/asyncapi.json', async () => asyncapi);
-  app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
+  app.get('/docs', async (_request, reply) =>
+    reply.type('text/html; charset=utf-8').header('content-security-policy', DOCS_CSP).header('x-content-type-options', 'nosniff').send(docs),
+  );
+  app.get('/docs/docs.js', async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').send(DOCS_SCRIPT),
+  );
+  app.get('/', async (_request, reply) => reply.redirect('/docs'));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   // Without an upgrade: the token is checked first, as for the upgrade.
   app.get(STREAM_URL, async (request) => {

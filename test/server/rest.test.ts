@@ -375,7 +375,23 @@ describe('bodies, routing and errors', () => {
     assert.match(html.headers.get('content-type') ?? '', /text\/html/);
     for (const c of COMMANDS) assert.ok(html.text.includes(c.url.replace(/:(\w+)/g, '{$1}')), c.url);
     assert.ok(html.text.includes('/v1/contexts/{ctx}/faults/{id}/stream'));
-    assert.ok(!/<script/i.test(html.text), 'self-contained, no script');
+    // Descriptions are rendered markdown, not raw text.
+    assert.match(html.text, /Needs the <strong>admin<\/strong> bearer token/);
+    assert.match(html.text, /<code>POST \/v1\/contexts<\/code>/);
+    assert.ok(!html.text.includes('**admin**'), 'no raw markdown left');
+    // A token box, a try-it-out form per REST route, the page's only script served locally.
+    assert.match(html.text, /id="admin-token"/);
+    assert.match(html.text, /id="ctx-token"/);
+    assert.equal(html.text.match(/<form class="try"/g)?.length, COMMANDS.length);
+    assert.deepEqual([...html.text.matchAll(/<script[^>]*src="([^"]+)"/g)].map((m) => m[1]), ['/docs/docs.js']);
+    assert.match(html.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+    const js = await server.api.get('/docs/docs.js');
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type') ?? '', /javascript/);
+    assert.doesNotThrow(() => new Function(js.text), 'the script parses');
+    const root = await fetch(`${server.base}/`, { redirect: 'manual' });
+    assert.equal(root.status, 302);
+    assert.equal(root.headers.get('location'), '/docs');
   });
 
   test('/metrics counts groups reported, delivered, answered, auto-answered, and open streams', async () => {
