@@ -4,10 +4,11 @@
  */
 export * from './sched.js';
 export * from './platform.js';
+export { KERNEL_PROFILES, LATEST_PROFILE, kernelProfile, type KernelProfile } from './iommu/profiles.js';
 export { IommuError, type CoreErrno } from './iommu/errors.js';
 export { IopfGroup, IommuDevice, IOMMU_NO_PASID } from './iommu/iommu.js';
 export { IommufdCtx, IommufdObject, DEFAULT_LIMITS } from './iommufd/main.js';
-export type { IommufdLimits, IommufdObserver, IommufdQuirks, AutoCause, IommufdObjType, AllocSite } from './iommufd/main.js';
+export type { IommufdLimits, IommufdObserver, AutoCause, IommufdObjType, AllocSite } from './iommufd/main.js';
 export { IommufdIoas, iommufdIoasAlloc } from './iommufd/ioas.js';
 export { IommufdHwpt, IommufdHwptPaging, IommufdHwptNested, iommufdHwptAlloc, iommufdHwptInvalidate, type HwptAllocRequest } from './iommufd/hw-pagetable.js';
 export { IommufdDevice, iommufdDeviceBind, iommufdDeviceAttach, iommufdDeviceReplace, iommufdDeviceDetach } from './iommufd/device.js';

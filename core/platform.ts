@@ -18,7 +18,7 @@ import {
 import { VtdS1Builder, PTE } from './hw/vtd-s1.js';
 import { SimIommu } from './drivers/sim-iommu.js';
 import { IommuError } from './iommu/errors.js';
-import { IOMMU_FAULT_PERM_EXEC, IOMMU_FAULT_PERM_WRITE, type IommuDevice } from './iommu/iommu.js';
+import { IOMMU_FAULT_PERM_EXEC, IOMMU_FAULT_PERM_READ, IOMMU_FAULT_PERM_WRITE, type IommuDevice } from './iommu/iommu.js';
 import { iopfPartialCount } from './iopf/io-pgfault.js';
 import { iommuSvaBindDevice, iommuSvaUnbindDevice, type IommuSva, type IommuSvaMm } from './iopf/iommu-sva.js';
 import { IommufdDevice } from './iommufd/device.js';
@@ -29,11 +29,11 @@ import {
   type IommufdLimits,
   type IommufdObserver,
   type IommufdPhysDevice,
-  type IommufdQuirks,
   type PhysMemory,
 } from './iommufd/main.js';
 import { LIMITS, MemoryBudget, type LimitName } from './iommufd/limits.js';
 import type { Scheduler } from './sched.js';
+import { LATEST_PROFILE, type KernelProfile } from './iommu/profiles.js';
 
 export { LIMITS, MemoryBudget, type LimitName } from './iommufd/limits.js';
 
@@ -41,6 +41,12 @@ export interface IommuDesc {
   name: string;
   model: HwModel;
   prq_depth: number;
+  /**
+   * The host CPU's virtual address width the driver assumes (48: 4-level
+   * paging, 57: LA57); VT-d's prq_event_thread() refuses request addresses
+   * that are not canonical for it. Default 48.
+   */
+  host_va_bits?: 48 | 57 | undefined;
 }
 
 export interface DeviceCapsDesc {
@@ -105,7 +111,8 @@ export const DEFAULT_RESPONSE_LOG = LIMITS.responseLog;
 export interface PlatformOptions {
   sched: Scheduler;
   desc?: PlatformDesc;
-  quirks?: IommufdQuirks;
+  /** The kernel release whose behaviour runs (default `latest`). */
+  profile?: KernelProfile;
   limits?: Partial<IommufdLimits> & { maxContexts?: number; maxDevices?: number; responseLog?: number; maxPartials?: number; memoryLimit?: number };
   observer?: IommufdObserver;
   /** Allocation-failure injection (tests). */
@@ -177,9 +184,12 @@ class SvaMm implements IommuSvaMm {
   handleMmFault(addr: bigint, perm: number): boolean {
     const vma = this.vmas.find((v) => addr >= v.start && addr < v.start + v.length);
     if (!vma) return false;
+    // iommu_sva_handle_mm(): each of READ, WRITE, EXEC asked for must be
+    // allowed by the VMA; a request asking for none is serviced.
+    const read = (perm & IOMMU_FAULT_PERM_READ) !== 0;
     const write = (perm & IOMMU_FAULT_PERM_WRITE) !== 0;
     const exec = (perm & IOMMU_FAULT_PERM_EXEC) !== 0;
-    if ((write && !vma.write) || (exec && !vma.exec) || (!write && !exec && !vma.read)) return false;
+    if ((read && !vma.read) || (write && !vma.write) || (exec && !vma.exec)) return false;
     const page = addr & ~0xfffn;
     const pte = this.builder.lookupPte(page);
     if (pte !== undefined && (pte & PTE.P) !== 0n) return true;
@@ -242,7 +252,7 @@ export class Platform {
       mem: physMem,
       findDevice: (name) => this.devices.get(name),
       limits: { ...DEFAULT_LIMITS, ...stripUndefined(opts.limits ?? {}) },
-      quirks: opts.quirks ?? {},
+      profile: opts.profile ?? LATEST_PROFILE,
       observer,
       failAlloc: opts.failAlloc,
     };
@@ -260,16 +270,21 @@ export class Platform {
     if (this.iommus.has(d.name)) throw new IommuError('EEXIST', `IOMMU ${d.name} exists`);
     if (!['vtd', 'smmuv3', 'generic'].includes(d.model)) throw new IommuError('EINVAL', `unknown IOMMU model ${d.model}`);
     if (!Number.isInteger(d.prq_depth) || d.prq_depth < 1) throw new IommuError('EINVAL', 'prq_depth must be ≥ 1');
+    if (d.host_va_bits !== undefined && d.host_va_bits !== 48 && d.host_va_bits !== 57) throw new IommuError('EINVAL', 'host_va_bits must be 48 or 57');
     const unit = new IommuUnit(d.name, d.model, d.prq_depth, this.mem, this.sched);
-    const driver = new SimIommu(unit);
-    if (this.env.quirks.nonLastInvalid) driver.queue.quirks = { nonLastInvalid: true };
+    const driver = new SimIommu(unit, d.host_va_bits ?? 48, this.env.profile);
+    driver.queue.profile = this.env.profile;
     this.iommus.set(d.name, { desc: d, unit, driver });
   }
 
   // ---- platform API (the /v1/platform routes) -----------------------------------
 
-  describe(): { iommus: IommuDesc[]; devices: DeviceInfo[] } {
-    return { iommus: [...this.iommus.values()].map((i) => ({ ...i.desc })), devices: this.listDevices() };
+  describe(): { kernel: string; iommus: IommuDesc[]; devices: DeviceInfo[] } {
+    return {
+      kernel: this.env.profile.name,
+      iommus: [...this.iommus.values()].map((i) => ({ ...i.desc, host_va_bits: i.driver.hostVaBits })),
+      devices: this.listDevices(),
+    };
   }
 
   listDevices(): DeviceInfo[] {

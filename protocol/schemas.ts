@@ -58,10 +58,15 @@ export const zEmptyBody = strict({}, 'an empty object');
 /** zEmptyResult - the result of a non-204 route with nothing to report: `{}`. */
 export const zEmptyResult = strict({}, 'an empty object');
 
-/** zErrorBody - every error response: `{errno, message}`. */
+/**
+ * zErrorBody - every error response: `{errno, message}`, and `done` (the
+ * entries handled before the bad one) from a command that processes an
+ * array, as an invalidation.
+ */
 export const zErrorBody = strict({
   errno: z.enum(ERRNOS as [Errno, ...Errno[]], { error: expectMessage('an errno name') }),
   message: z.string(),
+  done: zU32.optional(),
 });
 /** ErrorBody - an error response body. */
 export type ErrorBody = z.infer<typeof zErrorBody>;
@@ -149,11 +154,14 @@ export const zPlatformDevice = strict({
 /** PlatformDevice - a platform device as reported (wire form). */
 export type PlatformDevice = z.input<typeof zPlatformDevice>;
 
-/** zIommu - an IOMMU unit as reported. */
-export const zIommu = strict({ name: z.string(), model: z.enum(IOMMU_MODELS), prq_depth: zU32 });
+/** zHostVaBits - the host CPU's virtual address width an IOMMU driver assumes (48 or 57, LA57). */
+const zHostVaBits = z.union([z.literal(48), z.literal(57)], { error: 'expected host_va_bits 48 or 57' });
 
-/** zPlatform - GET /v1/platform. */
-export const zPlatform = strict({ iommus: arrayOf(zIommu, 'IOMMUs'), devices: arrayOf(zPlatformDevice, 'devices') });
+/** zIommu - an IOMMU unit as reported (extension: host_va_bits, default 48). */
+export const zIommu = strict({ name: z.string(), model: z.enum(IOMMU_MODELS), prq_depth: zU32, host_va_bits: zHostVaBits.optional() });
+
+/** zPlatform - GET /v1/platform (extension: `kernel`, the kernel profile that runs). */
+export const zPlatform = strict({ kernel: z.string().optional(), iommus: arrayOf(zIommu, 'IOMMUs'), devices: arrayOf(zPlatformDevice, 'devices') });
 /** Platform - GET /v1/platform result (wire form). */
 export type Platform = z.input<typeof zPlatform>;
 
@@ -183,9 +191,11 @@ const zPlatformFileDevice = zAddDeviceBody
  * them (caps defaults applied). The output of GET /v1/platform is one.
  */
 export const zPlatformFile = strict({
+  // GET /v1/platform's `kernel`, accepted so its output loads as a file; the daemon's --kernel decides.
+  kernel: z.string().optional(),
   iommus: arrayOf(
     strict(
-      { name: zDeviceName, model: z.enum(IOMMU_MODELS), prq_depth: zU32.min(1, { error: 'expected prq_depth ≥ 1' }) },
+      { name: zDeviceName, model: z.enum(IOMMU_MODELS), prq_depth: zU32.min(1, { error: 'expected prq_depth ≥ 1' }), host_va_bits: zHostVaBits.optional() },
       'an IOMMU object',
     ),
     'IOMMUs',
@@ -399,9 +409,29 @@ export const zHwptAllocBody = strict({
 /** HwptAllocBody - a parsed hwpt allocation. */
 export type HwptAllocBody = z.output<typeof zHwptAllocBody>;
 
-/** zHwptInvalidateBody - POST .../hwpt/:id/invalidate (entry flags default 0). */
+/** NPAGES_ALL - the u64 all-ones npages of an invalidation (with addr 0: everything). */
+export const NPAGES_ALL = '0xffffffffffffffff';
+
+/**
+ * zHwptInvalidateBody - POST .../hwpt/:id/invalidate: struct
+ * iommu_hwpt_vtd_s1_invalidate entries. `npages` is a u32 or the string
+ * "0xffffffffffffffff" (U64_MAX, parsed as a bigint); `flags` (default 0)
+ * may carry LEAF 1.
+ */
 export const zHwptInvalidateBody = strict({
-  entries: arrayOf(strict({ addr: zU64, npages: zU32, flags: zU32.default(0) }, 'an entry object'), 'entries'),
+  entries: arrayOf(
+    strict(
+      {
+        addr: zU64,
+        npages: z.union([zU32, z.literal(NPAGES_ALL).transform(() => 0xffff_ffff_ffff_ffffn)], {
+          error: `expected npages a u32 or "${NPAGES_ALL}"`,
+        }),
+        flags: zU32.default(0),
+      },
+      'an entry object',
+    ),
+    'entries',
+  ),
 });
 /** HwptInvalidateBody - parsed invalidation entries. */
 export type HwptInvalidateBody = z.output<typeof zHwptInvalidateBody>;

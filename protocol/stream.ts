@@ -35,9 +35,10 @@ export const STREAM_URL = '/v1/contexts/:ctx/faults/:id/stream';
  * STREAM_ERRNOS - why the upgrade can be refused (as an HTTP error with the
  * usual `{errno, message}` body; no socket is opened): EACCES (401, missing
  * or wrong token), EINVAL (400, unknown subprotocol, bad `window` or unknown
- * query parameter), ENOENT (404, no such fault queue), EIO (500).
+ * query parameter), ENOENT (404, no such fault queue), ENOSPC (503, the
+ * fault queue already has its maximum of open streams), EIO (500).
  */
-export const STREAM_ERRNOS: readonly Errno[] = Object.freeze(['EACCES', 'EINVAL', 'ENOENT', 'EIO'] satisfies Errno[]);
+export const STREAM_ERRNOS: readonly Errno[] = Object.freeze(['EACCES', 'EINVAL', 'ENOENT', 'ENOSPC', 'EIO'] satisfies Errno[]);
 
 /** DEFAULT_WINDOW - delivered-unanswered groups a connection may hold by default. */
 export const DEFAULT_WINDOW = 1024;

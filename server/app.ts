@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { Platform, type IommufdFault, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
+import { Platform, type IommufdFault, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { asyncApiDocument, CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
 import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
@@ -50,7 +50,7 @@ export const MAX_CONNECTIONS = 1024;
  *   memoryLimit bytes); absent ones are the core's LIMITS, the memory limit
  *   defaultMemoryLimit().
  * @bodyLimit: the largest request body (bytes, default BODY_LIMIT).
- * @quirks: kernel-faithful profile switches (default: intended semantics).
+ * @profile: the kernel release whose behaviour runs (default `latest`).
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
  * @maxConnections: open TCP connections at most (default MAX_CONNECTIONS);
  *   one more is closed as it is accepted, and counted.
@@ -61,7 +61,7 @@ export interface AppOptions {
   logger?: Logger | LogLevel;
   limits?: PlatformOptions['limits'];
   bodyLimit?: number;
-  quirks?: IommufdQuirks;
+  profile?: KernelProfile;
   stream?: Partial<StreamOptions>;
   maxConnections?: number;
 }
@@ -238,7 +238,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   const platform = new Platform({
     sched,
     ...(opts.platform ? { desc: opts.platform } : {}),
-    quirks: opts.quirks ?? {},
+    ...(opts.profile ? { profile: opts.profile } : {}),
     limits: { memoryLimit: defaultMemoryLimit(), ...stripUndefinedLimits(opts.limits ?? {}) },
     observer: metrics.observer,
   });

@@ -23,7 +23,7 @@
  *   --error-frames-per-second N  IOPFD_ERROR_FRAMES_PER_SECOND  error frames per connection, default 20
  *   --heartbeat-ms N         IOPFD_HEARTBEAT_MS      stream ping interval, default 15000
  *   --max-connections N      IOPFD_MAX_CONNECTIONS   open TCP connections, default 1024
- *   --quirk Q[,Q]            IOPFD_QUIRK             kernel quirks: non-last-invalid, replace-drains-new
+ *   --kernel NAME            IOPFD_KERNEL            kernel profile: latest (default), v6.15, v6.14, v6.13, v6.11
  *   --help, --version        print the usage or the package version, and exit
  *
  * The defaults of the resource limits are the core's LIMITS (core/iommufd/limits.ts).
@@ -33,7 +33,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { z } from 'zod';
-import { LIMITS, type IommufdQuirks, type PlatformDesc, type PlatformOptions } from '../core/index.js';
+import { KERNEL_PROFILES, LIMITS, kernelProfile, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
 import { formatZodError, zPlatformFile } from '../protocol/index.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -41,12 +41,6 @@ import { LOG_LEVELS, type LogLevel } from './logger.js';
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
-
-/** QUIRKS - `--quirk` names and the core switch each one turns on. */
-export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.freeze({
-  'non-last-invalid': 'nonLastInvalid',
-  'replace-drains-new': 'replaceDrainsNew',
-});
 
 /**
  * struct Config - the daemon's configuration.
@@ -57,7 +51,7 @@ export const QUIRKS: Readonly<Record<string, keyof IommufdQuirks>> = Object.free
  * @logLevel: the pino level.
  * @limits: resource limits for the Platform (absent ones: LIMITS; the memory
  *   limit: defaultMemoryLimit()).
- * @quirks: kernel quirks turned on.
+ * @profile: the kernel release whose behaviour runs (`--kernel`).
  * @bodyLimit: the largest request body (bytes); larger → 413 EMSGSIZE.
  * @maxFrame: the largest stream frame a client may send (bytes); larger → close 1009.
  * @errorFramesPerSecond: error frames one connection may provoke per second; one more → close 1008.
@@ -73,7 +67,7 @@ export interface Config {
   platformFile: string | undefined;
   logLevel: LogLevel;
   limits: NonNullable<PlatformOptions['limits']>;
-  quirks: IommufdQuirks;
+  profile: KernelProfile;
   bodyLimit: number;
   maxFrame: number;
   errorFramesPerSecond: number;
@@ -136,11 +130,7 @@ const zOptions = z.strictObject({
   'error-frames-per-second': zCount.default(20),
   'heartbeat-ms': zCount.default(15000),
   'max-connections': zCount.default(1024),
-  quirk: z
-    .string()
-    .transform((s) => s.split(',').map((q) => q.trim()).filter((q) => q !== ''))
-    .pipe(z.array(z.enum(Object.keys(QUIRKS) as [string, ...string[]], { error: `expected quirks among ${Object.keys(QUIRKS).join(', ')}` })))
-    .default([]),
+  kernel: z.enum(Object.keys(KERNEL_PROFILES) as [string, ...string[]], { error: `expected a kernel profile among ${Object.keys(KERNEL_PROFILES).join(', ')}` }).default('latest'),
   help: z.literal('true').optional(),
   version: z.literal('true').optional(),
 });
@@ -157,13 +147,13 @@ function envName(flag: string): string {
 export const USAGE = `usage: iopfd [--host HOST] [--port N] [--admin-token T] [--platform FILE] [--log-level L]
              [--max-contexts N] [--max-objects N] [--max-streams N] [--max-mapped-pages N]
              [--max-devices N] [--max-partials N] [--memory-limit BYTES[K|M|G|T]] [--response-log N] [--body-limit BYTES] [--max-frame BYTES] [--error-frames-per-second N]
-             [--heartbeat-ms N] [--max-connections N] [--quirk ${Object.keys(QUIRKS).join('|')}[,...]]
+             [--heartbeat-ms N] [--max-connections N] [--kernel ${Object.keys(KERNEL_PROFILES).join('|')}]
        iopfd --help | --version
 Every flag also reads from IOPFD_<FLAG> (e.g. IOPFD_ADMIN_TOKEN); a flag wins.
 log levels: ${LOG_LEVELS.join(', ')}
 `;
 
-/** readArgs() - `--flag value` and `--flag=value` pairs; --help and --version take no value; --quirk may repeat. */
+/** readArgs() - `--flag value` and `--flag=value` pairs; --help and --version take no value; the last one of a flag wins. */
 function readArgs(argv: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -176,7 +166,7 @@ function readArgs(argv: readonly string[]): Record<string, string> {
     else if (m[2] !== undefined) value = m[2];
     else if (i + 1 < argv.length) value = argv[++i]!;
     else throw new ConfigError(`--${flag} needs a value`);
-    out[flag] = flag === 'quirk' && out[flag] !== undefined ? `${out[flag]},${value}` : value;
+    out[flag] = value;
   }
   return out;
 }
@@ -225,8 +215,6 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (o['max-partials'] !== undefined) limits.maxPartials = o['max-partials'];
   if (o['memory-limit'] !== undefined) limits.memoryLimit = o['memory-limit'];
   if (o['response-log'] !== undefined) limits.responseLog = o['response-log'];
-  const quirks: IommufdQuirks = {};
-  for (const q of o.quirk) quirks[QUIRKS[q]!] = true;
   return {
     host: o.host,
     port: o.port,
@@ -234,7 +222,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     platformFile: o.platform,
     logLevel: o['log-level'],
     limits,
-    quirks,
+    profile: kernelProfile(o.kernel)!,
     bodyLimit: o['body-limit'],
     maxFrame: o['max-frame'],
     errorFramesPerSecond: o['error-frames-per-second'],

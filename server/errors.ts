@@ -34,7 +34,7 @@ export class HttpError extends Error {
  */
 export interface WireError {
   status: number;
-  body: { errno: Errno; message: string };
+  body: { errno: Errno; message: string; done?: number };
   unexpected: boolean;
 }
 
@@ -48,13 +48,19 @@ const FASTIFY_MESSAGE: Readonly<Record<string, string>> = {
  * wireErrorOf() - map any thrown value to its wire form.
  * @err: what a route, a hook, fastify itself or the stream upgrade threw.
  *
- * Return: the status and `{errno, message}` body. A fastify client error
+ * Return: the status and `{errno, message}` body (plus `done` when the
+ * core error carries it). A fastify client error
  * (4xx with an FST_ code) is EMSGSIZE for a body over the limit, else
  * EINVAL; a request the client aborted is EINVAL; anything else unknown is EIO with a generic message (the details
  * go to the log only).
  */
 export function wireErrorOf(err: unknown): WireError {
-  if (err instanceof IommuError || err instanceof HttpError) return wire(err.errno, err.message, false);
+  if (err instanceof IommuError) {
+    const w = wire(err.errno, err.message, false);
+    if (err.done !== undefined) w.body.done = err.done;
+    return w;
+  }
+  if (err instanceof HttpError) return wire(err.errno, err.message, false);
   const e = err as { code?: unknown; statusCode?: unknown; message?: unknown } | null;
   // fastify's own request errors (body size, media type, content-length, URL).
   if (typeof e?.code === 'string' && e.code.startsWith('FST_') && typeof e.statusCode === 'number' && e.statusCode < 500) {

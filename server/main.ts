@@ -55,7 +55,7 @@ try {
     ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
     logger: log,
     limits: config.limits,
-    quirks: config.quirks,
+    profile: config.profile,
     bodyLimit: config.bodyLimit,
     maxConnections: config.maxConnections,
     stream: { heartbeatMs: config.heartbeatMs, maxFrame: config.maxFrame, errorFramesPerSecond: config.errorFramesPerSecond },

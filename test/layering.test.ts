@@ -1,9 +1,11 @@
-// Keeps the dependency rule of the architecture guide true: core/ never
+// Keeps the dependency rule of the layers true: core/ never
 // reaches the shell or Node I/O, hw knows no other core folder, clients talk
-// only to protocol/, protocol/ depends on zod only.
+// only to protocol/, protocol/ depends on zod only; and the repository stands
+// alone: no file cites the external contract or reads ../shared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, dirname, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,7 +54,7 @@ const rules: Array<{ dir: string; allowed: (t: string, file: string) => boolean 
   { dir: 'clients', allowed: (t) => t === 'clients' || t === 'protocol' || t === 'ws' || t.startsWith('node:') },
 ];
 
-test('layering: every import respects the architecture guide', () => {
+test('layering: every import respects the layering rule', () => {
   const violations: string[] = [];
   for (const top of ['core', 'protocol', 'clients']) {
     for (const file of sources(top)) {
@@ -78,13 +80,50 @@ test('layering: the scan itself sees a forbidden import', () => {
   assert.ok(NODE_IO.test('node:fs'));
 });
 
-test('layering: nothing in the project reads ../shared', () => {
-  const hits: string[] = [];
-  for (const top of ['core', 'protocol', 'server', 'clients', 'test']) {
-    for (const file of sources(top)) {
-      if (file.endsWith('layering.test.ts')) continue;
-      if (/\.\.\/shared|\.\.\/\.\.\/shared/.test(readFileSync(join(repo, file), 'utf8'))) hits.push(file);
+/**
+ * EXTERNAL - what a file of a self-contained repository must not lean on: the
+ * external contract's file names and the folder beside the repository. The
+ * wire reference is docs/protocol.md; kernel behaviour is named by its kernel
+ * function or described in words.
+ */
+const EXTERNAL = /PROTOCOL\.md|kernel-semantics|\.\.\/shared\b/;
+
+/** trackedFiles() - the repository's files: git's list, or a walk when git is unavailable. */
+function trackedFiles(): string[] {
+  const git = spawnSync('git', ['ls-files', '-z'], { cwd: repo, encoding: 'utf8' });
+  if (git.status === 0 && git.stdout.length > 0) return git.stdout.split('\0').filter((f) => f.length > 0);
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(join(repo, dir))) {
+      if (['node_modules', 'dist', '.git'].includes(name)) continue;
+      const rel = dir ? `${dir}/${name}` : name;
+      if (statSync(join(repo, rel)).isDirectory()) walk(rel);
+      else out.push(rel);
     }
+  };
+  walk('');
+  return out;
+}
+
+test('layering: the repository stands alone (no file cites the external contract or ../shared)', () => {
+  const hits: string[] = [];
+  const files = trackedFiles();
+  assert.ok(files.includes('README.md') && files.includes('docs/protocol.md'), 'the file list holds the repository');
+  for (const file of files) {
+    if (file === 'test/layering.test.ts') continue;
+    const abs = join(repo, file);
+    if (!existsSync(abs) || statSync(abs).size > 4 << 20) continue;
+    readFileSync(abs, 'utf8')
+      .split('\n')
+      .forEach((line, i) => {
+        if (EXTERNAL.test(line)) hits.push(`${file}:${i + 1}: ${line.trim()}`);
+      });
   }
   assert.deepEqual(hits, []);
+});
+
+test('layering: the stand-alone scan sees a citation', () => {
+  // Guards the guard: each form must be caught, the repository's own reference not.
+  for (const s of ['see PROTOCOL.md §5', 'kernel-semantics.md §9', "readFileSync('../shared/spec/x')"]) assert.ok(EXTERNAL.test(s), s);
+  assert.ok(!EXTERNAL.test('see docs/protocol.md, section 8'));
 });

@@ -34,12 +34,14 @@ import {
   type IopfFault,
   type IopfQueue,
 } from '../iommu/iommu.js';
+import { IommuError } from '../iommu/errors.js';
+import { LATEST_PROFILE, type KernelProfile } from '../iommu/profiles.js';
 import { iommuReportDeviceFault, iopfQueueAddDevice, iopfQueueAlloc, iopfQueueDiscardPartial, iopfQueueRemoveDevice } from '../iopf/io-pgfault.js';
 
 interface DomainPriv {
   /** Paging: its own stage 2. Nested: the parent's. */
   s2: Stage2Table | undefined;
-  s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
+  s1: { root: bigint; addrWidth: 48 | 57; flags: number } | undefined;
   /** Nested domains built on this paging domain. */
   children: Set<IommuDomain>;
 }
@@ -64,7 +66,24 @@ export class SimIommu implements IommuOps {
   readonly queue: IopfQueue;
   readonly stats: SimIommuStats = { reported: 0, stopMarkersDropped: 0, malformedAnswered: 0, malformedDropped: 0, unknownRequester: 0, partialDiscards: 0 };
 
-  constructor(readonly unit: IommuUnit) {
+  /** Lowest non-canonical address and lowest canonical upper-half one. */
+  private readonly canonLow: bigint;
+  private readonly canonHigh: bigint;
+
+  /**
+   * @unit: the hardware.
+   * @hostVaBits: the host CPU's virtual address width (48: 4-level paging,
+   *   57: LA57), which decides which request addresses the VT-d driver
+   *   calls canonical.
+   * @profile: the kernel release's driver behaviour.
+   */
+  constructor(
+    readonly unit: IommuUnit,
+    readonly hostVaBits: 48 | 57 = 48,
+    readonly profile: KernelProfile = LATEST_PROFILE,
+  ) {
+    this.canonLow = 1n << BigInt(hostVaBits - 1);
+    this.canonHigh = (1n << 64n) - this.canonLow;
     this.name = `sim-iommu/${unit.model}`;
     this.userPasidTable = unit.model !== 'vtd';
     this.queue = iopfQueueAlloc(`${unit.name}-iopfq`, unit.sched);
@@ -75,14 +94,59 @@ export class SimIommu implements IommuOps {
     return this.unit.model;
   }
 
-  /** Probe a function behind this unit: an IommuDevice, with IOPF enabled if it has PRI. */
+  /**
+   * Probe a function behind this unit. VT-d (iommu_enable_pci_pri, v6.15+)
+   * enables PRI here when the function has ATS and PRI and, if it is
+   * PASID-capable, "PRG Response PASID Required"; under a profile with
+   * priAtAttach PRI stays off until the first fault-capable attach. The
+   * stall and mock models leave the function's PRI as it is. Nobody is on
+   * the iopf queue before a fault-capable attach (enableIopf).
+   */
   probeDevice(fn: PcieFunction): IommuDevice {
     const dev = new IommuDevice(fn.name, this);
     dev.priv = fn;
     fn.iommu = dev;
     this.unit.addFunction(fn);
-    if (fn.caps.pri) iopfQueueAddDevice(this.queue, dev);
+    if (this.unit.model === 'vtd') fn.pri.enableBit = !this.profile.priAtAttach && this.priUsable(fn);
     return dev;
+  }
+
+  /** The PRI conditions of iommu_enable_pci_pri (VT-d). */
+  private priUsable(fn: PcieFunction): boolean {
+    return fn.caps.pri && fn.caps.ats && (fn.caps.pasidBits === 0 || fn.caps.prgResponseNeedsPasid);
+  }
+
+  /**
+   * enableIopf() - the first fault-capable attachment of @dev. VT-d
+   * (intel_iommu_enable_iopf, v6.15+): ENODEV unless PRI was enabled at
+   * probe. With priAtAttach (v6.11–v6.14's iommufd_fault_iopf_enable and
+   * the older intel_iommu_enable_iopf): ENODEV without PRI or ATS, EINVAL
+   * for a PASID-capable function without "PRG Response PASID Required",
+   * else PRI is reset and enabled here. SMMUv3 (arm_smmu_enable_iopf): every
+   * function of the model stalls, so none is refused. The mock
+   * (mock_dev_enable_iopf): no condition.
+   */
+  enableIopf(dev: IommuDevice): void {
+    const fn = dev.priv as PcieFunction;
+    if (this.unit.model === 'vtd') {
+      if (this.profile.priAtAttach) {
+        if (!fn.caps.pri || !fn.caps.ats) throw new IommuError('ENODEV', `${dev.name} has no PRI/ATS: no IOPF`);
+        if (fn.caps.pasidBits > 0 && !fn.caps.prgResponseNeedsPasid) {
+          throw new IommuError('EINVAL', `${dev.name} is PASID-capable without "PRG Response PASID Required": no IOPF`);
+        }
+        fn.pri.reset();
+        fn.pri.enableBit = true;
+      } else if (!fn.pri.enableBit) {
+        throw new IommuError('ENODEV', `${dev.name}: PRI could not be enabled at probe (needs ATS, PRI and, with PASID, "PRG Response PASID Required")`);
+      }
+    }
+    iopfQueueAddDevice(this.queue, dev);
+  }
+
+  /** disableIopf() - the last fault-capable attachment went: iopf_queue_remove_device (and pci_disable_pri under priAtAttach). */
+  disableIopf(dev: IommuDevice): void {
+    iopfQueueRemoveDevice(this.queue, dev);
+    if (this.unit.model === 'vtd' && this.profile.priAtAttach) (dev.priv as PcieFunction).pri.enableBit = false;
   }
 
   /** Release a function: disable IOPF (pending groups answered INVALID), forget its contexts. */
@@ -90,6 +154,7 @@ export class SimIommu implements IommuOps {
     const fn = dev.priv as PcieFunction;
     this.drainPageRequests(dev);
     iopfQueueRemoveDevice(this.queue, dev);
+    dev.iopfUsers = 0;
     this.unit.forgetFunction(fn);
     fn.iommu = undefined;
   }
@@ -119,34 +184,41 @@ export class SimIommu implements IommuOps {
     else this.unit.pageGroupResponse(r.fn.rid, r.pasid, r.prgi, code);
   }
 
-  /** Turn one hardware request into an iopf fault and report it. */
+  /**
+   * Turn one hardware request into an iopf fault and report it. The VT-d
+   * model filters in prq_event_thread()'s order: a non-canonical address
+   * (for the host CPU's paging mode), a privileged request with Read or
+   * Write, an execute request with Read (each answered INVALID by
+   * handle_bad_prq_event() when last, else dropped), then the Stop Marker
+   * drop (last, no Read, no Write: no response, PASID or not), then the
+   * device lookup (unknown requester: as a bad request). The other models
+   * look the device up first (an unknown requester's last request is
+   * answered INVALID). intel_prq_report() sets PASID_VALID and NEEDS_PASID
+   * whenever the request carries a PASID.
+   */
   private handle(r: PageRequest): void {
     const model = this.unit.model;
     const stall = model === 'smmuv3';
     const last = stall || r.last;
+    if (model === 'vtd') {
+      if (this.profile.vtdNoPasidInvalid && r.pasid === undefined) return this.badRequest(r, false);
+      if (!this.isCanonical(r.addr) || (r.priv && (r.read || r.write)) || (r.exec && r.read)) return this.badRequest(r, false);
+      if (r.last && !r.read && !r.write) {
+        this.stats.stopMarkersDropped++;
+        return;
+      }
+    }
     const dev = r.fn.iommu as IommuDevice | undefined;
     if (!dev) {
+      if (model === 'vtd') return this.badRequest(r, true);
       this.stats.unknownRequester++;
       if (last) this.answerDirect(r, PRG_INVALID);
       return;
     }
-    if (model === 'vtd') {
-      if (r.last && !r.read && !r.write && r.pasid !== undefined) {
-        this.stats.stopMarkersDropped++;
-        return;
-      }
-      if (!isCanonical48(r.addr) || (r.priv && (r.read || r.write)) || (r.exec && r.read)) {
-        if (r.last) {
-          this.stats.malformedAnswered++;
-          this.answerDirect(r, PRG_INVALID);
-        } else this.stats.malformedDropped++;
-        return;
-      }
-    }
     let flags = last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0;
     if (r.pasid !== undefined) {
       flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
-      if (model === 'vtd' && r.fn.caps.prgResponseNeedsPasid) flags |= IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
+      if (model === 'vtd') flags |= IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
     }
     const perm =
       (r.read ? IOMMU_FAULT_PERM_READ : 0) |
@@ -157,12 +229,34 @@ export class SimIommu implements IommuOps {
     iommuReportDeviceFault(dev, new IopfFaultRecord(flags, r.pasid ?? 0, stall ? r.stag : r.prgi, perm, r.addr));
   }
 
+  /** VT-d handle_bad_prq_event(): INVALID straight to the device, only for a last request. */
+  private badRequest(r: PageRequest, unknown: boolean): void {
+    if (unknown) this.stats.unknownRequester++;
+    if (r.last) {
+      if (!unknown) this.stats.malformedAnswered++;
+      this.answerDirect(r, PRG_INVALID);
+    } else if (!unknown) this.stats.malformedDropped++;
+  }
+
+  /** is_canonical_address() for the host CPU's paging mode (__VIRTUAL_MASK_SHIFT 47 or 56). */
+  private isCanonical(addr: bigint): boolean {
+    // Comparisons allocate no BigInt, a shift would.
+    return (addr >= 0n && addr < this.canonLow) || (addr >= this.canonHigh && addr <= 0xffff_ffff_ffff_ffffn);
+  }
+
+  /**
+   * ops->page_response. SMMUv3 (arm_smmu_page_response): CMD_RESUME, RETRY
+   * for SUCCESS, ABORT for INVALID and FAILURE alike (a stall has no PRI
+   * state to stop: the function sees its transaction terminated, as
+   * Invalid). VT-d (intel_iommu_page_response) and the mock: a Page Group
+   * Response with the code, FAILURE as Response Failure.
+   */
   pageResponse(dev: IommuDevice, lastFault: IopfFault, resp: IommuPageResponse): void {
-    const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRG_FAILURE : PRG_INVALID;
     if (this.unit.model === 'smmuv3') {
-      this.unit.resume(resp.grpid, code);
+      this.unit.resume(resp.grpid, resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : PRG_INVALID);
       return;
     }
+    const code = resp.code === IOMMU_PAGE_RESP_SUCCESS ? PRG_SUCCESS : resp.code === IOMMU_PAGE_RESP_FAILURE ? PRG_FAILURE : PRG_INVALID;
     const fn = dev.priv as PcieFunction;
     const pasid = lastFault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID ? resp.pasid : undefined;
     this.unit.pageGroupResponse(fn.rid, pasid, resp.grpid, code);
@@ -174,16 +268,18 @@ export class SimIommu implements IommuOps {
     return d;
   }
 
-  domainAllocNested(_dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57 }): IommuDomain {
+  domainAllocNested(_dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57; flags: number }): IommuDomain {
     const d = new IommuDomain('nested', this, parent);
-    d.priv = { s2: priv(parent).s2, s1: { root: s1.pgtblAddr, addrWidth: s1.addrWidth }, children: new Set() } satisfies DomainPriv;
+    d.priv = { s2: priv(parent).s2, s1: { root: s1.pgtblAddr, addrWidth: s1.addrWidth, flags: s1.flags }, children: new Set() } satisfies DomainPriv;
     priv(parent).children.add(d);
     return d;
   }
 
   domainAllocSva(_dev: IommuDevice, pgd: bigint, addrWidth: 48 | 57): IommuDomain {
     const d = new IommuDomain('sva', this);
-    d.priv = { s2: undefined, s1: { root: pgd, addrWidth }, children: new Set() } satisfies DomainPriv;
+    // intel_svm_set_dev_pasid sets up the PASID entry without SRE or WPE: a
+    // supervisor request on an SVA PASID is refused.
+    d.priv = { s2: undefined, s1: { root: pgd, addrWidth, flags: 0 }, children: new Set() } satisfies DomainPriv;
     return d;
   }
 
@@ -208,8 +304,9 @@ export class SimIommu implements IommuOps {
     for (const child of p.children) this.unit.iotlb.invalidateTag(child.id);
   }
 
-  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number): void {
-    this.unit.iotlb.invalidateRange(domain.id, undefined, addr, npages);
+  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number | bigint | undefined): void {
+    if (npages === undefined) this.unit.iotlb.invalidateTag(domain.id);
+    else this.unit.iotlb.invalidateRange(domain.id, undefined, addr, npages);
   }
 
   setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void {
@@ -229,9 +326,4 @@ export class SimIommu implements IommuOps {
     );
     for (const r of taken) this.handle(r);
   }
-}
-
-function isCanonical48(addr: bigint): boolean {
-  // Bits 63..47 all clear or all set; comparisons allocate no BigInt, a shift would.
-  return (addr >= 0n && addr < 0x8000_0000_0000n) || (addr >= 0xffff_8000_0000_0000n && addr <= 0xffff_ffff_ffff_ffffn);
 }

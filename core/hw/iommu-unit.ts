@@ -13,7 +13,7 @@ import type { Scheduler } from '../sched.js';
 import { Iotlb } from './iotlb.js';
 import type { SparseMemory } from './memory.js';
 import type { Stage2Table } from './stage2.js';
-import { walkVtdS1 } from './vtd-s1.js';
+import { VTD_S1_SRE, walkVtdS1 } from './vtd-s1.js';
 import type { PcieFunction } from './pcie-function.js';
 
 export type HwModel = 'vtd' | 'smmuv3' | 'generic';
@@ -29,8 +29,11 @@ export interface ContextEntry {
   readonly tag: number;
   /** Stage 2 (IOVA/GPA → HPA); absent for a first-stage-only (SVA) context. */
   readonly s2: Stage2Table | undefined;
-  /** Stage 1 (a vtd_s1 table); its table addresses go through s2 when present. */
-  readonly s1: { root: bigint; addrWidth: 48 | 57 } | undefined;
+  /**
+   * Stage 1 (a vtd_s1 table) with its PASID-entry flags (VTD_S1_*); its
+   * table addresses go through s2 when present.
+   */
+  readonly s1: { root: bigint; addrWidth: 48 | 57; flags: number } | undefined;
 }
 
 /**
@@ -152,6 +155,8 @@ export class IommuUnit {
   translate(rid: number, pasid: number, iova: bigint, write: boolean, exec: boolean, priv: boolean): TranslateResult {
     const e = this.context(rid, pasid);
     if (!e) return FAULT;
+    // Without SRE a supervisor request is refused whatever the IOTLB holds.
+    if (priv && e.s1 && (e.s1.flags & VTD_S1_SRE) === 0) return FAULT;
     const off = iova & 0xfffn;
     const hit = this.iotlb.lookup(e.tag, pasid, iova);
     if (hit && (!write || hit.write) && (!exec || hit.exec) && (priv || hit.user)) return { kind: 'ok', hpa: hit.hpa + off };
@@ -164,7 +169,19 @@ export class IommuUnit {
             return s && s.read ? mem.readU64(s.hpa + (gpa & 0xfffn)) : undefined;
           }
         : (pa: bigint): bigint | undefined => mem.readU64(pa);
-      const r = walkVtdS1(read, e.s1.root, e.s1.addrWidth, iova, { write, exec, priv });
+      // Accessed/Dirty updates: a nested table entry is written through stage 2, which must allow it.
+      const update = s2
+        ? (gpa: bigint, v: bigint): boolean => {
+            const s = s2.lookup(gpa);
+            if (!s || !s.write) return false;
+            mem.writeU64(s.hpa + (gpa & 0xfffn), v);
+            return true;
+          }
+        : (pa: bigint, v: bigint): boolean => {
+            mem.writeU64(pa, v);
+            return true;
+          };
+      const r = walkVtdS1(read, e.s1.root, e.s1.addrWidth, iova, { write, exec, priv }, e.s1.flags, update);
       if (r.kind === 's2-fault') return S2;
       if (r.kind === 's1-fault') return FAULT;
       let hpaPage: bigint;
@@ -177,7 +194,10 @@ export class IommuUnit {
       } else {
         hpaPage = r.gpa & ~0xfffn;
       }
-      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: r.writable && s2write, exec: r.executable, user: r.user });
+      // Write permission is cached only from a write walk, which set the leaf's
+      // Dirty bit: a later write through an entry cached by a read walks again
+      // and sets it, as the hardware's cached D state demands.
+      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: write && r.writable && s2write, exec: r.executable, user: r.user });
       return { kind: 'ok', hpa: hpaPage + off };
     }
     if (!e.s2) return FAULT;

@@ -70,6 +70,12 @@ export class PriState implements PrgSender {
   responseFailure = false;
   /** PRI Stopped: no page requests until reset. */
   stopped = false;
+  /**
+   * PRI control Enable, as the driver sets it (pci_enable_pri /
+   * pci_disable_pri). A function made outside a platform starts enabled;
+   * the platform's driver decides at probe.
+   */
+  enableBit = true;
   /** Responses whose PRG index was not outstanding (PCIe "Unexpected PRG Index"). */
   unexpectedResponses = 0;
   /** Requests in flight (bounded by caps.priOutstanding). */
@@ -86,7 +92,7 @@ export class PriState implements PrgSender {
   constructor(private readonly fn: PcieFunction) {}
 
   get enabled(): boolean {
-    return this.fn.caps.pri && !this.stopped && !this.fn.removed;
+    return this.fn.caps.pri && this.enableBit && !this.stopped && !this.fn.removed;
   }
 
   get maxRequests(): number {

@@ -6,18 +6,36 @@
 // the root. A leaf at level 2 maps 2 MiB, at level 3 1 GiB.
 
 /**
- * PTE - bits of a `vtd_s1` table entry: present, writable, user, page size
- * (large leaf at levels 2 and 3), execute-disable, and the address field
+ * PTE - bits of a `vtd_s1` table entry: present, writable, user, accessed,
+ * dirty (leaf), page size (large leaf at levels 2 and 3), extended-accessed
+ * (bit 10, written only with EAFE), PAT of a large leaf (bit 12, which is
+ * therefore no address bit there), execute-disable, and the address field
  * (bits 12-51: the next table's or the page's guest physical address).
  */
 export const PTE = {
   P: 1n,
   RW: 2n,
   US: 4n,
+  A: 0x20n,
+  D: 0x40n,
   PS: 0x80n,
+  EA: 0x400n,
+  PAT_LARGE: 0x1000n,
   XD: 1n << 63n,
   ADDR_MASK: 0x000f_ffff_ffff_f000n,
 } as const;
+
+/**
+ * VTD_S1_* - `struct iommu_hwpt_vtd_s1` flags, which the kernel's
+ * intel_pasid_setup_nested() copies into the PASID entry: SRE (supervisor
+ * requests allowed), EAFE (the walker sets the extended-accessed bit), WPE
+ * (supervisor writes honour read-only entries, as CR0.WP).
+ */
+export const VTD_S1_SRE = 1;
+export const VTD_S1_EAFE = 2;
+export const VTD_S1_WPE = 4;
+/** Every flag a `vtd_s1` stage 1 accepts; others are EOPNOTSUPP. */
+export const VTD_S1_FLAGS = VTD_S1_SRE | VTD_S1_EAFE | VTD_S1_WPE;
 
 /**
  * S1Access - the access being translated: a write (else a read), an
@@ -25,6 +43,7 @@ export const PTE = {
  * (priv=false) needs the user bit at every level; a supervisor one does not.
  */
 export interface S1Access {
+  /** A write (else a read). */
   write: boolean;
   exec: boolean;
   priv: boolean;
@@ -36,13 +55,14 @@ export interface S1Access {
  *   the possibly large page of @pageSize bytes); @writable/@executable/@user
  *   are the effective permissions of the whole walk.
  * - s1-fault: the walk failed at @level (for permission faults, the leaf's
- *   level; for a non-canonical VA, the root level).
+ *   level; for a non-canonical VA or a supervisor request without SRE, the
+ *   root level).
  * - s2-fault: reading the table entry at @gpa, which belongs to the table at
  *   @level, missed in stage 2.
  */
 export type S1Result =
   | { kind: 'ok'; gpa: bigint; writable: boolean; executable: boolean; user: boolean; pageSize: bigint }
-  | { kind: 's1-fault'; reason: 'not-present' | 'write' | 'exec' | 'user' | 'reserved' | 'non-canonical'; level: number }
+  | { kind: 's1-fault'; reason: 'not-present' | 'write' | 'exec' | 'user' | 'supervisor' | 'reserved' | 'non-canonical'; level: number }
   | { kind: 's2-fault'; gpa: bigint; level: number };
 
 const U64_LIMIT = 1n << 64n;
@@ -74,11 +94,19 @@ function isCanonical(va: bigint, addrWidth: number): boolean {
  * @access: the kind of access, checked against the accumulated permissions
  *   (writable only if RW at every level, user only if US at every level,
  *   executable only if XD at no level).
+ * @flags: VTD_S1_* of the PASID entry. Without SRE a supervisor request
+ *   faults before any read; a supervisor request needs no US bit, and its
+ *   writes honour RW only with WPE.
+ * @writeTableEntry: when given, the walker updates the entries as hardware
+ *   does: Accessed (and with EAFE Extended-Accessed) in every entry it used,
+ *   Dirty in the leaf of a successful write, each bit only where it is not
+ *   set yet and only once the walk succeeded. It returns false when stage 2
+ *   does not map the entry writable: the walk then ends with an s2-fault.
  *
  * Stops at the first non-present entry, at a PS bit at level 1 or at the
  * root/level 4, and at a large leaf whose address bits below its page size
- * are not zero ('reserved'). The caller translates the returned gpa through
- * stage 2 itself. Reads nothing else and never throws for bad tables.
+ * (bit 12 excepted: PAT) are not zero ('reserved'). The caller translates
+ * the returned gpa through stage 2 itself. Never throws for bad tables.
  */
 export function walkVtdS1(
   readTableEntry: (gpa: bigint) => bigint | undefined,
@@ -86,9 +114,12 @@ export function walkVtdS1(
   addrWidth: 48 | 57,
   va: bigint,
   access: S1Access,
+  flags = 0,
+  writeTableEntry?: (gpa: bigint, value: bigint) => boolean,
 ): S1Result {
   const levels = levelsOf(addrWidth);
   if (!isCanonical(va, addrWidth)) return { kind: 's1-fault', reason: 'non-canonical', level: levels };
+  if (access.priv && (flags & VTD_S1_SRE) === 0) return { kind: 's1-fault', reason: 'supervisor', level: levels };
   let table = root & PTE.ADDR_MASK;
   let writable = true;
   let user = true;
@@ -103,22 +134,56 @@ export function walkVtdS1(
     const pageSize = 1n << shift;
     if (large) {
       if (level === 1 || level >= 4) return { kind: 's1-fault', reason: 'reserved', level };
-      if ((pte & PTE.ADDR_MASK & (pageSize - 1n)) !== 0n) return { kind: 's1-fault', reason: 'reserved', level };
+      if ((pte & PTE.ADDR_MASK & (pageSize - 1n) & ~PTE.PAT_LARGE) !== 0n) return { kind: 's1-fault', reason: 'reserved', level };
     }
     writable &&= (pte & PTE.RW) !== 0n;
     user &&= (pte & PTE.US) !== 0n;
     executable &&= (pte & PTE.XD) === 0n;
     if (large || level === 1) {
       if (!access.priv && !user) return { kind: 's1-fault', reason: 'user', level };
-      if (access.write && !writable) return { kind: 's1-fault', reason: 'write', level };
+      if (access.write && !writable && (!access.priv || (flags & VTD_S1_WPE) !== 0)) return { kind: 's1-fault', reason: 'write', level };
       if (access.exec && !executable) return { kind: 's1-fault', reason: 'exec', level };
-      const gpa = (pte & PTE.ADDR_MASK) | (va & (pageSize - 1n));
+      if (writeTableEntry) {
+        const s2 = setAccessed(readTableEntry, writeTableEntry, root & PTE.ADDR_MASK, levels, level, va, flags, access.write);
+        if (s2 !== undefined) return s2;
+      }
+      const gpa = (pte & PTE.ADDR_MASK & ~(pageSize - 1n)) | (va & (pageSize - 1n));
       return { kind: 'ok', gpa, writable, executable, user, pageSize };
     }
     table = pte & PTE.ADDR_MASK;
   }
   // Unreachable: level 1 always ends the walk above.
   throw new Error('vtd_s1 walk fell through');
+}
+
+/**
+ * setAccessed() - after a successful walk, set A (and EA with EAFE) in every
+ * entry from the root down to the leaf at @leafLevel, and D in the leaf of a
+ * @write. The entries are read again (the walk used them a moment ago, so
+ * they are present and stage 2 maps them readable). Returns an s2-fault if
+ * stage 2 refuses the write of an entry, else undefined. Off the IOTLB-hit
+ * path: only walks get here.
+ */
+function setAccessed(
+  read: (gpa: bigint) => bigint | undefined,
+  write: (gpa: bigint, value: bigint) => boolean,
+  root: bigint,
+  levels: number,
+  leafLevel: number,
+  va: bigint,
+  flags: number,
+  dirty: boolean,
+): S1Result | undefined {
+  const a = (flags & VTD_S1_EAFE) !== 0 ? PTE.A | PTE.EA : PTE.A;
+  let table = root;
+  for (let level = levels; level >= leafLevel; level--) {
+    const gpa = table + ((va >> SHIFT[level]!) & 511n) * 8n;
+    const pte = read(gpa)!;
+    const want = level === leafLevel && dirty ? a | PTE.D : a;
+    if ((pte & want) !== want && !write(gpa, pte | want)) return { kind: 's2-fault', gpa, level };
+    table = pte & PTE.ADDR_MASK;
+  }
+  return undefined;
 }
 
 /** Page sizes a `vtd_s1` leaf can map. */

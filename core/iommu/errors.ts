@@ -13,9 +13,16 @@ import type { Errno } from '../../protocol/errno.js';
 export type CoreErrno = Exclude<Errno, 'EACCES' | 'EIO' | 'EAGAIN' | 'ETIMEDOUT' | 'EMSGSIZE'>;
 
 export class IommuError extends Error {
+  /**
+   * @errno: the errno.
+   * @message: one line for the wire.
+   * @done: for a command that processes an array (an invalidation), the
+   *   entries handled before the bad one (the kernel's updated entry_num).
+   */
   constructor(
     readonly errno: CoreErrno,
     message: string,
+    readonly done?: number,
   ) {
     super(message);
     this.name = 'IommuError';

@@ -6,6 +6,7 @@
 import type { Scheduler } from '../sched.js';
 import { IommuError } from './errors.js';
 import { GroupList, ListNode } from './group-list.js';
+import { LATEST_PROFILE, type IopfProfile } from './profiles.js';
 
 /** The RID slot of an IOMMU group's pasid array (kernel IOMMU_NO_PASID). */
 export const IOMMU_NO_PASID = 0;
@@ -77,6 +78,8 @@ export interface IommuPageResponse {
 export interface IommuOps {
   /** Driver name and model, for listings. */
   readonly name: string;
+  /** The kernel release's IOPF-core behaviour (read by iommu_report_device_fault even for a device off the iopf queue). */
+  readonly profile: IopfProfile;
   /** ops->user_pasid_table: a PASID fault may fall back to a NESTED domain at the RID. */
   readonly userPasidTable: boolean;
   /** ops->page_response: send one page group response to the hardware (`resp` is only valid during the call). */
@@ -84,7 +87,7 @@ export interface IommuOps {
   /** Allocate a paging (stage-2 capable) domain for `dev`. */
   domainAllocPaging(dev: IommuDevice, nestParent: boolean): IommuDomain;
   /** Allocate a NESTED domain whose stage 1 is a guest `vtd_s1` table on `parent`. */
-  domainAllocNested(dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57 }): IommuDomain;
+  domainAllocNested(dev: IommuDevice, parent: IommuDomain, s1: { pgtblAddr: bigint; addrWidth: 48 | 57; flags: number }): IommuDomain;
   /** Allocate an SVA domain whose stage 1 is a process page table rooted at `pgd` (no stage 2). */
   domainAllocSva(dev: IommuDevice, pgd: bigint, addrWidth: 48 | 57): IommuDomain;
   /** Free a domain (no attachment may remain). */
@@ -100,10 +103,19 @@ export interface IommuOps {
   domainSetFill(domain: IommuDomain, fill: ((iova: bigint) => { hpa: bigint; read: boolean; write: boolean } | undefined) | undefined): void;
   /** Unmap one 4 KiB page from a paging domain and flush every cached translation that used it. */
   domainUnmapPage(domain: IommuDomain, iova: bigint): void;
-  /** Invalidate stage-1 IOTLB entries of a nested domain ([addr, addr + npages pages)). */
-  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number): void;
+  /** Invalidate stage-1 IOTLB entries of a nested domain ([addr, addr + npages pages); npages undefined: all). */
+  cacheInvalidateUser(domain: IommuDomain, addr: bigint, npages: number | bigint | undefined): void;
   /** Program (or clear, with undefined) the translation of (dev, pasid). */
   setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void;
+  /**
+   * Put the device on the IOMMU's iopf queue for its first fault-capable
+   * attachment (VT-d intel_iommu_enable_iopf, SMMUv3 arm_smmu_enable_iopf,
+   * the selftest's mock_dev_enable_iopf), with the model's conditions.
+   * Throws IommuError (ENODEV, EINVAL) and changes nothing when refused.
+   */
+  enableIopf(dev: IommuDevice): void;
+  /** Take the device off the iopf queue after its last fault-capable attachment went (iopf_queue_remove_device). */
+  disableIopf(dev: IommuDevice): void;
   /**
    * Process every page request still queued in hardware for `dev` (and
    * `pasid`, when given) before an attachment goes away, so no report for the
@@ -146,6 +158,9 @@ export class IommuDomain {
 
 /** struct iommu_attach_handle: what sits in a group's pasid array. Embedded by its users. */
 export class IommuAttachHandle {
+  /** This attachment holds one of the device's fault-capable references (iommuIopfGet). */
+  iopfRef = false;
+
   constructor(readonly domain: IommuDomain) {}
 }
 
@@ -208,12 +223,6 @@ export interface IopfFaultInjection {
   handler?: () => boolean;
 }
 
-/** Profile switches: the default is the latest kernel with its intended semantics. */
-export interface IopfQuirks {
-  /** As the real kernel does it: a non-last request with no handler gets its own INVALID. */
-  nonLastInvalid?: boolean;
-}
-
 /** struct iopf_queue: one per IOMMU instance; its work queue runs SVA work. */
 export class IopfQueue {
   readonly devices = new Set<IommuDevice>();
@@ -222,7 +231,8 @@ export class IopfQueue {
   workHead = 0;
   workScheduled = false;
   inject: IopfFaultInjection = {};
-  quirks: IopfQuirks = {};
+  /** The kernel release's IOPF-core behaviour. */
+  profile: IopfProfile = LATEST_PROFILE;
 
   constructor(
     readonly name: string,
@@ -237,6 +247,8 @@ export class IopfQueue {
 export class IommuDevice {
   readonly group = new IommuGroup();
   faultParam: IommuFaultParam | undefined = undefined;
+  /** Fault-capable attachments (RID, PASIDs, SVA binds): the driver's iopf_refcount. */
+  iopfUsers = 0;
   /** Driver-private (the hardware function). */
   priv: unknown = undefined;
   /** The iommufd device object bound to it, if any (exclusive ownership). */
@@ -318,11 +330,40 @@ export class IopfGroup {
 }
 
 /**
+ * iommuIopfGet() - one more fault-capable attachment of @dev: the first one
+ * puts it on the iopf queue (the driver's conditions apply; its errno is
+ * thrown and nothing changes).
+ */
+export function iommuIopfGet(dev: IommuDevice): void {
+  if (dev.iopfUsers === 0) dev.ops.enableIopf(dev);
+  dev.iopfUsers++;
+}
+
+/**
+ * iommuIopfPut() - a fault-capable attachment of @dev went (detach, replace,
+ * unbind): the last one takes the device off the iopf queue, answering what
+ * is still pending INVALID and freeing its partial requests. The attach,
+ * replace and detach helpers below take the reference; the caller drops it
+ * once its own auto-response ran (the kernel drops it inside the detach,
+ * before iommufd's auto-response: the ordering of the 2026 use-after-free
+ * report, which the simulation avoids).
+ */
+export function iommuIopfPut(dev: IommuDevice, handle: IommuAttachHandle): void {
+  if (!handle.iopfRef) return;
+  handle.iopfRef = false;
+  if (--dev.iopfUsers === 0) dev.ops.disableIopf(dev);
+}
+
+/**
  * iommu_attach_group_handle / iommu_attach_device_pasid: install `handle` at
  * (dev, pasid). EBUSY if the slot is taken.
  */
 export function iommuAttachGroupHandle(dev: IommuDevice, pasid: number, handle: IommuAttachHandle): void {
   if (dev.group.pasidArray.has(pasid)) throw new IommuError('EBUSY', `${dev.name} pasid ${pasid} is already attached`);
+  if (handle.domain.iopfHandler) {
+    iommuIopfGet(dev);
+    handle.iopfRef = true;
+  }
   dev.ops.setDevPasid(dev, pasid, handle.domain);
   dev.group.pasidArray.set(pasid, handle);
   handle.domain.attachCount++;
@@ -335,6 +376,10 @@ export function iommuAttachGroupHandle(dev: IommuDevice, pasid: number, handle: 
 export function iommuReplaceGroupHandle(dev: IommuDevice, pasid: number, handle: IommuAttachHandle): IommuAttachHandle {
   const old = dev.group.pasidArray.get(pasid);
   if (!old) throw new IommuError('EINVAL', `${dev.name} pasid ${pasid} is not attached`);
+  if (handle.domain.iopfHandler) {
+    iommuIopfGet(dev);
+    handle.iopfRef = true;
+  }
   dev.ops.setDevPasid(dev, pasid, handle.domain);
   dev.group.pasidArray.set(pasid, handle);
   handle.domain.attachCount++;

@@ -10,6 +10,7 @@ import {
   iommuAttachGroupHandle,
   iommuDetachGroupHandle,
   iommuReplaceGroupHandle,
+  iommuIopfPut,
   type IopfGroup,
 } from '../iommu/iommu.js';
 import { GroupList } from '../iommu/group-list.js';
@@ -181,8 +182,9 @@ export function iommufdDeviceReplace(idev: IommufdDevice, ptId: number, pasidArg
   const existing = idev.ictx.find(ptId);
   if (existing === old.hwpt || (existing instanceof IommufdIoas && findAuto(idev, existing) === old.hwpt)) return;
   const hwpt = installHandle(idev, ptId, pasid, iommuReplaceGroupHandle);
-  const target = idev.ictx.env.quirks.replaceDrainsNew ? hwpt.fault : old.hwpt.fault;
+  const target = idev.ictx.env.profile.replaceDrainsNew ? hwpt.fault : old.hwpt.fault;
   target?.autoResponse(old, 'replace');
+  iommuIopfPut(idev.phys.dev, old);
   old.hwpt.users--;
   putAuto(old.hwpt);
 }
@@ -199,6 +201,7 @@ export function iommufdDeviceDetach(idev: IommufdDevice, pasidArg?: number): voi
   iommuDetachGroupHandle(idev.phys.dev, pasid);
   idev.attachments.delete(pasid);
   old.hwpt.fault?.autoResponse(old, idev.unplugging ? 'unplug' : 'detach');
+  iommuIopfPut(idev.phys.dev, old);
   old.hwpt.users--;
   putAuto(old.hwpt);
 }

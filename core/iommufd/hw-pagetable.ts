@@ -83,6 +83,8 @@ export class IommufdHwptNested extends IommufdHwpt {
   parent: IommufdHwptPaging | undefined;
   pgtblAddr = 0n;
   addrWidth: 48 | 57 = 48;
+  /** vtd_s1 flags (VTD_S1_*). */
+  s1Flags = 0;
 
   describe(): Record<string, unknown> {
     return {
@@ -91,18 +93,32 @@ export class IommufdHwptNested extends IommufdHwpt {
       data_type: 'vtd_s1',
       pgtbl_addr: `0x${this.pgtblAddr.toString(16)}`,
       addr_width: this.addrWidth,
+      ...(this.s1Flags !== 0 ? { s1_flags: this.s1Flags } : {}),
       fault_id: this.fault?.id,
     };
   }
 
-  /** IOMMU_HWPT_INVALIDATE (VTD_S1): flush stage-1 IOTLB entries. Returns entries handled. */
-  invalidate(entries: ReadonlyArray<{ addr: bigint; npages: number; flags?: number }>): number {
+  /**
+   * IOMMU_HWPT_INVALIDATE (VTD_S1), as intel_nested_cache_invalidate_user():
+   * per entry, flags other than LEAF → EOPNOTSUPP; an addr not 4 KiB aligned,
+   * or npages U64_MAX with a non-zero addr → EINVAL; npages U64_MAX with
+   * addr 0 flushes everything; npages 0 is accepted and flushes nothing
+   * (the kernel does not refuse it). LEAF (only leaf entries changed) is a
+   * hint the model does not need: it caches leaf translations only.
+   * Processing stops at the first bad entry. Returns the entries handled;
+   * an error carries them as `done` (the kernel's entry_num).
+   */
+  invalidate(entries: ReadonlyArray<{ addr: bigint; npages: number | bigint; flags?: number }>): number {
     let done = 0;
     for (const e of entries) {
-      if ((e.flags ?? 0) !== 0) throw new IommuError('EOPNOTSUPP', `invalidation flags 0x${(e.flags ?? 0).toString(16)} are not supported (entry ${done})`);
-      if ((e.addr & 0xfffn) !== 0n) throw new IommuError('EINVAL', `invalidation addr must be 4 KiB aligned (entry ${done})`);
-      if (e.npages === 0) throw new IommuError('EINVAL', `npages must not be 0 (entry ${done})`);
-      this.domain!.ops.cacheInvalidateUser(this.domain!, e.addr, e.npages);
+      const flags = e.flags ?? 0;
+      if (flags & ~IOMMU_VTD_INV_FLAGS_LEAF) throw new IommuError('EOPNOTSUPP', `invalidation flags 0x${(flags & ~IOMMU_VTD_INV_FLAGS_LEAF).toString(16)} are not supported (entry ${done})`, done);
+      if ((e.addr & 0xfffn) !== 0n) throw new IommuError('EINVAL', `invalidation addr must be 4 KiB aligned (entry ${done})`, done);
+      const all = BigInt(e.npages) === U64_MAX;
+      if (all && e.addr !== 0n) throw new IommuError('EINVAL', `npages all-ones needs addr 0 (entry ${done})`, done);
+      const ops = this.domain!.ops;
+      if (all) ops.cacheInvalidateUser(this.domain!, 0n, undefined);
+      else if (BigInt(e.npages) !== 0n) ops.cacheInvalidateUser(this.domain!, e.addr, e.npages);
       done++;
     }
     return done;
@@ -170,7 +186,7 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
     if (flags & ~NESTED_FLAGS) throw new IommuError('EOPNOTSUPP', `nested hwpt flags 0x${(flags & ~NESTED_FLAGS).toString(16)} are not supported`);
     if (pt.iommuName !== idev.phys.iommuName) throw new IommuError('EINVAL', `hwpt ${pt.id} belongs to another IOMMU`);
     const data = req.data;
-    if (data.flags !== 0) throw new IommuError('EOPNOTSUPP', `vtd_s1 flags 0x${data.flags.toString(16)} are not supported`);
+    if (data.flags & ~IOMMU_VTD_S1_FLAGS) throw new IommuError('EOPNOTSUPP', `vtd_s1 flags 0x${(data.flags & ~IOMMU_VTD_S1_FLAGS).toString(16)} are not supported (SRE 1, EAFE 2, WPE 4)`);
     if (data.addr_width !== 48 && data.addr_width !== 57) throw new IommuError('EINVAL', 'addr_width must be 48 or 57');
     if ((data.pgtbl_addr & 0xfffn) !== 0n) throw new IommuError('EINVAL', 'pgtbl_addr must be 4 KiB aligned');
     const addrWidth: 48 | 57 = data.addr_width;
@@ -179,8 +195,9 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
       h.iommuName = idev.phys.iommuName;
       h.pgtblAddr = data.pgtbl_addr;
       h.addrWidth = addrWidth;
+      h.s1Flags = data.flags;
       ictx.mayFail('domain');
-      h.domain = idev.phys.dev.ops.domainAllocNested(idev.phys.dev, pt.domain!, { pgtblAddr: data.pgtbl_addr, addrWidth });
+      h.domain = idev.phys.dev.ops.domainAllocNested(idev.phys.dev, pt.domain!, { pgtblAddr: data.pgtbl_addr, addrWidth, flags: data.flags });
       h.domain.owner = h;
       h.parent = pt;
       pt.users++;
@@ -198,11 +215,18 @@ function lookupFault(ictx: IommufdCtx, faultId: number | undefined): IommufdFaul
   return obj;
 }
 
+/** IOMMU_VTD_S1_SRE | IOMMU_VTD_S1_EAFE | IOMMU_VTD_S1_WPE (uAPI): the vtd_s1 flags accepted. */
+export const IOMMU_VTD_S1_FLAGS = 1 | 2 | 4;
+
+/** IOMMU_VTD_INV_FLAGS_LEAF - an invalidation entry's flag: only leaf entries changed. */
+export const IOMMU_VTD_INV_FLAGS_LEAF = 1;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
 /** IOMMU_HWPT_INVALIDATE: nested hwpts only; a paging hwpt → EOPNOTSUPP (no cache_invalidate_user). */
 export function iommufdHwptInvalidate(
   ictx: IommufdCtx,
   hwptId: number,
-  entries: ReadonlyArray<{ addr: bigint; npages: number; flags?: number }>,
+  entries: ReadonlyArray<{ addr: bigint; npages: number | bigint; flags?: number }>,
 ): number {
   const hwpt = ictx.get<IommufdHwpt>(hwptId, 'hwpt_paging', 'hwpt_nested');
   if (!(hwpt instanceof IommufdHwptNested)) throw new IommuError('EOPNOTSUPP', `hwpt ${hwptId} is a paging hwpt: stage 2 invalidates itself on unmap`);

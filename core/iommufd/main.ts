@@ -8,7 +8,8 @@
  * destroys leaves first until nothing is left.
  */
 import { IommuError } from '../iommu/errors.js';
-import type { IommuDevice, IopfQuirks } from '../iommu/iommu.js';
+import type { IommuDevice } from '../iommu/iommu.js';
+import type { KernelProfile } from '../iommu/profiles.js';
 import { LIMITS, type LimitName, type MemoryBudget } from './limits.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
@@ -64,12 +65,6 @@ export const DEFAULT_LIMITS: IommufdLimits = {
   maxStreamsPerFault: LIMITS.maxStreamsPerFault,
 };
 
-/** iommufd-level profile switches (kernel quirks, off by default). */
-export interface IommufdQuirks extends IopfQuirks {
-  /** As the latest kernel does it: replace drains the new hwpt's fault object instead of the old one. */
-  replaceDrainsNew?: boolean;
-}
-
 /** Allocation sites where a test may inject a failure (the kernel's fail_nth). */
 export type AllocSite = 'object' | 'frame' | 'domain' | 'attach-handle' | 'cookie';
 
@@ -81,7 +76,8 @@ export interface IommufdEnv {
   readonly mem: PhysMemory;
   findDevice(name: string): IommufdPhysDevice | undefined;
   readonly limits: IommufdLimits;
-  readonly quirks: IommufdQuirks;
+  /** The kernel release whose behaviour runs. */
+  readonly profile: KernelProfile;
   readonly observer: IommufdObserver;
 }
 

@@ -128,10 +128,12 @@ export function iommuReportDeviceFault(dev: IommuDevice, evt: IopfFault): number
   const fp = dev.faultParam;
   const handle = findFaultHandler(dev, prm);
   if (!handle || !fp) {
-    // No handler, or no fault_param. Intended semantics: only the last request of a group is answered;
-    // the kernel also answers a non-last request (quirk, behind an option).
-    const quirk = fp?.queue.quirks.nonLastInvalid ?? false;
-    if (fp && last) takePartials(fp, prm.grpid);
+    // No handler, or no fault_param (E1/E2). Intended semantics: only the last request of a group is answered;
+    // the kernel also answers a non-last request (a kernel profile's nonLastInvalid).
+    // The partials stored for this grpid stay where they are, as the kernel's
+    // err_bad_iopf path leaves them (a later last request of the grpid, or
+    // iopf_queue_remove_device / discard_partial, takes them).
+    const quirk = dev.ops.profile.nonLastInvalid;
     if (last || quirk) iopfErrorResponse(dev, evt, IOMMU_PAGE_RESP_INVALID);
     return EINVAL_N;
   }

@@ -10,11 +10,11 @@ import {
   IommuAttachHandle,
   iommuAttachGroupHandle,
   iommuDetachGroupHandle,
+  iommuIopfPut,
   type IommuDevice,
   type IommuDomain,
   type IopfGroup,
 } from '../iommu/iommu.js';
-import { IommuError } from '../iommu/errors.js';
 import { iopfFreeGroup, iopfGroupResponse, iopfQueueFlushDev, iopfQueueWork } from './io-pgfault.js';
 
 /** The process side of SVA (struct mm_struct + handle_mm_fault), supplied by the platform. */
@@ -57,12 +57,11 @@ function svaResolve(group: IopfGroup, mm: IommuSvaMm): void {
  * EBUSY if the PASID is taken; ENODEV if the device cannot fault.
  */
 export function iommuSvaBindDevice(dev: IommuDevice, pasid: number, mm: IommuSvaMm): IommuSva {
-  const fp = dev.faultParam;
-  if (!fp) throw new IommuError('ENODEV', `${dev.name} has no IOPF support (no PRI)`);
   const domain = dev.ops.domainAllocSva(dev, mm.pgd, mm.addrWidth);
-  const queue = fp.queue;
+  // A fault-capable attachment: the attach below puts the device on the iopf
+  // queue if it is the first (ENODEV when the driver refuses).
   domain.iopfHandler = (group) => {
-    iopfQueueWork(queue, group.dev, () => svaResolve(group, mm));
+    iopfQueueWork(group.faultParam.queue, group.dev, () => svaResolve(group, mm));
     return 0;
   };
   const handle = new IommuSva(domain, dev, pasid, mm);
@@ -86,5 +85,6 @@ export function iommuSvaUnbindDevice(handle: IommuSva): void {
   iommuDetachGroupHandle(handle.dev, handle.pasid);
   // Requests drained from hardware during the detach may have queued more work.
   iopfQueueFlushDev(handle.dev);
+  iommuIopfPut(handle.dev, handle);
   handle.dev.ops.domainFree(handle.domain);
 }

@@ -346,7 +346,7 @@ describe('iopfctl commands', () => {
     assert.equal(await ok(['devices', 'list', '--output=json']), json);
     const p = JSON.parse(json);
     const yaml = await ok(['devices', 'list', '-o', 'yaml']);
-    assert.ok(yaml.startsWith(`iommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\ndevices:\n  - name: nic0\n    bdf: "00:02.0"\n`), yaml);
+    assert.ok(yaml.startsWith(`kernel: latest\niommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\n    host_va_bits: 48\ndevices:\n  - name: nic0\n    bdf: "00:02.0"\n`), yaml);
     assert.match(yaml, /^    caps:\n      pasid_bits: 20\n      pri: true\n/m);
     assert.match(yaml, /^    ctx: null$/m);
     const wide = await ok(['devices', 'list', '-o', 'wide']);

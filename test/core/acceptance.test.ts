@@ -319,8 +319,8 @@ describe('groups and partials', () => {
     );
   });
 
-  test('case 24: a non-last request with no handler gets INVALID only under the legacy-faithful quirk', () => {
-    const legacy = new World({ quirks: { nonLastInvalid: true } });
+  test('case 24: a non-last request with no handler gets INVALID only under a kernel profile (iommu_report_device_fault, v6.11+)', () => {
+    const legacy = new World({ kernel: 'v6.15' });
     legacy.bind();
     legacy.T(undefined, 3, false);
     assert.deepEqual(legacy.log(), [{ pasid: undefined, grpid: 3, code: 'invalid' }]);
@@ -455,9 +455,9 @@ describe('lifetime, detach, replace, teardown', () => {
     assert.deepEqual(w.log('d1'), [{ pasid: undefined, grpid: 1, code: 'success' }]);
   });
 
-  test('case 36: a successful replace answers the old attachment groups INVALID once; the replace-drains-new quirk drains the new queue instead', () => {
+  test('case 36: a successful replace answers the old attachment groups INVALID once; v6.15 (iommufd_hwpt_replace_device, E13) drains the new queue instead', () => {
     for (const quirk of [false, true]) {
-      const w = new World({ quirks: { replaceDrainsNew: quirk } });
+      const w = new World(quirk ? { kernel: 'v6.15' } : {});
       const { d, f1, f2, h1, h2 } = w.twoQueues();
       const { fd } = w.readAndUnread(f1);
       iommufdDeviceReplace(d, h2.id);

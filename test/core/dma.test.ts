@@ -227,3 +227,21 @@ test('sva: faults inside a VMA are resolved in the daemon; outside are INVALID; 
   assert.deepEqual(w.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
   assert.equal(w.platform.frames.inUse, 0);
 });
+
+test('iommu_sva_handle_mm: each of READ, WRITE, EXEC must be allowed by the VMA; a request with no permission bits is serviced', () => {
+  const w = new World({ model: 'generic' });
+  // Write-only VMA: a read+write request asks for VM_READ too.
+  w.platform.bindSva('d0', 3, [{ start: 0x4000_0000n, length: 0x10_0000n, read: false, write: true, exec: false }]);
+  w.T(3, 1, true, 3, 0x4000_0000n);
+  w.T(3, 2, true, 2, 0x4000_1000n);
+  w.T(3, 3, true, 0, 0x4000_2000n);
+  w.T(3, 4, true, 4, 0x4000_3000n);
+  w.sched.run();
+  assert.deepEqual(w.log(), [
+    { pasid: 3, grpid: 1, code: 'invalid' },
+    { pasid: 3, grpid: 2, code: 'success' },
+    { pasid: 3, grpid: 3, code: 'success' },
+    { pasid: 3, grpid: 4, code: 'invalid' },
+  ]);
+  w.platform.unbindSva('d0', 3);
+});

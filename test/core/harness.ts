@@ -18,7 +18,7 @@ import {
   type IommufdFaultConn,
   type IommufdHwpt,
   type IommufdIoas,
-  type IommufdQuirks,
+  kernelProfile,
   type PlatformDesc,
   IommuError,
   RESPOND_OK,
@@ -32,7 +32,9 @@ export const HWPT_PASID = 8;
 
 export interface WorldOptions {
   model?: 'vtd' | 'smmuv3' | 'generic';
-  quirks?: IommufdQuirks;
+  /** A kernel profile name (default latest). */
+  kernel?: string;
+  hostVaBits?: 48 | 57;
   devices?: PlatformDesc['devices'];
   prqDepth?: number;
 }
@@ -46,13 +48,13 @@ export class World {
     this.platform = new Platform({
       sched: this.sched,
       desc: {
-        iommus: [{ name: 'iommu0', model: opts.model ?? 'vtd', prq_depth: opts.prqDepth ?? 1024 }],
+        iommus: [{ name: 'iommu0', model: opts.model ?? 'vtd', prq_depth: opts.prqDepth ?? 1024, host_va_bits: opts.hostVaBits }],
         devices: opts.devices ?? [
           { name: 'd0', bdf: '00:02.0' },
           { name: 'd1', bdf: '00:03.0' },
         ],
       },
-      ...(opts.quirks ? { quirks: opts.quirks } : {}),
+      ...(opts.kernel ? { profile: kernelProfile(opts.kernel)! } : {}),
     });
     this.ctx = this.platform.createContext();
   }

@@ -96,14 +96,14 @@ test('hwpt alloc: the kernel errnos, in order', () => {
   // Nested on a parent that is not NEST_PARENT.
   assert.equal(alloc({ pt_id: plain.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 48 } }), 'EINVAL');
   const p = w.parent(d, ioas);
-  assert.equal(alloc({ pt_id: p.id, data_type: 'vtd_s1', data: { flags: 1, pgtbl_addr: 0n, addr_width: 48 } }), 'EOPNOTSUPP');
+  assert.equal(alloc({ pt_id: p.id, data_type: 'vtd_s1', data: { flags: 8, pgtbl_addr: 0n, addr_width: 48 } }), 'EOPNOTSUPP');
   assert.equal(alloc({ pt_id: p.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0n, addr_width: 39 } }), 'EINVAL');
   assert.equal(alloc({ pt_id: p.id, data_type: 'vtd_s1', data: { flags: 0, pgtbl_addr: 0x10n, addr_width: 48 } }), 'EINVAL');
   // Invalidation: paging hwpts have none; nested entries are checked.
   assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, p.id, [{ addr: 0n, npages: 1 }])), 'EOPNOTSUPP');
   const n = w.nested(d, p, undefined);
-  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 1, flags: 1 }])), 'EOPNOTSUPP');
-  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 0 }])), 'EINVAL');
+  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 1, flags: 2 }])), 'EOPNOTSUPP');
+  assert.equal(errnoOf(() => iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0x800n, npages: 1 }])), 'EINVAL');
   assert.equal(iommufdHwptInvalidate(w.ctx, n.id, [{ addr: 0n, npages: 1 }, { addr: 0x1000n, npages: 8 }]), 2);
   // Users: the IOAS is held by its hwpts, the parent by its nested child.
   assert.equal(errnoOf(() => w.ctx.destroyObject(ioas.id)), 'EBUSY');

@@ -96,16 +96,19 @@ test('revoked: context release: the streams hear of every delivered cookie befor
   assert.equal(w.audit().outstandingGroups, 0);
 });
 
-test('revoked: groups still held when the fault queue is destroyed → cause destroy, before kill', () => {
-  // The replace-drains-new quirk leaves the old attachment's groups in their queue after a replace.
-  const w = new World({ quirks: { replaceDrainsNew: true } });
+test('revoked: groups v6.15 left in the old queue are taken back by iopf_queue_remove_device at the last fault-capable detach, before kill', () => {
+  // v6.15's E13 bug leaves the old attachment's groups in their queue after a
+  // replace; release detaches the device's last fault-capable attachment,
+  // which takes it off the iopf queue: those groups are revoked then (cause
+  // unplug, the iopf_queue_remove_device path), before the queue is destroyed.
+  const w = new World({ kernel: 'v6.15' });
   const { d, f1, h2 } = w.twoQueues();
   const { fd, cookie } = w.readAndUnread(f1);
   iommufdDeviceReplace(d, h2.id);
   assert.deepEqual(fd.notices, []);
   w.platform.releaseContext(w.ctx.id);
   assert.deepEqual(fd.notices, [
-    { type: 'revoked', value: { cause: 'destroy', cookies: [cookie] } },
+    { type: 'revoked', value: { cause: 'unplug', cookies: [cookie] } },
     { type: 'kill', value: null },
   ]);
   assert.equal(w.audit().outstandingGroups, 0);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, isLoopback, loadPlatformFile, parseConfig } from '../../server/config.js';
+import { KERNEL_PROFILES } from '../../core/index.js';
 import { startServer } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../server/main.js', import.meta.url));
@@ -21,7 +22,7 @@ test('config: defaults', () => {
     platformFile: undefined,
     logLevel: 'info',
     limits: {},
-    quirks: {},
+    profile: KERNEL_PROFILES.latest,
     bodyLimit: 1 << 20,
     maxFrame: 1 << 20,
     errorFramesPerSecond: 20,
@@ -33,15 +34,16 @@ test('config: defaults', () => {
 });
 
 test('config: flags, both spellings, win over IOPFD_* variables', () => {
-  const env = { IOPFD_PORT: '9000', IOPFD_ADMIN_TOKEN: 'from-env', IOPFD_MAX_STREAMS: '3', IOPFD_QUIRK: 'non-last-invalid', HOME: '/x' };
-  const c = parseConfig(['--port=0', '--log-level', 'debug', '--max-contexts', '5', '--quirk', 'replace-drains-new', '--heartbeat-ms=250'], env);
+  const env = { IOPFD_PORT: '9000', IOPFD_ADMIN_TOKEN: 'from-env', IOPFD_MAX_STREAMS: '3', IOPFD_KERNEL: 'v6.11', HOME: '/x' };
+  const c = parseConfig(['--port=0', '--log-level', 'debug', '--max-contexts', '5', '--kernel', 'v6.15', '--heartbeat-ms=250'], env);
   assert.equal(c.port, 0);
   assert.equal(c.adminToken, 'from-env');
   assert.equal(c.logLevel, 'debug');
   assert.deepEqual(c.limits, { maxContexts: 5, maxStreamsPerFault: 3 });
-  assert.deepEqual(c.quirks, { replaceDrainsNew: true });
+  assert.equal(c.profile.name, 'v6.15');
+  assert.equal(c.profile.replaceDrainsNew, true);
   assert.equal(c.heartbeatMs, 250);
-  assert.deepEqual(parseConfig(['--quirk', 'non-last-invalid', '--quirk=replace-drains-new'], {}).quirks, { nonLastInvalid: true, replaceDrainsNew: true });
+  assert.equal(parseConfig([], { IOPFD_KERNEL: 'v6.11' }).profile.vtdNoPasidInvalid, true);
   assert.equal(parseConfig(['--help'], {}).help, true);
   assert.equal(parseConfig(['--version'], {}).version, true);
   assert.equal(parseConfig(['--version'], { IOPFD_VERSION: 'x' }).version, true);
@@ -55,7 +57,8 @@ test('config: bad values are refused with the flag named', () => {
     [[], { IOPFD_PORT: '-1' }, /IOPFD_PORT/],
     [['--log-level', 'loud'], {}, /--log-level/],
     [['--max-objects', '0'], {}, /--max-objects/],
-    [['--quirk', 'bogus'], {}, /--quirk/],
+    [['--kernel', 'v5.0'], {}, /--kernel.*latest/],
+    [['--quirk', 'replace-drains-new'], {}, /unknown argument/],
     [['--colour', 'red'], {}, /unknown argument "--colour"/],
     [['--port'], {}, /--port needs a value/],
     [['stray'], {}, /unknown argument/],
@@ -83,7 +86,7 @@ test('config: --platform FILE is validated with the protocol schema and used', a
   const desc = loadPlatformFile(good);
   const server = await startServer({ platform: desc });
   const p = await server.api.ok('platform.get', 'GET', '/v1/platform');
-  assert.deepEqual(p.iommus, [{ name: 'smmu0', model: 'smmuv3', prq_depth: 64 }]);
+  assert.deepEqual(p.iommus, [{ name: 'smmu0', model: 'smmuv3', prq_depth: 64, host_va_bits: 48 }]);
   assert.deepEqual(p.devices.map((d: { name: string; caps: { pasid_bits: number } }) => [d.name, d.caps.pasid_bits]), [['gpu0', 8]]);
   await server.close();
 

@@ -143,6 +143,12 @@ test('nested translation: stage-1 faults are served by the guest through the fau
   guest.setEntry(va, (pte) => pte | PTE.RW);
   await guest.flush();
   assert.deepEqual(await api.ok('hwpt.invalidate', 'POST', `${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: hex(va), npages: 1 }] }), { done: 1 });
+  // intel_nested_cache_invalidate_user over REST: npages all-ones as a string (with addr 0: all) and LEAF; an error carries done.
+  assert.deepEqual(await api.ok('hwpt.invalidate', 'POST', `${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: '0x0', npages: '0xffffffffffffffff', flags: 1 }] }), { done: 1 });
+  const bad = await api.post(`${c}/hwpt/${s1}/invalidate`, { entries: [{ addr: '0x0', npages: 1 }, { addr: '0x1000', npages: '0xffffffffffffffff' }] });
+  assert.equal(bad.status, 400, bad.text);
+  assert.equal(bad.body.errno, 'EINVAL');
+  assert.equal(bad.body.done, 1);
   await vmm.respond([{ cookie: f2.groups[0].cookie, code: 0 }]);
   assert.equal((await write).status, 'ok');
   assert.deepEqual(await api.ok('ioas.memory.read', 'POST', `${c}/ioas/${ioas}/memory/read`, { iova: '0x80000', length: '0x4' }), { data: 'deadbeef' });

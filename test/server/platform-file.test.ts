@@ -15,9 +15,12 @@ const PLATFORM = '/v1/platform';
 
 /** The platform with each device's state as a fresh daemon has it. */
 function fresh(p: Json): Json {
+  // PRI is enabled at probe where the IOMMU's driver can (VT-d: ATS, PRI and,
+  // with PASID, "PRG Response PASID Required"); no PRI was stopped here.
   return {
+    kernel: p.kernel,
     iommus: p.iommus,
-    devices: p.devices.map((d: Json) => ({ ...d, bound: false, ctx: null, pri_enabled: d.caps.pri, pri_status: { response_failure: false, stopped: false } })),
+    devices: p.devices.map((d: Json) => ({ ...d, bound: false, ctx: null, pri_status: { response_failure: false, stopped: false } })),
   };
 }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FrameAllocator, SparseMemory } from '../../../core/hw/memory.js';
 import { Stage2Table } from '../../../core/hw/stage2.js';
-import { PTE, VtdS1Builder, walkVtdS1, type S1Access } from '../../../core/hw/vtd-s1.js';
+import { PTE, VTD_S1_EAFE, VTD_S1_SRE, VTD_S1_WPE, VtdS1Builder, walkVtdS1, type S1Access } from '../../../core/hw/vtd-s1.js';
 
 const RD: S1Access = { write: false, exec: false, priv: false };
 const WR: S1Access = { write: true, exec: false, priv: false };
@@ -43,10 +43,19 @@ function guest(addrWidth: 48 | 57) {
     const e = s2.lookup(gpa);
     return e === undefined || !e.read ? undefined : mem.readU64(e.hpa + (gpa & 0xfffn));
   };
-  const walk = (va: bigint, access: S1Access = RD) => walkVtdS1(readTableEntry, b.root, addrWidth, va, access);
+  // Supervisor requests allowed and bound by read-only entries unless a test says otherwise.
+  const walk = (va: bigint, access: S1Access = RD, flags = VTD_S1_SRE | VTD_S1_WPE) => walkVtdS1(readTableEntry, b.root, addrWidth, va, access, flags);
+  // A walk that updates Accessed/Dirty in the guest's entries, through stage 2.
+  const walkAd = (va: bigint, access: S1Access = RD, flags = VTD_S1_SRE | VTD_S1_WPE) =>
+    walkVtdS1(readTableEntry, b.root, addrWidth, va, access, flags, (gpa, v) => {
+      const e = s2.lookup(gpa);
+      if (e === undefined || !e.write) return false;
+      mem.writeU64(e.hpa + (gpa & 0xfffn), v);
+      return true;
+    });
   const poke = (gpa: bigint, v: bigint) => mem.writeU64(hostOf(gpa), v);
   const peek = (gpa: bigint) => mem.readU64(hostOf(gpa));
-  return { mem, s2, b, tables, walk, poke, peek, hostOf };
+  return { mem, s2, b, tables, walk, walkAd, poke, peek, hostOf };
 }
 
 const idx = (va: bigint, level: number) => (va >> (12n + 9n * BigInt(level - 1))) & 511n;
@@ -177,7 +186,7 @@ test('vtd-s1: non-canonical addresses fault before any read', () => {
   assert.equal(reads, 1);
 });
 
-test('vtd-s1: reserved: misaligned large leaves and PS at level 1 or 4', () => {
+test('vtd-s1: reserved: misaligned large leaves (bit 12 is PAT, not reserved) and PS at level 1 or 4', () => {
   const g = guest(48);
   g.b.map(0x20_0000n, 0x40_0000n, { write: true }, 0x200000n);
   g.b.map(0x4000_0000n, 0x4000_0000n, { write: true }, 0x40000000n);
@@ -188,7 +197,9 @@ test('vtd-s1: reserved: misaligned large leaves and PS at level 1 or 4', () => {
   assert.equal(e2.level, 2);
   assert.equal(e3.level, 3);
   assert.equal(e1.level, 1);
-  g.poke(e2.gpa, g.peek(e2.gpa) | 0x1000n); // bit 12 in a 2 MiB leaf
+  g.poke(e2.gpa, g.peek(e2.gpa) | 0x1000n); // bit 12 in a 2 MiB leaf: PAT, no address bit
+  assert.deepEqual(g.walk(0x20_0123n), { kind: 'ok', gpa: 0x40_0123n, writable: true, executable: false, user: true, pageSize: 0x200000n });
+  g.poke(e2.gpa, g.peek(e2.gpa) | 0x2000n); // bit 13: reserved
   assert.deepEqual(g.walk(0x20_0000n), { kind: 's1-fault', reason: 'reserved', level: 2 });
   g.poke(e3.gpa, g.peek(e3.gpa) | 0x20_0000n); // bit 21 in a 1 GiB leaf
   assert.deepEqual(g.walk(0x4000_0000n), { kind: 's1-fault', reason: 'reserved', level: 3 });
@@ -280,4 +291,70 @@ test('vtd-s1: property: mapped addresses walk to their gpa, unmapped ones fault 
       { numRuns: 60 },
     );
   }
+});
+
+test('intel_pasid_setup_nested: without SRE a supervisor request faults before any read', () => {
+  let reads = 0;
+  const read = () => {
+    reads++;
+    return 0n;
+  };
+  assert.deepEqual(walkVtdS1(read, 0n, 48, 0x1000n, SUP, 0), { kind: 's1-fault', reason: 'supervisor', level: 4 });
+  assert.deepEqual(walkVtdS1(read, 0n, 57, 0x1000n, { write: true, exec: false, priv: true }, VTD_S1_WPE | VTD_S1_EAFE), { kind: 's1-fault', reason: 'supervisor', level: 5 });
+  assert.equal(reads, 0);
+  const g = guest(48);
+  g.b.map(0x1000n, 0x5000n, { write: false, user: false });
+  assert.deepEqual(g.walk(0x1000n, SUP, VTD_S1_SRE).kind, 'ok');
+  // A user request needs no SRE.
+  g.b.map(0x2000n, 0x6000n, { write: false });
+  assert.deepEqual(g.walk(0x2000n, RD, 0).kind, 'ok');
+});
+
+test('intel_pasid_setup_nested: WPE makes supervisor writes honour read-only entries', () => {
+  const g = guest(48);
+  g.b.map(0x1000n, 0x5000n, { write: false, user: false });
+  const supWrite: S1Access = { write: true, exec: false, priv: true };
+  assert.deepEqual(g.walk(0x1008n, supWrite, VTD_S1_SRE), { kind: 'ok', gpa: 0x5008n, writable: false, executable: false, user: false, pageSize: 4096n });
+  assert.deepEqual(g.walk(0x1008n, supWrite, VTD_S1_SRE | VTD_S1_WPE), { kind: 's1-fault', reason: 'write', level: 1 });
+  // A user write to a read-only page faults whatever WPE says.
+  g.b.map(0x2000n, 0x6000n, { write: false });
+  assert.deepEqual(g.walk(0x2000n, WR, VTD_S1_SRE), { kind: 's1-fault', reason: 'write', level: 1 });
+});
+
+test('vtd-s1: the walker sets Accessed in every entry used, Dirty in the leaf of a write, EA with EAFE', () => {
+  const g = guest(48);
+  const va = 0x12_3456_7000n;
+  g.b.map(va, 0x9000n, { write: true });
+  const slots = [4, 3, 2, 1].map((level) => g.tables[4 - level]! + idx(va, level) * 8n);
+  const before = slots.map((s) => g.peek(s));
+  // The pure walker writes nothing.
+  assert.equal(g.walk(va, WR).kind, 'ok');
+  assert.deepEqual(slots.map((s) => g.peek(s)), before);
+  // A read: A everywhere, no D.
+  assert.equal(g.walkAd(va, RD).kind, 'ok');
+  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v) => v | PTE.A));
+  // A write: D in the leaf only.
+  assert.equal(g.walkAd(va, WR).kind, 'ok');
+  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v, i) => v | PTE.A | (i === 3 ? PTE.D : 0n)));
+  // EAFE adds the extended-accessed bit (10).
+  assert.equal(g.walkAd(va, RD, VTD_S1_EAFE).kind, 'ok');
+  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v, i) => v | PTE.A | PTE.EA | (i === 3 ? PTE.D : 0n)));
+  // A faulting walk writes nothing.
+  const other = va + 0x1000n;
+  assert.equal(g.walkAd(other, WR).kind, 's1-fault');
+  assert.deepEqual(slots.map((s) => g.peek(s)), before.map((v, i) => v | PTE.A | PTE.EA | (i === 3 ? PTE.D : 0n)));
+  // A 2 MiB leaf gets its D too; bit 12 (PAT) stays as it was.
+  g.b.map(0x4000_0000n, 0x20_0000n, { write: true }, 0x200000n);
+  const e2 = g.b.entryAddress(0x4000_0000n)!;
+  g.poke(e2.gpa, g.peek(e2.gpa) | PTE.PAT_LARGE);
+  assert.equal(g.walkAd(0x4000_0010n, WR).kind, 'ok');
+  assert.equal(g.peek(e2.gpa) & (PTE.A | PTE.D | PTE.PAT_LARGE), PTE.A | PTE.D | PTE.PAT_LARGE);
+  // An entry stage 2 maps read-only cannot take its A bit: a stage-2 fault naming it.
+  const g2 = guest(48);
+  g2.b.map(va, 0x9000n, { write: true });
+  const l1 = g2.tables[3]!;
+  const e = g2.s2.lookup(l1)!;
+  g2.s2.unmap(l1);
+  g2.s2.map(l1, e.hpa, true, false);
+  assert.deepEqual(g2.walkAd(va, RD), { kind: 's2-fault', gpa: l1 + idx(va, 1) * 8n, level: 1 });
 });
