@@ -267,7 +267,7 @@ export class IommufdFault extends IommufdObject {
     this.untrack(g);
     const code = cause === 'overflow' && this.options.overflow === 'success' ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID;
     this.counters[AUTO_COUNTER[cause]]++;
-    this.ictx.env.observer.autoAnswered?.(cause, code, this.ictx.env.sched.now() - g.reportedAt);
+    this.ictx.env.observer.autoAnswered?.(cause, code, this.ictx.env.sched.now() - g.reportedAt, g, this);
     iopfGroupResponse(g, code);
     iopfFreeGroup(g);
   }
@@ -337,7 +337,7 @@ export class IommufdFault extends IommufdObject {
     }
     if (out.length > 0) {
       this.counters.delivered += out.length;
-      this.ictx.env.observer.delivered?.(out.length);
+      this.ictx.env.observer.delivered?.(out.length, out, this);
     }
     return out;
   }
@@ -359,7 +359,7 @@ export class IommufdFault extends IommufdObject {
     if (code === IOMMU_PAGE_RESP_SUCCESS) this.counters.answered_success++;
     else this.counters.answered_invalid++;
     const observer = this.ictx.env.observer;
-    if (observer.answered) observer.answered(code, this.ictx.env.sched.now() - g.reportedAt);
+    if (observer.answered) observer.answered(code, this.ictx.env.sched.now() - g.reportedAt, g, this);
     iopfGroupResponse(g, code === IOMMU_PAGE_RESP_SUCCESS ? IOMMU_PAGE_RESP_SUCCESS : IOMMU_PAGE_RESP_INVALID);
     iopfFreeGroup(g);
     return RESPOND_OK;
@@ -450,7 +450,7 @@ export class IommufdFault extends IommufdObject {
     (g.attachHandle as FaultAttachHandle).groups.pushTail(g.handleNode);
     this.deliver.pushTail(g.deliverNode);
     this.counters.reported++;
-    this.ictx.env.observer.reported?.();
+    this.ictx.env.observer.reported?.(g, this);
     // Readers drain the list until it is empty or their window is full; only
     // the empty → non-empty edge needs a wake-up (a full window wakes on answer).
     if (this.queued === 1) this.notifyReadable();

@@ -8,7 +8,7 @@
  * destroys leaves first until nothing is left.
  */
 import { IommuError } from '../iommu/errors.js';
-import type { IommuDevice } from '../iommu/iommu.js';
+import type { IommuDevice, IopfGroup } from '../iommu/iommu.js';
 import type { KernelProfile } from '../iommu/profiles.js';
 import { LIMITS, type LimitName, type MemoryBudget } from './limits.js';
 import type { Scheduler } from '../sched.js';
@@ -40,12 +40,20 @@ export interface IommufdPhysDevice {
 /** Why a group was answered without a user response (metrics and counters). */
 export type AutoCause = 'detach' | 'replace' | 'destroy' | 'unplug' | 'timeout' | 'overflow' | 'release';
 
-/** Observer for metrics: called for every group on the iommufd path. Must not throw. */
+/**
+ * struct IommufdObserver - called for every group on the iommufd path
+ * (metrics, the observation feed). Must not throw, must not keep @group or
+ * @groups (the array is reused) and must cost O(1) per group.
+ * @reported: @group was queued on @queue.
+ * @delivered: @n groups were read from @queue (@groups: those groups).
+ * @answered: a client answered @group of @queue with @code, @latencyMs after its report.
+ * @autoAnswered: the daemon answered @group of @queue (@cause, @code).
+ */
 export interface IommufdObserver {
-  reported?(): void;
-  delivered?(n: number): void;
-  answered?(code: number, latencyMs: number): void;
-  autoAnswered?(cause: AutoCause, code: number, latencyMs: number): void;
+  reported?(group: IopfGroup, queue: IommufdObject): void;
+  delivered?(n: number, groups: readonly IopfGroup[], queue: IommufdObject): void;
+  answered?(code: number, latencyMs: number, group: IopfGroup, queue: IommufdObject): void;
+  autoAnswered?(cause: AutoCause, code: number, latencyMs: number, group: IopfGroup, queue: IommufdObject): void;
   /** A command refused by a limit (ENOSPC) or the memory budget (ENOMEM). */
   refused?(what: LimitName): void;
 }

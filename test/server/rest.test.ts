@@ -415,6 +415,12 @@ describe('bodies, routing and errors', () => {
     assert.equal(value('iopfd_groups_timed_out_total'), 0);
     assert.equal(value('iopfd_streams_open'), 1);
     assert.equal(value('iopfd_fault_response_latency_seconds_count{by="user"}'), 1);
+    // Per device and per queue ("ctx/fault id").
+    assert.equal(value('iopfd_device_groups_total{device="nic0",event="reported"}'), 1, 'the overflowed group was never queued');
+    assert.equal(value('iopfd_device_groups_total{device="nic0",event="answered"}'), 1);
+    assert.equal(value('iopfd_device_groups_total{device="nic0",event="auto_answered"}'), 1);
+    const queue = /^iopfd_queue_groups_total\{queue="(\d+\/\d+)",event="reported"\} 1$/m.exec(m.text)?.[1];
+    assert.equal(queue, `${fx.ctx}/${fx.fault}`);
     await s.close();
     await waitFor(async () => /^iopfd_streams_open 0$/m.test((await server.api.get('/metrics')).text), 2000, 'the gauge to drop');
     await fx.api.ok('context.destroy', 'DELETE', fx.prefix);
