@@ -9,6 +9,7 @@
  * server serves it at /asyncapi.json.
  */
 import { z } from 'zod';
+import { openApiPath, toSchema } from './json-schema.js';
 import { RECORD_SIZE, RESPONSE_SIZE } from './records.js';
 import {
   CLOSE,
@@ -35,24 +36,14 @@ import {
 
 type JsonObject = Record<string, unknown>;
 
-/**
- * frameSchema() - JSON Schema (draft-07, the AsyncAPI schema format's base)
- * of the wire form of @schema.
- */
+/** frameSchema() - JSON Schema (draft-07, the AsyncAPI schema format's base) of the wire form of @schema. */
 function frameSchema(schema: z.ZodType): JsonObject {
-  const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-7' }) };
-  delete out['$schema'];
-  return out;
+  return toSchema(schema, 'draft-7');
 }
 
 /** binarySchema() - a binary frame, its layout in @description. */
 function binarySchema(description: string): JsonObject {
   return { type: 'string', format: 'binary', description };
-}
-
-/** channelAddress() - fastify `:param` segments to `{param}`. */
-function channelAddress(url: string): string {
-  return url.replace(/:([A-Za-z_]\w*)/g, '{$1}');
 }
 
 /** A message of a stream: its component name, subprotocols, payload and meaning. */
@@ -238,7 +229,7 @@ function channelOf(s: StreamDesc, idText: string): JsonObject {
   const messages: JsonObject = {};
   for (const f of [...s.server, ...s.client]) messages[f.key] = { $ref: `#/components/messages/${f.key}` };
   return {
-    address: channelAddress(s.url),
+    address: openApiPath(s.url),
     title: s.title,
     description: s.description,
     parameters: {

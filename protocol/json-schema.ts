@@ -24,11 +24,12 @@ import { zDecimalU32 } from './u64.js';
 type JsonObject = Record<string, unknown>;
 
 /**
- * toSchema() - JSON Schema (draft 2020-12) of the wire form of @schema,
- * without the `$schema` key so it can be embedded.
+ * toSchema() - JSON Schema of the wire form of @schema, without the
+ * `$schema` key so it can be embedded.
+ * @target: the JSON Schema draft (2020-12 for OpenAPI 3.1, draft-07 for AsyncAPI).
  */
-function toSchema(schema: z.ZodType): JsonObject {
-  const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) };
+export function toSchema(schema: z.ZodType, target: 'draft-2020-12' | 'draft-7' = 'draft-2020-12'): JsonObject {
+  const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target }) };
   delete out['$schema'];
   return out;
 }
@@ -57,8 +58,8 @@ export function jsonSchemas(): Record<string, unknown> {
   return out;
 }
 
-/** openApiPath() - fastify `:param` segments to OpenAPI `{param}`. */
-function openApiPath(url: string): string {
+/** openApiPath() - fastify `:param` segments to OpenAPI (and AsyncAPI) `{param}`. */
+export function openApiPath(url: string): string {
   return url.replace(/:([A-Za-z_]\w*)/g, '{$1}');
 }
 
