@@ -26,6 +26,7 @@ COPY --from=build /app/dist/core ./dist/core
 COPY --from=build /app/dist/protocol ./dist/protocol
 COPY --from=build /app/dist/server ./dist/server
 COPY --from=build /app/dist/clients ./dist/clients
+COPY server/ui ./server/ui
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

@@ -24,3 +24,4 @@ export {
 } from './iommufd/eventq.js';
 export type { FaultListener, RevokeCause, FaultCounters, RespondStatus } from './iommufd/eventq.js';
 export type { DmaRequest, DmaResult, DmaStatus, TrafficStatus, ResponseLogEntry } from './hw/pcie-function.js';
+export type { WalkTrace, WalkS1Level, WalkS2Step } from './hw/walk-trace.js';

@@ -16,6 +16,7 @@ import {
   type TrafficStatus,
 } from './hw/pcie-function.js';
 import { VtdS1Builder, PTE } from './hw/vtd-s1.js';
+import { traceWalk, type WalkTrace } from './hw/walk-trace.js';
 import { SimIommu } from './drivers/sim-iommu.js';
 import { IommuError } from './iommu/errors.js';
 import { IOMMU_FAULT_PERM_EXEC, IOMMU_FAULT_PERM_READ, IOMMU_FAULT_PERM_WRITE, type IommuDevice } from './iommu/iommu.js';
@@ -446,6 +447,22 @@ export class Platform {
     });
     d.driver.drainPageRequests(d.dev);
     return sent;
+  }
+
+  /**
+   * walk() - GET .../walk: re-run the translation walk of (@pasid, @addr)
+   * for device @name's requester, as its IOMMU's tables are now, and record
+   * each step (core/hw/walk-trace.ts). No side effect: no IOTLB fill, no
+   * Accessed/Dirty bit, no page request. ENOENT for an unknown device,
+   * EINVAL for a PASID the device cannot carry.
+   */
+  walk(name: string, pasid: number | undefined, addr: bigint, perm: number): WalkTrace {
+    const d = this.device(name);
+    if (pasid !== undefined) this.checkPasid(d, pasid);
+    if (perm & ~0xf) throw new IommuError('EINVAL', `perm 0x${perm.toString(16)} has unknown bits`);
+    const unit = d.driver.unit;
+    const access = { write: (perm & 2) !== 0, exec: (perm & 4) !== 0, priv: (perm & 8) !== 0 };
+    return traceWalk(unit.contextEntry(d.fn.rid, pasid ?? 0), this.mem, addr, access);
   }
 
   responses(name: string, since = 0): ResponseLogEntry[] {

@@ -130,7 +130,8 @@ function operationOf(c: Command): JsonObject {
     };
   }
   const ok: JsonObject = { description: c.status === 204 ? 'No content' : 'Success' };
-  if (c.response) ok['content'] = { 'application/json': { schema: toSchema(c.response) } };
+  // An `sse` command's body is an event stream whose `data` lines have the response's shape.
+  if (c.response) ok['content'] = { [c.stream === 'sse' ? 'text/event-stream' : 'application/json']: { schema: toSchema(c.response) } };
   op['responses'] = { [String(c.status)]: ok, ...errorResponses(c.errnos) };
   return op;
 }

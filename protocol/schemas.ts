@@ -304,6 +304,122 @@ export const zTrafficStatus = strict({
 /** TrafficStatus - traffic status (wire form). */
 export type TrafficStatus = z.input<typeof zTrafficStatus>;
 
+/* ------------------------------------------------------------ observation */
+
+/** zWalkQuery - GET .../walk: `?pasid=&addr=0x…&perm=` (perm as in a page request, READ by default). */
+export const zWalkQuery = strict(
+  { pasid: zDecimalU32.optional(), addr: zU64, perm: zDecimalU32.optional() },
+  'query parameters',
+);
+
+/** zWalkS2 - one stage-2 translation of a walk: `hpa` absent when stage 2 maps nothing there. */
+const zWalkS2 = strict({ gpa: zU64, hpa: zU64.optional(), read: zBool, write: zBool }, 'a stage-2 step');
+
+/**
+ * zWalkResult - the translation walk of (device, pasid, addr, perm) as the
+ * tables are now: the context's stages, each stage-1 level read (root
+ * first: the entry's address, its stage-2 translation when nested, the
+ * entry), the stage-2 translation of the result, and the outcome.
+ */
+export const zWalkResult = strict({
+  device: zDeviceName,
+  pasid: zU32.optional(),
+  addr: zU64,
+  perm: zU32,
+  context: z.enum(['none', 's1', 's2', 'nested']),
+  s1_root: zU64.optional(),
+  addr_width: z.union([z.literal(48), z.literal(57)]).optional(),
+  stage1: arrayOf(
+    strict({ level: zU32, entry_gpa: zU64, s2: zWalkS2.optional(), entry: zU64.optional() }, 'a stage-1 level'),
+    'stage-1 levels',
+  ),
+  stage2: zWalkS2.optional(),
+  result: strict(
+    {
+      kind: z.enum(['ok', 'fault']),
+      hpa: zU64.optional(),
+      stage: zU32.optional(),
+      reason: z.string().optional(),
+      level: zU32.optional(),
+    },
+    'a walk outcome',
+  ),
+});
+/** WalkResult - a walk (wire form). */
+export type WalkResult = z.input<typeof zWalkResult>;
+
+/** OBSERVE_EVENT_KINDS - what happened to a sampled group. */
+export const OBSERVE_EVENT_KINDS = ['reported', 'delivered', 'answered', 'auto'] as const;
+
+/**
+ * zObserveGroupEvent - one sampled group event of the observation feed:
+ * the group (device, pasid, grpid, addr, perm of its last request), its
+ * fault queue (ctx, queue), its cookie once delivered, the answer's code
+ * and latency (answered, auto) and the automatic cause (auto).
+ */
+export const zObserveGroupEvent = strict({
+  t: z.number(),
+  kind: z.enum(OBSERVE_EVENT_KINDS),
+  device: z.string(),
+  pasid: zU32.optional(),
+  grpid: zU32,
+  addr: zU64,
+  perm: zU32,
+  ctx: zU32,
+  queue: zU32,
+  cookie: zU32.optional(),
+  code: z.enum(['success', 'invalid']).optional(),
+  latency_ms: z.number().optional(),
+  cause: z.string().optional(),
+});
+/** ObserveGroupEvent - a group event (wire form). */
+export type ObserveGroupEvent = z.input<typeof zObserveGroupEvent>;
+
+/**
+ * zObserveSnapshot - the feed's once-a-second `snapshot` event: per device
+ * (PRI budget in use, PRQ occupancy, IOPF on/off), per fault queue (queued,
+ * outstanding, connections, counters), per context (objects by type), and
+ * totals over the last interval (groups/s reported, answered by a client,
+ * answered by the daemon; latency percentiles in ms of the groups answered).
+ * `events` counts the group events sent and those the sampling left out;
+ * `dropped` the messages this subscriber missed because it read too slowly.
+ */
+export const zObserveSnapshot = strict({
+  t: z.number(),
+  interval_ms: z.number(),
+  devices: arrayOf(
+    strict({
+      name: zDeviceName,
+      iommu: z.string(),
+      pri_enabled: zBool,
+      iopf: zBool,
+      pri_budget: strict({ in_use: zU32, total: zU32 }, 'a budget object'),
+      prq: strict({ used: zU32, depth: zU32, overflow: zBool }, 'a prq object'),
+    }, 'a device object'),
+    'devices',
+  ),
+  queues: arrayOf(
+    strict({ ctx: zU32, id: zU32, queued: zU32, outstanding: zU32, connections: zU32, counters: z.record(z.string(), zU32) }, 'a queue object'),
+    'queues',
+  ),
+  contexts: arrayOf(strict({ ctx: zU32, objects: z.record(z.string(), zU32) }, 'a context object'), 'contexts'),
+  totals: strict({
+    reported_per_s: z.number(),
+    answered_per_s: z.number(),
+    auto_answered_per_s: z.number(),
+    latency_ms: strict({ count: zU32, p50: z.number(), p90: z.number(), p99: z.number(), max: z.number() }, 'a latency object'),
+  }, 'a totals object'),
+  events: strict({ sent: zU32, sampled_out: zU32 }, 'an events object'),
+  dropped: zU32,
+});
+/** ObserveSnapshot - a snapshot (wire form). */
+export type ObserveSnapshot = z.input<typeof zObserveSnapshot>;
+
+/** zObserveGroups - the feed's `groups` event: the sampled group events since the last one, oldest first. */
+export const zObserveGroups = strict({ events: arrayOf(zObserveGroupEvent, 'group events') }, 'a groups object');
+
+/** zObserveQuery - GET /v1/platform/observe: `?events=0` for snapshots only. */
+export const zObserveQuery = strict({ events: z.enum(['0', '1']).optional() }, 'query parameters');
 /** zCount - a count or a duration that may exceed a u32 (a whole number ≥ 0). */
 const zCount = z.number({ error: expectMessage('a number') }).int().min(0);
 
@@ -516,6 +632,8 @@ export type AuthKind = 'none' | 'admin' | 'ctx';
  * @kernel: the kernel operation it mirrors, if any.
  * @errnos: every errno it can return (EINVAL, EACCES, EMSGSIZE and EIO
  *   included where they apply).
+ * @stream: `sse` for a route whose success body is a Server-Sent Events
+ *   stream (text/event-stream) of @response-shaped `data` lines.
  */
 export interface Command {
   readonly name: string;
@@ -530,6 +648,7 @@ export interface Command {
   readonly summary: string;
   readonly kernel?: string;
   readonly errnos: readonly Errno[];
+  readonly stream?: 'sse';
 }
 
 /** The table entry as written below: route-specific errnos only. */
@@ -659,6 +778,19 @@ const COMMAND_TABLE = Object.freeze([
     summary: "Force-release a context whose token is lost, as its owner's DELETE would (extension)",
     kernel: 'iommufd_fops_release',
     errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'platform.device.walk', method: 'GET', url: `${D}/walk`, auth: 'admin', status: 200,
+    params: zDeviceNameParams, query: zWalkQuery, response: zWalkResult,
+    summary: "Re-run the translation walk of (pasid, addr, perm) as the tables are now: each stage-1 level's entry and its stage-2 translation; no side effect (no IOTLB fill, no Accessed/Dirty bit)",
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'platform.observe', method: 'GET', url: `${P}/observe`, auth: 'admin', status: 200,
+    query: zObserveQuery, response: z.union([zObserveSnapshot, zObserveGroups]),
+    stream: 'sse',
+    summary: 'The read-only observation feed (Server-Sent Events): a snapshot each second and sampled group events; it never takes, delays or answers a group',
+    errnos: ['ENOSPC'],
   }),
   command({
     name: 'context.create', method: 'POST', url: '/v1/contexts', auth: 'none', status: 201,

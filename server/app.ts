@@ -5,7 +5,7 @@
  * or listen on port 0: the simulated platform on the event-loop scheduler,
  * the REST routes generated from the protocol's command table, the fault
  * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json,
- * /asyncapi.json, /docs (and / leading to it), one error handler, and the shutdown sequence.
+ * /asyncapi.json, /docs, the console (/ui, where / leads), one error handler, and the shutdown sequence.
  */
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -19,9 +19,11 @@ import { HttpError, wireErrorOf } from './errors.js';
 import { defaultMemoryLimit } from './config.js';
 import { createLogger, pathOf, type LogLevel } from './logger.js';
 import { Metrics } from './metrics.js';
+import { DEFAULT_OBSERVE_OPTIONS, ObserveFeed, type ObserveOptions } from './observe.js';
 import { registerCommands } from './rest.js';
 import { routeTable } from './routes/index.js';
 import { EventLoopScheduler } from './scheduler.js';
+import { registerUi } from './ui.js';
 import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
 import { streamTarget } from './stream-admission.js';
 
@@ -54,6 +56,7 @@ export const MAX_CONNECTIONS = 1024;
  * @stream: fault stream tunables (heartbeat, error-frame rate, ...).
  * @maxConnections: open TCP connections at most (default MAX_CONNECTIONS);
  *   one more is closed as it is accepted, and counted.
+ * @observe: the observation feed's bounds (server/observe.ts).
  */
 export interface AppOptions {
   platform?: PlatformDesc;
@@ -64,6 +67,7 @@ export interface AppOptions {
   profile?: KernelProfile;
   stream?: Partial<StreamOptions>;
   maxConnections?: number;
+  observe?: Partial<ObserveOptions>;
 }
 
 /**
@@ -88,6 +92,7 @@ export interface ShutdownSummary {
  * @app: the fastify instance (not listening).
  * @platform: the simulated machine.
  * @metrics: the Prometheus registry.
+ * @observe: the observation feed.
  * @shutdown: stop accepting, answer every outstanding group INVALID, close
  *   every stream with 1001, close the server; idempotent.
  * @shutdownSummary: after shutdown began, what it answered (computed when
@@ -97,6 +102,7 @@ export interface IopfdApp {
   readonly app: FastifyInstance;
   readonly platform: Platform;
   readonly metrics: Metrics;
+  readonly observe: ObserveFeed;
   shutdown(): Promise<void>;
   shutdownSummary(): ShutdownSummary | undefined;
 }
@@ -234,15 +240,18 @@ function tableSizes(platform: Platform, contexts: ContextRegistry): Record<strin
 export function buildApp(opts: AppOptions = {}): IopfdApp {
   const log = typeof opts.logger === 'object' ? opts.logger : createLogger(opts.logger ?? 'silent');
   const metrics = new Metrics();
+  // The observation feed sees every group after the metrics do (read-only).
+  const observe = new ObserveFeed(metrics.observer, { ...DEFAULT_OBSERVE_OPTIONS, ...opts.observe });
   const sched = new EventLoopScheduler((err) => log.error({ err }, 'deferred work threw'));
   const platform = new Platform({
     sched,
     ...(opts.platform ? { desc: opts.platform } : {}),
     ...(opts.profile ? { profile: opts.profile } : {}),
     limits: { memoryLimit: defaultMemoryLimit(), ...stripUndefinedLimits(opts.limits ?? {}) },
-    observer: metrics.observer,
+    observer: observe.observer,
   });
   const contexts = new ContextRegistry(platform, log);
+  observe.attach(platform, contexts);
   metrics.tableSizes = () => tableSizes(platform, contexts);
   metrics.memoryBudget = () => ({ inUse: platform.budget.inUse, limit: platform.budget.limit });
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
@@ -310,7 +319,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   registerCommands(app, {
     adminDigest: opts.adminToken === undefined ? undefined : tokenDigest(opts.adminToken),
     contexts,
-    routes: routeTable({ platform, contexts }),
+    routes: routeTable({ platform, contexts, observe }),
   });
 
   const openapi = openApiDocument();
@@ -324,7 +333,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   app.get('/docs/docs.js', async (_request, reply) =>
     reply.type('text/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').send(DOCS_SCRIPT),
   );
-  app.get('/', async (_request, reply) => reply.redirect('/docs'));
+  registerUi(app);
+  // The console is the front page; it links to /docs.
+  app.get('/', async (_request, reply) => reply.redirect('/ui'));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   // Without an upgrade: the token is checked first, as for the upgrade.
   app.get(STREAM_URL, async (request) => {
@@ -351,6 +362,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     platform.shutdown();
     contexts.forgetAll();
     streams.close(CLOSE.GOING_AWAY, 'daemon shutting down');
+    observe.close();
   });
 
   const shutdownSummary = (): ShutdownSummary | undefined => {
@@ -361,5 +373,5 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   };
 
   let closing: Promise<void> | undefined;
-  return { app, platform, metrics, shutdown: () => (closing ??= app.close()), shutdownSummary };
+  return { app, platform, metrics, observe, shutdown: () => (closing ??= app.close()), shutdownSummary };
 }

@@ -98,6 +98,10 @@ export function registerCommands(app: FastifyInstance, opts: RestOptions): void 
       url: command.url,
       handler: async (request, reply) => {
         const result = await implementation(validateRequest(command, request, opts));
+        if (command.stream === 'sse') {
+          // An event stream: no caching, no proxy buffering; it ends when either side closes it.
+          void reply.header('cache-control', 'no-store').header('x-accel-buffering', 'no').type('text/event-stream; charset=utf-8');
+        }
         return command.status === 204 ? reply.code(204).send() : reply.code(command.status).send(result);
       },
     });

@@ -12,6 +12,8 @@
 import { commandByName, type Command } from '../../protocol/index.js';
 import { IopfdConnectionError, IopfdError } from './errors.js';
 import { FaultQueue, type FaultQueueOptions } from './fault-queue.js';
+import { ObserveStream } from './observe.js';
+import type { WalkResult } from '../../protocol/index.js';
 import type {
   AddDeviceRequest,
   AttachRequest,
@@ -129,11 +131,15 @@ export class IopfdClient {
       headers['content-type'] = 'application/json';
       init.body = JSON.stringify(opts.body);
     }
-    if (this.#timeoutMs !== undefined) init.signal = AbortSignal.timeout(this.#timeoutMs);
+    // An event stream lasts until closed: no timeout, an abort of its own.
+    const abort = command.stream === 'sse' ? new AbortController() : undefined;
+    if (abort) init.signal = abort.signal;
+    else if (this.#timeoutMs !== undefined) init.signal = AbortSignal.timeout(this.#timeoutMs);
     let res: Response;
     let text: string;
     try {
       res = await fetch(this.url + path, init);
+      if (abort && res.status === command.status) return new ObserveStream(res, abort) as T;
       text = await res.text();
     } catch (e) {
       const cause = (e as { cause?: unknown }).cause ?? e;
@@ -185,6 +191,19 @@ export class IopfdClient {
   /** responses() - GET .../responses: the device's page group responses (seq > @since). */
   responses(name: string, since?: number): Promise<DeviceResponses> {
     return this.call('platform.device.responses', { params: { name }, query: { since } });
+  }
+
+  /** walk() - GET .../walk: the translation walk of (pasid, addr, perm) as the tables are now (read-only). */
+  walk(name: string, query: { addr: string; pasid?: number | undefined; perm?: number | undefined }): Promise<WalkResult> {
+    return this.call('platform.device.walk', { params: { name }, query });
+  }
+
+  /**
+   * observe() - GET /v1/platform/observe: the read-only observation feed.
+   * @opts.events: false for snapshots only.
+   */
+  observe(opts: { events?: boolean } = {}): Promise<ObserveStream> {
+    return this.call('platform.observe', { query: { events: opts.events === false ? '0' : '1' } });
   }
 
   /** priReset() - POST .../pri-reset: clear Response Failure, re-enable PRI. */

@@ -9,3 +9,4 @@ export * from './errors.js';
 export * from './types.js';
 export * from './client.js';
 export * from './fault-queue.js';
+export * from './observe.js';

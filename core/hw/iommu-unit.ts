@@ -139,6 +139,11 @@ export class IommuUnit {
     m.set(pasid, entry);
   }
 
+  /** contextEntry() - the context entry a request of (@rid, @pasid) translates through (diagnostics: the walk trace). */
+  contextEntry(rid: number, pasid: number): ContextEntry | undefined {
+    return this.context(rid, pasid);
+  }
+
   private context(rid: number, pasid: number): ContextEntry | undefined {
     const m = this.contexts.get(rid);
     if (!m) return undefined;

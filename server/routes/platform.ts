@@ -4,14 +4,16 @@
  * The simulated hardware: devices, DMA, raw page requests, the response log,
  * PRI reset, SVA and the traffic generator. Admin token when one is set.
  */
-import type { DmaResult as CoreDmaResult, TrafficStatus as CoreTrafficStatus } from '../../core/index.js';
+import type { DmaResult as CoreDmaResult, TrafficStatus as CoreTrafficStatus, WalkS2Step, WalkTrace } from '../../core/index.js';
 import {
+  formatU64,
   hexOf,
   PERM,
   type CommandName,
   type DeviceResponses,
   type DmaResult,
   type TrafficStatus,
+  type WalkResult,
 } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
 import type { AdminCommand } from './admin.js';
@@ -43,13 +45,42 @@ function trafficStatusWire(s: CoreTrafficStatus): TrafficStatus {
   };
 }
 
+/** walkS2Wire() - a stage-2 step in wire form. */
+function walkS2Wire(s: WalkS2Step): NonNullable<WalkResult['stage2']> {
+  const out: NonNullable<WalkResult['stage2']> = { gpa: formatU64(s.gpa), read: s.read, write: s.write };
+  if (s.hpa !== undefined) out.hpa = formatU64(s.hpa);
+  return out;
+}
+
+/** walkWire() - a walk trace in wire form (u64 as hex, absent fields left out). */
+function walkWire(device: string, pasid: number | undefined, addr: bigint, perm: number, t: WalkTrace): WalkResult {
+  const out: WalkResult = {
+    device,
+    addr: formatU64(addr),
+    perm,
+    context: t.context,
+    stage1: t.s1.map((l) => {
+      const level: WalkResult['stage1'][number] = { level: l.level, entry_gpa: formatU64(l.entryGpa) };
+      if (l.s2) level.s2 = walkS2Wire(l.s2);
+      if (l.entry !== undefined) level.entry = formatU64(l.entry);
+      return level;
+    }),
+    result: t.result.kind === 'ok' ? { kind: 'ok', hpa: formatU64(t.result.hpa) } : { ...t.result },
+  };
+  if (pasid !== undefined) out.pasid = pasid;
+  if (t.s1Root !== undefined) out.s1_root = formatU64(t.s1Root);
+  if (t.addrWidth !== undefined) out.addr_width = t.addrWidth;
+  if (t.s2) out.stage2 = walkS2Wire(t.s2);
+  return out;
+}
+
 /**
  * platformRoutes() - implementations of the `platform.*` commands.
  * @deps: the platform.
  *
  * Return: the route table part.
  */
-export function platformRoutes({ platform }: RouteDeps): RoutesOf<PlatformCommand> {
+export function platformRoutes({ platform, observe }: RouteDeps): RoutesOf<PlatformCommand> {
   return {
     'platform.get': () => platform.describe(),
 
@@ -85,6 +116,13 @@ export function platformRoutes({ platform }: RouteDeps): RoutesOf<PlatformComman
       );
       return { responses };
     },
+
+    'platform.device.walk': ({ params, query }) => {
+      const perm = query.perm ?? PERM.READ;
+      return walkWire(params.name, query.pasid, query.addr, perm, platform.walk(params.name, query.pasid, query.addr, perm));
+    },
+
+    'platform.observe': ({ query }) => observe.subscribe(query.events !== '0'),
 
     'platform.device.pri-reset': ({ params }) => platform.priReset(params.name),
 

@@ -13,18 +13,22 @@
  * implementation under the wrong name, or returning the wrong shape, does
  * not compile.
  */
+import type { Readable } from 'node:stream';
 import type { Platform } from '../../core/index.js';
-import type { AuthOf, BodyOf, CommandName, ParamsOf, QueryOf, ResultOf } from '../../protocol/index.js';
+import type { AuthOf, BodyOf, CommandName, CommandOf, ParamsOf, QueryOf, ResultOf } from '../../protocol/index.js';
 import type { ContextEntry, ContextRegistry } from '../contexts.js';
+import type { ObserveFeed } from '../observe.js';
 
 /**
  * struct RouteDeps - what route implementations work on.
  * @platform: the simulated machine.
  * @contexts: the open contexts and their tokens.
+ * @observe: the observation feed.
  */
 export interface RouteDeps {
   readonly platform: Platform;
   readonly contexts: ContextRegistry;
+  readonly observe: ObserveFeed;
 }
 
 /**
@@ -49,8 +53,12 @@ export type CommandInput<K extends CommandName> = RouteInput<
   AuthOf<K> extends 'ctx' ? ContextEntry : ContextEntry | undefined
 >;
 
-/** CommandResult - what command @K's implementation returns: its wire result (or a promise of it), nothing for a 204. */
-export type CommandResult<K extends CommandName> = [ResultOf<K>] extends [void] ? void | Promise<void> : ResultOf<K> | Promise<ResultOf<K>>;
+/**
+ * CommandResult - what command @K's implementation returns: its wire result
+ * (or a promise of it), nothing for a 204, the event stream for an `sse` command.
+ */
+export type CommandResult<K extends CommandName> =
+  CommandOf<K> extends { readonly stream: 'sse' } ? Readable : [ResultOf<K>] extends [void] ? void | Promise<void> : ResultOf<K> | Promise<ResultOf<K>>;
 
 /** CommandHandler - the implementation of command @K. */
 export type CommandHandler<K extends CommandName> = (input: CommandInput<K>) => CommandResult<K>;

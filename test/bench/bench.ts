@@ -9,7 +9,8 @@
  * and docs/benchmarks.svg; prints the figures as JSON on stdout.
  *
  * Options: --seconds S (per run, default 2), --runs N (default 5),
- * --no-docs (print only). Run through scripts/bench.mjs (which adds
+ * --no-docs (print only), --only-observe (just the comparison with and
+ * without the observation feed subscribed, as with the console open). Run through scripts/bench.mjs (which adds
  * --expose-gc for the heap figures).
  */
 import { execFileSync } from 'node:child_process';
@@ -65,6 +66,8 @@ function option(name: string, fallback: number): number {
 const SECONDS = option('--seconds', 2);
 const RUNS = option('--runs', 5);
 const DOCS = !process.argv.includes('--no-docs');
+/** --only-observe: just the observation-feed comparison (a quick check of that part). */
+const ONLY_OBSERVE = process.argv.includes('--only-observe');
 
 const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -101,6 +104,7 @@ async function baseline(message: string | Buffer, bytes: number, records: number
  * @connect: the clients that answer (fresh ones, or the same ones every time).
  * @persistent: the clients stay open from run to run (else they are opened
  *   before and closed after each run).
+ * @around: set up around each run (e.g. a feed subscriber); returns its undo.
  */
 interface Config {
   what: string;
@@ -108,6 +112,39 @@ interface Config {
   devices: readonly string[];
   connect: () => Promise<FaultClient[]>;
   persistent: boolean;
+  around?: () => Promise<() => Promise<void>>;
+}
+
+/**
+ * observeFeed() - subscribe to @d's observation feed (GET /v1/platform/observe,
+ * group events included) as the console does, reading every message until
+ * the returned function closes it. Throws if the feed sent no snapshot.
+ */
+async function observeFeed(d: Daemon): Promise<() => Promise<void>> {
+  const abort = new AbortController();
+  const res = await fetch(`${d.base}/v1/platform/observe`, { signal: abort.signal });
+  if (res.status !== 200 || !res.body) throw new Error(`observe: ${res.status}`);
+  const reader = res.body.getReader();
+  let bytes = 0;
+  let snapshots = 0;
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        bytes += value.length;
+        snapshots += decoder.decode(value, { stream: true }).split('event: snapshot').length - 1;
+      }
+    } catch {
+      // closed below
+    }
+  })();
+  return async () => {
+    abort.abort();
+    await reading;
+    if (snapshots === 0) throw new Error(`observe: no snapshot in ${bytes} bytes`);
+  };
 }
 
 /** Clients that connect() returns every time, opened on first use. */
@@ -128,6 +165,7 @@ async function compare(configs: readonly Config[]): Promise<Measured[]> {
   const once = async (i: number, count: number, record: boolean): Promise<TrafficResult> => {
     const c = configs[i]!;
     const clients = await c.connect();
+    const undo = await c.around?.();
     try {
       const g0 = clients.reduce((s, x) => s + x.groups, 0);
       const f0 = clients.reduce((s, x) => s + x.frames, 0);
@@ -138,6 +176,7 @@ async function compare(configs: readonly Config[]): Promise<Measured[]> {
       }
       return r;
     } finally {
+      await undo?.();
       if (!c.persistent) for (const x of clients) x.close();
     }
   };
@@ -213,18 +252,31 @@ async function main(): Promise<void> {
     const gen = gens[0]!;
     const file = platformFile(dir, 'platform.json', gens);
 
-    log('baseline A (ws echo, JSON text)');
-    const baselineA = await baseline(baselineJsonMessage(A_BYTES), A_BYTES, 1);
-    log(`baseline A: ${baselineA.runs.map(k).join(' ')} messages/s`);
-    log('baseline B (ws echo, binary 16 x 40 bytes)');
-    const baselineB = await baseline(Buffer.alloc(B_RECORDS * 40, 0x5a), B_RECORDS * 40, B_RECORDS);
-    log(`baseline B: ${baselineB.runs.map(k).join(' ')} messages/s`);
+    const none: Baseline = { rate: 0, runs: [], bytes: 0, records: 0 };
+    if (!ONLY_OBSERVE) log('baseline A (ws echo, JSON text)');
+    const baselineA = ONLY_OBSERVE ? none : await baseline(baselineJsonMessage(A_BYTES), A_BYTES, 1);
+    if (!ONLY_OBSERVE) log(`baseline A: ${baselineA.runs.map(k).join(' ')} messages/s`);
+    if (!ONLY_OBSERVE) log('baseline B (ws echo, binary 16 x 40 bytes)');
+    const baselineB = ONLY_OBSERVE ? none : await baseline(Buffer.alloc(B_RECORDS * 40, 0x5a), B_RECORDS * 40, B_RECORDS);
+    if (!ONLY_OBSERVE) log(`baseline B: ${baselineB.runs.map(k).join(' ')} messages/s`);
 
     const d = await Daemon.start(file);
     let json: Measured, devices16: Measured, uapi: Measured, conns1: Measured, conns8: Measured;
+    let observed: Figures['observed'];
     try {
       const setup = await setupFaultQueue(d, gens);
       const jsonClients = shared(() => clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 4096));
+      // The console open: the same run with the observation feed subscribed, in turn with one without.
+      const [without, withFeed] = (await compare([
+        { what: 'iopfd JSON, no feed', d, devices: [gen], connect: jsonClients, persistent: true },
+        { what: 'iopfd JSON, observation feed subscribed', d, devices: [gen], connect: jsonClients, persistent: true, around: () => observeFeed(d) },
+      ])) as [Measured, Measured];
+      observed = { without, with: withFeed };
+      if (ONLY_OBSERVE) {
+        log(`feed subscribed: ${(withFeed.groupsPerSec / without.groupsPerSec).toFixed(3)} × the groups/s without`);
+        process.stdout.write(JSON.stringify(observed) + '\n');
+        return;
+      }
       [json, devices16] = (await compare([
         { what: 'iopfd JSON', d, devices: [gen], connect: jsonClients, persistent: true },
         { what: `iopfd JSON, ${DEVICES} devices`, d, devices: gens, connect: jsonClients, persistent: true },
@@ -285,6 +337,7 @@ async function main(): Promise<void> {
       outstanding1k: o1k,
       outstanding100k: o100k,
       daemonHeapPerGroup: p100k!.heapPerGroup,
+      observed,
       ...(native ? { native } : {}),
     };
     for (const t of targets(figures)) log(`target ${t.name}: ${t.value} (${t.goal}) ${t.score >= 1 ? 'met' : 'NOT met'}`);

@@ -62,6 +62,8 @@ export interface Figures {
   outstanding100k: Measured;
   /** Daemon heap per outstanding group (bytes), 100,000 parked. */
   daemonHeapPerGroup: number;
+  /** iopfd JSON without and with the observation feed subscribed (the console open), in turn. */
+  observed?: { without: Measured; with: Measured } | undefined;
   /** libiopfd: a C handler against the Node uapi client; absent without a C toolchain. */
   native?: NativeFigures;
 }
@@ -95,6 +97,16 @@ export function targets(f: Figures): Target[] {
     { name: 'heap per outstanding group (daemon)', value: `${Math.round(f.daemonHeapPerGroup)} B`, goal: '≤ 1024 B', score: 1024 / Math.max(1, f.daemonHeapPerGroup) },
     { name: '100k vs 1k outstanding (core)', value: `${r(f.core.with100k / f.core.with1k)} ×`, goal: '≥ 0.8 ×', score: f.core.with100k / f.core.with1k / 0.8 },
     { name: 'heap per outstanding group (core)', value: `${Math.round(f.core.heapPerGroup)} B`, goal: '≤ 1024 B', score: 1024 / Math.max(1, f.core.heapPerGroup) },
+    ...(f.observed
+      ? [
+          {
+            name: 'observation feed subscribed vs not',
+            value: `${r(f.observed.with.groupsPerSec / f.observed.without.groupsPerSec)} ×`,
+            goal: '≥ 0.95 ×',
+            score: f.observed.with.groupsPerSec / f.observed.without.groupsPerSec / 0.95,
+          },
+        ]
+      : []),
     ...(f.native ? [{ name: 'C handler on libiopfd vs Node uapi client', value: `${r(f.native.ratio)} ×`, goal: '≥ 0.8 ×', score: f.native.ratio / 0.8 }] : []),
   ];
 }
@@ -164,7 +176,11 @@ ${row('iopfd JSON (`iopf.v1.json`), 1 device, in_flight ' + f.inFlight, f.json, 
 | Baseline B: \`ws\` echo, binary frames of ${b.records} × 40 bytes, ${f.inFlight} in flight | ${n0(b.rate)} messages (${n0(bRecords)} records) | 1 | | | | ${b.runs.map(n0).join(', ')} |
 ${row('iopfd uapi (`iopf.v1.uapi`), 1 device, in_flight ' + f.inFlight, f.uapi, `${(f.uapi.groupsPerSec / b.rate).toFixed(2)} × B`)}
 | Core, in process (no transport), 512 in flight | ${n0(f.core.groupsPerSec)} groups | ${(f.core.groupsPerSec / f.json.groupsPerSec).toFixed(1)} × iopfd JSON | | | | |
-
+${
+  f.observed
+    ? `${row('iopfd JSON, no observation feed (taken in turn with the next)', f.observed.without, '1')}\n${row('iopfd JSON, observation feed subscribed (the console open)', f.observed.with, `${(f.observed.with.groupsPerSec / f.observed.without.groupsPerSec).toFixed(2)} ×`)}\n`
+    : ''
+}
 **How groups/s compares with messages/s.** One group is one round trip: the
 daemon sends the group's record to the client, the client sends the
 group's response back, and the device gets its answer. One baseline message

@@ -41,8 +41,7 @@ test('docs: no horizontal scroll at 1280 px; token box and try-it-out reach the 
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(`console: ${m.text()}`);
     });
-    await page.goto(`${server.base}/`);
-    assert.equal(new URL(page.url()).pathname, '/docs', '/ leads to /docs');
+    await page.goto(`${server.base}/docs`);
     const widths = await page.evaluate('[document.documentElement.scrollWidth, document.documentElement.clientWidth]') as [number, number];
     assert.ok(widths[0] <= widths[1], `no horizontal scroll: scrollWidth ${widths[0]} > clientWidth ${widths[1]}`);
     // Open every form: still no horizontal scroll.

@@ -35,6 +35,15 @@ test('IopfdClient: every route of the command table, typed, answers matching the
   const log = await c.responses('sdk0');
   assert.deepEqual(log.responses.map((r) => [r.grpid, r.code]), [[0, 'invalid'], [7, 'invalid']]);
   assert.equal((await c.responses('sdk0', log.responses[0]!.seq)).responses.length, 1);
+  const walk = await c.walk('sdk0', { addr: '0x2000', perm: 1 });
+  assert.deepEqual([walk.context, walk.result.kind, walk.result.stage], ['none', 'fault', 0]);
+  const feed = await c.observe({ events: false });
+  for await (const m of feed) {
+    assert.equal(m.event, 'snapshot');
+    if (m.event === 'snapshot') assert.ok(m.data.devices.some((dev) => dev.name === 'sdk0'));
+    break;
+  }
+  feed.close();
   await c.priReset('sdk0');
   await c.svaBind('sdk0', { pasid: 3, vmas: [{ start: '0x10000', length: '0x1000' }] });
   assert.equal((await c.dma('sdk0', { pasid: 3, iova: '0x10000', length: '0x2', access: 'write', data: 'abcd' })).status, 'ok');

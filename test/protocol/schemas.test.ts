@@ -38,6 +38,25 @@ const EXAMPLES: Record<string, Parts> = {
     response: { responses: [{ pasid: 1, grpid: 2, code: 'success', seq: 4 }, { grpid: 3, code: 'failure', seq: 5 }] },
   },
   'platform.device.pri-reset': { params: { name: 'dev0' }, body: {} },
+  'platform.device.walk': {
+    params: { name: 'dev0' }, query: { pasid: '1', addr: '0x7000', perm: '2' },
+    response: {
+      device: 'dev0', pasid: 1, addr: '0x7000', perm: 2, context: 'nested', s1_root: '0x10000', addr_width: 48,
+      stage1: [
+        { level: 4, entry_gpa: '0x10000', s2: { gpa: '0x10000', hpa: '0x3000', read: true, write: true }, entry: '0x11007' },
+        { level: 3, entry_gpa: '0x11000', s2: { gpa: '0x11000', read: false, write: false } },
+      ],
+      result: { kind: 'fault', stage: 2, reason: 'table entry not readable in stage 2', level: 3 },
+    },
+  },
+  'platform.observe': {
+    query: { events: '1' },
+    response: {
+      events: [
+        { t: 1, kind: 'answered', device: 'dev0', pasid: 1, grpid: 3, addr: '0x7000', perm: 1, ctx: 1, queue: 3, code: 'success', latency_ms: 0.4 },
+      ],
+    },
+  },
   'platform.sva.bind': {
     params: { name: 'dev0' },
     body: { pasid: 7, vmas: [{ start: '0x400000', length: '0x10000', write: false }] },

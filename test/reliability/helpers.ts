@@ -121,6 +121,26 @@ export function rawHttp(base: string, req: RawRequest): Promise<RawReply> {
       { host: url.hostname, port: url.port, method: req.method, path: req.path, headers, agent: false, timeout: req.timeoutMs ?? 5000 },
       (res) => {
         const chunks: Buffer[] = [];
+        if (String(res.headers['content-type']).startsWith('text/event-stream')) {
+          // An event stream never ends: its reply is its first message's data (then it is closed).
+          let text = '';
+          res.on('data', (c: Buffer) => {
+            text += c.toString('utf8');
+            const data = /^data: (.*)$/m.exec(text);
+            if (!data || !text.includes('\n\n', data.index)) return;
+            let parsed: Json;
+            try {
+              parsed = JSON.parse(data[1]!);
+            } catch {
+              parsed = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, text: data[1]!, body: parsed });
+            res.destroy();
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body: undefined }));
+          res.on('error', () => resolve({ status: 0, headers: {}, text: '', body: undefined }));
+          return;
+        }
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');

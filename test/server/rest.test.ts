@@ -392,7 +392,7 @@ describe('bodies, routing and errors', () => {
     assert.doesNotThrow(() => new Function(js.text), 'the script parses');
     const root = await fetch(`${server.base}/`, { redirect: 'manual' });
     assert.equal(root.status, 302);
-    assert.equal(root.headers.get('location'), '/docs');
+    assert.equal(root.headers.get('location'), '/ui', '/ leads to the console');
   });
 
   test('/metrics counts groups reported, delivered, answered, auto-answered, and open streams', async () => {
