@@ -23,5 +23,8 @@ export {
   RESPOND_BAD_COOKIE,
 } from './iommufd/eventq.js';
 export type { FaultListener, RevokeCause, FaultCounters, RespondStatus } from './iommufd/eventq.js';
+export { IommufdViommu, IommufdVdevice, iommufdViommuAlloc, iommufdVdeviceAlloc, iommufdViommuInvalidate } from './iommufd/viommu.js';
+export { IommufdVeventq, iommufdVeventqAlloc, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, type IommufdVevent, type VeventqListener } from './iommufd/veventq.js';
+export type { IommuViommuType, IommuViommuInvalidateResult } from './iommu/viommu.js';
 export type { DmaRequest, DmaResult, DmaStatus, TrafficStatus, ResponseLogEntry } from './hw/pcie-function.js';
 export type { WalkTrace, WalkS1Level, WalkS2Step } from './hw/walk-trace.js';

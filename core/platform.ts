@@ -57,6 +57,8 @@ export interface DeviceCapsDesc {
   ats: boolean;
   is_vf: boolean;
   prg_response_needs_pasid: boolean;
+  /** SMMUv3-model devices only: transactions can stall (default true). */
+  stall?: boolean | undefined;
 }
 
 export interface DeviceDesc {
@@ -84,12 +86,20 @@ export interface DeviceInfo {
   ctx: number | null;
 }
 
-/** The embedded default platform: one VT-d model IOMMU, two PRI/PASID functions. */
+/**
+ * The embedded default platform: one VT-d model IOMMU with two PRI/PASID
+ * functions, and an SMMUv3 model IOMMU with one stall-capable function (the
+ * vIOMMU / vEVENTQ path).
+ */
 export const DEFAULT_PLATFORM: PlatformDesc = {
-  iommus: [{ name: 'dmar0', model: 'vtd', prq_depth: 4096 }],
+  iommus: [
+    { name: 'dmar0', model: 'vtd', prq_depth: 4096 },
+    { name: 'smmu0', model: 'smmuv3', prq_depth: 4096 },
+  ],
   devices: [
     { name: 'nic0', bdf: '00:02.0' },
     { name: 'accel0', bdf: '00:03.0' },
+    { name: 'arm0', iommu: 'smmu0', bdf: '00:04.0' },
   ],
 };
 
@@ -315,7 +325,8 @@ export class Platform {
     const iommuName = d.iommu ?? this.iommus.keys().next().value!;
     const iommu = this.iommus.get(iommuName);
     if (!iommu) throw new IommuError('ENOENT', `no IOMMU named ${iommuName}`);
-    const caps: DeviceCapsDesc = { ...DEFAULT_CAPS, ...stripUndefined(d.caps ?? {}) };
+    const caps: DeviceCapsDesc = { ...DEFAULT_CAPS, ...(iommu.unit.model === 'smmuv3' ? { stall: true } : {}), ...stripUndefined(d.caps ?? {}) };
+    if (caps.stall !== undefined && iommu.unit.model !== 'smmuv3') throw new IommuError('EINVAL', `stall is a cap of devices behind an SMMUv3 model IOMMU; ${iommuName} is ${iommu.unit.model}`);
     if (!Number.isInteger(caps.pasid_bits) || caps.pasid_bits < 0 || caps.pasid_bits > 20) throw new IommuError('EINVAL', 'pasid_bits must be 0..20');
     if (!Number.isInteger(caps.pri_outstanding) || caps.pri_outstanding < 1 || caps.pri_outstanding > 512) {
       throw new IommuError('EINVAL', 'pri_outstanding must be 1..512');
@@ -337,6 +348,7 @@ export class Platform {
       ats: caps.ats,
       isVf: caps.is_vf,
       prgResponseNeedsPasid: caps.prg_response_needs_pasid,
+      ...(caps.stall !== undefined ? { stall: caps.stall } : {}),
     };
     const fn = new PcieFunction(d.name, rid, pcaps, iommu.unit, this.mem, this.sched);
     fn.responses.limit = this.responseLog;

@@ -4,13 +4,22 @@
  * The WebSocket streams as an AsyncAPI 3.1 document: the fault stream (the
  * fault fd, `iopf.v1.json` and `iopf.v1.uapi`) and the vEVENTQ stream (the
  * vEVENTQ fd, `vevent.v1.json` and `vevent.v1.uapi`), every frame of each
- * subprotocol, the query, the authentication and the close codes. The fault
- * stream's frames come from the zod schemas of stream.ts. Pure function; the
+ * subprotocol, the query, the authentication and the close codes. The
+ * frames come from the zod schemas of stream.ts and vevent.ts. Pure function; the
  * server serves it at /asyncapi.json.
  */
 import { z } from 'zod';
 import { openApiPath, toSchema } from './json-schema.js';
 import { RECORD_SIZE, RESPONSE_SIZE } from './records.js';
+import {
+  VEVENT_ARM_SMMUV3_SIZE,
+  VEVENT_HEADER_SIZE,
+  VEVENT_STREAM_URL,
+  VEVENT_SUBPROTOCOL_JSON,
+  VEVENT_SUBPROTOCOL_UAPI,
+  VEVENTQ_FLAG_LOST_EVENTS,
+  zVeventServerMessage,
+} from './vevent.js';
 import {
   CLOSE,
   CLOSE_DESCRIPTIONS,
@@ -104,39 +113,19 @@ function faultClientFrames(): FrameDesc[] {
   ];
 }
 
-// The vEVENTQ stream's frames, written out by hand from the protocol
-// reference (docs/protocol.md, vIOMMU and vEVENTQ): protocol/ has no schemas
-// for them yet. When it has, build these payloads with frameSchema() as above.
-const VEVENT_SUBPROTOCOL_JSON = 'vevent.v1.json';
-const VEVENT_SUBPROTOCOL_UAPI = 'vevent.v1.uapi';
-const VEVENT_STREAM_URL = '/v1/contexts/:ctx/veventq/:id/stream';
-const U64_STRING = { type: 'string', pattern: '^0x[0-9a-fA-F]{1,16}$', description: 'a u64 as a "0x…" string' };
+// The vEVENTQ stream's frames, from vevent.ts's schemas.
+const [zVeventHello, zVevents, zVeventError] = zVeventServerMessage.options;
 
 /** Server → client frames of the vEVENTQ stream. */
 function veventServerFrames(): FrameDesc[] {
   const both = [VEVENT_SUBPROTOCOL_JSON, VEVENT_SUBPROTOCOL_UAPI];
-  const event = {
-    type: 'object',
-    properties: {
-      sequence: { type: 'integer', minimum: 0, maximum: 0x7fffffff, description: 'counts from 0, wraps at 2^31' },
-      lost: { type: 'boolean', description: 'the LOST_EVENTS header: events before this sequence number were dropped (no evt)' },
-      evt: { type: 'array', items: U64_STRING, minItems: 4, maxItems: 4, description: 'struct iommu_vevent_arm_smmuv3 evt[4]' },
-    },
-    required: ['sequence', 'lost'],
-    additionalProperties: false,
-  };
   return [
     {
       key: 'veventHello',
       name: 'hello',
       title: 'hello',
       modes: both,
-      payload: {
-        type: 'object',
-        properties: { type: { const: 'hello' }, protocol: { type: 'string', enum: both }, veventq_id: { type: 'integer', minimum: 1 } },
-        required: ['type', 'protocol', 'veventq_id'],
-        additionalProperties: false,
-      },
+      payload: frameSchema(zVeventHello),
       summary: 'First frame on every connection.',
     },
     {
@@ -144,12 +133,7 @@ function veventServerFrames(): FrameDesc[] {
       name: 'vevents',
       title: 'vevents',
       modes: [VEVENT_SUBPROTOCOL_JSON],
-      payload: {
-        type: 'object',
-        properties: { type: { const: 'vevents' }, events: { type: 'array', items: event } },
-        required: ['type', 'events'],
-        additionalProperties: false,
-      },
+      payload: frameSchema(zVevents),
       summary: 'Events consumed from the queue, oldest first, whole events only; never answered, never redelivered.',
     },
     {
@@ -159,8 +143,9 @@ function veventServerFrames(): FrameDesc[] {
       modes: [VEVENT_SUBPROTOCOL_UAPI],
       binary: true,
       payload: binarySchema(
-        'Per event, little-endian: the 8-byte struct iommufd_vevent_header {u32 flags; u32 sequence}, then the 32-byte ' +
-          'struct iommu_vevent_arm_smmuv3 {le64 evt[4]}; a LOST_EVENTS header (flags bit 0) has no payload.',
+        `Per event, little-endian: the ${VEVENT_HEADER_SIZE}-byte struct iommufd_vevent_header {u32 flags; u32 sequence}, then the ${VEVENT_ARM_SMMUV3_SIZE}-byte ` +
+          `struct iommu_vevent_arm_smmuv3 {le64 evt[4]}; a LOST_EVENTS header (flags bit ${Math.log2(VEVENTQ_FLAG_LOST_EVENTS)}) has no payload. ` +
+          '`sequence` counts from 0 and wraps at 2^31.',
       ),
       summary: 'Events as the vEVENTQ fd read() returns them.',
     },
@@ -169,12 +154,7 @@ function veventServerFrames(): FrameDesc[] {
       name: 'error',
       title: 'error',
       modes: both,
-      payload: {
-        type: 'object',
-        properties: { type: { const: 'error' }, errno: { type: 'string', pattern: '^E[A-Z0-9]+$' }, message: { type: 'string' } },
-        required: ['type', 'errno', 'message'],
-        additionalProperties: false,
-      },
+      payload: frameSchema(zVeventError),
       summary: 'The answer to any client frame: EOPNOTSUPP (the vEVENTQ fd has no write); the connection stays open.',
     },
   ];

@@ -13,4 +13,5 @@ export * from './stream-codec.js';
 export * from './schemas.js';
 export * from './zod-errors.js';
 export * from './json-schema.js';
+export * from './vevent.js';
 export * from './asyncapi.js';

@@ -31,7 +31,24 @@ type JsonObject = Record<string, unknown>;
 export function toSchema(schema: z.ZodType, target: 'draft-2020-12' | 'draft-7' = 'draft-2020-12'): JsonObject {
   const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target }) };
   delete out['$schema'];
+  if (target === 'draft-2020-12') closeTuples(out);
   return out;
+}
+
+/**
+ * closeTuples() - give every tuple (`prefixItems`) of @node `items: {not: {}}`
+ * (no further item: a zod tuple takes no more than it lists); tools
+ * (Spectral's array-items) want `items` spelled out as a schema object.
+ */
+function closeTuples(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const n of node) closeTuples(n);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  const o = node as JsonObject;
+  if (Array.isArray(o['prefixItems']) && (o['items'] === undefined || o['items'] === false)) o['items'] = { not: {} };
+  for (const v of Object.values(o)) closeTuples(v);
 }
 
 /**
@@ -171,6 +188,9 @@ export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
   { name: 'ioas', description: 'I/O address spaces: map, unmap, and the memory behind them (`IOMMU_IOAS_ALLOC`, `IOMMU_IOAS_MAP`).' },
   { name: 'hwpt', description: 'Hardware page tables, fault-capable or not (`IOMMU_HWPT_ALLOC`, `IOMMU_HWPT_INVALIDATE`).' },
   { name: 'fault', description: 'Fault queues (`IOMMU_FAULT_QUEUE_ALLOC`) and their fault fd, a WebSocket stream (see /asyncapi.json).' },
+  { name: 'viommu', description: 'Virtual IOMMUs (`IOMMU_VIOMMU_ALLOC`) and their cache invalidation, ARM SMMUv3.' },
+  { name: 'vdevice', description: 'A device as the guest sees it on a vIOMMU, by its virtual id (`IOMMU_VDEVICE_ALLOC`).' },
+  { name: 'veventq', description: 'vEVENTQs (`IOMMU_VEVENTQ_ALLOC`) and their read-only WebSocket stream (see /asyncapi.json).' },
   { name: 'healthz', description: 'Liveness.' },
 ];
 

@@ -66,6 +66,7 @@ export const zEmptyResult = strict({}, 'an empty object');
 export const zErrorBody = strict({
   errno: z.enum(ERRNOS as [Errno, ...Errno[]], { error: expectMessage('an errno name') }),
   message: z.string(),
+  /** Invalidation errors: the entries or commands handled before the bad one. */
   done: zU32.optional(),
 });
 /** ErrorBody - an error response body. */
@@ -100,8 +101,8 @@ const capsFields = {
   prg_response_needs_pasid: zBool,
 };
 
-/** zDeviceCaps - a device's capabilities, all present (results). */
-export const zDeviceCaps = strict(capsFields, 'a caps object');
+/** zDeviceCaps - a device's capabilities, all present (results); `stall` only on an SMMUv3-model device. */
+export const zDeviceCaps = strict({ ...capsFields, stall: zBool.optional() }, 'a caps object');
 /** DeviceCaps - a device's capabilities. */
 export type DeviceCaps = z.infer<typeof zDeviceCaps>;
 
@@ -118,6 +119,8 @@ export const zDeviceCapsBody = strict(
     ats: capsFields.ats.default(true),
     is_vf: capsFields.is_vf.default(false),
     prg_response_needs_pasid: capsFields.prg_response_needs_pasid.default(true),
+    /** SMMUv3-model devices only (default true there; EINVAL elsewhere). */
+    stall: zBool.optional(),
   },
   'a caps object',
 );
@@ -451,7 +454,7 @@ export const zContextCreated = strict({ ctx: zObjectId, token: z.string().min(1)
 export type ContextCreated = z.input<typeof zContextCreated>;
 
 /** OBJECT_TYPES - the object types of a context (kernel IOMMUFD_OBJ_*). */
-export const OBJECT_TYPES = ['device', 'ioas', 'hwpt_paging', 'hwpt_nested', 'fault'] as const;
+export const OBJECT_TYPES = ['device', 'ioas', 'hwpt_paging', 'hwpt_nested', 'fault', 'viommu', 'vdevice', 'veventq'] as const;
 /** ObjectType - one of %OBJECT_TYPES. */
 export type ObjectType = (typeof OBJECT_TYPES)[number];
 
@@ -496,8 +499,14 @@ export type MemoryWriteBody = z.output<typeof zMemoryWriteBody>;
 /** zMemoryReadResult - `{data}`. */
 export const zMemoryReadResult = strict({ data: zHexData });
 
-/** HWPT_DATA_TYPES - hwpt data types (kernel IOMMU_HWPT_DATA_NONE, _VTD_S1). */
-export const HWPT_DATA_TYPES = ['none', 'vtd_s1'] as const;
+/** HWPT_DATA_TYPES - hwpt data types (kernel IOMMU_HWPT_DATA_NONE, _VTD_S1, _ARM_SMMUV3). */
+export const HWPT_DATA_TYPES = ['none', 'vtd_s1', 'arm_smmuv3'] as const;
+
+/** zSteWords - the guest STE's first two words (struct iommu_hwpt_arm_smmuv3), `["0x…", "0x…"]`. */
+const zSteWords = z.tuple([zU64, zU64], { error: expectMessage('two u64 words ["0x…", "0x…"]') });
+
+/** zArmSmmuv3Data - struct iommu_hwpt_arm_smmuv3: the guest STE of a nested hwpt on a vIOMMU. */
+export const zArmSmmuv3Data = strict({ ste: zSteWords }, 'an arm_smmuv3 data object');
 
 /** zVtdS1Data - struct iommu_hwpt_vtd_s1: the guest's stage-1 table. */
 export const zVtdS1Data = strict(
@@ -510,6 +519,18 @@ export const zVtdS1Data = strict(
 );
 
 /**
+ * zHwptData - the driver data of a nested hwpt: the fields of vtd_s1
+ * (zVtdS1Data) or of arm_smmuv3 (zArmSmmuv3Data), each checked as there;
+ * which ones must be present follows from data_type (the server checks).
+ */
+export const zHwptData = strict(
+  { ...zVtdS1Data.shape, ...zArmSmmuv3Data.shape },
+  'a vtd_s1 {flags, pgtbl_addr, addr_width} or arm_smmuv3 {ste} data object',
+).partial();
+/** HwptData - parsed hwpt data. */
+export type HwptData = z.output<typeof zHwptData>;
+
+/**
  * zHwptAllocBody - POST .../hwpt (IOMMU_HWPT_ALLOC). flags and __reserved
  * default to 0; fault_id is read only with FAULT_ID_VALID.
  */
@@ -517,8 +538,8 @@ export const zHwptAllocBody = strict({
   dev_id: zU32,
   pt_id: zU32,
   flags: zU32.default(0),
-  data_type: z.enum(HWPT_DATA_TYPES, { error: expectMessage('data_type "none" or "vtd_s1"') }).optional(),
-  data: zVtdS1Data.optional(),
+  data_type: z.enum(HWPT_DATA_TYPES, { error: expectMessage('data_type "none", "vtd_s1" or "arm_smmuv3"') }).optional(),
+  data: zHwptData.optional(),
   fault_id: zU32.optional(),
   __reserved: zU32.default(0),
 });
@@ -602,6 +623,44 @@ export const zFaultStatus = strict({
 });
 /** FaultStatus - fault queue status (wire form). */
 export type FaultStatus = z.input<typeof zFaultStatus>;
+
+/** VIOMMU_TYPES - vIOMMU and vEVENTQ types (kernel IOMMU_VIOMMU_TYPE_ARM_SMMUV3, IOMMU_VEVENTQ_TYPE_ARM_SMMUV3). */
+export const VIOMMU_TYPES = ['arm_smmuv3'] as const;
+const zViommuType = z.enum(VIOMMU_TYPES, { error: expectMessage('type "arm_smmuv3"') });
+
+/** zViommuAllocBody - POST .../viommu (IOMMU_VIOMMU_ALLOC): on a NEST_PARENT hwpt of the device's SMMUv3. */
+export const zViommuAllocBody = strict({ type: zViommuType, dev_id: zU32, hwpt_id: zU32, flags: zU32.default(0) });
+/** ViommuAllocBody - a parsed vIOMMU allocation. */
+export type ViommuAllocBody = z.output<typeof zViommuAllocBody>;
+
+/** zVdeviceAllocBody - POST .../vdevice (IOMMU_VDEVICE_ALLOC): virt_id is the vSID, a u64. */
+export const zVdeviceAllocBody = strict({ viommu_id: zU32, dev_id: zU32, virt_id: zU64 });
+/** VdeviceAllocBody - a parsed vDEVICE allocation. */
+export type VdeviceAllocBody = z.output<typeof zVdeviceAllocBody>;
+
+/** zVeventqAllocBody - POST .../veventq (IOMMU_VEVENTQ_ALLOC): depth ≥ 1 events. */
+export const zVeventqAllocBody = strict({ viommu_id: zU32, type: zViommuType, depth: zU32, flags: zU32.default(0), __reserved: zU32.default(0) });
+/** VeventqAllocBody - a parsed vEVENTQ allocation. */
+export type VeventqAllocBody = z.output<typeof zVeventqAllocBody>;
+
+/** zVeventqCreated - `{id, stream}`: stream is the path of the vEVENTQ stream. */
+export const zVeventqCreated = strict({ id: zObjectId, stream: z.string() });
+/** VeventqCreated - a new vEVENTQ (wire form). */
+export type VeventqCreated = z.input<typeof zVeventqCreated>;
+
+/**
+ * zVeventqStatus - GET .../veventq/:id: `queued` (entries a read would
+ * return now, the LOST_EVENTS header included), `depth`, `sequence` (the
+ * next one), `lost` (events dropped so far), `connections` (open streams).
+ */
+export const zVeventqStatus = strict({ id: zObjectId, queued: zU32, depth: zU32, sequence: zU32, lost: zU32, connections: zU32 });
+/** VeventqStatus - vEVENTQ status (wire form). */
+export type VeventqStatus = z.input<typeof zVeventqStatus>;
+
+/** zViommuInvalidateBody - POST .../viommu/:id/invalidate: SMMUv3 commands, two u64 words each. */
+export const zViommuInvalidateBody = strict({ data_type: zViommuType, commands: arrayOf(zSteWords, 'commands') });
+/** ViommuInvalidateBody - parsed vIOMMU invalidation commands. */
+export type ViommuInvalidateBody = z.output<typeof zViommuInvalidateBody>;
 
 /** zHealth - GET /healthz. */
 export const zHealth = strict({ status: z.literal('ok') });
@@ -860,7 +919,7 @@ const COMMAND_TABLE = Object.freeze([
   command({
     name: 'hwpt.alloc', method: 'POST', url: `${C}/hwpt`, auth: 'ctx', status: 201,
     params: zCtxParams, body: zHwptAllocBody, response: zIdResult,
-    summary: 'Allocate a paging hwpt on an IOAS or a nested (vtd_s1) hwpt on a NEST_PARENT hwpt',
+    summary: 'Allocate a paging hwpt on an IOAS, a nested (vtd_s1) hwpt on a NEST_PARENT hwpt, or a nested (arm_smmuv3) hwpt on a vIOMMU (EIO for a bad STE)',
     kernel: 'IOMMU_HWPT_ALLOC',
     errnos: ['ENOENT', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
   }),
@@ -876,14 +935,14 @@ const COMMAND_TABLE = Object.freeze([
     params: zDevIdParams, body: zAttachBody, response: zEmptyResult,
     summary: 'Attach the device (RID, or a PASID) to an hwpt',
     kernel: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
-    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+    errnos: ['ENOENT', 'ENODEV', 'EBUSY', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'device.replace', method: 'POST', url: `${C}/devices/:dev_id/replace`, auth: 'ctx', status: 200,
     params: zDevIdParams, body: zAttachBody, response: zEmptyResult,
     summary: "Replace the attachment; the old attachment's groups are answered INVALID",
     kernel: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)',
-    errnos: ['ENOENT', 'EBUSY', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+    errnos: ['ENOENT', 'ENODEV', 'EBUSY', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
   }),
   command({
     name: 'device.detach', method: 'POST', url: `${C}/devices/:dev_id/detach`, auth: 'ctx', status: 200,
@@ -903,6 +962,40 @@ const COMMAND_TABLE = Object.freeze([
     name: 'fault.get', method: 'GET', url: `${C}/faults/:id`, auth: 'ctx', status: 200,
     params: zObjectParams, response: zFaultStatus,
     summary: 'Fault queue state: queued, outstanding, connections, counters',
+    errnos: ['ENOENT'],
+  }),
+  command({
+    name: 'viommu.alloc', method: 'POST', url: `${C}/viommu`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zViommuAllocBody, response: zIdResult,
+    summary: 'Allocate a vIOMMU (arm_smmuv3) on a NEST_PARENT hwpt of a device behind the SMMUv3 model',
+    kernel: 'IOMMU_VIOMMU_ALLOC',
+    errnos: ['ENOENT', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'viommu.invalidate', method: 'POST', url: `${C}/viommu/:id/invalidate`, auth: 'ctx', status: 200,
+    params: zObjectParams, body: zViommuInvalidateBody, response: zHwptInvalidateResult,
+    summary: 'Run guest SMMUv3 invalidation commands (vSIDs translated); EIO at the first bad one, with done',
+    kernel: 'IOMMU_HWPT_INVALIDATE (vIOMMU)',
+    errnos: ['ENOENT', 'EOPNOTSUPP'],
+  }),
+  command({
+    name: 'vdevice.alloc', method: 'POST', url: `${C}/vdevice`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zVdeviceAllocBody, response: zIdResult,
+    summary: 'Name a device inside a vIOMMU by its virtual id (the vSID); EEXIST if taken or the device has one',
+    kernel: 'IOMMU_VDEVICE_ALLOC',
+    errnos: ['ENOENT', 'EEXIST', 'ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'veventq.alloc', method: 'POST', url: `${C}/veventq`, auth: 'ctx', status: 201,
+    params: zCtxParams, body: zVeventqAllocBody, response: zVeventqCreated,
+    summary: 'Allocate a vEVENTQ of a vIOMMU; its stream is the vEVENTQ fd',
+    kernel: 'IOMMU_VEVENTQ_ALLOC',
+    errnos: ['ENOENT', 'EEXIST', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+  }),
+  command({
+    name: 'veventq.get', method: 'GET', url: `${C}/veventq/:id`, auth: 'ctx', status: 200,
+    params: zObjectParams, response: zVeventqStatus,
+    summary: 'vEVENTQ state: queued, depth, sequence, lost, connections',
     errnos: ['ENOENT'],
   }),
   command({

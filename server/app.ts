@@ -8,10 +8,12 @@
  * /asyncapi.json, /docs, the console (/ui, where / leads), one error handler, and the shutdown sequence.
  */
 import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Platform, type IommufdFault, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
-import { asyncApiDocument, CLOSE, httpStatusOf, openApiDocument, STREAM_URL } from '../protocol/index.js';
+import { asyncApiDocument, CLOSE, httpStatusOf, openApiDocument, STREAM_URL, VEVENT_STREAM_URL } from '../protocol/index.js';
 import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
 import { DOCS_CSP, DOCS_SCRIPT, docsHtml } from './docs.js';
@@ -25,6 +27,7 @@ import { routeTable } from './routes/index.js';
 import { EventLoopScheduler } from './scheduler.js';
 import { registerUi } from './ui.js';
 import { DEFAULT_STREAM_OPTIONS, FaultStreamServer, type StreamOptions } from './stream.js';
+import { VeventStreamServer } from './vevent-stream.js';
 import { streamTarget } from './stream-admission.js';
 
 /** BODY_LIMIT - the default largest request body accepted (bytes); larger → 413 EMSGSIZE. */
@@ -255,6 +258,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   metrics.tableSizes = () => tableSizes(platform, contexts);
   metrics.memoryBudget = () => ({ inUse: platform.budget.inUse, limit: platform.budget.limit });
   const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
+  const vevents = new VeventStreamServer({ contexts, log });
 
   // The one error reply: route errors, 404s, body parsing and bad URLs.
   const bodyLimit = opts.bodyLimit ?? BODY_LIMIT;
@@ -342,7 +346,12 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     streamTarget(request.raw, contexts);
     throw new HttpError('EINVAL', 'the fault stream needs a WebSocket upgrade');
   });
-  app.server.on('upgrade', streams.handleUpgrade);
+  app.get(VEVENT_STREAM_URL, async () => {
+    throw new HttpError('EINVAL', 'the vEVENTQ stream needs a WebSocket upgrade');
+  });
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    vevents.matches(req) ? vevents.handleUpgrade(req, socket, head) : streams.handleUpgrade(req, socket, head),
+  );
   // Beyond the cap node closes a new connection as it accepts it ('drop'):
   // no HTTP reply is possible without taking the connection on.
   app.server.maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
@@ -363,6 +372,7 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
     contexts.forgetAll();
     streams.close(CLOSE.GOING_AWAY, 'daemon shutting down');
     observe.close();
+    vevents.close(CLOSE.GOING_AWAY, 'daemon shutting down');
   });
 
   const shutdownSummary = (): ShutdownSummary | undefined => {

@@ -55,8 +55,11 @@ const FASTIFY_MESSAGE: Readonly<Record<string, string>> = {
  * go to the log only).
  */
 export function wireErrorOf(err: unknown): WireError {
+  // EIO from the core is the kernel's own answer to bad input (a guest STE, an
+  // invalidation command): a client error, unlike an unexpected failure.
   if (err instanceof IommuError) {
     const w = wire(err.errno, err.message, false);
+    if (err.errno === 'EIO') w.status = 400;
     if (err.done !== undefined) w.body.done = err.done;
     return w;
   }

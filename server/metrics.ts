@@ -235,6 +235,23 @@ export class Metrics {
       help: 'Groups answered INVALID by the response timeout',
       registers,
     });
+    // vEVENTQ events, counted at scrape time like the groups.
+    const vevents = { reported: 0, read: 0, lost: 0 };
+    for (const [key, help] of [
+      ['reported', 'vEVENTQ events reported (kept or dropped)'],
+      ['read', 'vEVENTQ events read by a vEVENTQ stream'],
+      ['lost', 'vEVENTQ events dropped at the queue depth (a LOST_EVENTS header stands for them)'],
+    ] as const) {
+      new Counter({
+        name: `iopfd_vevents_${key}_total`,
+        help,
+        registers,
+        collect() {
+          this.inc(vevents[key]);
+          vevents[key] = 0;
+        },
+      });
+    }
     const latency = new LatencyHistogram();
     // A metric object of our own: the registry only needs name, type, get() and reset().
     this.registry.registerMetric(latency as unknown as Histogram);
@@ -301,6 +318,9 @@ export class Metrics {
     };
     const codeName = (code: number): string => CODE_NAME[code] ?? String(code);
     this.observer = {
+      veventReported: () => void vevents.reported++,
+      veventRead: (n) => void (vevents.read += n),
+      veventLost: () => void vevents.lost++,
       reported: (g, q) => {
         reportedN++;
         count(REPORTED, g, q);

@@ -55,7 +55,7 @@ const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  *
  * Throws: HttpError EINVAL (VersionError for the version).
  */
-function checkHandshake(req: IncomingMessage): void {
+export function checkHandshake(req: IncomingMessage): void {
   if (req.method !== 'GET') throw new HttpError('EINVAL', `the fault stream is opened with GET, not ${String(req.method)}`);
   if (req.headers.upgrade?.toLowerCase() !== 'websocket') throw new HttpError('EINVAL', 'the fault stream needs Upgrade: websocket');
   const key = req.headers['sec-websocket-key'];

@@ -28,6 +28,7 @@ import { Options, OUTPUT_FORMATS, type CliCommand, type CliIo, type Invocation, 
 import { ADMIN_CONTEXT_COMMANDS, CONTEXT_COMMANDS, PLATFORM_COMMANDS } from './commands.js';
 import { completionScript, SHELLS } from './completion.js';
 import { closest, didYouMean, editDistance } from './suggest.js';
+import { VIOMMU_COMMANDS } from './viommu-commands.js';
 import { DEVICE_TRAFFIC, TRAFFIC_STOP, WATCH } from './streams.js';
 import { toYaml } from './yaml.js';
 
@@ -75,6 +76,7 @@ export const COMMANDS: readonly CliCommand[] = Object.freeze([
   ...PLATFORM_COMMANDS,
   ...ADMIN_CONTEXT_COMMANDS,
   ...CONTEXT_COMMANDS,
+  ...VIOMMU_COMMANDS,
   WATCH,
   DEVICE_TRAFFIC,
   TRAFFIC_STOP,

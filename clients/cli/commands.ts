@@ -9,6 +9,7 @@ import { formatU64, HWPT_FLAGS } from '../../protocol/index.js';
 import { parseU32, UsageError } from '../common/args.js';
 import type { ContextList, FaultAllocRequest, HwptAllocRequest, IopfdClient, IopfdContext, PlatformDevice } from '../sdk/index.js';
 import { permOf, table, type CliCommand, type Invocation } from './command.js';
+import { twoWords } from './viommu-commands.js';
 
 const id = (name: string, inv: Invocation): number => parseU32(name, inv.args[name]!, 1);
 
@@ -328,11 +329,14 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
       { name: 'flags', arg: 'N', help: 'more flag bits, or-ed in' },
       { name: 'vtd-s1', arg: 'GPA', help: "nested: the guest's stage-1 root table" },
       { name: 'addr-width', arg: '48|57', help: 'of the stage-1 table (default 48)' },
+      { name: 'ste', arg: 'W0,W1', help: 'nested on a vIOMMU (--pt-id VIOMMU): the guest STE words (arm_smmuv3)' },
     ],
     run: (inv) => {
       const o = inv.opts;
       const fault = o.u32('fault-id', 1);
       const root = o.u64('vtd-s1');
+      const ste = o.str('ste');
+      if (ste !== undefined && root !== undefined) throw new UsageError('--ste and --vtd-s1 exclude each other');
       const width = o.oneOf('addr-width', ['48', '57'] as const) ?? '48';
       const flags =
         (o.u32('flags') ?? 0) |
@@ -345,6 +349,7 @@ export const CONTEXT_COMMANDS: readonly CliCommand[] = [
         flags: flags >>> 0,
         ...(fault === undefined ? {} : { fault_id: fault }),
         ...(root === undefined ? {} : { data_type: 'vtd_s1' as const, data: { flags: 0, pgtbl_addr: root, addr_width: Number(width) as 48 | 57 } }),
+        ...(ste === undefined ? {} : { data_type: 'arm_smmuv3' as const, data: { ste: twoWords('--ste', ste) } }),
       };
       return inv.context().allocHwpt(body);
     },

@@ -14,7 +14,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLOSE, formatU64, HWPT_FLAGS, PGFAULT_FLAGS } from '../../protocol/index.js';
 import { parseU32 } from '../common/args.js';
-import type { FaultGroup, FaultQueue, IopfdContext, TrafficStatus } from '../sdk/index.js';
+import type { FaultGroup, FaultQueue, IopfdContext, TrafficStatus, VEventItem } from '../sdk/index.js';
 import { permOf, permText, type CliCommand, type Invocation, type Output } from './command.js';
 
 const WATCH_COLUMNS: ReadonlyArray<readonly [string, number]> = [
@@ -39,6 +39,26 @@ function groupJson(g: FaultGroup, answer: string | null): string {
   return JSON.stringify({ cookie: g.cookie, redelivered: g.redelivered, answer, records });
 }
 
+/** SMMUv3 event names by id (EVT_ID_*), for `watch --veventq`. */
+const EVT_NAMES: Readonly<Record<number, string>> = {
+  0x04: 'C_BAD_STE', 0x06: 'F_STREAM_DISABLED', 0x08: 'C_BAD_SUBSTREAMID', 0x0a: 'C_BAD_CD',
+  0x10: 'F_TRANSLATION', 0x11: 'F_ADDR_SIZE', 0x12: 'F_ACCESS', 0x13: 'F_PERMISSION',
+};
+
+/** veventLine() - one vEVENTQ entry: sequence, loss, and the event's id, vSID, SSID, access and address. */
+function veventLine(e: VEventItem, json: boolean): string {
+  const lost = e.missed + (e.lost ? 1 : 0);
+  if (!e.evt) return json ? JSON.stringify({ vevent: { sequence: e.sequence, lost } }) : `vevent ${e.sequence} LOST_EVENTS (${lost} lost)`;
+  const [w0, w1, addr] = e.evt;
+  const id = Number(w0 & 0xffn);
+  const vsid = Number(w0 >> 32n);
+  const ssid = (w0 >> 11n) & 1n ? String(Number((w0 >> 12n) & 0xfffffn)) : '-';
+  const rw = (w1 >> 35n) & 1n ? 'read' : 'write';
+  const name = EVT_NAMES[id] ?? `0x${id.toString(16)}`;
+  if (json) return JSON.stringify({ vevent: { sequence: e.sequence, lost, id: name, vsid, ssid, access: rw, addr: formatU64(addr), evt: e.evt.map(formatU64) } });
+  return `vevent ${e.sequence} ${name} vsid=0x${vsid.toString(16)} ssid=${ssid} ${rw} ${formatU64(addr)}${lost > 0 ? ` (${lost} lost before it)` : ''}`;
+}
+
 /** WATCH - `iopfctl watch FAULT_ID`. */
 export const WATCH: CliCommand = {
   words: ['watch'],
@@ -49,6 +69,7 @@ export const WATCH: CliCommand = {
     { name: 'mode', arg: 'json|uapi', help: 'the stream subprotocol (default json)' },
     { name: 'window', arg: 'N', help: 'groups delivered and unanswered at most (default 1024)' },
     { name: 'count', arg: 'N', help: 'stop after N groups' },
+    { name: 'veventq', arg: 'ID', help: "also print this vEVENTQ's events (one `vevent` line each; loss reported)" },
   ],
   run: async (inv) => {
     const answer = inv.opts.oneOf('answer', ['success', 'invalid', 'none'] as const) ?? 'none';
@@ -59,6 +80,15 @@ export const WATCH: CliCommand = {
     const q = inv.context().faultQueue(faultId, { mode, window });
     await q.connect();
     const { stdout, stderr } = inv.io;
+    const veventqId = inv.opts.u32('veventq', 1);
+    const vq = veventqId === undefined ? undefined : inv.context().veventQueue(veventqId, { mode });
+    let vevents: Promise<void> = Promise.resolve();
+    if (vq) {
+      await vq.connect();
+      vevents = (async () => {
+        for await (const e of vq) stdout.write(`${veventLine(e, inv.json)}\n`);
+      })().catch((err: unknown) => void stderr.write(`watch: vEVENTQ stream ended: ${(err as Error).message}\n`));
+    }
     q.on('expired', (cookies) => stderr.write(`watch: expired (answered INVALID by the timeout): ${cookies.join(' ')}\n`));
     q.on('revoked', (cookies, cause) => stderr.write(`watch: revoked (answered INVALID by ${cause}): ${cookies.join(' ')}\n`));
     q.on('overflow', (n) => stderr.write(`watch: ${n} groups answered by the queue's depth policy\n`));
@@ -84,6 +114,8 @@ export const WATCH: CliCommand = {
     } finally {
       inv.io.signal?.removeEventListener('abort', stop);
       await q.close();
+      vq?.close();
+      await vevents;
     }
     return undefined;
   },

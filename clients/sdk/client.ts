@@ -44,7 +44,14 @@ import type {
   TrafficRequest,
   TrafficStatus,
   UnmapResult,
+  VdeviceAllocRequest,
+  VeventqAllocRequest,
+  VeventqCreated,
+  VeventqStatus,
+  ViommuAllocRequest,
+  ViommuInvalidateRequest,
 } from './types.js';
+import { VEventQueue, type VEventQueueOptions } from './vevent-queue.js';
 
 /**
  * struct IopfdClientOptions - how to reach the daemon.
@@ -366,6 +373,36 @@ export class IopfdContext {
   /** faultStatus() - GET .../faults/:id. */
   faultStatus(id: number): Promise<FaultStatus> {
     return this.#call('fault.get', { id });
+  }
+
+  /** allocViommu() - POST .../viommu (IOMMU_VIOMMU_ALLOC): arm_smmuv3 on a NEST_PARENT hwpt. */
+  allocViommu(body: ViommuAllocRequest): Promise<IdResult> {
+    return this.#call('viommu.alloc', {}, body);
+  }
+
+  /** invalidateViommu() - POST .../viommu/:id/invalidate: guest SMMUv3 commands; an error carries `done`. */
+  invalidateViommu(viommu: number, body: ViommuInvalidateRequest): Promise<HwptInvalidateResult> {
+    return this.#call('viommu.invalidate', { id: viommu }, body);
+  }
+
+  /** allocVdevice() - POST .../vdevice (IOMMU_VDEVICE_ALLOC): virt_id is the vSID. */
+  allocVdevice(body: VdeviceAllocRequest): Promise<IdResult> {
+    return this.#call('vdevice.alloc', {}, body);
+  }
+
+  /** allocVeventq() - POST .../veventq (IOMMU_VEVENTQ_ALLOC). */
+  allocVeventq(body: VeventqAllocRequest): Promise<VeventqCreated> {
+    return this.#call('veventq.alloc', {}, body);
+  }
+
+  /** veventqStatus() - GET .../veventq/:id. */
+  veventqStatus(id: number): Promise<VeventqStatus> {
+    return this.#call('veventq.get', { id });
+  }
+
+  /** veventQueue() - a stream client on vEVENTQ @id (not yet connected: call connect()). */
+  veventQueue(id: number, opts: Omit<VEventQueueOptions, 'url' | 'ctx' | 'veventqId' | 'token'> = {}): VEventQueue {
+    return new VEventQueue({ ...opts, url: this.client.url, ctx: this.ctx, veventqId: id, token: this.token });
   }
 
   /**

@@ -10,3 +10,4 @@ export * from './types.js';
 export * from './client.js';
 export * from './fault-queue.js';
 export * from './observe.js';
+export * from './vevent-queue.js';

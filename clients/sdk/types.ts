@@ -27,6 +27,10 @@ import type {
   zSvaBindBody,
   zTrafficBody,
   zUnmapResult,
+  zVdeviceAllocBody,
+  zVeventqAllocBody,
+  zViommuAllocBody,
+  zViommuInvalidateBody,
 } from '../../protocol/index.js';
 
 export type {
@@ -41,6 +45,8 @@ export type {
   Platform,
   PlatformDevice,
   TrafficStatus,
+  VeventqCreated,
+  VeventqStatus,
 } from '../../protocol/index.js';
 
 /** WireInput - the input type of a zod schema (zod's `z.input<S>`). */
@@ -72,6 +78,15 @@ export type AttachRequest = WireInput<typeof zAttachBody>;
 export type DetachRequest = WireInput<typeof zDetachBody>;
 /** FaultAllocRequest - POST .../faults body. */
 export type FaultAllocRequest = WireInput<typeof zFaultAllocBody>;
+
+/** ViommuAllocRequest - POST .../viommu body. */
+export type ViommuAllocRequest = WireInput<typeof zViommuAllocBody>;
+/** VdeviceAllocRequest - POST .../vdevice body (virt_id a u64 string: the vSID). */
+export type VdeviceAllocRequest = WireInput<typeof zVdeviceAllocBody>;
+/** VeventqAllocRequest - POST .../veventq body. */
+export type VeventqAllocRequest = WireInput<typeof zVeventqAllocBody>;
+/** ViommuInvalidateRequest - POST .../viommu/:id/invalidate body. */
+export type ViommuInvalidateRequest = WireInput<typeof zViommuInvalidateBody>;
 
 /** IdResult - `{id}` of a new object. */
 export type IdResult = WireInput<typeof zIdResult>;

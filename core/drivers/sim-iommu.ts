@@ -34,8 +34,10 @@ import {
   type IopfFault,
   type IopfQueue,
 } from '../iommu/iommu.js';
+import type { IommuViommu, IommuViommuType } from '../iommu/viommu.js';
 import { IommuError } from '../iommu/errors.js';
 import { LATEST_PROFILE, type KernelProfile } from '../iommu/profiles.js';
+import { ArmVsmmu, armSmmuAttachPrepareVmaster, armSmmuHandleEvent, type ArmNestedCfg, type ArmSmmuHw, type ArmVmaster } from './arm-vsmmu.js';
 import { iommuReportDeviceFault, iopfQueueAddDevice, iopfQueueAlloc, iopfQueueDiscardPartial, iopfQueueRemoveDevice } from '../iopf/io-pgfault.js';
 
 interface DomainPriv {
@@ -44,6 +46,8 @@ interface DomainPriv {
   s1: { root: bigint; addrWidth: 48 | 57; flags: number } | undefined;
   /** Nested domains built on this paging domain. */
   children: Set<IommuDomain>;
+  /** smmuv3: a nested domain of a vSMMU (the guest's STE). */
+  smmu?: ArmNestedCfg;
 }
 
 function priv(d: IommuDomain): DomainPriv {
@@ -65,6 +69,20 @@ export class SimIommu implements IommuOps {
   readonly userPasidTable: boolean;
   readonly queue: IopfQueue;
   readonly stats: SimIommuStats = { reported: 0, stopMarkersDropped: 0, malformedAnswered: 0, malformedDropped: 0, unknownRequester: 0, partialDiscards: 0 };
+  /** smmuv3: the stream table, StreamID (the RID) → device. */
+  readonly streams = new Map<number, IommuDevice>();
+  /** smmuv3: master->vmaster, the vSID of a device attached to a translating nested domain. */
+  readonly vmasters = new Map<IommuDevice, ArmVmaster>();
+  /** smmuv3: events arm_smmu_handle_event did not hand on (the host logs them), by event id. */
+  readonly unhandledEvents = new Map<number, number>();
+  /** smmuv3: what a vSMMU drives. */
+  readonly smmuHw: ArmSmmuHw = {
+    ops: this,
+    invalidateTag: (tag) => void this.unit.iotlb.invalidateTag(tag),
+    invalidateRange: (tag, addr, npages) => void this.unit.iotlb.invalidateRange(tag, undefined, addr, npages),
+    streamDevice: (sid) => this.streams.get(sid),
+    sidOf: (dev) => (dev.priv as PcieFunction).rid,
+  };
 
   /** Lowest non-canonical address and lowest canonical upper-half one. */
   private readonly canonLow: bigint;
@@ -88,6 +106,7 @@ export class SimIommu implements IommuOps {
     this.userPasidTable = unit.model !== 'vtd';
     this.queue = iopfQueueAlloc(`${unit.name}-iopfq`, unit.sched);
     unit.onInterrupt = () => this.drain();
+    unit.onEventInterrupt = () => this.drainEvents();
   }
 
   get model(): IommuUnit['model'] {
@@ -107,6 +126,7 @@ export class SimIommu implements IommuOps {
     dev.priv = fn;
     fn.iommu = dev;
     this.unit.addFunction(fn);
+    this.streams.set(fn.rid, dev);
     if (this.unit.model === 'vtd') fn.pri.enableBit = !this.profile.priAtAttach && this.priUsable(fn);
     return dev;
   }
@@ -122,8 +142,9 @@ export class SimIommu implements IommuOps {
    * probe. With priAtAttach (v6.11–v6.14's iommufd_fault_iopf_enable and
    * the older intel_iommu_enable_iopf): ENODEV without PRI or ATS, EINVAL
    * for a PASID-capable function without "PRG Response PASID Required",
-   * else PRI is reset and enabled here. SMMUv3 (arm_smmu_enable_iopf): every
-   * function of the model stalls, so none is refused. The mock
+   * else PRI is reset and enabled here. SMMUv3 (arm_smmu_master_enable_iopf):
+   * IOPF is the stall model, so ENODEV for a function without the `stall`
+   * cap. The mock
    * (mock_dev_enable_iopf): no condition.
    */
   enableIopf(dev: IommuDevice): void {
@@ -139,6 +160,9 @@ export class SimIommu implements IommuOps {
       } else if (!fn.pri.enableBit) {
         throw new IommuError('ENODEV', `${dev.name}: PRI could not be enabled at probe (needs ATS, PRI and, with PASID, "PRG Response PASID Required")`);
       }
+    }
+    if (this.unit.model === 'smmuv3' && fn.caps.stall !== true) {
+      throw new IommuError('ENODEV', `${dev.name} cannot stall: a fault-capable attach on the SMMUv3 model needs the stall cap`);
     }
     iopfQueueAddDevice(this.queue, dev);
   }
@@ -156,6 +180,8 @@ export class SimIommu implements IommuOps {
     iopfQueueRemoveDevice(this.queue, dev);
     dev.iopfUsers = 0;
     this.unit.forgetFunction(fn);
+    if (this.streams.get(fn.rid) === dev) this.streams.delete(fn.rid);
+    this.vmasters.delete(dev);
     fn.iommu = undefined;
   }
 
@@ -177,6 +203,20 @@ export class SimIommu implements IommuOps {
       this.stats.partialDiscards++;
       this.unit.overflow = false;
     }
+  }
+
+  /**
+   * arm_smmu_evtq_thread: handle every record in the event queue; a stall
+   * that nothing took is terminated (CMD_RESUME abort) so no transaction
+   * stays stalled.
+   */
+  drainEvents(): void {
+    for (let evt = this.unit.evtq.pop(); evt; evt = this.unit.evtq.pop()) {
+      const stag = Number(evt[1]! & 0xffffn);
+      const stall = (evt[1]! & (1n << 31n)) !== 0n;
+      if (this.handleEvent(evt) !== 0 && stall && this.unit.txStalled(stag)) this.unit.resume(stag, PRG_INVALID);
+    }
+    this.unit.evtq.overflow = false;
   }
 
   private answerDirect(r: PageRequest, code: number): void {
@@ -283,7 +323,39 @@ export class SimIommu implements IommuOps {
     return d;
   }
 
+  /**
+   * viommu_alloc (arm_vsmmu_alloc): an arm_smmuv3 vSMMU on the nest parent
+   * @parent. EOPNOTSUPP unless this is the smmuv3 model and @type arm_smmuv3;
+   * EINVAL when @parent belongs to another SMMU instance.
+   */
+  viommuAlloc(_dev: IommuDevice, parent: IommuDomain, type: IommuViommuType): IommuViommu {
+    if (this.unit.model !== 'smmuv3' || type !== 'arm_smmuv3') throw new IommuError('EOPNOTSUPP', `${this.unit.name} (${this.unit.model}) has no ${type} vIOMMU`);
+    if (parent.ops !== this) throw new IommuError('EINVAL', 'the nest parent belongs to another SMMU instance');
+    return new ArmVsmmu(this.smmuHw, parent, (cfg) => {
+      const d = new IommuDomain('nested', this, parent);
+      d.priv = { s2: priv(parent).s2, s1: undefined, children: new Set(), smmu: cfg } satisfies DomainPriv;
+      priv(parent).children.add(d);
+      return d;
+    });
+  }
+
+  /**
+   * arm_smmu_evtq_thread for one event record: arm_smmu_handle_event
+   * (a stall → IOPF; a stage-1 event of a vmaster → its vEVENTQ). Returns 0
+   * when handled; otherwise the event is counted as the host's and, if it is
+   * a stall, the caller terminates it.
+   */
+  handleEvent(evt: readonly bigint[]): number {
+    const ret = armSmmuHandleEvent(this.smmuHw, (dev) => this.vmasters.get(dev), evt);
+    if (ret !== 0) {
+      const id = Number(evt[0]! & 0xffn);
+      this.unhandledEvents.set(id, (this.unhandledEvents.get(id) ?? 0) + 1);
+    }
+    return ret;
+  }
+
   domainFree(domain: IommuDomain): void {
+    priv(domain).smmu?.vsmmu.forget(domain);
     if (domain.parent) priv(domain.parent).children.delete(domain);
     this.unit.iotlb.invalidateTag(domain.id);
   }
@@ -312,14 +384,22 @@ export class SimIommu implements IommuOps {
   setDevPasid(dev: IommuDevice, pasid: number, domain: IommuDomain | undefined): void {
     const fn = dev.priv as PcieFunction;
     let entry: ContextEntry | undefined;
+    const smmu = domain ? priv(domain).smmu : undefined;
+    // arm_smmu_attach_prepare_vmaster: may refuse (ENOENT) before anything changes.
+    const vmaster = smmu ? armSmmuAttachPrepareVmaster(smmu, dev) : undefined;
     if (domain) {
       const p = priv(domain);
-      entry = { tag: domain.id, s2: p.s2, s1: p.s1 };
+      entry = smmu ? { tag: domain.id, s2: p.s2, s1: undefined, smmu: { ste: smmu.ste, sid: fn.rid, stall: fn.caps.stall === true } } : { tag: domain.id, s2: p.s2, s1: p.s1 };
     }
     this.unit.setContext(fn.rid, pasid, entry);
+    if (pasid === IOMMU_NO_PASID) {
+      if (vmaster) this.vmasters.set(dev, vmaster);
+      else this.vmasters.delete(dev);
+    }
   }
 
   drainPageRequests(dev: IommuDevice, pasid?: number): void {
+    if (this.unit.model === 'smmuv3') this.drainEvents();
     const fn = dev.priv as PcieFunction;
     const taken = this.unit.prqTake(
       (r) => r.fn === fn && (pasid === undefined || (pasid === IOMMU_NO_PASID ? r.pasid === undefined : r.pasid === pasid)),

@@ -40,6 +40,8 @@ export interface DmaPort {
 
 /** Rounds of page requests without fewer faulting pages before a DMA gives up. */
 const MAX_FRUITLESS = 3;
+/** Resumed stalls one DMA may see (a guest that answers RETRY without fixing its tables would loop). */
+const MAX_STALL_ROUNDS = 4096;
 
 /**
  * DmaRun - one DMA in progress. Every round translates every page (a success
@@ -54,6 +56,7 @@ export class DmaRun {
   private pageRequests = 0;
   private retries = 0;
   private fruitless = 0;
+  private stallRounds = 0;
   private lastFaulting = Infinity;
   private finished = false;
   private timer: TimerHandle | undefined;
@@ -93,6 +96,9 @@ export class DmaRun {
       // Translate every page each round: a success may have been invalidated since.
       const r = this.port.unit.translate(this.port.rid, pasid ?? 0, this.pages[i]!, write, exec, priv);
       if (r.kind === 's2') return this.finish('stage2_fault');
+      // SMMUv3: a terminated transaction ends the DMA; a stalled one waits for CMD_RESUME.
+      if (r.kind === 'abort') return this.finish('invalid');
+      if (r.kind === 'stall') return r.wait((retry) => this.resumed(retry));
       if (r.kind === 'ok') this.hpa[i] = r.hpa;
       else {
         this.hpa[i] = undefined;
@@ -109,6 +115,15 @@ export class DmaRun {
     this.lastFaulting = faulting.length;
     const batch = faulting.slice(0, this.port.pri.maxRequests);
     this.send(batch);
+  }
+
+  /** CMD_RESUME of a stalled transaction: retry every page (the guest fixed its tables), or abort. */
+  private resumed(retry: boolean): void {
+    if (this.finished) return;
+    if (!retry) return this.finish('invalid');
+    this.retries++;
+    if (++this.stallRounds > MAX_STALL_ROUNDS) return this.finish('invalid');
+    this.step();
   }
 
   private send(batch: bigint[]): void {

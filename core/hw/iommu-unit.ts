@@ -14,6 +14,7 @@ import { Iotlb } from './iotlb.js';
 import type { SparseMemory } from './memory.js';
 import type { Stage2Table } from './stage2.js';
 import { VTD_S1_SRE, walkVtdS1 } from './vtd-s1.js';
+import { SmmuEventQueue, encodeEvent, smmuStage1, EVT_ID, EVT_CLASS_IN, type SmmuSte } from './smmuv3.js';
 import type { PcieFunction } from './pcie-function.js';
 
 export type HwModel = 'vtd' | 'smmuv3' | 'generic';
@@ -34,6 +35,12 @@ export interface ContextEntry {
    * table addresses go through s2 when present.
    */
   readonly s1: { root: bigint; addrWidth: 48 | 57; flags: number } | undefined;
+  /**
+   * smmuv3 nested: stage 1 is the guest's STE (CD table, AArch64 tables) of
+   * stream @sid; @stall: the master can stall (its faults of a CD with S=1
+   * stall instead of terminating).
+   */
+  readonly smmu?: { readonly ste: SmmuSte; readonly sid: number; readonly stall: boolean };
 }
 
 /**
@@ -67,10 +74,15 @@ export type TranslateResult =
   /** A translation fault the function may ask to resolve with a page request. */
   | { kind: 'fault' }
   /** A nested walk hit an unmapped or forbidden stage-2 address. */
-  | { kind: 's2' };
+  | { kind: 's2' }
+  /** smmuv3: the transaction was terminated (an event without stall, or an abort STE). */
+  | { kind: 'abort' }
+  /** smmuv3: the transaction stalled; @wait registers what runs on CMD_RESUME (retry: true, or abort). */
+  | { kind: 'stall'; stag: number; wait: (onResume: (retry: boolean) => void) => void };
 
 const FAULT: TranslateResult = { kind: 'fault' };
 const S2: TranslateResult = { kind: 's2' };
+const ABORT: TranslateResult = { kind: 'abort' };
 
 interface StallPrg {
   outstanding: number;
@@ -105,6 +117,12 @@ export class IommuUnit {
   /** Page request groups whose last request has not arrived yet, by requester:PRGI. */
   private readonly openPrgs = new Map<string, StallPrg>();
   private nextStag = 0;
+  /** smmuv3: the event queue (32-byte records) and the driver's handler for its interrupt. */
+  readonly evtq: SmmuEventQueue;
+  onEventInterrupt: (() => void) | undefined;
+  private evtIrqPending = false;
+  /** smmuv3: stalled transactions waiting for CMD_RESUME, by stall tag. */
+  private readonly txStalls = new Map<number, { sid: number; onResume: ((retry: boolean) => void) | undefined }>();
 
   constructor(
     readonly name: string,
@@ -115,6 +133,7 @@ export class IommuUnit {
   ) {
     this.pasidFallback = model !== 'vtd';
     this.prq.length = prqDepth;
+    this.evtq = new SmmuEventQueue(Math.max(1, prqDepth));
   }
 
   /** Number of requests waiting in the PRQ. */
@@ -124,7 +143,7 @@ export class IommuUnit {
 
   /** Stalls waiting for a resume (stall model). */
   get stallCount(): number {
-    return this.stalls.size;
+    return this.stalls.size + this.txStalls.size;
   }
 
   /** Program (or clear) the context entry of (rid, pasid); pasid 0 is the RID's own. */
@@ -150,7 +169,7 @@ export class IommuUnit {
     const e = m.get(pasid);
     if (e || pasid === 0 || !this.pasidFallback) return e;
     const ridEntry = m.get(0);
-    return ridEntry && ridEntry.s1 ? ridEntry : undefined;
+    return ridEntry && (ridEntry.s1 || ridEntry.smmu) ? ridEntry : undefined;
   }
 
   /**
@@ -165,6 +184,7 @@ export class IommuUnit {
     const off = iova & 0xfffn;
     const hit = this.iotlb.lookup(e.tag, pasid, iova);
     if (hit && (!write || hit.write) && (!exec || hit.exec) && (priv || hit.user)) return { kind: 'ok', hpa: hit.hpa + off };
+    if (e.smmu) return this.translateSmmu(e, e.smmu, pasid, iova, write, exec, priv);
     if (e.s1) {
       const s2 = e.s2;
       const mem = this.mem;
@@ -210,6 +230,69 @@ export class IommuUnit {
     if (!s || !s.read || (write && !s.write)) return FAULT;
     this.iotlb.insert(e.tag, pasid, iova, { hpa: s.hpa, write: s.write, exec: true, user: true });
     return { kind: 'ok', hpa: s.hpa + off };
+  }
+
+  /**
+   * The SMMUv3 nested walk: the guest's STE, CD and AArch64 tables, every
+   * read and the output through stage 2. A fault writes an event record to
+   * the event queue (unless its CD has R=0 and it does not stall); a
+   * stage-2 miss is the host's (S2 set) and ends the transaction as `s2`; a
+   * fault of a CD with S=1 on a stall-capable master stalls (STALL, STAG)
+   * until CMD_RESUME; anything else terminates it.
+   */
+  private translateSmmu(e: ContextEntry, smmu: NonNullable<ContextEntry['smmu']>, pasid: number, iova: bigint, write: boolean, exec: boolean, priv: boolean): TranslateResult {
+    const s2 = e.s2;
+    const mem = this.mem;
+    const read = (gpa: bigint): bigint | undefined => {
+      if (!s2) return mem.readU64(gpa);
+      const s = s2.lookup(gpa);
+      return s && s.read ? mem.readU64(s.hpa + (gpa & 0xfffn)) : undefined;
+    };
+    const ssid = pasid === 0 ? undefined : pasid;
+    const r = smmuStage1(read, smmu.ste, smmu.sid, iova, { write, exec, priv, ssid });
+    if (r.kind === 'abort') return ABORT;
+    if (r.kind === 'ok') {
+      let hpaPage = r.gpa & ~0xfffn;
+      let s2write = true;
+      if (s2) {
+        const s = s2.lookup(r.gpa);
+        if (!s || !s.read || (write && !s.write)) {
+          this.recordEvent(encodeEvent({ id: EVT_ID.F_TRANSLATION, sid: smmu.sid, ssid, stag: 0, stall: false, priv, exec, read: !write, s2: true, class: EVT_CLASS_IN, addr: iova, ipa: r.gpa }));
+          return S2;
+        }
+        hpaPage = s.hpa;
+        s2write = s.write;
+      }
+      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: r.writable && s2write, exec: r.executable, user: r.user });
+      return { kind: 'ok', hpa: hpaPage + (iova & 0xfffn) };
+    }
+    if (r.event.s2) {
+      this.recordEvent(encodeEvent(r.event));
+      return S2;
+    }
+    if (r.stallable && smmu.stall) {
+      const stag = this.allocStag();
+      // Without room for the record the stall cannot be reported: terminate.
+      if (!this.recordEvent(encodeEvent({ ...r.event, stall: true, stag }))) return ABORT;
+      const stall = { sid: smmu.sid, onResume: undefined as ((retry: boolean) => void) | undefined };
+      this.txStalls.set(stag, stall);
+      return { kind: 'stall', stag, wait: (onResume) => void (stall.onResume = onResume) };
+    }
+    if (r.record) this.recordEvent(encodeEvent(r.event));
+    return ABORT;
+  }
+
+  /** Write one record to the event queue and interrupt the driver; false when the queue was full. */
+  private recordEvent(evt: readonly bigint[]): boolean {
+    const ok = this.evtq.push(evt);
+    if (!this.evtIrqPending) {
+      this.evtIrqPending = true;
+      this.sched.defer(() => {
+        this.evtIrqPending = false;
+        this.onEventInterrupt?.();
+      });
+    }
+    return ok;
   }
 
   /**
@@ -287,8 +370,19 @@ export class IommuUnit {
     if (fn) fn.receiveResponse(pasid, prgi, code);
   }
 
+  /** smmuv3: whether the transaction stalled with @stag still waits for CMD_RESUME. */
+  txStalled(stag: number): boolean {
+    return this.txStalls.has(stag);
+  }
+
   /** CMD_RESUME for a stall (stall model): retry (success) or abort (any other code). */
   resume(stag: number, code: number): void {
+    if (this.txStalls.has(stag)) {
+      const stall = this.txStalls.get(stag)!;
+      this.txStalls.delete(stag);
+      stall.onResume?.(code === PRG_SUCCESS);
+      return;
+    }
     const stall = this.stalls.get(stag);
     if (!stall) return;
     this.stalls.delete(stag);
@@ -312,6 +406,7 @@ export class IommuUnit {
   /** Drop every stall and stall group of `fn` (function removed). */
   forgetFunction(fn: PcieFunction): void {
     for (const [stag, s] of this.stalls) if (s.req.fn === fn) this.stalls.delete(stag);
+    for (const [stag, s] of this.txStalls) if (s.sid === fn.rid) this.txStalls.delete(stag);
     for (const key of [...this.openPrgs.keys()]) if (key.startsWith(`${fn.rid}:`)) this.openPrgs.delete(key);
     this.contexts.delete(fn.rid);
     const slot = this.fnSlot[fn.rid & 0xffff]!;
@@ -324,7 +419,7 @@ export class IommuUnit {
   private allocStag(): number {
     for (let i = 0; i < 0x10000; i++) {
       const s = (this.nextStag + i) & 0xffff;
-      if (!this.stalls.has(s)) {
+      if (!this.stalls.has(s) && !this.txStalls.has(s)) {
         this.nextStag = (s + 1) & 0xffff;
         return s;
       }

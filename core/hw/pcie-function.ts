@@ -28,6 +28,8 @@ export interface PcieCaps {
   isVf: boolean;
   /** PRI status "PRG Response PASID Required". */
   prgResponseNeedsPasid: boolean;
+  /** SMMUv3 platform device: its transactions can stall (the stall model); absent elsewhere. */
+  stall?: boolean;
 }
 
 /**

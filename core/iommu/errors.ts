@@ -8,9 +8,10 @@ import type { Errno } from '../../protocol/errno.js';
 /**
  * The errnos a core command may throw: the wire's vocabulary (one list, in
  * protocol/errno.ts) minus what only the shell produces (tokens, rate
- * limits, body size, internal failures).
+ * limits, body size). EIO is the kernel's own answer to bad driver data (a
+ * guest STE, a vIOMMU invalidation command), a client error.
  */
-export type CoreErrno = Exclude<Errno, 'EACCES' | 'EIO' | 'EAGAIN' | 'ETIMEDOUT' | 'EMSGSIZE'>;
+export type CoreErrno = Exclude<Errno, 'EACCES' | 'EAGAIN' | 'ETIMEDOUT' | 'EMSGSIZE'>;
 
 export class IommuError extends Error {
   /**

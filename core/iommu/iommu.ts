@@ -3,6 +3,7 @@
  * the drivers and iommufd share. Domains, groups, attach handles keyed by
  * (device, pasid), fault records and groups, and the driver interface.
  */
+import type { IommuViommu, IommuViommuType } from './viommu.js';
 import type { Scheduler } from '../sched.js';
 import { IommuError } from './errors.js';
 import { GroupList, ListNode } from './group-list.js';
@@ -122,6 +123,12 @@ export interface IommuOps {
    * old handle is in flight (VT-d intel_iommu_drain_pasid_prq).
    */
   drainPageRequests(dev: IommuDevice, pasid?: number): void;
+  /**
+   * viommu_alloc: the driver half of a vIOMMU of @type for @dev on the nest
+   * parent @parent (core/iommu/viommu.ts). Absent when the driver has none
+   * (iommufd then refuses with EOPNOTSUPP).
+   */
+  viommuAlloc?(dev: IommuDevice, parent: IommuDomain, type: IommuViommuType): IommuViommu;
 }
 
 export type IommuDomainType = 'paging' | 'nested' | 'sva';

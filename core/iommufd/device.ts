@@ -18,6 +18,7 @@ import type { FaultAttachHandle } from './eventq.js';
 import { IOMMU_HWPT_ALLOC_PASID, IommufdHwpt, IommufdHwptPaging } from './hw-pagetable.js';
 import { IommufdIoas } from './ioas.js';
 import { IommufdObject, type IommufdCtx, type IommufdPhysDevice } from './main.js';
+import { iommufdDeviceRemoveVdev } from './viommu.js';
 
 /** struct iommufd_attach_handle: the handle plus the device that attached. */
 export class IommufdAttachHandle extends IommuAttachHandle implements FaultAttachHandle {
@@ -55,8 +56,9 @@ export class IommufdDevice extends IommufdObject {
     };
   }
 
-  /** Unbind: detach everywhere (answering the attachments' groups), then release the device. */
+  /** Unbind: its vDEVICE goes, it detaches everywhere (answering the attachments' groups), then the device is released. */
   destroy(): void {
+    iommufdDeviceRemoveVdev(this);
     for (const pasid of [...this.attachments.keys()]) iommufdDeviceDetach(this, pasid === IOMMU_NO_PASID ? undefined : pasid);
     this.phys.dev.owner = undefined;
   }

@@ -10,6 +10,7 @@ import { IommufdFault } from './eventq.js';
 import { IommufdIoas } from './ioas.js';
 import { IommufdObject, type IommufdCtx } from './main.js';
 import type { IommufdDevice } from './device.js';
+import type { IommufdViommu } from './viommu.js';
 
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1;
 export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 2;
@@ -83,10 +84,22 @@ export class IommufdHwptNested extends IommufdHwpt {
   parent: IommufdHwptPaging | undefined;
   pgtblAddr = 0n;
   addrWidth: 48 | 57 = 48;
+  /** Made on a vIOMMU (arm_smmuv3): the vIOMMU, and the guest STE words. */
+  viommu: IommufdViommu | undefined;
+  ste: readonly [bigint, bigint] | undefined;
   /** vtd_s1 flags (VTD_S1_*). */
   s1Flags = 0;
 
   describe(): Record<string, unknown> {
+    if (this.viommu) {
+      return {
+        viommu_id: this.viommu.id,
+        flags: this.flags,
+        data_type: 'arm_smmuv3',
+        ste: (this.ste ?? [0n, 0n]).map((w) => `0x${w.toString(16)}`),
+        fault_id: this.fault?.id,
+      };
+    }
     return {
       parent_id: this.parent?.id,
       flags: this.flags,
@@ -127,6 +140,8 @@ export class IommufdHwptNested extends IommufdHwpt {
   destroy(): void {
     if (this.parent) this.parent.users--;
     this.parent = undefined;
+    if (this.viommu) this.viommu.users--;
+    this.viommu = undefined;
     this.unlinkFault();
     if (this.domain) this.domain.ops.domainFree(this.domain);
     this.domain = undefined;
@@ -137,8 +152,8 @@ export interface HwptAllocRequest {
   dev_id: number;
   pt_id: number;
   flags?: number;
-  data_type?: 'vtd_s1';
-  data?: { flags: number; pgtbl_addr: bigint; addr_width: number };
+  data_type?: 'vtd_s1' | 'arm_smmuv3';
+  data?: { flags: number; pgtbl_addr: bigint; addr_width: number } | { ste: readonly [bigint, bigint] };
   fault_id?: number;
   __reserved?: number;
 }
@@ -180,9 +195,11 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
       pt.users++;
       if (flags & IOMMU_HWPT_FAULT_ID_VALID) h.linkFault(lookupFault(ictx, req.fault_id));
     });
+  } else if (pt.type === 'viommu') {
+    hwpt = viommuAllocHwptNested(ictx, pt as IommufdViommu, flags, req);
   } else if (pt instanceof IommufdHwptPaging) {
     if (!pt.nestParent) throw new IommuError('EINVAL', `hwpt ${pt.id} is not a nest parent`);
-    if (req.data_type !== 'vtd_s1' || !req.data) throw new IommuError('EINVAL', 'a nested hwpt needs data_type "vtd_s1" and data');
+    if (req.data_type !== 'vtd_s1' || !req.data || !('pgtbl_addr' in req.data)) throw new IommuError('EINVAL', 'a nested hwpt needs data_type "vtd_s1" and data');
     if (flags & ~NESTED_FLAGS) throw new IommuError('EOPNOTSUPP', `nested hwpt flags 0x${(flags & ~NESTED_FLAGS).toString(16)} are not supported`);
     if (pt.iommuName !== idev.phys.iommuName) throw new IommuError('EINVAL', `hwpt ${pt.id} belongs to another IOMMU`);
     const data = req.data;
@@ -209,6 +226,28 @@ export function iommufdHwptAlloc(ictx: IommufdCtx, req: HwptAllocRequest): Iommu
   return hwpt;
 }
 
+/**
+ * iommufd_viommu_alloc_hwpt_nested: a NESTED hwpt whose stage 1 the vIOMMU's
+ * driver builds from the guest data (arm_smmuv3: the STE, validated as
+ * arm_smmu_validate_vste, EIO when bad). EINVAL when data_type is not the
+ * vIOMMU's; flags other than FAULT_ID_VALID go to the driver (EOPNOTSUPP).
+ */
+function viommuAllocHwptNested(ictx: IommufdCtx, viommu: IommufdViommu, flags: number, req: HwptAllocRequest): IommufdHwptNested {
+  if (req.data_type !== viommu.vtype || !req.data || !('ste' in req.data)) throw new IommuError('EINVAL', `a nested hwpt on vIOMMU ${viommu.id} needs data_type "${viommu.vtype}" and data {ste}`);
+  const ste = req.data.ste;
+  return ictx.create(new IommufdHwptNested(ictx), (h) => {
+    h.flags = flags;
+    h.iommuName = viommu.iommuName;
+    ictx.mayFail('domain');
+    h.domain = viommu.driver!.allocDomainNested(flags & ~IOMMU_HWPT_FAULT_ID_VALID, ste);
+    h.domain.owner = h;
+    h.viommu = viommu;
+    viommu.users++;
+    h.ste = ste;
+    if (flags & IOMMU_HWPT_FAULT_ID_VALID) h.linkFault(lookupFault(ictx, req.fault_id));
+  });
+}
+
 function lookupFault(ictx: IommufdCtx, faultId: number | undefined): IommufdFault {
   const obj = faultId === undefined ? undefined : ictx.find(faultId);
   if (!(obj instanceof IommufdFault)) throw new IommuError('ENOENT', `fault_id ${String(faultId)} names no fault queue`);
@@ -230,5 +269,6 @@ export function iommufdHwptInvalidate(
 ): number {
   const hwpt = ictx.get<IommufdHwpt>(hwptId, 'hwpt_paging', 'hwpt_nested');
   if (!(hwpt instanceof IommufdHwptNested)) throw new IommuError('EOPNOTSUPP', `hwpt ${hwptId} is a paging hwpt: stage 2 invalidates itself on unmap`);
+  if (hwpt.viommu) throw new IommuError('EOPNOTSUPP', `hwpt ${hwptId} is nested on vIOMMU ${hwpt.viommu.id}: invalidate through the vIOMMU`);
   return hwpt.invalidate(entries);
 }

@@ -14,7 +14,7 @@ import { LIMITS, type LimitName, type MemoryBudget } from './limits.js';
 import type { Scheduler } from '../sched.js';
 import { IdAllocator } from './ids.js';
 
-export type IommufdObjType = 'device' | 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'fault';
+export type IommufdObjType = 'device' | 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'fault' | 'viommu' | 'vdevice' | 'veventq';
 
 /** Host physical memory as iommufd needs it (pinning pages for an IOAS). */
 export interface PhysMemory {
@@ -54,6 +54,12 @@ export interface IommufdObserver {
   delivered?(n: number, groups: readonly IopfGroup[], queue: IommufdObject): void;
   answered?(code: number, latencyMs: number, group: IopfGroup, queue: IommufdObject): void;
   autoAnswered?(cause: AutoCause, code: number, latencyMs: number, group: IopfGroup, queue: IommufdObject): void;
+  /** A vEVENTQ event was reported (kept or dropped). */
+  veventReported?(): void;
+  /** @n vEVENTQ events were read. */
+  veventRead?(n: number): void;
+  /** A vEVENTQ event was dropped (a LOST_EVENTS header stands for it). */
+  veventLost?(): void;
   /** A command refused by a limit (ENOSPC) or the memory budget (ENOMEM). */
   refused?(what: LimitName): void;
 }
@@ -203,13 +209,14 @@ export class IommufdCtx {
 
   /**
    * iommufd_fops_release: destroy every object, leaves first (devices detach
-   * and unbind, then nested hwpts, paging hwpts, fault queues, IOAS), until
-   * nothing is left. Every outstanding group is answered INVALID on the way.
+   * and unbind, then vDEVICEs, nested hwpts, vEVENTQs, vIOMMUs, paging hwpts,
+   * fault queues, IOAS), until nothing is left. Every outstanding group is
+   * answered INVALID on the way.
    */
   release(): void {
     if (this.released) return;
     this.released = true;
-    const order: IommufdObjType[] = ['device', 'hwpt_nested', 'hwpt_paging', 'fault', 'ioas'];
+    const order: IommufdObjType[] = ['device', 'vdevice', 'hwpt_nested', 'veventq', 'viommu', 'hwpt_paging', 'fault', 'ioas'];
     for (const type of order) {
       for (const obj of this.objects()) {
         if (obj.type !== type || !this.table.has(obj.id)) continue;

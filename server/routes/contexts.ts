@@ -30,11 +30,12 @@ import {
   type ObjectList,
 } from '../../protocol/index.js';
 import { HttpError } from '../errors.js';
+import type { ViommuCommand } from './viommu.js';
 import { checkNoWrap } from './range.js';
 import type { RouteDeps, RoutesOf } from './types.js';
 
 /** The commands on contexts and their objects: every one but `platform.*` and `healthz`. */
-type ContextCommand = Exclude<CommandName, `platform.${string}` | 'healthz'>;
+type ContextCommand = Exclude<CommandName, `platform.${string}` | 'healthz' | ViommuCommand>;
 
 /** The most guest memory one read returns (its hex is twice that). */
 const MAX_MEMORY_READ = 1 << 20;
@@ -50,8 +51,21 @@ function deviceOf(ctx: IommufdCtx, devId: number): IommufdDevice {
 /** hwptRequest() - the core's IOMMU_HWPT_ALLOC request (data_type "none" is no data type). */
 function hwptRequest(body: HwptAllocBody): HwptAllocRequest {
   const req: HwptAllocRequest = { dev_id: body.dev_id, pt_id: body.pt_id, flags: body.flags, __reserved: body.__reserved };
-  if (body.data_type === 'vtd_s1') req.data_type = body.data_type;
-  if (body.data !== undefined) req.data = body.data;
+  if (body.data_type === 'vtd_s1' || body.data_type === 'arm_smmuv3') req.data_type = body.data_type;
+  const d = body.data;
+  if (d !== undefined) {
+    if (body.data_type === 'arm_smmuv3') {
+      if (d.ste === undefined || d.flags !== undefined || d.pgtbl_addr !== undefined || d.addr_width !== undefined) {
+        throw new HttpError('EINVAL', 'body.data: arm_smmuv3 data is {ste: ["0x…", "0x…"]}');
+      }
+      req.data = { ste: d.ste };
+    } else {
+      if (d.flags === undefined || d.pgtbl_addr === undefined || d.addr_width === undefined || d.ste !== undefined) {
+        throw new HttpError('EINVAL', 'body.data: vtd_s1 data is {flags, pgtbl_addr, addr_width}');
+      }
+      req.data = { flags: d.flags, pgtbl_addr: d.pgtbl_addr, addr_width: d.addr_width };
+    }
+  }
   if (body.fault_id !== undefined) req.fault_id = body.fault_id;
   return req;
 }

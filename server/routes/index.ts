@@ -8,6 +8,7 @@ import { adminRoutes } from './admin.js';
 import { contextRoutes } from './contexts.js';
 import { platformRoutes } from './platform.js';
 import type { RouteDeps, RouteTable } from './types.js';
+import { viommuRoutes } from './viommu.js';
 
 /**
  * routeTable() - the implementation of every command.
@@ -20,6 +21,7 @@ export function routeTable(deps: RouteDeps): RouteTable {
     ...platformRoutes(deps),
     ...adminRoutes(deps),
     ...contextRoutes(deps),
+    ...viommuRoutes(deps),
     healthz: () => ({ status: 'ok' }),
   };
 }

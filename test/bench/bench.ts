@@ -34,6 +34,7 @@ import {
   type FaultSetup,
   type TrafficResult,
 } from './load.js';
+import { veventRate } from './vevent-bench.js';
 import { nativeFigures } from './native-bench.js';
 import { renderMarkdown, renderSvg, targets, type Baseline, type Figures, type Measured } from './report.js';
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_UAPI, type Subprotocol } from '../../protocol/index.js';
@@ -259,6 +260,13 @@ async function main(): Promise<void> {
     if (!ONLY_OBSERVE) log('baseline B (ws echo, binary 16 x 40 bytes)');
     const baselineB = ONLY_OBSERVE ? none : await baseline(Buffer.alloc(B_RECORDS * 40, 0x5a), B_RECORDS * 40, B_RECORDS);
     if (!ONLY_OBSERVE) log(`baseline B: ${baselineB.runs.map(k).join(' ')} messages/s`);
+    // vEVENTQ events/s in vevent.v1.uapi (each event 40 bytes, like a record of B) against B's records/s.
+    if (!ONLY_OBSERVE) log('vEVENTQ (vevent.v1.uapi, events reported by the SMMUv3 driver, read by one client)');
+    const veventRuns: number[] = [];
+    if (!ONLY_OBSERVE) for (let i = 0; i < RUNS; i++) veventRuns.push((await veventRate(SECONDS, 4096, 1024)).eventsPerSec);
+    const mid = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const veventRatio = ONLY_OBSERVE ? 0 : mid(veventRuns) / (mid(baselineB.runs) * B_RECORDS);
+    if (!ONLY_OBSERVE) log(`vEVENTQ: ${veventRuns.map(k).join(' ')} events/s; ${veventRatio.toFixed(2)} x baseline B records/s (target >= 0.5: ${veventRatio >= 0.5 ? 'met' : 'NOT met'})`);
 
     const d = await Daemon.start(file);
     let json: Measured, devices16: Measured, uapi: Measured, conns1: Measured, conns8: Measured;
@@ -347,7 +355,7 @@ async function main(): Promise<void> {
       log('wrote docs/benchmarks.md and docs/benchmarks.svg');
     }
     log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
-    process.stdout.write(JSON.stringify(figures) + '\n');
+    process.stdout.write(JSON.stringify({ ...figures, vevent: { eventsPerSec: veventRuns, ratioToBaselineB: veventRatio } }) + '\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -233,6 +233,42 @@ describe('iopfctl commands', () => {
     await ok(['devices', 'remove', 'cli0']);
   });
 
+  test('vIOMMU: viommu, vdevice, veventq and a nested --ste hwpt; viommu invalidate; watch --veventq prints the event with its vSID', async () => {
+    await ok(['devices', 'add', 'armcli', '--iommu', 'smmu0']);
+    const env = Object.fromEntries([...(await ok(['ctx', 'create'])).matchAll(/(IOPFD_\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!])) as Record<string, string>;
+    const devId = (await ok(['bind', 'armcli'], env)).trim();
+    const ioas = (await ok(['ioas', 'create'], env)).trim();
+    await ok(['ioas', 'map', ioas, '--iova', '0', '--length', '64K'], env);
+    const parent = (await ok(['hwpt', 'create', '--dev-id', devId, '--pt-id', ioas, '--nest-parent'], env)).trim();
+    const viommu = (await ok(['viommu', 'create', '--dev-id', devId, '--hwpt-id', parent], env)).trim();
+    await ok(['vdevice', 'create', '--viommu-id', viommu, '--dev-id', devId, '--virt-id', '0x42'], env);
+    const fault = (await ok(['fault', 'create'], env)).trim().split(' ')[0]!;
+    // S1_TRANS with its CD table at GPA 0x1000, which is all zero: every DMA is C_BAD_CD.
+    const nested = (await ok(['hwpt', 'create', '--dev-id', devId, '--pt-id', viommu, '--ste', '0x100b,0', '--fault-id', fault], env)).trim();
+    await ok(['attach', devId, '--pt-id', nested], env);
+    const [veventq, vstream] = (await ok(['veventq', 'create', '--viommu-id', viommu, '--depth', '4'], env)).trim().split(' ');
+    assert.equal(vstream, `/v1/contexts/${env['IOPFD_CTX']}/veventq/${veventq}/stream`);
+    assert.equal(await ok(['viommu', 'invalidate', viommu, '--cmd', '0x30,0;0x4200000005,0'], env), '2 commands done\n');
+    const bad = await cli(['viommu', 'invalidate', viommu, '--cmd', '0x4300000005,0'], env);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /EIO/);
+    const show = async (): Promise<{ connections: number; sequence: number; queued: number }> => JSON.parse(await ok(['veventq', 'show', veventq!, '--json'], env));
+    const abort = new AbortController();
+    let seen = '';
+    const watch = cli(['watch', fault, '--veventq', veventq!], env, { signal: abort.signal, stdout: { write: (t: string) => void (seen += t) } });
+    await waitFor(async () => (await show()).connections === 1, 3000, 'watch connected to the vEVENTQ');
+    assert.equal((await d.client.dma('armcli', { iova: '0x2000', length: '0x4', access: 'read' })).status, 'invalid');
+    await waitFor(() => /^vevent /m.test(seen), 3000, 'the vevent line');
+    abort.abort();
+    const w = await watch;
+    assert.equal(w.code, 0, w.err);
+    assert.match(seen, /^vevent 0 C_BAD_CD vsid=0x42 ssid=- read 0x2000$/m);
+    await waitFor(async () => (await show()).connections === 0, 3000, 'the stream closed');
+    assert.deepEqual(await show(), { id: Number(veventq), queued: 0, depth: 4, sequence: 1, lost: 0, connections: 0 });
+    await ok(['ctx', 'rm'], env);
+    await ok(['devices', 'remove', 'armcli']);
+  });
+
   test('watch: a live table, JSON lines, answering; ends at --count or on the signal', async () => {
     await ok(['devices', 'add', 'cli1']);
     const env = Object.fromEntries(
@@ -346,7 +382,9 @@ describe('iopfctl commands', () => {
     assert.equal(await ok(['devices', 'list', '--output=json']), json);
     const p = JSON.parse(json);
     const yaml = await ok(['devices', 'list', '-o', 'yaml']);
-    assert.ok(yaml.startsWith(`kernel: latest\niommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\n    host_va_bits: 48\ndevices:\n  - name: nic0\n    bdf: "00:02.0"\n`), yaml);
+    assert.ok(yaml.startsWith(`kernel: latest\niommus:\n  - name: ${p.iommus[0].name}\n    model: vtd\n    prq_depth: ${p.iommus[0].prq_depth}\n    host_va_bits: 48\n`), yaml);
+    // The default platform's second IOMMU (smmu0, the SMMUv3 model) comes before the devices.
+    assert.match(yaml, /^devices:\n  - name: nic0\n    bdf: "00:02\.0"\n/m);
     assert.match(yaml, /^    caps:\n      pasid_bits: 20\n      pri: true\n/m);
     assert.match(yaml, /^    ctx: null$/m);
     const wide = await ok(['devices', 'list', '-o', 'wide']);

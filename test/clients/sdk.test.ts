@@ -94,6 +94,33 @@ test('IopfdClient: every route of the command table, typed, answers matching the
   await assert.rejects(c.releaseContext(lost.ctx), (e: unknown) => e instanceof IopfdError && e.errno === 'ENOENT');
   await c.removeDevice('sdk0');
 
+  // vIOMMU, vDEVICE, vEVENTQ on the SMMUv3 device, and a vEVENTQ event read through VEventQueue.
+  const actx = await c.createContext();
+  const arm = (await actx.bindDevice('arm0')).dev_id;
+  const { id: aioas } = await actx.allocIoas();
+  await actx.map(aioas, { iova: '0x0', length: '0x10000' });
+  const { id: aparent } = await actx.allocHwpt({ dev_id: arm, pt_id: aioas, flags: HWPT_FLAGS.NEST_PARENT });
+  const { id: viommu } = await actx.allocViommu({ type: 'arm_smmuv3', dev_id: arm, hwpt_id: aparent });
+  await actx.allocVdevice({ viommu_id: viommu, dev_id: arm, virt_id: '0x7' });
+  // An STE whose CD (at GPA 0x1000) is all zero: V clear, so every DMA is C_BAD_CD.
+  const { id: anested } = await actx.allocHwpt({ dev_id: arm, pt_id: viommu, data_type: 'arm_smmuv3', data: { ste: ['0x100b', '0x0'] } });
+  await actx.attach(arm, { pt_id: anested });
+  const vq = await actx.allocVeventq({ viommu_id: viommu, type: 'arm_smmuv3', depth: 4 });
+  assert.equal(vq.stream, `/v1/contexts/${actx.ctx}/veventq/${vq.id}/stream`);
+  const reader = actx.veventQueue(vq.id, { mode: 'uapi' });
+  await reader.connect();
+  assert.equal((await c.dma('arm0', { iova: '0x2000', length: '0x4', access: 'read' })).status, 'invalid');
+  const it = reader[Symbol.asyncIterator]();
+  const first = await it.next();
+  assert.equal(first.done, false);
+  assert.deepEqual([first.value.sequence, first.value.lost, first.value.missed, Number(first.value.evt![0] & 0xffn), Number(first.value.evt![0] >> 32n)], [0, false, 0, 0x0a, 7]);
+  assert.deepEqual(await actx.invalidateViommu(viommu, { data_type: 'arm_smmuv3', commands: [['0x30', '0x0']] }), { done: 1 });
+  const vst = await actx.veventqStatus(vq.id);
+  assert.deepEqual([vst.queued, vst.sequence, vst.connections], [0, 1, 1]);
+  reader.close();
+  assert.equal((await it.next()).done, true);
+  await actx.release();
+
   assert.deepEqual([...c.called].sort(), COMMANDS.map((cmd) => cmd.name).sort(), 'every command is called through the SDK');
 });
 

@@ -11,6 +11,7 @@ import { ERRNO_HTTP, ERRNOS } from '../../protocol/errno.js';
 import { PERM, PGFAULT_FLAGS, RECORD_FIELDS, RECORD_SIZE, RESP_CODE, RESPONSE_SIZE } from '../../protocol/records.js';
 import { COMMANDS } from '../../protocol/schemas.js';
 import { CLOSE, DEFAULT_WINDOW, MAX_FRAME, MAX_WINDOW, MIN_WINDOW, STREAM_ERRNOS, STREAM_URL, SUBPROTOCOLS } from '../../protocol/stream.js';
+import { VEVENT_STREAM_URL } from '../../protocol/vevent.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const readme = readFileSync(resolve(repo, 'docs', 'protocol.md'), 'utf8');
@@ -43,10 +44,13 @@ test('docs: every route row has the auth, status and errnos of its command', () 
   const [, , , result, errnos] = routeRow(`GET ${STREAM_URL}`);
   assert.ok(result!.startsWith('101'));
   assert.deepEqual(errnosIn(errnos!), [...STREAM_ERRNOS].sort());
+  const [, , , vresult, verrnos] = routeRow(`GET ${VEVENT_STREAM_URL}`);
+  assert.match(vresult!, /^101/);
+  assert.deepEqual(errnosIn(verrnos!), ['EACCES', 'EINVAL', 'EIO', 'ENOENT']);
 });
 
 test('docs: no route row without a command', () => {
-  const known = new Set([...COMMANDS.map((c) => `${c.method} ${c.url}`), `GET ${STREAM_URL}`]);
+  const known = new Set([...COMMANDS.map((c) => `${c.method} ${c.url}`), `GET ${STREAM_URL}`, `GET ${VEVENT_STREAM_URL}`]);
   for (const l of lines) {
     const m = /^\| `((?:GET|POST|DELETE) [^`]+)` \|/.exec(l);
     if (m) assert.ok(known.has(m[1]!), `docs/protocol.md documents ${m[1]} but COMMANDS has no such route`);

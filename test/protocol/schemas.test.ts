@@ -121,6 +121,19 @@ const EXAMPLES: Record<string, Parts> = {
     params: { ctx: '1', id: '3' },
     response: { id: 3, queued: 0, outstanding: 2, connections: 1, counters: { reported: 2, delivered: 2 } },
   },
+  'viommu.alloc': { params: { ctx: '1' }, body: { type: 'arm_smmuv3', dev_id: 1, hwpt_id: 4, flags: 0 }, response: { id: 6 } },
+  'viommu.invalidate': {
+    params: { ctx: '1', id: '6' },
+    body: { data_type: 'arm_smmuv3', commands: [['0x30', '0x0'], ['0x9900000005', '0x0']] },
+    response: { done: 2 },
+  },
+  'vdevice.alloc': { params: { ctx: '1' }, body: { viommu_id: 6, dev_id: 1, virt_id: '0x99' }, response: { id: 7 } },
+  'veventq.alloc': {
+    params: { ctx: '1' },
+    body: { viommu_id: 6, type: 'arm_smmuv3', depth: 64, flags: 0, __reserved: 0 },
+    response: { id: 8, stream: '/v1/contexts/1/veventq/8/stream' },
+  },
+  'veventq.get': { params: { ctx: '1', id: '8' }, response: { id: 8, queued: 1, depth: 64, sequence: 3, lost: 0, connections: 1 } },
   healthz: { response: { status: 'ok' } },
 };
 

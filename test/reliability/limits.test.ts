@@ -81,7 +81,7 @@ describe('limits: each one, when hit, gives a clear errno or close code and affe
   before(async () => {
     server = await startServer({
       adminToken: ADMIN,
-      limits: { maxContexts: 4, maxObjects: 6, maxStreamsPerFault: 2, maxMappedPages: 8, maxDevices: 4 },
+      limits: { maxContexts: 4, maxObjects: 6, maxStreamsPerFault: 2, maxMappedPages: 8, maxDevices: 5 },
       bodyLimit: 4096,
       stream: { maxFrame: 4096, errorFramesPerSecond: 3 },
     });
@@ -227,7 +227,7 @@ describe('limits: each one, when hit, gives a clear errno or close code and affe
   test('platform devices: ENOSPC at the limit; existing devices keep working; an unplug makes room', async () => {
     await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'lim2' });
     await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'lim3' });
-    assertLimit(await admin.post('/v1/platform/devices', { name: 'lim4' }), 503, 'ENOSPC', /maximum of 4 devices/);
+    assertLimit(await admin.post('/v1/platform/devices', { name: 'lim4' }), 503, 'ENOSPC', /maximum of 5 devices/); // the default platform's three and lim2, lim3
     await bystanderWorks(7);
     await admin.ok('platform.device.remove', 'DELETE', '/v1/platform/devices/lim3');
     await admin.ok('platform.device.add', 'POST', '/v1/platform/devices', { name: 'lim4' });

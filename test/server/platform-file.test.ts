@@ -37,7 +37,8 @@ test('examples/platform.json: a daemon starts with its IOMMUs and devices, defau
       ['legacy0', 'dmar0', '00:05.0'],
     ]);
     const gpu = p.devices.find((d: Json) => d.name === 'gpu0');
-    assert.deepEqual(gpu.caps, { pasid_bits: 16, pri: true, pri_outstanding: 64, ats: true, is_vf: false, prg_response_needs_pasid: true });
+    // Behind the SMMUv3 model a device also has the stall cap (default true).
+    assert.deepEqual(gpu.caps, { pasid_bits: 16, pri: true, pri_outstanding: 64, ats: true, is_vf: false, prg_response_needs_pasid: true, stall: true });
   } finally {
     await server.close();
   }

@@ -26,11 +26,16 @@ describe('platform routes', () => {
 
   test('GET /v1/platform: the embedded default platform', async () => {
     const p = await server.api.ok('platform.get', 'GET', PLATFORM);
-    assert.deepEqual(p.iommus, [{ name: 'dmar0', model: 'vtd', prq_depth: 4096, host_va_bits: 48 }]);
+    assert.deepEqual(p.iommus, [
+      { name: 'dmar0', model: 'vtd', prq_depth: 4096, host_va_bits: 48 },
+      { name: 'smmu0', model: 'smmuv3', prq_depth: 4096, host_va_bits: 48 },
+    ]);
     assert.equal(p.kernel, 'latest');
-    assert.ok(p.devices.length >= 2);
+    assert.ok(p.devices.filter((d: Json) => d.iommu === 'dmar0').length >= 2);
     for (const d of p.devices) {
-      assert.deepEqual(d.caps, { pasid_bits: 20, pri: true, pri_outstanding: 512, ats: true, is_vf: false, prg_response_needs_pasid: true });
+      // Devices behind the SMMUv3 model have the stall cap, true by default.
+      const stall = d.iommu === 'smmu0' ? { stall: true } : {};
+      assert.deepEqual(d.caps, { pasid_bits: 20, pri: true, pri_outstanding: 512, ats: true, is_vf: false, prg_response_needs_pasid: true, ...stall });
       assert.equal(d.bound, false);
       assert.equal(d.pri_enabled, true);
     }

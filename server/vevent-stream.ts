@@ -1,0 +1,193 @@
+/**
+ * DOC: the vEVENTQ stream (the vEVENTQ fd's read() over WebSocket)
+ *
+ * `GET /v1/contexts/:ctx/veventq/:id/stream`: admission in the fault
+ * stream's order (request target, token, path parameters, handshake headers,
+ * subprotocol, the queue), then a `hello` text frame and the queue's entries
+ * as they are reported, oldest first, whole, each read once
+ * (iommufd_veventq_fops_read): JSON `vevents` frames (`vevent.v1.json`) or
+ * binary records (`vevent.v1.uapi`, protocol/vevent.ts). The server stops
+ * reading from the queue while the socket's buffered amount is high, so a
+ * slow reader leaves the events in the queue, where the depth and the
+ * LOST_EVENTS header apply. A client frame gets an `error` frame
+ * (EOPNOTSUPP); the queue going away (context release) closes with 1001.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { IommufdVeventq, IommufdVevent, VeventqListener } from '../core/index.js';
+import {
+  CLOSE,
+  MAX_FRAME,
+  VEVENT_STREAM_URL,
+  VEVENT_SUBPROTOCOL_JSON,
+  VEVENT_SUBPROTOCOLS,
+  VEVENTQ_FLAG_LOST_EVENTS,
+  encodeVevents,
+  veventToJson,
+  zObjectParams,
+  type Vevent,
+  type VeventSubprotocol,
+} from '../protocol/index.js';
+import { bearerToken, requireToken } from './auth.js';
+import type { ContextRegistry } from './contexts.js';
+import { HttpError } from './errors.js';
+import { parseWith } from './rest.js';
+import { checkHandshake, refuseUpgrade } from './stream-admission.js';
+
+/** The vEVENTQ stream path as a regular expression. */
+const VEVENT_PATH = new RegExp(`^${VEVENT_STREAM_URL.replace(/:\w+/g, '([^/]+)')}$`);
+/** Entries per frame at most. */
+const BATCH = 512;
+/** Stop reading the queue while this many bytes wait in the socket. */
+const HIGH_WATER = 1 << 20;
+
+/** chooseVeventSubprotocol() - `vevent.v1.json` when none is offered, else the first offered one spoken, else undefined. */
+export function chooseVeventSubprotocol(offered: Iterable<string> | undefined): VeventSubprotocol | undefined {
+  if (offered === undefined) return VEVENT_SUBPROTOCOL_JSON;
+  for (const p of offered) if ((VEVENT_SUBPROTOCOLS as readonly string[]).includes(p)) return p as VeventSubprotocol;
+  return undefined;
+}
+
+function toWire(e: IommufdVevent): Vevent {
+  if (e.flags & VEVENTQ_FLAG_LOST_EVENTS || !e.data) return { sequence: e.sequence, lost: true };
+  const [a = 0n, b = 0n, c = 0n, d = 0n] = e.data;
+  return { sequence: e.sequence, lost: false, evt: [a, b, c, d] };
+}
+
+/** One open vEVENTQ stream. */
+class VeventStream implements VeventqListener {
+  private ws: WebSocket | undefined;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly server: VeventStreamServer,
+    readonly queue: IommufdVeventq,
+    readonly protocol: VeventSubprotocol,
+    private readonly log: Logger,
+  ) {}
+
+  attach(ws: WebSocket): void {
+    this.ws = ws;
+    this.queue.addListener(this);
+    ws.send(JSON.stringify({ type: 'hello', protocol: this.protocol, veventq_id: this.queue.id }));
+    ws.on('message', () => {
+      ws.send(JSON.stringify({ type: 'error', errno: 'EOPNOTSUPP', message: 'the vEVENTQ stream is read-only: nothing is answered' }));
+    });
+    ws.on('close', () => this.detach());
+    ws.on('error', (err) => this.log.debug({ err }, 'vEVENTQ stream socket error'));
+    this.readable();
+  }
+
+  /** Something was queued: send it soon (one flush per turn of the event loop). */
+  readable(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  kill(): void {
+    this.close(CLOSE.GOING_AWAY, 'vEVENTQ destroyed');
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws?.close(code, reason);
+    this.detach();
+  }
+
+  terminate(): void {
+    this.ws?.terminate();
+  }
+
+  /** read() and send while the socket drains; leave the rest queued (where depth applies). */
+  private flush(): void {
+    const ws = this.ws;
+    if (!ws || this.closed || ws.readyState !== ws.OPEN) return;
+    while (this.queue.queued > 0) {
+      const batch = this.queue.read(BATCH).map(toWire);
+      const json = this.protocol === VEVENT_SUBPROTOCOL_JSON;
+      const payload = json ? JSON.stringify({ type: 'vevents', events: batch.map(veventToJson) }) : encodeVevents(batch);
+      if (ws.bufferedAmount + payload.length > HIGH_WATER) {
+        // Resume once the socket has taken this frame; the rest stays queued.
+        ws.send(payload, { binary: !json }, () => this.readable());
+        return;
+      }
+      ws.send(payload, { binary: !json });
+    }
+  }
+
+  private detach(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.removeListener(this);
+    this.server.forget(this);
+  }
+}
+
+/**
+ * VeventStreamServer - the vEVENTQ stream endpoint: upgrade admission, the
+ * open streams, closing them all at shutdown.
+ */
+export class VeventStreamServer {
+  private readonly wss: WebSocketServer;
+  private readonly streams = new Set<VeventStream>();
+
+  constructor(private readonly deps: { readonly contexts: ContextRegistry; readonly log: Logger }) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME,
+      handleProtocols: (protocols) => chooseVeventSubprotocol(protocols) ?? false,
+    });
+  }
+
+  /** Whether @req asks for a vEVENTQ stream (the 'upgrade' listener routes by path). */
+  matches(req: IncomingMessage): boolean {
+    const q = req.url?.indexOf('?') ?? -1;
+    return VEVENT_PATH.test(q < 0 ? (req.url ?? '') : req.url!.slice(0, q));
+  }
+
+  /** handleUpgrade() - admit the upgrade (else an HTTP error and no WebSocket), then open the stream. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    let stream: VeventStream;
+    try {
+      const url = new URL(req.url ?? '/', 'http://iopfd');
+      const path = VEVENT_PATH.exec(url.pathname);
+      if (!path) throw new HttpError('ENOENT', `no WebSocket endpoint at ${url.pathname}`);
+      const token = requireToken(bearerToken(req.headers.authorization) ?? url.searchParams.get('token') ?? undefined, 'context');
+      const params = parseWith(zObjectParams, { ctx: path[1], id: path[2] }, 'params') as { ctx: number; id: number };
+      const entry = this.deps.contexts.authenticate(params.ctx, token);
+      checkHandshake(req);
+      for (const k of url.searchParams.keys()) if (k !== 'token') throw new HttpError('EINVAL', `unknown query parameter ${JSON.stringify(k)}`);
+      const protocol = chooseVeventSubprotocol(req.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()));
+      if (!protocol) throw new HttpError('EINVAL', `unsupported subprotocol: this stream speaks ${VEVENT_SUBPROTOCOLS.join(', ')}`);
+      const queue = entry.ctx.get<IommufdVeventq>(params.id, 'veventq');
+      stream = new VeventStream(this, queue, protocol, entry.log.child({ veventq: queue.id }));
+    } catch (err) {
+      refuseUpgrade(req, socket, err, this.deps.log);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.streams.add(stream);
+      stream.attach(ws);
+    });
+  };
+
+  forget(stream: VeventStream): void {
+    this.streams.delete(stream);
+  }
+
+  /** close() - close every open stream with @code (1001 at shutdown); cut off peers that do not answer within a second. */
+  close(code: number, reason: string): void {
+    const open = [...this.streams];
+    for (const s of open) s.close(code, reason);
+    if (open.length > 0) setTimeout(() => open.forEach((s) => s.terminate()), 1000).unref();
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The SMMUv3 nested path end to end in the core, with real table bytes: the
+ * guest writes its STE's CD table and AArch64 tables into its own RAM (an
+ * IOAS), the device's DMA walks them through stage 2, and a stage-1 fault
+ * either stalls into the hwpt's fault queue (CD.S on a stall-capable device)
+ * or terminates as an event on the vIOMMU's vEVENTQ with the vSID; stage-2
+ * faults stay the host's; the guest's TLBI goes through the vIOMMU.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  iommufdDeviceAttach,
+  iommufdDeviceDetach,
+  iommufdHwptAlloc,
+  iommufdVdeviceAlloc,
+  iommufdVeventqAlloc,
+  iommufdViommuAlloc,
+  iommufdViommuInvalidate,
+  type DmaResult,
+  type IommufdFault,
+  type IommufdIoas,
+  type IommufdVeventq,
+  type IommufdViommu,
+} from '../../core/index.js';
+import type { SimIommu } from '../../core/drivers/sim-iommu.js';
+import { ArmLpaeBuilder } from '../../core/hw/arm-lpae.js';
+import { CD_SIZE, EVT_ID, decodeEvent, encodeCd, encodeSte, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
+import { CMDQ_OP } from '../../core/drivers/arm-vsmmu.js';
+import { World, FAULT_ID_VALID } from './harness.js';
+
+const RAM = 0x100_0000n;
+const VSID = 0x99n;
+
+interface ArmGuest {
+  w: World;
+  ioas: IommufdIoas;
+  pt: ArmLpaeBuilder;
+  f: IommufdFault;
+  q: IommufdVeventq;
+  v: IommufdViommu;
+  cdTable: bigint;
+  setCd(ssid: number, opts: { stall?: boolean; record?: boolean }): void;
+  alloc(): bigint;
+  writeBytes(gpa: bigint, data: Uint8Array): void;
+}
+
+function guest(opts: { stall?: boolean; deviceStall?: boolean; faultQueue?: boolean } = {}): ArmGuest {
+  const w = new World({ model: 'smmuv3', devices: [{ name: 'd0', bdf: '00:02.0', caps: { stall: opts.deviceStall ?? true } }] });
+  const d = w.bind();
+  const ioas = w.ioas();
+  ioas.map(0n, RAM, true, true);
+  let next = 0x10_0000n;
+  const alloc = (): bigint => ((next += 0x1000n), next - 0x1000n);
+  const readU64 = (gpa: bigint): bigint => new DataView(ioas.readMemory(gpa, 8).buffer).getBigUint64(0, true);
+  const writeU64 = (gpa: bigint, v: bigint): void => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, v, true);
+    ioas.writeMemory([{ iova: gpa, data: b }]);
+  };
+  const pt = new ArmLpaeBuilder(alloc, readU64, writeU64, 25);
+  const cdTable = alloc();
+  const setCd = (ssid: number, o: { stall?: boolean; record?: boolean }): void => {
+    const [c0, c1] = encodeCd({ ttb0: pt.root, t0sz: 25, asid: 1, ...o });
+    writeU64(cdTable + BigInt(ssid) * CD_SIZE, c0);
+    writeU64(cdTable + BigInt(ssid) * CD_SIZE + 8n, c1);
+  };
+  setCd(0, { stall: opts.stall ?? false });
+  const p = w.parent(d, ioas);
+  const v = iommufdViommuAlloc(w.ctx, { type: 'arm_smmuv3', dev_id: d.id, hwpt_id: p.id });
+  iommufdVdeviceAlloc(w.ctx, { viommu_id: v.id, dev_id: d.id, virt_id: VSID });
+  const f = w.fault();
+  const withFault = opts.faultQueue ?? true;
+  const h = iommufdHwptAlloc(w.ctx, {
+    dev_id: d.id,
+    pt_id: v.id,
+    flags: withFault ? FAULT_ID_VALID : 0,
+    ...(withFault ? { fault_id: f.id } : {}),
+    data_type: 'arm_smmuv3',
+    data: { ste: encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: cdTable }) },
+  });
+  iommufdDeviceAttach(d, h.id);
+  const q = iommufdVeventqAlloc(w.ctx, { viommu_id: v.id, type: 'arm_smmuv3', depth: 64 });
+  return { w, ioas, pt, f, q, v, cdTable, setCd, alloc, writeBytes: (gpa, data) => ioas.writeMemory([{ iova: gpa, data }]) };
+}
+
+function dma(g: ArmGuest, iova: bigint, write = false, length = 16): () => DmaResult | undefined {
+  let result: DmaResult | undefined;
+  g.w.platform.dma('d0', { pasid: undefined, iova, length, write, data: write ? new Uint8Array(length).fill(0xab) : undefined, priv: false, exec: false, timeoutMs: 10_000 }, (r) => (result = r));
+  g.w.sched.run();
+  return () => result;
+}
+
+test('arm nested DMA: the walk reads the guest CD and AArch64 tables through stage 2 and moves the bytes', () => {
+  const g = guest();
+  const page = g.alloc();
+  g.writeBytes(page, new Uint8Array([1, 2, 3, 4]));
+  g.pt.map(0x4000_0000n & ((1n << 39n) - 1n), page, { write: true });
+  const r = dma(g, 0x4000_0000n, false, 4)();
+  assert.equal(r?.status, 'ok');
+  assert.deepEqual([...r!.data!], [1, 2, 3, 4]);
+  assert.equal(g.q.queued, 0);
+  assert.equal(g.w.audit().stalls, 0);
+});
+
+test('arm nested DMA: a translation fault of a CD with S=0 terminates and reaches the vEVENTQ with the vSID', () => {
+  const g = guest();
+  const r = dma(g, 0x7000_0000n, true)();
+  assert.equal(r?.status, 'invalid');
+  const [e, ...rest] = g.q.read();
+  assert.equal(rest.length, 0);
+  const ev = decodeEvent(e!.data!);
+  assert.deepEqual([ev.id, ev.sid, ev.addr, ev.read, ev.stall, ev.s2, ev.ssid], [EVT_ID.F_TRANSLATION, Number(VSID), 0x7000_0000n, false, false, false, undefined]);
+  assert.equal(g.f.readable, false, 'nothing for the fault queue');
+});
+
+test('arm nested DMA: a write to a read-only page is F_PERMISSION; AF clear is F_ACCESS; CD.R=0 records nothing', () => {
+  const g = guest();
+  g.pt.map(0x1000n, g.alloc(), { write: false });
+  g.pt.map(0x2000n, g.alloc(), { write: true, af: false });
+  assert.equal(dma(g, 0x1000n, true)()?.status, 'invalid');
+  assert.equal(dma(g, 0x2000n, false)()?.status, 'invalid');
+  assert.equal(dma(g, 0x1000n, false)()?.status, 'ok');
+  assert.deepEqual(g.q.read().map((e) => decodeEvent(e.data!).id), [EVT_ID.F_PERMISSION, EVT_ID.F_ACCESS]);
+  g.setCd(0, { record: false });
+  assert.equal(dma(g, 0x5000n)()?.status, 'invalid');
+  assert.equal(g.q.queued, 0);
+});
+
+test('arm nested DMA: with CD.S=1 on a stall-capable device the fault stalls into the fault queue (one record, grpid = STAG); SUCCESS retries, INVALID aborts', () => {
+  const g = guest({ stall: true });
+  const fd = g.w.fd(g.f);
+  const res = dma(g, 0x3000n, true, 8);
+  assert.equal(res(), undefined, 'stalled');
+  const [rec, ...more] = fd.records();
+  assert.equal(more.length, 0);
+  assert.equal(rec!.flags, 2, 'LAST_PAGE, no PASID');
+  assert.equal(rec!.perm, 2);
+  assert.equal(rec!.addr, 0x3000n);
+  assert.equal(g.w.audit().stalls, 1);
+  const page = g.alloc();
+  g.pt.map(0x3000n, page, { write: true });
+  fd.write([[rec!.cookie, 0]]);
+  g.w.sched.run();
+  assert.equal(res()?.status, 'ok');
+  assert.deepEqual([...g.ioas.readMemory(page, 8)], new Array(8).fill(0xab));
+  assert.equal(g.q.queued, 0, 'a stall is never a vEVENTQ event');
+  const res2 = dma(g, 0x9000n);
+  const [rec2] = fd.records();
+  fd.write([[rec2!.cookie, 1]]);
+  g.w.sched.run();
+  assert.equal(res2()?.status, 'invalid');
+  assert.equal(g.w.audit().stalls, 0);
+});
+
+test('arm nested DMA: without the stall cap (or CD.S=0) a fault terminates; a fault-capable attach needs the cap (ENODEV)', () => {
+  assert.throws(() => guest({ stall: true, deviceStall: false }), (e: unknown) => (e as { errno?: string }).errno === 'ENODEV');
+  const g = guest({ stall: true, deviceStall: false, faultQueue: false });
+  assert.equal(dma(g, 0x3000n)()?.status, 'invalid');
+  const [e] = g.q.read();
+  const ev = decodeEvent(e!.data!);
+  assert.deepEqual([ev.id, ev.stall, ev.sid], [EVT_ID.F_TRANSLATION, false, Number(VSID)]);
+  assert.equal(g.w.audit().stalls, 0);
+});
+
+test('arm nested DMA: a stage-2 miss of a table read is the host\'s: stage2_fault, no vEVENTQ event', () => {
+  const g = guest();
+  g.pt.map(0x6000n, RAM + 0x10_0000n, { write: true });
+  const r = dma(g, 0x6000n)();
+  assert.equal(r?.status, 'stage2_fault');
+  assert.equal(g.q.queued, 0);
+  const driver = g.w.platform.iommuDevice('d0').ops as SimIommu;
+  assert.equal(driver.unhandledEvents.get(EVT_ID.F_TRANSLATION), 1);
+});
+
+test('arm nested DMA: a cached translation survives the guest clearing its leaf until TLBI_NH_VA through the vIOMMU', () => {
+  const g = guest();
+  g.pt.map(0x8000n, g.alloc(), { write: true });
+  assert.equal(dma(g, 0x8000n)()?.status, 'ok');
+  g.pt.unmap(0x8000n);
+  assert.equal(dma(g, 0x8000n)()?.status, 'ok', 'still in the IOTLB');
+  const r = iommufdViommuInvalidate(g.w.ctx, g.v.id, 'arm_smmuv3', [[BigInt(CMDQ_OP.TLBI_NH_VA) | (1n << 48n), 0x8000n]]);
+  assert.deepEqual(r, { done: 1 });
+  assert.equal(dma(g, 0x8000n)()?.status, 'invalid');
+  assert.equal(g.q.read().length, 1);
+});
+
+test('arm nested DMA: detaching with a stalled transaction answers its group INVALID once; the DMA aborts; nothing stays stalled', () => {
+  const g = guest({ stall: true });
+  const fd = g.w.fd(g.f);
+  const res = dma(g, 0xa000n);
+  assert.equal(fd.records().length, 1);
+  const idev = g.w.ctx.objects().find((o) => o.type === 'device')!;
+  iommufdDeviceDetach(idev as Parameters<typeof iommufdDeviceDetach>[0]);
+  g.w.sched.run();
+  assert.equal(res()?.status, 'invalid');
+  const a = g.w.audit();
+  assert.deepEqual([a.stalls, a.outstandingGroups, a.unexpectedResponses], [0, 0, 0]);
+});

@@ -1,0 +1,137 @@
+// End to end: vIOMMU, vDEVICE, vEVENTQ and the nested hwpt on a vIOMMU over
+// REST, and the vEVENTQ stream in both subprotocols, on the default
+// platform's SMMUv3 device (arm0 behind smmu0). The guest's CD lives in its
+// RAM (an IOAS) and its stage-1 table is empty, so every DMA is a stage-1
+// translation fault that terminates and is reported on the vEVENTQ with the
+// vSID.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { encodeCd, encodeSte, decodeEvent, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
+import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protocol/index.js';
+import { assertError, refusedUpgrade, startServer, StreamClient, type Api, type Json, type TestServer } from './helpers.js';
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+const u64le = (v: bigint): string => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b.toString('hex');
+};
+
+let srv: TestServer;
+before(async () => {
+  srv = await startServer();
+});
+after(async () => {
+  await srv.close();
+});
+
+interface Fixture {
+  api: Api;
+  ctx: number;
+  token: string;
+  C: string;
+  devId: number;
+  viommu: number;
+  veventq: Json;
+}
+
+/** A context with arm0 attached to a translating nested hwpt through vDEVICE 0x99, and a vEVENTQ of @depth. */
+async function fixture(depth = 2): Promise<Fixture> {
+  const created = await srv.api.ok('context.create', 'POST', '/v1/contexts');
+  const api = srv.api.withToken(created.token);
+  const C = `/v1/contexts/${created.ctx}`;
+  const { dev_id: devId } = await api.ok('device.bind', 'POST', `${C}/devices`, { name: 'arm0' });
+  const { id: ioas } = await api.ok('ioas.alloc', 'POST', `${C}/ioas`, {});
+  await api.ok('ioas.map', 'POST', `${C}/ioas/${ioas}/map`, { iova: '0x0', length: '0x100000' });
+  // CD 0 at 0x1000: TTB0 = 0x2000 (a zeroed page: nothing mapped), T0SZ 25.
+  const [c0, c1] = encodeCd({ ttb0: 0x2000n, t0sz: 25 });
+  await api.ok('ioas.memory.write', 'POST', `${C}/ioas/${ioas}/memory/write`, { writes: [{ iova: '0x1000', data: u64le(c0) + u64le(c1) }] });
+  const { id: parent } = await api.ok('hwpt.alloc', 'POST', `${C}/hwpt`, { dev_id: devId, pt_id: ioas, flags: HWPT_FLAGS.NEST_PARENT });
+  const { id: viommu } = await api.ok('viommu.alloc', 'POST', `${C}/viommu`, { type: 'arm_smmuv3', dev_id: devId, hwpt_id: parent });
+  await api.ok('vdevice.alloc', 'POST', `${C}/vdevice`, { viommu_id: viommu, dev_id: devId, virt_id: '0x99' });
+  const ste = encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x1000n }).map(hex);
+  const { id: nested } = await api.ok('hwpt.alloc', 'POST', `${C}/hwpt`, { dev_id: devId, pt_id: viommu, data_type: 'arm_smmuv3', data: { ste } });
+  await api.ok('device.attach', 'POST', `${C}/devices/${devId}/attach`, { pt_id: nested });
+  const veventq = await api.ok('veventq.alloc', 'POST', `${C}/veventq`, { viommu_id: viommu, type: 'arm_smmuv3', depth });
+  return { api, ctx: created.ctx, token: created.token, C, devId, viommu, veventq };
+}
+
+async function faultingDma(api: Api, iova: bigint): Promise<Json> {
+  return api.ok('platform.device.dma', 'POST', '/v1/platform/devices/arm0/dma', { iova: hex(iova), length: '0x8', access: 'read' });
+}
+
+test('vEVENTQ stream (JSON): hello, then a terminated stage-1 fault as a vevents frame with the vSID; a client frame is EOPNOTSUPP', async () => {
+  const f = await fixture(8);
+  assert.equal(f.veventq.stream, `/v1/contexts/${f.ctx}/veventq/${f.veventq.id}/stream`);
+  const s = await StreamClient.open(srv.wsBase, f.veventq.stream, { token: f.token });
+  assert.deepEqual(await s.json(), { type: 'hello', protocol: 'vevent.v1.json', veventq_id: f.veventq.id });
+  const dma = await faultingDma(f.api, 0x40_0000n);
+  assert.equal(dma.status, 'invalid');
+  const frame = await s.json();
+  assert.equal(frame.type, 'vevents');
+  assert.equal(frame.events.length, 1);
+  const [e] = frame.events;
+  assert.equal(e.sequence, 0);
+  assert.equal(e.lost, false);
+  const ev = decodeEvent(e.evt.map((w: string) => BigInt(w)));
+  assert.deepEqual([ev.id, ev.sid, ev.addr, ev.read], [0x10, 0x99, 0x40_0000n, true]);
+  s.sendJson({ type: 'responses', responses: [] });
+  const err = await s.json();
+  assert.deepEqual([err.type, err.errno], ['error', 'EOPNOTSUPP']);
+  const st = await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+  assert.deepEqual(st, { id: f.veventq.id, queued: 0, depth: 8, sequence: 1, lost: 0, connections: 1 });
+  assertError(await f.api.delete(`${f.C}/objects/${f.veventq.id}`), 409, 'EBUSY');
+  // Releasing the context closes the stream with 1001.
+  await f.api.ok('context.destroy', 'DELETE', f.C);
+  assert.equal((await s.closed).code, 1001);
+});
+
+test('vEVENTQ stream (uapi): events queued with no reader past the depth read as 0, 1 and a LOST_EVENTS header; the next event shows the gap', async () => {
+  const f = await fixture(2);
+  for (let i = 0; i < 4; i++) await faultingDma(f.api, 0x40_0000n + BigInt(i) * 0x1000n);
+  const st = await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+  assert.deepEqual(st, { id: f.veventq.id, queued: 3, depth: 2, sequence: 4, lost: 2, connections: 0 });
+  const s = await StreamClient.open(srv.wsBase, f.veventq.stream, { token: f.token, protocol: VEVENT_SUBPROTOCOL_UAPI });
+  assert.equal((await s.json()).protocol, VEVENT_SUBPROTOCOL_UAPI);
+  const buf = await s.binary();
+  assert.equal(buf.length, 40 + 40 + 8);
+  const got = decodeVevents(buf);
+  assert.deepEqual(got.map((e) => [e.sequence, e.lost]), [[0, false], [1, false], [3, true]]);
+  assert.equal(decodeEvent(got[1]!.evt!).addr, 0x40_1000n);
+  await faultingDma(f.api, 0x50_0000n);
+  const next = decodeVevents(await s.binary());
+  assert.deepEqual(next.map((e) => [e.sequence, e.lost]), [[4, false]]);
+  await s.close();
+  const metrics = await (await fetch(`${srv.base}/metrics`)).text();
+  assert.match(metrics, /iopfd_vevents_lost_total [1-9]/);
+  assert.match(metrics, /iopfd_vevents_read_total [1-9]/);
+  await f.api.ok('context.destroy', 'DELETE', f.C);
+});
+
+test('vIOMMU REST errors: EIO (400) for a bad STE, EOPNOTSUPP on the VT-d model, EEXIST rules, invalidation EIO with done', async () => {
+  const f = await fixture(2);
+  const bad = encodeSte({ cfg: 6 }).map(hex);
+  const r1 = await f.api.post(`${f.C}/hwpt`, { dev_id: f.devId, pt_id: f.viommu, data_type: 'arm_smmuv3', data: { ste: bad } });
+  assertError(r1, 400, 'EIO');
+  assertError(await f.api.post(`${f.C}/vdevice`, { viommu_id: f.viommu, dev_id: f.devId, virt_id: '0x98' }), 409, 'EEXIST');
+  assertError(await f.api.post(`${f.C}/veventq`, { viommu_id: f.viommu, type: 'arm_smmuv3', depth: 1 }), 409, 'EEXIST');
+  assertError(await f.api.post(`${f.C}/vdevice`, { viommu_id: f.viommu, dev_id: f.devId, virt_id: 99 }), 400, 'EINVAL');
+  const good = [hex(0x30n), '0x0'];
+  const ok = await f.api.ok('viommu.invalidate', 'POST', `${f.C}/viommu/${f.viommu}/invalidate`, { data_type: 'arm_smmuv3', commands: [good, [hex(0x05n | (0x99n << 32n)), '0x0']] });
+  assert.deepEqual(ok, { done: 2 });
+  const r2 = await f.api.post(`${f.C}/viommu/${f.viommu}/invalidate`, { data_type: 'arm_smmuv3', commands: [good, [hex(0x05n | (0x42n << 32n)), '0x0'], good] });
+  assert.equal(r2.status, 400);
+  assert.equal(r2.body.errno, 'EIO');
+  assert.equal(r2.body.done, 1);
+  assertError(await f.api.delete(`${f.C}/objects/${f.viommu}`), 409, 'EBUSY');
+  // The VT-d model has no vIOMMU.
+  const { dev_id: nic } = await f.api.ok('device.bind', 'POST', `${f.C}/devices`, { name: 'nic0' });
+  const { id: ioas2 } = await f.api.ok('ioas.alloc', 'POST', `${f.C}/ioas`, {});
+  const { id: p2 } = await f.api.ok('hwpt.alloc', 'POST', `${f.C}/hwpt`, { dev_id: nic, pt_id: ioas2, flags: HWPT_FLAGS.NEST_PARENT });
+  assertError(await f.api.post(`${f.C}/viommu`, { type: 'arm_smmuv3', dev_id: nic, hwpt_id: p2 }), 400, 'EOPNOTSUPP');
+  // Upgrades: another subprotocol, a missing queue, no token.
+  assert.equal((await refusedUpgrade(srv.wsBase, f.veventq.stream, { token: f.token, protocol: 'iopf.v1.json' })).status, 400);
+  assert.equal((await refusedUpgrade(srv.wsBase, `${f.C}/veventq/999/stream`, { token: f.token })).status, 404);
+  assert.equal((await refusedUpgrade(srv.wsBase, f.veventq.stream, {})).status, 401);
+  await f.api.ok('context.destroy', 'DELETE', f.C);
+});
