@@ -144,6 +144,9 @@ export class ObserveFeed {
   ) {
     this.observer = {
       refused: (what) => inner.refused?.(what),
+      veventReported: () => inner.veventReported?.(),
+      veventRead: (n) => inner.veventRead?.(n),
+      veventLost: () => inner.veventLost?.(),
       reported: (g, q) => {
         inner.reported?.(g, q);
         if (!this.active) return;
