@@ -3,7 +3,7 @@
  *
  * Everything shared by the daemon and its clients: errnos, wire scalars,
  * fault fd record layouts, stream messages and close codes, REST schemas and
- * the command table, JSON Schema/OpenAPI generation. Depends on zod only.
+ * the command table, JSON Schema/OpenAPI/AsyncAPI generation. Depends on zod only.
  */
 export * from './errno.js';
 export * from './u64.js';
@@ -14,3 +14,4 @@ export * from './schemas.js';
 export * from './zod-errors.js';
 export * from './json-schema.js';
 export * from './vevent.js';
+export * from './asyncapi.js';

@@ -14,13 +14,31 @@ import { zDecimalU32 } from './u64.js';
 type JsonObject = Record<string, unknown>;
 
 /**
- * toSchema() - JSON Schema (draft 2020-12) of the wire form of @schema,
- * without the `$schema` key so it can be embedded.
+ * toSchema() - JSON Schema of the wire form of @schema, without the
+ * `$schema` key so it can be embedded.
+ * @target: the JSON Schema draft (2020-12 for OpenAPI 3.1, draft-07 for AsyncAPI).
  */
-function toSchema(schema: z.ZodType): JsonObject {
-  const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) };
+export function toSchema(schema: z.ZodType, target: 'draft-2020-12' | 'draft-7' = 'draft-2020-12'): JsonObject {
+  const out: JsonObject = { ...z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target }) };
   delete out.$schema;
+  if (target === 'draft-2020-12') closeTuples(out);
   return out;
+}
+
+/**
+ * closeTuples() - give every tuple (`prefixItems`) of @node `items: {not: {}}`
+ * (no further item: a zod tuple takes no more than it lists); tools
+ * (Spectral's array-items) want `items` spelled out as a schema object.
+ */
+function closeTuples(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const n of node) closeTuples(n);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  const o = node as JsonObject;
+  if (Array.isArray(o.prefixItems) && (o.items === undefined || o.items === false)) o.items = { not: {} };
+  for (const v of Object.values(o)) closeTuples(v);
 }
 
 /**
@@ -47,8 +65,8 @@ export function jsonSchemas(): Record<string, unknown> {
   return out;
 }
 
-/** openApiPath() - fastify `:param` segments to OpenAPI `{param}`. */
-function openApiPath(url: string): string {
+/** openApiPath() - fastify `:param` segments to OpenAPI (and AsyncAPI) `{param}`. */
+export function openApiPath(url: string): string {
   return url.replace(/:([A-Za-z_]\w*)/g, '{$1}');
 }
 
@@ -79,12 +97,7 @@ function errorResponses(errnos: readonly Errno[]): Record<string, JsonObject> {
       description: list.map((e) => `${e}: ${ERRNO_DESCRIPTIONS[e]}`).join('; '),
       content: {
         'application/json': {
-          schema: {
-            type: 'object',
-            properties: { errno: { type: 'string', enum: list }, message: { type: 'string' } },
-            required: ['errno', 'message'],
-            additionalProperties: false,
-          },
+          schema: { allOf: [{ $ref: '#/components/schemas/Error' }, { properties: { errno: { enum: list } } }] },
         },
       },
     };
@@ -98,6 +111,12 @@ const SECURITY: Record<Command['auth'], JsonObject[]> = {
   ctx: [{ contextToken: [] }],
 };
 
+const AUTH_TEXT: Record<Command['auth'], string> = {
+  none: 'No token needed.',
+  admin: 'Needs the **admin** bearer token.',
+  ctx: "Needs the context's bearer token (returned by `POST /v1/contexts`).",
+};
+
 /** operationOf() - the OpenAPI operation object of one command. */
 function operationOf(c: Command): JsonObject {
   const op: JsonObject = {
@@ -106,11 +125,16 @@ function operationOf(c: Command): JsonObject {
     tags: [c.name.split('.')[0]],
     security: SECURITY[c.auth],
   };
-  if (c.kernel) op.description = `Kernel analogue: ${c.kernel}.`;
+  op.description = [AUTH_TEXT[c.auth], c.kernel ? `Kernel analogue: \`${c.kernel}\`.` : ''].filter(Boolean).join('\n\n');
   const parameters = [...parametersOf(c.params, 'path'), ...parametersOf(c.query, 'query')];
   if (parameters.length > 0) op.parameters = parameters;
   if (c.body) {
-    op.requestBody = { required: false, content: { 'application/json': { schema: toSchema(c.body) } } };
+    // An absent body is read as {} (server/rest.ts): the body is required
+    // exactly when {} is not a valid one.
+    op.requestBody = {
+      required: !c.body.safeParse({}).success,
+      content: { 'application/json': { schema: toSchema(c.body) } },
+    };
   }
   const ok: JsonObject = { description: c.status === 204 ? 'No content' : 'Success' };
   // An `sse` command's body is an event stream whose `data` lines have the response's shape.
@@ -140,6 +164,24 @@ function streamOperation(): JsonObject {
 }
 
 /**
+ * TAGS - the OpenAPI tags, one per first word of a command name, in the
+ * order the docs show them.
+ */
+export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
+  { name: 'platform', description: 'The simulated machine (admin token): devices, DMA, page requests, SVA, traffic generators, contexts.' },
+  { name: 'context', description: 'An iommufd file: `POST /v1/contexts` opens one and returns its bearer token.' },
+  { name: 'object', description: 'The objects of a context, by id (`IOMMU_DESTROY`).' },
+  { name: 'device', description: 'Binding a device to a context and attaching it to a page table (`iommufd_device_bind()`, `IOMMU_HWPT_ATTACH`).' },
+  { name: 'ioas', description: 'I/O address spaces: map, unmap, and the memory behind them (`IOMMU_IOAS_ALLOC`, `IOMMU_IOAS_MAP`).' },
+  { name: 'hwpt', description: 'Hardware page tables, fault-capable or not (`IOMMU_HWPT_ALLOC`, `IOMMU_HWPT_INVALIDATE`).' },
+  { name: 'fault', description: 'Fault queues (`IOMMU_FAULT_QUEUE_ALLOC`) and their fault fd, a WebSocket stream (see /asyncapi.json).' },
+  { name: 'viommu', description: 'Virtual IOMMUs (`IOMMU_VIOMMU_ALLOC`) and their cache invalidation, ARM SMMUv3.' },
+  { name: 'vdevice', description: 'A device as the guest sees it on a vIOMMU, by its virtual id (`IOMMU_VDEVICE_ALLOC`).' },
+  { name: 'veventq', description: 'vEVENTQs (`IOMMU_VEVENTQ_ALLOC`) and their read-only WebSocket stream (see /asyncapi.json).' },
+  { name: 'healthz', description: 'Liveness.' },
+];
+
+/**
  * openApiDocument() - OpenAPI 3.1 description of the REST API, built from
  * %COMMANDS, plus the fault stream's upgrade.
  *
@@ -161,8 +203,18 @@ export function openApiDocument(): JsonObject {
       version: '1',
       description:
         'IO page fault delivery: a simulated IOMMU, the Linux IOPF core and the iommufd fault queue. ' +
-        'u64 values travel as "0x…" strings; errors are {errno, message}.',
+        'u64 values travel as `"0x…"` strings; errors are `{errno, message}`.',
+      license: { name: 'MIT', identifier: 'MIT' },
     },
+    servers: [
+      { url: '/', description: 'The daemon serving this document' },
+      {
+        url: 'http://{host}:{port}',
+        description: 'A daemon at its default address (--host, --port)',
+        variables: { host: { default: '127.0.0.1' }, port: { default: '8080' } },
+      },
+    ],
+    tags: TAGS.map((t) => ({ ...t })),
     paths,
     components: {
       schemas: { Error: toSchema(zErrorBody) },

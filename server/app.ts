@@ -4,8 +4,8 @@
  * buildApp() assembles the daemon without listening, so tests can inject()
  * or listen on port 0: the simulated platform on the event-loop scheduler,
  * the REST routes generated from the protocol's command table, the fault
- * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json and
- * /docs, one error handler, and the shutdown sequence.
+ * stream on the HTTP server's 'upgrade' event, /metrics, /openapi.json,
+ * /asyncapi.json, /docs, the console (/ui, where / leads), one error handler, and the shutdown sequence.
  */
 import type { Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
@@ -13,10 +13,10 @@ import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Platform, type IommufdFault, type KernelProfile, type PlatformDesc, type PlatformOptions } from '../core/index.js';
-import { CLOSE, httpStatusOf, openApiDocument, STREAM_URL, VEVENT_STREAM_URL } from '../protocol/index.js';
+import { asyncApiDocument, CLOSE, httpStatusOf, openApiDocument, STREAM_URL, VEVENT_STREAM_URL } from '../protocol/index.js';
 import { bearerToken, requireToken, tokenDigest } from './auth.js';
 import { ContextRegistry } from './contexts.js';
-import { docsHtml } from './docs.js';
+import { DOCS_CSP, DOCS_SCRIPT, docsHtml } from './docs.js';
 import { HttpError, wireErrorOf } from './errors.js';
 import { defaultMemoryLimit } from './config.js';
 import { createLogger, pathOf, type LogLevel } from './logger.js';
@@ -331,9 +331,18 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
 
   const openapi = openApiDocument();
   const docs = docsHtml(openapi);
+  const asyncapi = asyncApiDocument();
   app.get('/openapi.json', async () => openapi);
-  app.get('/docs', async (_request, reply) => reply.type('text/html; charset=utf-8').send(docs));
+  app.get('/asyncapi.json', async () => asyncapi);
+  app.get('/docs', async (_request, reply) =>
+    reply.type('text/html; charset=utf-8').header('content-security-policy', DOCS_CSP).header('x-content-type-options', 'nosniff').send(docs),
+  );
+  app.get('/docs/docs.js', async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').send(DOCS_SCRIPT),
+  );
   registerUi(app);
+  // The console is the front page; it links to /docs.
+  app.get('/', async (_request, reply) => reply.redirect('/ui'));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   // Without an upgrade: the token is checked first, as for the upgrade.
   app.get(STREAM_URL, async (request) => {

@@ -4,7 +4,8 @@
  * Writes the JSON Schema (draft 2020-12) of every wire shape to
  * `docs/schemas/<key>.json` (keys as jsonSchemas() names them, e.g.
  * `ioas.map.body.json`, `stream.server.json`) and the OpenAPI document to
- * `docs/schemas/openapi.json`, for clients written in other languages.
+ * `docs/schemas/openapi.json` and the streams' AsyncAPI document to
+ * `docs/schemas/asyncapi.json`, for clients written in other languages.
  * Stale files are removed. Run after building:
  *
  *   node dist/server/export-schemas.js [OUTDIR]
@@ -12,17 +13,19 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jsonSchemas, openApiDocument } from '../protocol/index.js';
+import { asyncApiDocument, jsonSchemas, openApiDocument } from '../protocol/index.js';
 
 /**
  * schemaFiles() - the files to write: name → content.
  *
- * Return: one pretty-printed JSON file per schema, plus openapi.json.
+ * Return: one pretty-printed JSON file per schema, plus openapi.json and
+ * asyncapi.json.
  */
 export function schemaFiles(): Map<string, string> {
   const files = new Map<string, string>();
   for (const [key, schema] of Object.entries(jsonSchemas())) files.set(`${key}.json`, `${JSON.stringify(schema, null, 2)}\n`);
   files.set('openapi.json', `${JSON.stringify(openApiDocument(), null, 2)}\n`);
+  files.set('asyncapi.json', `${JSON.stringify(asyncApiDocument(), null, 2)}\n`);
   return files;
 }
 

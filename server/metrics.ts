@@ -9,6 +9,95 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Histogram } from 'prom-client';
 import type { AutoCause, IommufdObserver } from '../core/index.js';
 
+/** DEFAULT_MAX_DEVICE_LABELS - distinct `device` label values before `other`. */
+export const DEFAULT_MAX_DEVICE_LABELS = 64;
+
+/** DEFAULT_MAX_QUEUE_LABELS - distinct `queue` label values before `other`. */
+export const DEFAULT_MAX_QUEUE_LABELS = 256;
+
+/** OTHER_LABEL - the label value that counts everything beyond a bound. */
+export const OTHER_LABEL = 'other';
+
+/** The group events counted per device and per queue, in slot order. */
+const GROUP_EVENTS = ['reported', 'delivered', 'answered', 'auto_answered'] as const;
+const REPORTED = 0;
+const DELIVERED = 1;
+const ANSWERED = 2;
+const AUTO_ANSWERED = 3;
+
+/** One label value's counts since the last scrape, by GROUP_EVENTS index. */
+interface LabelSlot {
+  readonly label: string;
+  readonly counts: Float64Array;
+}
+
+/**
+ * BoundedLabels - the values of one label, at most @max of them: the first
+ * @max distinct keys seen (for the daemon's lifetime, so that a counter
+ * never goes back) get their own value, every later one counts under
+ * `other`. The slot of an object key is cached on it (a WeakMap), so the
+ * hot path makes no string and hashes no labels; prom-client's counter is
+ * fed at scrape time.
+ */
+class BoundedLabels {
+  private readonly slots = new Map<string, LabelSlot>();
+  private readonly byKey = new WeakMap<object, LabelSlot>();
+  private other: LabelSlot | undefined;
+
+  constructor(private readonly max: number) {}
+
+  /** slot() - the slot counting @key, whose label value labelOf(@key) makes (called once per key). */
+  slot<K extends object>(key: K, labelOf: (key: K) => string): LabelSlot {
+    let slot = this.byKey.get(key);
+    if (slot) return slot;
+    const label = labelOf(key);
+    slot = this.slots.get(label);
+    if (!slot) {
+      if (this.slots.size < this.max) {
+        slot = { label, counts: new Float64Array(GROUP_EVENTS.length) };
+        this.slots.set(label, slot);
+      } else {
+        this.other ??= { label: OTHER_LABEL, counts: new Float64Array(GROUP_EVENTS.length) };
+        slot = this.other;
+      }
+    }
+    this.byKey.set(key, slot);
+    return slot;
+  }
+
+  /** drain() - hand every slot's counts to @inc and zero them. */
+  drain(inc: (label: string, event: string, n: number) => void): void {
+    const all = this.other ? [...this.slots.values(), this.other] : this.slots.values();
+    for (const slot of all) {
+      slot.counts.forEach((n, i) => {
+        if (n > 0) inc(slot.label, GROUP_EVENTS[i]!, n);
+      });
+      slot.counts.fill(0);
+    }
+  }
+}
+
+/**
+ * struct MetricsOptions - the label bounds.
+ * @maxDeviceLabels: distinct `device` values (default DEFAULT_MAX_DEVICE_LABELS).
+ * @maxQueueLabels: distinct `queue` values (default DEFAULT_MAX_QUEUE_LABELS).
+ */
+export interface MetricsOptions {
+  maxDeviceLabels?: number;
+  maxQueueLabels?: number;
+}
+
+/** What the per-device and per-queue counts read of a group and of its queue. */
+type ObservedGroup = Parameters<NonNullable<IommufdObserver['reported']>>[0];
+type ObservedQueue = Parameters<NonNullable<IommufdObserver['reported']>>[1];
+type ObservedDevice = ObservedGroup['faultParam']['dev'];
+
+/** The `device` label of a device: its name. */
+const deviceLabel = (dev: ObservedDevice): string => dev.name;
+
+/** The `queue` label of a fault queue: `ctx/fault id`. */
+const queueLabel = (q: ObservedQueue): string => `${q.ictx.id}/${q.id}`;
+
 /** Response code names, by RESP_CODE value. */
 const CODE_NAME: Readonly<Record<number, string>> = { 0: 'success', 1: 'invalid' };
 
@@ -80,7 +169,11 @@ class LatencyHistogram {
  * iopfd_groups_overflowed_total, iopfd_groups_timed_out_total,
  * iopfd_streams_open, iopfd_connections_refused_total,
  * iopfd_fault_response_latency_seconds{by} (by = user
- * or auto), iopfd_table_entries{table} (what every table of the daemon
+ * or auto), iopfd_device_groups_total{device,event} and
+ * iopfd_queue_groups_total{queue,event} (event = reported, delivered,
+ * answered or auto_answered; device the device name, queue `ctx/fault id`;
+ * at most MetricsOptions' bound of values each, then `other`),
+ * iopfd_table_entries{table} (what every table of the daemon
  * holds, so that a soak can tell that none grows), plus the process
  * metrics with the iopfd_ prefix.
  */
@@ -97,7 +190,7 @@ export class Metrics {
   /** Sizes of the daemon's tables, by name, for `iopfd_table_entries` (set by the app). */
   tableSizes: (() => Readonly<Record<string, number>>) | undefined;
 
-  constructor() {
+  constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'iopfd_' });
     // The per-group counts are plain numbers, added to the counters at scrape time (collect).
@@ -206,6 +299,31 @@ export class Metrics {
         this.set({ kind: 'limit' }, b.limit);
       },
     });
+    const devices = new BoundedLabels(opts.maxDeviceLabels ?? DEFAULT_MAX_DEVICE_LABELS);
+    const queues = new BoundedLabels(opts.maxQueueLabels ?? DEFAULT_MAX_QUEUE_LABELS);
+    new Counter({
+      name: 'iopfd_device_groups_total',
+      help: `Groups by device name and event (reported, delivered, answered, auto_answered); at most ${opts.maxDeviceLabels ?? DEFAULT_MAX_DEVICE_LABELS} device values, the rest under "${OTHER_LABEL}"`,
+      labelNames: ['device', 'event'] as const,
+      registers,
+      collect() {
+        devices.drain((device, event, n) => this.inc({ device, event }, n));
+      },
+    });
+    new Counter({
+      name: 'iopfd_queue_groups_total',
+      help: `Groups by fault queue ("ctx/fault id") and event (reported, delivered, answered, auto_answered); at most ${opts.maxQueueLabels ?? DEFAULT_MAX_QUEUE_LABELS} queue values, the rest under "${OTHER_LABEL}"`,
+      labelNames: ['queue', 'event'] as const,
+      registers,
+      collect() {
+        queues.drain((queue, event, n) => this.inc({ queue, event }, n));
+      },
+    });
+    /** Count @event for the device of @g and for the queue @q. */
+    const count = (event: number, g: ObservedGroup, q: ObservedQueue, n = 1): void => {
+      devices.slot(g.faultParam.dev, deviceLabel).counts[event]! += n;
+      queues.slot(q, queueLabel).counts[event]! += n;
+    };
     const codeName = (code: number): string => CODE_NAME[code] ?? String(code);
     this.observer = {
       veventReported: () => void vevents.reported++,
@@ -213,17 +331,23 @@ export class Metrics {
         vevents.read += n;
       },
       veventLost: () => void vevents.lost++,
-      reported: () => void reportedN++,
-      delivered: (n) => {
-        deliveredN += n;
+      reported: (g, q) => {
+        reportedN++;
+        count(REPORTED, g, q);
       },
-      answered: (code, latencyMs) => {
+      delivered: (n, groups, q) => {
+        deliveredN += n;
+        for (let i = 0; i < n; i++) count(DELIVERED, groups[i]!, q);
+      },
+      answered: (code, latencyMs, g, q) => {
         if (code === 0 || code === 1) answeredN[code]!++;
         else answered.inc({ code: codeName(code) });
         latency.observe('user', latencyMs / 1000);
+        count(ANSWERED, g, q);
       },
       refused: (limit) => refusals.inc({ limit }),
-      autoAnswered: (cause: AutoCause, code, latencyMs) => {
+      autoAnswered: (cause: AutoCause, code, latencyMs, g, q) => {
+        count(AUTO_ANSWERED, g, q);
         autoAnswered.inc({ cause, code: codeName(code) });
         latency.observe('auto', latencyMs / 1000);
         if (cause === 'overflow') overflowed.inc();

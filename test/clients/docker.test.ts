@@ -4,8 +4,8 @@
 // and `docker compose config` / `docker-compose config` where installed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { program, startDaemon, type TestDaemon } from './helpers.js';
@@ -87,7 +87,8 @@ function services(compose: string): Map<string, string> {
 test('docker-compose.yml: daemon, vmm-handler, traffic in health order; their commands parse', async () => {
   const compose = read('docker-compose.yml');
   const s = services(compose);
-  assert.deepEqual([...s.keys()], ['daemon', 'vmm-handler', 'traffic']);
+  assert.deepEqual([...s.keys()], ['daemon', 'vmm-handler', 'traffic', 'prometheus', 'grafana']);
+  for (const demo of ['daemon', 'vmm-handler', 'traffic']) assert.doesNotMatch(s.get(demo)!, /profiles:/, `${demo} runs without a profile`);
   assert.match(compose, /IOPFD_ADMIN_TOKEN: \$\{IOPFD_ADMIN_TOKEN:-[\w-]+\}/, 'the admin token from the environment, with a demo default');
   assert.match(s.get('daemon')!, /healthcheck:\n {6}test: \[.*\/healthz.*\]/);
   const healthy = (on: string): RegExp => new RegExp(`depends_on:\\n(?: {6}.*\\n)*? {6}${on}:\\n {8}condition: service_healthy`);
@@ -107,6 +108,80 @@ test('docker-compose.yml: daemon, vmm-handler, traffic in health order; their co
   }
 });
 
+/** The metric names an expression reads (histogram series by their base name). */
+function metricsOf(expr: string): string[] {
+  return [...expr.matchAll(/\b(iopfd_\w+)/g)].map((m) => m[1]!.replace(/_(bucket|sum|count)$/, ''));
+}
+
+test('observability profile: Prometheus scrapes the daemon, Grafana gets the datasource and a dashboard of metrics the daemon exports', async () => {
+  const s = services(read('docker-compose.yml'));
+  for (const name of ['prometheus', 'grafana']) {
+    const block = s.get(name)!;
+    assert.match(block, /profiles: \["observability"\]/, name);
+    assert.match(block, /image: [\w/-]+:v?\d+\.\d+\.\d+\n/, `${name}: a pinned image`);
+    // Every bind mount's source exists in the repository.
+    const mounts = [...block.matchAll(/^ {6}- \.\/([^:\s]+):/gm)].map((m) => m[1]!);
+    assert.ok(mounts.length > 0, `${name}: mounts from deploy/`);
+    for (const m of mounts) assert.ok(existsSync(`${repo}${m}`), `${name}: ${m} exists`);
+  }
+  assert.match(s.get('prometheus')!, /- \.\/deploy\/prometheus\/prometheus\.yml:\/etc\/prometheus\/prometheus\.yml:ro/);
+  assert.match(s.get('prometheus')!, /daemon:\n {8}condition: service_healthy/);
+  assert.match(s.get('grafana')!, /- \.\/deploy\/grafana\/provisioning:\/etc\/grafana\/provisioning:ro/);
+  assert.match(s.get('grafana')!, /- \.\/deploy\/grafana\/dashboards:\/var\/lib\/grafana\/dashboards:ro/);
+
+  // Prometheus scrapes the compose daemon's /metrics.
+  const prom = read('deploy/prometheus/prometheus.yml');
+  assert.match(prom, /metrics_path: \/metrics/);
+  assert.match(prom, /targets: \["daemon:8080"\]/);
+  // Grafana: the datasource points at the compose Prometheus under the uid the dashboard uses; the provider reads the mounted folder.
+  const datasource = read('deploy/grafana/provisioning/datasources/prometheus.yml');
+  assert.match(datasource, /url: http:\/\/prometheus:9090/);
+  const uid = /uid: (\S+)/.exec(datasource)?.[1];
+  assert.match(read('deploy/grafana/provisioning/dashboards/iopfd.yml'), /path: \/var\/lib\/grafana\/dashboards/);
+
+  const dash = JSON.parse(read('deploy/grafana/dashboards/iopfd.json')) as {
+    uid: string;
+    panels: Array<{ type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string; datasource: { uid: string } }> }>;
+  };
+  const graphs = dash.panels.filter((p) => p.type !== 'row');
+  // The panels the operators asked for.
+  for (const want of [
+    /^Groups\/s: reported, delivered, answered$/,
+    /latency \(quantiles\)/,
+    /^Auto-answered by cause$/,
+    /^Limit refusals/,
+    /by device/,
+    /by fault queue/,
+  ]) {
+    assert.ok(
+      graphs.some((p) => want.test(p.title)),
+      `a panel ${want}`,
+    );
+  }
+  // Every query reads metrics this daemon exports (their # TYPE line on /metrics), through the provisioned datasource.
+  const exposition = await (await fetch(`${d.url}/metrics`)).text();
+  const declared = new Set([...exposition.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+  const used = new Set<string>();
+  for (const p of graphs) {
+    assert.equal(p.datasource?.uid, uid, `${p.title}: the provisioned datasource`);
+    assert.ok(p.targets && p.targets.length > 0, `${p.title}: a query`);
+    for (const t of p.targets) {
+      assert.equal(t.datasource.uid, uid);
+      const names = metricsOf(t.expr);
+      assert.ok(names.length > 0, t.expr);
+      for (const n of names) {
+        assert.ok(declared.has(n), `${p.title}: ${n} is not on /metrics`);
+        used.add(n);
+      }
+    }
+  }
+  assert.ok(used.has('iopfd_fault_response_latency_seconds'));
+  assert.ok(
+    graphs.some((p) => p.targets!.some((t) => /histogram_quantile\(0\.99,/.test(t.expr))),
+    'a p99',
+  );
+});
+
 test('docker compose config accepts the file (skipped without Docker Compose)', (t) => {
   const tools: Array<[string, string[]]> = [
     ['docker', ['compose']],
@@ -118,10 +193,13 @@ test('docker compose config accepts the file (skipped without Docker Compose)', 
     t.skip('neither `docker compose` nor `docker-compose` is installed');
     return;
   }
-  const r = spawnSync(tool[0], [...tool[1], 'config', '-q'], { cwd: repo, encoding: 'utf8', timeout: 60_000 });
-  if (r.error) {
-    t.skip(`\`${tool[0]} ${tool[1].join(' ')} config\` did not finish: ${r.error.message}`);
-    return;
+  for (const profile of [[], ['--profile', 'observability']] as string[][]) {
+    const args = [...tool[1], ...profile, 'config', '-q'];
+    const r: SpawnSyncReturns<string> = spawnSync(tool[0], args, { cwd: repo, encoding: 'utf8', timeout: 60_000 });
+    if (r.error) {
+      t.skip(`\`${tool[0]} ${tool[1].join(' ')} config\` did not finish: ${r.error.message}`);
+      return;
+    }
+    assert.equal(r.status, 0, `${profile.join(' ')}: ${r.stderr}`);
   }
-  assert.equal(r.status, 0, r.stderr);
 });

@@ -10,6 +10,10 @@
  *   it holds groups, its context is released as the kernel releases a dead
  *   process's files: the held groups are answered INVALID, none is lost,
  *   none answered twice;
+ * - the vSMMU path (uapi-vmm --arm, on the SMMUv3 device arm0): vIOMMU,
+ *   vDEVICE, a nested hwpt with the guest's STE, invalidation commands on
+ *   the vIOMMU, a vEVENTQ and their rules; the event of a faulting DMA is
+ *   read from the fd IOMMU_VEVENTQ_ALLOC returned, with the vSID;
  * - open() fails as the kernel's would (ENOENT for a device the platform
  *   lacks), or with ECONNREFUSED when no daemon listens;
  * - every other descriptor passes through untouched.
@@ -20,7 +24,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { deviceResponses, injectGroup, startServer, waitFor, type Json, type TestServer } from '../server/helpers.js';
+import { armFaultingDma, deviceResponses, injectGroup, startServer, waitFor, type Json, type TestServer } from '../server/helpers.js';
 import { buildNative, NATIVE_BUILD, NativeProgram, parseLoopLines } from './helpers.js';
 
 const skip = buildNative();
@@ -174,6 +178,30 @@ describe('native: iopfd-preload.so runs an unmodified kernel-uAPI program', { sk
     } finally {
       await p.kill();
     }
+  });
+
+  it('the vSMMU path: vIOMMU, vDEVICE, nested arm_smmuv3 hwpt, vIOMMU invalidation, a vEVENTQ fd that reads the event with the vSID', async () => {
+    const before = server.daemon.platform.contextCount;
+    const p = vmm(server.base, ['--arm', 'arm0', '0', '-1']);
+    try {
+      const [ready] = await p.waitLines(/^ready /, 1, 20000);
+      assert.deepEqual(p.matching(/FAILED/), []);
+      assert.ok(p.matching(/^rule \S+ ok$/).length >= 18, p.lines.join('\n'));
+      assert.match(ready!, /viommu_id=\d+ vdevice_id=\d+ hwpt_id=\d+ veventq_id=\d+/);
+      // The guest's CD table is zeroed guest RAM: the DMA's stage-1 walk finds no valid CD (C_BAD_CD, 0x0a).
+      const dma = await armFaultingDma(server.api, 0x40_0000n);
+      assert.equal(dma.status, 'invalid', JSON.stringify(dma));
+      const [ev] = await p.waitLines(/^vevent /, 1, 20000);
+      assert.match(ev!, /^vevent seq=0 flags=0 id=0xa sid=0x99 addr=0x400000 bytes=40$/);
+      assert.equal(await p.exited, 0, p.stderr + p.lines.join('\n'));
+      assert.deepEqual(p.matching(/FAILED/), []);
+      assert.ok(p.lines.includes('rule veventq_destroy_after_close ok'));
+    } finally {
+      await p.kill();
+    }
+    // The program closed its files: the context is gone and arm0 is free.
+    await waitFor(() => server.daemon.platform.contextCount === before, 10000, 'the context released');
+    assert.equal((await device(server, 'arm0')).bound, false);
   });
 
   it('open() fails as the kernel would: ENOENT for a device the platform lacks, ECONNREFUSED without a daemon', async () => {

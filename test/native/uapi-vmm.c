@@ -2,7 +2,7 @@
 /*
  * DOC: uapi-vmm.c - a VMM's fault path written only against the kernel uAPI
  *
- *   uapi-vmm [--pasid P] [--rules] [--lifecycle] DEVICE INVALID_MASK ANSWER_LIMIT
+ *   uapi-vmm [--pasid P] [--rules] [--lifecycle] [--arm] DEVICE INVALID_MASK ANSWER_LIMIT
  *
  * Nothing here knows iopfd: the program opens /dev/iommu and
  * /dev/vfio/devices/DEVICE, binds the device (VFIO_DEVICE_BIND_IOMMUFD),
@@ -26,7 +26,11 @@
  * serving, allocates a nested (vtd_s1) hwpt, invalidates it, replaces the
  * RID's attachment, attaches and detaches a PASID, unmaps, and closes its
  * files one by one, the /dev/iommu one's dup() and F_DUPFD_CLOEXEC copy
- * last ("step NAME", then a line on stdin to go on).
+ * last ("step NAME", then a line on stdin to go on). With --arm (a device
+ * behind an SMMUv3) it does a VMM's vSMMU instead of the fault path: a
+ * vIOMMU, a vDEVICE, a nested hwpt with the guest's STE, invalidation
+ * commands on the vIOMMU and a vEVENTQ, whose fd it reads one event from
+ * (arm_flow()).
  *
  * Run on a kernel with iommufd and a PRI-capable device, or unmodified
  * under iopfd-preload.so (test/native/preload.test.ts). The structs are
@@ -40,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +149,58 @@ struct iommu_fault_alloc {
 };
 #define IOMMU_FAULT_QUEUE_ALLOC _IO(IOMMUFD_TYPE, 0x8e)
 
+/* The vIOMMU (v6.13+; struct iommu_viommu_alloc grew data_len/data_uptr in v6.16). */
+#define IOMMU_HWPT_DATA_ARM_SMMUV3 2
+struct iommu_hwpt_arm_smmuv3 {
+	uint64_t ste[2] __attribute__((aligned(8))); /* __aligned_le64 */
+};
+#define IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 1
+struct iommu_viommu_arm_smmuv3_invalidate {
+	uint64_t cmd[2] __attribute__((aligned(8))); /* __aligned_le64 */
+};
+#define IOMMU_VIOMMU_TYPE_DEFAULT 0
+#define IOMMU_VIOMMU_TYPE_ARM_SMMUV3 1
+struct iommu_viommu_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t type;
+	uint32_t dev_id;
+	uint32_t hwpt_id;
+	uint32_t out_viommu_id;
+	uint32_t data_len;
+	uint32_t __reserved;
+	uint64_t data_uptr __attribute__((aligned(8)));
+};
+#define IOMMU_VIOMMU_ALLOC _IO(IOMMUFD_TYPE, 0x90)
+struct iommu_vdevice_alloc {
+	uint32_t size;
+	uint32_t viommu_id;
+	uint32_t dev_id;
+	uint32_t out_vdevice_id;
+	uint64_t virt_id __attribute__((aligned(8)));
+};
+#define IOMMU_VDEVICE_ALLOC _IO(IOMMUFD_TYPE, 0x91)
+#define IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 1
+struct iommu_veventq_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t viommu_id;
+	uint32_t type;
+	uint32_t veventq_depth;
+	uint32_t out_veventq_id;
+	uint32_t out_veventq_fd;
+	uint32_t __reserved;
+};
+#define IOMMU_VEVENTQ_ALLOC _IO(IOMMUFD_TYPE, 0x93)
+#define IOMMU_VEVENTQ_FLAG_LOST_EVENTS (1U << 0)
+struct iommufd_vevent_header {
+	uint32_t flags;
+	uint32_t sequence;
+};
+struct iommu_vevent_arm_smmuv3 {
+	uint64_t evt[4] __attribute__((aligned(8))); /* __aligned_le64 */
+};
+
 /* ---- include/uapi/linux/vfio.h, the iommufd cdev part (this program's copy) */
 
 #define VFIO_TYPE (';')
@@ -232,6 +289,30 @@ VM_AT(iommu_fault_alloc, size, 0);
 VM_AT(iommu_fault_alloc, flags, 4);
 VM_AT(iommu_fault_alloc, out_fault_id, 8);
 VM_AT(iommu_fault_alloc, out_fault_fd, 12);
+VM_SIZE(iommu_hwpt_arm_smmuv3, 16);
+VM_SIZE(iommu_viommu_arm_smmuv3_invalidate, 16);
+VM_SIZE(iommu_viommu_alloc, 40);
+VM_AT(iommu_viommu_alloc, type, 8);
+VM_AT(iommu_viommu_alloc, dev_id, 12);
+VM_AT(iommu_viommu_alloc, hwpt_id, 16);
+VM_AT(iommu_viommu_alloc, out_viommu_id, 20);
+VM_AT(iommu_viommu_alloc, data_len, 24);
+VM_AT(iommu_viommu_alloc, __reserved, 28);
+VM_AT(iommu_viommu_alloc, data_uptr, 32);
+VM_SIZE(iommu_vdevice_alloc, 24);
+VM_AT(iommu_vdevice_alloc, viommu_id, 4);
+VM_AT(iommu_vdevice_alloc, dev_id, 8);
+VM_AT(iommu_vdevice_alloc, out_vdevice_id, 12);
+VM_AT(iommu_vdevice_alloc, virt_id, 16);
+VM_SIZE(iommu_veventq_alloc, 32);
+VM_AT(iommu_veventq_alloc, viommu_id, 8);
+VM_AT(iommu_veventq_alloc, type, 12);
+VM_AT(iommu_veventq_alloc, veventq_depth, 16);
+VM_AT(iommu_veventq_alloc, out_veventq_id, 20);
+VM_AT(iommu_veventq_alloc, out_veventq_fd, 24);
+VM_AT(iommu_veventq_alloc, __reserved, 28);
+VM_SIZE(iommufd_vevent_header, 8);
+VM_SIZE(iommu_vevent_arm_smmuv3, 32);
 VM_SIZE(vfio_device_bind_iommufd, 24);
 VM_AT(vfio_device_bind_iommufd, argsz, 0);
 VM_AT(vfio_device_bind_iommufd, flags, 4);
@@ -562,6 +643,186 @@ static void lifecycle(int iommufd, int devfd, int fault_fd, uint32_t dev_id, uin
 	step("closed-fcntl-dup");
 }
 
+/** The vSID this program gives its device in the vIOMMU. */
+#define ARM_VSID 0x99u
+/** STE word 0: V, Config = S1_TRANS (0b101), S1ContextPtr = 0x1000 (the guest's CD table, zeroed: an invalid CD). */
+#define ARM_STE0 (1ull | (5ull << 1) | 0x1000ull)
+
+/** arm_invalidate() - IOMMU_HWPT_INVALIDATE of @n commands of @entry_len bytes at @cmds on @viommu; entry_num back in *@done. */
+static int arm_invalidate(int iommufd, uint32_t viommu, const void *cmds, uint32_t entry_len, uint32_t n, uint32_t *done)
+{
+	struct iommu_hwpt_invalidate inv = {
+		.size = sizeof(inv),
+		.hwpt_id = viommu,
+		.data_uptr = (uintptr_t)cmds,
+		.data_type = IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+		.entry_len = entry_len,
+		.entry_num = n,
+	};
+	int rc = ioctl(iommufd, IOMMU_HWPT_INVALIDATE, &inv);
+
+	*done = inv.entry_num;
+	return rc;
+}
+
+/**
+ * arm_flow() - a VMM's vSMMU: an IOAS for guest RAM, a NEST_PARENT hwpt,
+ * a vIOMMU on it, the device's vDEVICE (vSID ARM_VSID), a nested hwpt with
+ * the guest's STE (its CD table in zeroed guest RAM), a vEVENTQ; the rules
+ * of those ioctls ("rule NAME ok"); then "ready …", and one event read from
+ * the vEVENTQ fd ("vevent seq=S flags=F id=0xID sid=0xSID addr=0xADDR")
+ * once the device faults (the node test makes it DMA).
+ */
+static int arm_flow(int iommufd, int devfd, uint32_t dev_id, uint32_t ioas_id)
+{
+	struct iommu_ioas_map map = { .size = sizeof(map) };
+	struct iommu_hwpt_alloc parent = { .size = sizeof(parent) }, nested = { .size = sizeof(nested) };
+	struct iommu_viommu_alloc va = { .size = sizeof(va) };
+	struct iommu_vdevice_alloc vd = { .size = sizeof(vd) };
+	struct iommu_veventq_alloc vq = { .size = sizeof(vq) }, vq2;
+	struct iommu_hwpt_arm_smmuv3 ste = { .ste = { ARM_STE0, 0 } };
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at) };
+	struct iommu_destroy d = { .size = sizeof(d) };
+	unsigned char big[sizeof(va) + 8], wide[24];
+	struct iommu_viommu_arm_smmuv3_invalidate cmds[3];
+	unsigned char wcmds[2][24];
+	struct pollfd pfd;
+	unsigned char buf[64];
+	struct iommufd_vevent_header h;
+	struct iommu_vevent_arm_smmuv3 e;
+	uint32_t done;
+	ssize_t r;
+	int vfd;
+
+	map.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+	map.ioas_id = ioas_id;
+	map.length = 1 << 20;
+	map.iova = 0;
+	if (ioctl(iommufd, IOMMU_IOAS_MAP, &map))
+		die("IOMMU_IOAS_MAP");
+	parent.flags = IOMMU_HWPT_ALLOC_NEST_PARENT;
+	parent.dev_id = dev_id;
+	parent.pt_id = ioas_id;
+	if (ioctl(iommufd, IOMMU_HWPT_ALLOC, &parent))
+		die("IOMMU_HWPT_ALLOC nest parent");
+
+	/* IOMMU_VIOMMU_ALLOC: the sizes, the type. */
+	va.type = IOMMU_VIOMMU_TYPE_DEFAULT;
+	va.dev_id = dev_id;
+	va.hwpt_id = parent.out_hwpt_id;
+	rule("viommu_alloc_default_type_eopnotsupp", ioctl(iommufd, IOMMU_VIOMMU_ALLOC, &va), EOPNOTSUPP);
+	va.type = IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
+	va.size = 20;
+	rule("viommu_alloc_size_below_first_version_einval", ioctl(iommufd, IOMMU_VIOMMU_ALLOC, &va), EINVAL);
+	memset(big, 0, sizeof(big));
+	va.size = sizeof(big);
+	memcpy(big, &va, sizeof(va));
+	big[sizeof(va) + 3] = 1;
+	rule("viommu_alloc_nonzero_tail_e2big", ioctl(iommufd, IOMMU_VIOMMU_ALLOC, big), E2BIG);
+	big[sizeof(va) + 3] = 0;
+	rule("viommu_alloc_zero_tail_ok", ioctl(iommufd, IOMMU_VIOMMU_ALLOC, big), 0);
+	memcpy(&va, big, sizeof(va));
+	va.size = sizeof(va);
+	d.id = va.out_viommu_id;
+	rule("viommu_destroy", ioctl(iommufd, IOMMU_DESTROY, &d), 0);
+	va.size = 24; /* the v6.13 struct: no data_len/data_uptr */
+	if (ioctl(iommufd, IOMMU_VIOMMU_ALLOC, &va))
+		die("IOMMU_VIOMMU_ALLOC");
+
+	vd.viommu_id = va.out_viommu_id;
+	vd.dev_id = dev_id;
+	vd.virt_id = ARM_VSID;
+	if (ioctl(iommufd, IOMMU_VDEVICE_ALLOC, &vd))
+		die("IOMMU_VDEVICE_ALLOC");
+	rule("vdevice_alloc_twice_eexist", ioctl(iommufd, IOMMU_VDEVICE_ALLOC, &vd), EEXIST);
+
+	/* The nested hwpt: the guest's STE. */
+	nested.dev_id = dev_id;
+	nested.pt_id = va.out_viommu_id;
+	nested.data_type = IOMMU_HWPT_DATA_ARM_SMMUV3;
+	nested.data_uptr = (uintptr_t)&ste;
+	nested.data_len = 8;
+	rule("hwpt_alloc_arm_short_data_einval", ioctl(iommufd, IOMMU_HWPT_ALLOC, &nested), EINVAL);
+	memset(wide, 0, sizeof(wide));
+	memcpy(wide, &ste, sizeof(ste));
+	wide[20] = 1;
+	nested.data_uptr = (uintptr_t)wide;
+	nested.data_len = sizeof(wide);
+	rule("hwpt_alloc_arm_data_nonzero_tail_e2big", ioctl(iommufd, IOMMU_HWPT_ALLOC, &nested), E2BIG);
+	wide[20] = 0;
+	if (ioctl(iommufd, IOMMU_HWPT_ALLOC, &nested))
+		die("IOMMU_HWPT_ALLOC arm_smmuv3");
+	at.pt_id = nested.out_hwpt_id;
+	if (ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at))
+		die("VFIO_DEVICE_ATTACH_IOMMUFD_PT nested");
+
+	/* Invalidation on the vIOMMU: TLBI_NSNH_ALL, CFGI_CD of our vSID, CFGI_CD of an unknown one. */
+	memset(cmds, 0, sizeof(cmds));
+	cmds[0].cmd[0] = 0x30;
+	cmds[1].cmd[0] = 0x05 | ((uint64_t)ARM_VSID << 32);
+	cmds[2].cmd[0] = 0x05 | (0x42ull << 32);
+	rule("viommu_invalidate_ok", arm_invalidate(iommufd, va.out_viommu_id, cmds, sizeof(cmds[0]), 2, &done), 0);
+	rule("viommu_invalidate_ok_entry_num", done == 2 ? 0 : -1, 0);
+	rule("viommu_invalidate_bad_vsid_eio", arm_invalidate(iommufd, va.out_viommu_id, cmds, sizeof(cmds[0]), 3, &done), EIO);
+	rule("viommu_invalidate_eio_entry_num", done == 2 ? 0 : -1, 0);
+	memset(wcmds, 0, sizeof(wcmds));
+	memcpy(wcmds[0], &cmds[0], 16);
+	memcpy(wcmds[1], &cmds[1], 16);
+	wcmds[1][17] = 1;
+	rule("viommu_invalidate_entry_tail_e2big", arm_invalidate(iommufd, va.out_viommu_id, wcmds, 24, 2, &done), E2BIG);
+	rule("viommu_invalidate_e2big_entry_num", done == 0 ? 0 : -1, 0);
+	wcmds[1][17] = 0;
+	rule("viommu_invalidate_empty_einval", arm_invalidate(iommufd, va.out_viommu_id, cmds, sizeof(cmds[0]), 0, &done), EINVAL);
+	rule("viommu_invalidate_no_such_viommu_enoent", arm_invalidate(iommufd, 0xfffff, cmds, sizeof(cmds[0]), 0, &done), ENOENT);
+	rule("viommu_invalidate_long_entries_ok", arm_invalidate(iommufd, va.out_viommu_id, wcmds, 24, 2, &done), 0);
+
+	/* IOMMU_VEVENTQ_ALLOC */
+	vq.viommu_id = va.out_viommu_id;
+	vq.type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3;
+	vq.veventq_depth = 0;
+	rule("veventq_alloc_depth_0_einval", ioctl(iommufd, IOMMU_VEVENTQ_ALLOC, &vq), EINVAL);
+	vq.__reserved = 1;
+	vq.veventq_depth = 8;
+	rule("veventq_alloc_reserved_eopnotsupp", ioctl(iommufd, IOMMU_VEVENTQ_ALLOC, &vq), EOPNOTSUPP);
+	vq.__reserved = 0;
+	if (ioctl(iommufd, IOMMU_VEVENTQ_ALLOC, &vq))
+		die("IOMMU_VEVENTQ_ALLOC");
+	vfd = (int)vq.out_veventq_fd;
+	vq2 = vq;
+	rule("veventq_alloc_second_of_type_eexist", ioctl(iommufd, IOMMU_VEVENTQ_ALLOC, &vq2), EEXIST);
+	d.id = vq.out_veventq_id;
+	rule("veventq_destroy_with_fd_open_ebusy", ioctl(iommufd, IOMMU_DESTROY, &d), EBUSY);
+	if (failures)
+		return 1;
+
+	printf("ready dev_id=%" PRIu32 " viommu_id=%" PRIu32 " vdevice_id=%" PRIu32 " hwpt_id=%" PRIu32
+	       " veventq_id=%" PRIu32 "\n",
+	       dev_id, va.out_viommu_id, vd.out_vdevice_id, nested.out_hwpt_id, vq.out_veventq_id);
+	fflush(stdout);
+
+	pfd.fd = vfd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 60000) != 1)
+		die("poll vEVENTQ");
+	r = read(vfd, buf, sizeof(buf));
+	if (r < (ssize_t)sizeof(h))
+		die("read vEVENTQ");
+	memcpy(&h, buf, sizeof(h));
+	printf("vevent seq=%" PRIu32 " flags=%" PRIu32, h.sequence, h.flags);
+	if (!(h.flags & IOMMU_VEVENTQ_FLAG_LOST_EVENTS) && r >= (ssize_t)(sizeof(h) + sizeof(e))) {
+		memcpy(&e, buf + sizeof(h), sizeof(e));
+		printf(" id=0x%x sid=0x%x addr=0x%" PRIx64, (unsigned)(e.evt[0] & 0xff), (unsigned)(e.evt[0] >> 32), e.evt[2]);
+	}
+	printf(" bytes=%zd\n", r);
+	fflush(stdout);
+	close(vfd);
+	d.id = vq.out_veventq_id;
+	rule("veventq_destroy_after_close", ioctl(iommufd, IOMMU_DESTROY, &d), 0);
+	close(devfd);
+	close(iommufd);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
@@ -573,7 +834,7 @@ int main(int argc, char **argv)
 	struct fault_loop_config cfg;
 	struct fault_loop_stats st;
 	char path[128];
-	int iommufd, devfd, fault_fd, rules = 0, life = 0, argi = 1;
+	int iommufd, devfd, fault_fd, rules = 0, life = 0, arm = 0, argi = 1;
 	uint64_t auto_iova;
 	long pasid = -1;
 	void *mem;
@@ -583,13 +844,15 @@ int main(int argc, char **argv)
 			rules = 1;
 		else if (!strcmp(argv[argi], "--lifecycle"))
 			life = 1;
+		else if (!strcmp(argv[argi], "--arm"))
+			arm = 1;
 		else if (!strcmp(argv[argi], "--pasid") && argi + 1 < argc)
 			pasid = strtol(argv[++argi], NULL, 0);
 		else
 			break;
 	}
 	if (argc - argi != 3) {
-		fprintf(stderr, "usage: uapi-vmm [--pasid P] [--rules] [--lifecycle] DEVICE INVALID_MASK ANSWER_LIMIT\n");
+		fprintf(stderr, "usage: uapi-vmm [--pasid P] [--rules] [--lifecycle] [--arm] DEVICE INVALID_MASK ANSWER_LIMIT\n");
 		return 2;
 	}
 	memset(&cfg, 0, sizeof(cfg));
@@ -613,6 +876,8 @@ int main(int argc, char **argv)
 		die("VFIO_DEVICE_BIND_IOMMUFD");
 	if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &ioas))
 		die("IOMMU_IOAS_ALLOC");
+	if (arm)
+		return arm_flow(iommufd, devfd, bind.out_devid, ioas.out_ioas_id);
 
 	/* Guest RAM: 2 MiB at IOVA 1 GiB, and 64 KiB wherever the IOMMU likes. */
 	mem = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

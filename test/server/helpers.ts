@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { buildApp, type AppOptions, type IopfdApp } from '../../server/app.js';
+import { encodeCd, encodeSte, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { COMMANDS, commandByName, HWPT_FLAGS, RECORD_SIZE, type Command, type Subprotocol } from '../../protocol/index.js';
 
 /** A JSON value as the tests read it (shapes are asserted, not typed). */
@@ -378,6 +379,57 @@ export async function faultFixture(server: Pick<TestServer, 'api'>, opts: { devi
   await api.ok('device.attach', 'POST', `${prefix}/devices/${devId}/attach`, { pt_id: hwpt });
   if (opts.pasid !== undefined) await api.ok('device.attach', 'POST', `${prefix}/devices/${devId}/attach`, { pt_id: hwpt, pasid: opts.pasid });
   return { ctx: created.ctx, token: created.token, api, devId, ioas, fault: f.id, hwpt, prefix, stream: f.stream };
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+const u64le = (v: bigint): string => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b.toString('hex');
+};
+
+/** A context on the SMMUv3 device arm0 with a vIOMMU and a vEVENTQ. */
+export interface ArmFixture {
+  api: Api;
+  ctx: number;
+  token: string;
+  /** `/v1/contexts/CTX` */
+  C: string;
+  devId: number;
+  viommu: number;
+  /** POST /veventq's reply: id, stream. */
+  veventq: Json;
+}
+
+/**
+ * armFixture() - a context with arm0 attached to a translating nested hwpt
+ * through vDEVICE 0x99, and a vEVENTQ of @depth. The guest's CD lives in
+ * its RAM (an IOAS) and its stage-1 table is empty, so every DMA is a
+ * stage-1 translation fault reported on the vEVENTQ with the vSID.
+ */
+export async function armFixture(server: Pick<TestServer, 'api'>, depth = 2): Promise<ArmFixture> {
+  const created = await server.api.ok('context.create', 'POST', '/v1/contexts');
+  const api = server.api.withToken(created.token);
+  const C = `/v1/contexts/${created.ctx}`;
+  const { dev_id: devId } = await api.ok('device.bind', 'POST', `${C}/devices`, { name: 'arm0' });
+  const { id: ioas } = await api.ok('ioas.alloc', 'POST', `${C}/ioas`, {});
+  await api.ok('ioas.map', 'POST', `${C}/ioas/${ioas}/map`, { iova: '0x0', length: '0x100000' });
+  // CD 0 at 0x1000: TTB0 = 0x2000 (a zeroed page: nothing mapped), T0SZ 25.
+  const [c0, c1] = encodeCd({ ttb0: 0x2000n, t0sz: 25 });
+  await api.ok('ioas.memory.write', 'POST', `${C}/ioas/${ioas}/memory/write`, { writes: [{ iova: '0x1000', data: u64le(c0) + u64le(c1) }] });
+  const { id: parent } = await api.ok('hwpt.alloc', 'POST', `${C}/hwpt`, { dev_id: devId, pt_id: ioas, flags: HWPT_FLAGS.NEST_PARENT });
+  const { id: viommu } = await api.ok('viommu.alloc', 'POST', `${C}/viommu`, { type: 'arm_smmuv3', dev_id: devId, hwpt_id: parent });
+  await api.ok('vdevice.alloc', 'POST', `${C}/vdevice`, { viommu_id: viommu, dev_id: devId, virt_id: '0x99' });
+  const ste = encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x1000n }).map(hex);
+  const { id: nested } = await api.ok('hwpt.alloc', 'POST', `${C}/hwpt`, { dev_id: devId, pt_id: viommu, data_type: 'arm_smmuv3', data: { ste } });
+  await api.ok('device.attach', 'POST', `${C}/devices/${devId}/attach`, { pt_id: nested });
+  const veventq = await api.ok('veventq.alloc', 'POST', `${C}/veventq`, { viommu_id: viommu, type: 'arm_smmuv3', depth });
+  return { api, ctx: created.ctx, token: created.token, C, devId, viommu, veventq };
+}
+
+/** armFaultingDma() - an 8-byte read by arm0 at @iova (admin route). */
+export async function armFaultingDma(api: Api, iova: bigint): Promise<Json> {
+  return api.ok('platform.device.dma', 'POST', '/v1/platform/devices/arm0/dma', { iova: hex(iova), length: '0x8', access: 'read' });
 }
 
 /** A raw page request, as POST /page-requests takes it (addr as a bigint). */

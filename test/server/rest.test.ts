@@ -4,7 +4,7 @@
 // table's response schemas and the errors against the errno table.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COMMANDS, HWPT_FLAGS, openApiDocument } from '../../protocol/index.js';
+import { COMMANDS, HWPT_FLAGS, openApiDocument, asyncApiDocument } from '../../protocol/index.js';
 import { assertError, deviceResponses, faultFixture, inject, startServer, StreamClient, waitFor, type Json, type TestServer } from './helpers.js';
 
 const PLATFORM = '/v1/platform';
@@ -373,17 +373,39 @@ describe('bodies, routing and errors', () => {
     await server.api.withToken(c.token).ok('context.destroy', 'DELETE', `/v1/contexts/${c.ctx}`);
   });
 
-  test('/healthz, /openapi.json, /docs', async () => {
+  test('/healthz, /openapi.json, /asyncapi.json, /docs', async () => {
     assert.deepEqual(await server.api.ok('healthz', 'GET', '/healthz'), { status: 'ok' });
     const doc = await server.api.get('/openapi.json');
     assert.equal(doc.status, 200);
     assert.deepEqual(doc.body, JSON.parse(JSON.stringify(openApiDocument())));
+    const streams = await server.api.get('/asyncapi.json');
+    assert.equal(streams.status, 200);
+    assert.deepEqual(streams.body, JSON.parse(JSON.stringify(asyncApiDocument())));
     const html = await server.api.get('/docs');
     assert.equal(html.status, 200);
     assert.match(html.headers.get('content-type') ?? '', /text\/html/);
     for (const c of COMMANDS) assert.ok(html.text.includes(c.url.replace(/:(\w+)/g, '{$1}')), c.url);
     assert.ok(html.text.includes('/v1/contexts/{ctx}/faults/{id}/stream'));
-    assert.ok(!/<script/i.test(html.text), 'self-contained, no script');
+    // Descriptions are rendered markdown, not raw text.
+    assert.match(html.text, /Needs the <strong>admin<\/strong> bearer token/);
+    assert.match(html.text, /<code>POST \/v1\/contexts<\/code>/);
+    assert.ok(!html.text.includes('**admin**'), 'no raw markdown left');
+    // A token box, a try-it-out form per REST route, the page's only script served locally.
+    assert.match(html.text, /id="admin-token"/);
+    assert.match(html.text, /id="ctx-token"/);
+    assert.equal(html.text.match(/<form class="try"/g)?.length, COMMANDS.length);
+    assert.deepEqual(
+      [...html.text.matchAll(/<script[^>]*src="([^"]+)"/g)].map((m) => m[1]),
+      ['/docs/docs.js'],
+    );
+    assert.match(html.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+    const js = await server.api.get('/docs/docs.js');
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type') ?? '', /javascript/);
+    assert.doesNotThrow(() => new Function(js.text), 'the script parses');
+    const root = await fetch(`${server.base}/`, { redirect: 'manual' });
+    assert.equal(root.status, 302);
+    assert.equal(root.headers.get('location'), '/ui', '/ leads to the console');
   });
 
   test('/metrics counts groups reported, delivered, answered, auto-answered, and open streams', async () => {
@@ -406,6 +428,12 @@ describe('bodies, routing and errors', () => {
     assert.equal(value('iopfd_groups_timed_out_total'), 0);
     assert.equal(value('iopfd_streams_open'), 1);
     assert.equal(value('iopfd_fault_response_latency_seconds_count{by="user"}'), 1);
+    // Per device and per queue ("ctx/fault id").
+    assert.equal(value('iopfd_device_groups_total{device="nic0",event="reported"}'), 1, 'the overflowed group was never queued');
+    assert.equal(value('iopfd_device_groups_total{device="nic0",event="answered"}'), 1);
+    assert.equal(value('iopfd_device_groups_total{device="nic0",event="auto_answered"}'), 1);
+    const queue = /^iopfd_queue_groups_total\{queue="(\d+\/\d+)",event="reported"\} 1$/m.exec(m.text)?.[1];
+    assert.equal(queue, `${fx.ctx}/${fx.fault}`);
     await s.close();
     await waitFor(async () => /^iopfd_streams_open 0$/m.test((await server.api.get('/metrics')).text), 2000, 'the gauge to drop');
     await fx.api.ok('context.destroy', 'DELETE', fx.prefix);

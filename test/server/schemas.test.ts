@@ -13,14 +13,14 @@ import { buildApp } from '../../server/app.js';
 import { registerCommands } from '../../server/rest.js';
 import type { RouteTable } from '../../server/routes/types.js';
 
-test('export-schemas writes one file per schema plus openapi.json, and removes stale ones', () => {
+test('export-schemas writes one file per schema plus openapi.json and asyncapi.json, and removes stale ones', () => {
   const dir = mkdtempSync(join(tmpdir(), 'iopfd-schemas-'));
   writeFileSync(join(dir, 'stale.json'), '{}');
   const names = exportSchemas(dir);
   assert.deepEqual(readdirSync(dir).sort(), [...names].sort());
-  assert.equal(names.length, Object.keys(jsonSchemas()).length + 1);
+  assert.equal(names.length, Object.keys(jsonSchemas()).length + 2);
   for (const name of names) JSON.parse(readFileSync(join(dir, name), 'utf8'));
-  assert.ok(names.includes('ioas.map.body.json') && names.includes('stream.server.json') && names.includes('openapi.json'));
+  assert.ok(names.includes('ioas.map.body.json') && names.includes('stream.server.json') && names.includes('openapi.json') && names.includes('asyncapi.json'));
 });
 
 test('docs/schemas is up to date (regenerate: node dist/server/export-schemas.js)', () => {

@@ -6,16 +6,11 @@
 // vSID.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeCd, encodeSte, decodeEvent, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
+import { encodeSte, decodeEvent } from '../../core/hw/smmuv3.js';
 import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protocol/index.js';
-import { assertError, refusedUpgrade, startServer, StreamClient, type Api, type Json, type TestServer } from './helpers.js';
+import { armFaultingDma, armFixture, assertError, refusedUpgrade, startServer, StreamClient, type ArmFixture, type TestServer } from './helpers.js';
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
-const u64le = (v: bigint): string => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(v);
-  return b.toString('hex');
-};
 
 let srv: TestServer;
 before(async () => {
@@ -25,40 +20,8 @@ after(async () => {
   await srv.close();
 });
 
-interface Fixture {
-  api: Api;
-  ctx: number;
-  token: string;
-  C: string;
-  devId: number;
-  viommu: number;
-  veventq: Json;
-}
-
-/** A context with arm0 attached to a translating nested hwpt through vDEVICE 0x99, and a vEVENTQ of @depth. */
-async function fixture(depth = 2): Promise<Fixture> {
-  const created = await srv.api.ok('context.create', 'POST', '/v1/contexts');
-  const api = srv.api.withToken(created.token);
-  const C = `/v1/contexts/${created.ctx}`;
-  const { dev_id: devId } = await api.ok('device.bind', 'POST', `${C}/devices`, { name: 'arm0' });
-  const { id: ioas } = await api.ok('ioas.alloc', 'POST', `${C}/ioas`, {});
-  await api.ok('ioas.map', 'POST', `${C}/ioas/${ioas}/map`, { iova: '0x0', length: '0x100000' });
-  // CD 0 at 0x1000: TTB0 = 0x2000 (a zeroed page: nothing mapped), T0SZ 25.
-  const [c0, c1] = encodeCd({ ttb0: 0x2000n, t0sz: 25 });
-  await api.ok('ioas.memory.write', 'POST', `${C}/ioas/${ioas}/memory/write`, { writes: [{ iova: '0x1000', data: u64le(c0) + u64le(c1) }] });
-  const { id: parent } = await api.ok('hwpt.alloc', 'POST', `${C}/hwpt`, { dev_id: devId, pt_id: ioas, flags: HWPT_FLAGS.NEST_PARENT });
-  const { id: viommu } = await api.ok('viommu.alloc', 'POST', `${C}/viommu`, { type: 'arm_smmuv3', dev_id: devId, hwpt_id: parent });
-  await api.ok('vdevice.alloc', 'POST', `${C}/vdevice`, { viommu_id: viommu, dev_id: devId, virt_id: '0x99' });
-  const ste = encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x1000n }).map(hex);
-  const { id: nested } = await api.ok('hwpt.alloc', 'POST', `${C}/hwpt`, { dev_id: devId, pt_id: viommu, data_type: 'arm_smmuv3', data: { ste } });
-  await api.ok('device.attach', 'POST', `${C}/devices/${devId}/attach`, { pt_id: nested });
-  const veventq = await api.ok('veventq.alloc', 'POST', `${C}/veventq`, { viommu_id: viommu, type: 'arm_smmuv3', depth });
-  return { api, ctx: created.ctx, token: created.token, C, devId, viommu, veventq };
-}
-
-async function faultingDma(api: Api, iova: bigint): Promise<Json> {
-  return api.ok('platform.device.dma', 'POST', '/v1/platform/devices/arm0/dma', { iova: hex(iova), length: '0x8', access: 'read' });
-}
+const fixture = (depth = 2): Promise<ArmFixture> => armFixture(srv, depth);
+const faultingDma = armFaultingDma;
 
 test('vEVENTQ stream (JSON): hello, then a terminated stage-1 fault as a vevents frame with the vSID; a client frame is EOPNOTSUPP', async () => {
   const f = await fixture(8);

@@ -4,7 +4,8 @@
  *
  * The shim's own copies of the ioctl argument structs of
  * include/uapi/linux/iommufd.h and include/uapi/linux/vfio.h (the iommufd
- * cdev part, v6.15+ with PASID attach and v6.17+ with the bind token), so
+ * cdev part, v6.15+ with PASID attach and v6.17+ with the bind token; the
+ * vIOMMU, vDEVICE and vEVENTQ of v6.13+/v6.16+), so
  * the shim builds on a host whose kernel headers predate them. Every size
  * and offset is checked by _Static_assert against the kernel's layout.
  *
@@ -36,6 +37,9 @@ enum {
 	IOPFD_CMD_HWPT_ALLOC = 0x89,
 	IOPFD_CMD_HWPT_INVALIDATE = 0x8d,
 	IOPFD_CMD_FAULT_QUEUE_ALLOC = 0x8e,
+	IOPFD_CMD_VIOMMU_ALLOC = 0x90,
+	IOPFD_CMD_VDEVICE_ALLOC = 0x91,
+	IOPFD_CMD_VEVENTQ_ALLOC = 0x93,
 };
 
 struct iopfd_iommu_destroy {
@@ -77,12 +81,18 @@ struct iopfd_iommu_ioas_unmap {
 
 #define IOPFD_HWPT_DATA_NONE 0u
 #define IOPFD_HWPT_DATA_VTD_S1 1u
+#define IOPFD_HWPT_DATA_ARM_SMMUV3 2u
 
 struct iopfd_iommu_hwpt_vtd_s1 {
 	uint64_t flags __attribute__((aligned(8)));
 	uint64_t pgtbl_addr __attribute__((aligned(8)));
 	uint32_t addr_width;
 	uint32_t __reserved;
+};
+
+/* struct iommu_hwpt_arm_smmuv3: the guest STE's first two words, little-endian. */
+struct iopfd_iommu_hwpt_arm_smmuv3 {
+	uint64_t ste[2] __attribute__((aligned(8)));
 };
 
 struct iopfd_iommu_hwpt_alloc {
@@ -100,6 +110,12 @@ struct iopfd_iommu_hwpt_alloc {
 };
 
 #define IOPFD_HWPT_INVALIDATE_DATA_VTD_S1 0u
+#define IOPFD_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 1u
+
+/* struct iommu_viommu_arm_smmuv3_invalidate: one 128-bit CMDQ command, little-endian. */
+struct iopfd_iommu_viommu_arm_smmuv3_invalidate {
+	uint64_t cmd[2] __attribute__((aligned(8)));
+};
 
 struct iopfd_iommu_hwpt_vtd_s1_invalidate {
 	uint64_t addr __attribute__((aligned(8)));
@@ -125,6 +141,44 @@ struct iopfd_iommu_fault_alloc {
 	uint32_t out_fault_fd;
 };
 
+#define IOPFD_VIOMMU_TYPE_DEFAULT 0u
+#define IOPFD_VIOMMU_TYPE_ARM_SMMUV3 1u
+
+/* struct iommu_viommu_alloc (data_len, __reserved and data_uptr came in v6.16) */
+struct iopfd_iommu_viommu_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t type;
+	uint32_t dev_id;
+	uint32_t hwpt_id;
+	uint32_t out_viommu_id;
+	uint32_t data_len;
+	uint32_t __reserved;
+	uint64_t data_uptr __attribute__((aligned(8)));
+};
+
+struct iopfd_iommu_vdevice_alloc {
+	uint32_t size;
+	uint32_t viommu_id;
+	uint32_t dev_id;
+	uint32_t out_vdevice_id;
+	uint64_t virt_id __attribute__((aligned(8)));
+};
+
+#define IOPFD_VEVENTQ_TYPE_DEFAULT 0u
+#define IOPFD_VEVENTQ_TYPE_ARM_SMMUV3 1u
+
+struct iopfd_iommu_veventq_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t viommu_id;
+	uint32_t type;
+	uint32_t veventq_depth;
+	uint32_t out_veventq_id;
+	uint32_t out_veventq_fd;
+	uint32_t __reserved;
+};
+
 #define IOPFD_IOMMU_DESTROY _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_DESTROY)
 #define IOPFD_IOMMU_IOAS_ALLOC _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_IOAS_ALLOC)
 #define IOPFD_IOMMU_IOAS_MAP _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_IOAS_MAP)
@@ -132,6 +186,9 @@ struct iopfd_iommu_fault_alloc {
 #define IOPFD_IOMMU_HWPT_ALLOC _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_HWPT_ALLOC)
 #define IOPFD_IOMMU_HWPT_INVALIDATE _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_HWPT_INVALIDATE)
 #define IOPFD_IOMMU_FAULT_QUEUE_ALLOC _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_FAULT_QUEUE_ALLOC)
+#define IOPFD_IOMMU_VIOMMU_ALLOC _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_VIOMMU_ALLOC)
+#define IOPFD_IOMMU_VDEVICE_ALLOC _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_VDEVICE_ALLOC)
+#define IOPFD_IOMMU_VEVENTQ_ALLOC _IO(IOPFD_IOMMUFD_TYPE, IOPFD_CMD_VEVENTQ_ALLOC)
 
 /* The kernel's op->min_size for each emulated command. */
 #define IOPFD_IOCTL_MIN_DESTROY IOPFD_OFFSETOFEND(struct iopfd_iommu_destroy, id)
@@ -141,6 +198,11 @@ struct iopfd_iommu_fault_alloc {
 #define IOPFD_IOCTL_MIN_HWPT_ALLOC IOPFD_OFFSETOFEND(struct iopfd_iommu_hwpt_alloc, __reserved)
 #define IOPFD_IOCTL_MIN_HWPT_INVALIDATE IOPFD_OFFSETOFEND(struct iopfd_iommu_hwpt_invalidate, __reserved)
 #define IOPFD_IOCTL_MIN_FAULT_QUEUE_ALLOC IOPFD_OFFSETOFEND(struct iopfd_iommu_fault_alloc, out_fault_fd)
+#define IOPFD_IOCTL_MIN_VIOMMU_ALLOC IOPFD_OFFSETOFEND(struct iopfd_iommu_viommu_alloc, out_viommu_id)
+#define IOPFD_IOCTL_MIN_VDEVICE_ALLOC IOPFD_OFFSETOFEND(struct iopfd_iommu_vdevice_alloc, virt_id)
+#define IOPFD_IOCTL_MIN_VEVENTQ_ALLOC IOPFD_OFFSETOFEND(struct iopfd_iommu_veventq_alloc, __reserved)
+#define IOPFD_MIN_ARM_SMMUV3 IOPFD_OFFSETOFEND(struct iopfd_iommu_hwpt_arm_smmuv3, ste)
+#define IOPFD_MIN_ARM_SMMUV3_INVALIDATE IOPFD_OFFSETOFEND(struct iopfd_iommu_viommu_arm_smmuv3_invalidate, cmd)
 #define IOPFD_MIN_VTD_S1 IOPFD_OFFSETOFEND(struct iopfd_iommu_hwpt_vtd_s1, __reserved)
 #define IOPFD_MIN_VTD_S1_INVALIDATE IOPFD_OFFSETOFEND(struct iopfd_iommu_hwpt_vtd_s1_invalidate, __reserved)
 
@@ -254,6 +316,40 @@ IOPFD_AT(iopfd_iommu_fault_alloc, flags, 4);
 IOPFD_AT(iopfd_iommu_fault_alloc, out_fault_id, 8);
 IOPFD_AT(iopfd_iommu_fault_alloc, out_fault_fd, 12);
 
+IOPFD_SIZE(iopfd_iommu_hwpt_arm_smmuv3, 16);
+IOPFD_AT(iopfd_iommu_hwpt_arm_smmuv3, ste, 0);
+
+IOPFD_SIZE(iopfd_iommu_viommu_arm_smmuv3_invalidate, 16);
+IOPFD_AT(iopfd_iommu_viommu_arm_smmuv3_invalidate, cmd, 0);
+
+IOPFD_SIZE(iopfd_iommu_viommu_alloc, 40);
+IOPFD_AT(iopfd_iommu_viommu_alloc, size, 0);
+IOPFD_AT(iopfd_iommu_viommu_alloc, flags, 4);
+IOPFD_AT(iopfd_iommu_viommu_alloc, type, 8);
+IOPFD_AT(iopfd_iommu_viommu_alloc, dev_id, 12);
+IOPFD_AT(iopfd_iommu_viommu_alloc, hwpt_id, 16);
+IOPFD_AT(iopfd_iommu_viommu_alloc, out_viommu_id, 20);
+IOPFD_AT(iopfd_iommu_viommu_alloc, data_len, 24);
+IOPFD_AT(iopfd_iommu_viommu_alloc, __reserved, 28);
+IOPFD_AT(iopfd_iommu_viommu_alloc, data_uptr, 32);
+
+IOPFD_SIZE(iopfd_iommu_vdevice_alloc, 24);
+IOPFD_AT(iopfd_iommu_vdevice_alloc, size, 0);
+IOPFD_AT(iopfd_iommu_vdevice_alloc, viommu_id, 4);
+IOPFD_AT(iopfd_iommu_vdevice_alloc, dev_id, 8);
+IOPFD_AT(iopfd_iommu_vdevice_alloc, out_vdevice_id, 12);
+IOPFD_AT(iopfd_iommu_vdevice_alloc, virt_id, 16);
+
+IOPFD_SIZE(iopfd_iommu_veventq_alloc, 32);
+IOPFD_AT(iopfd_iommu_veventq_alloc, size, 0);
+IOPFD_AT(iopfd_iommu_veventq_alloc, flags, 4);
+IOPFD_AT(iopfd_iommu_veventq_alloc, viommu_id, 8);
+IOPFD_AT(iopfd_iommu_veventq_alloc, type, 12);
+IOPFD_AT(iopfd_iommu_veventq_alloc, veventq_depth, 16);
+IOPFD_AT(iopfd_iommu_veventq_alloc, out_veventq_id, 20);
+IOPFD_AT(iopfd_iommu_veventq_alloc, out_veventq_fd, 24);
+IOPFD_AT(iopfd_iommu_veventq_alloc, __reserved, 28);
+
 IOPFD_SIZE(iopfd_vfio_device_bind_iommufd, 24);
 IOPFD_AT(iopfd_vfio_device_bind_iommufd, argsz, 0);
 IOPFD_AT(iopfd_vfio_device_bind_iommufd, flags, 4);
@@ -275,6 +371,9 @@ IOPFD_AT(iopfd_vfio_device_detach_iommufd_pt, pasid, 8);
 /* The ioctl numbers the kernel defines (_IO: no size or direction bits). */
 _Static_assert(IOPFD_IOMMU_DESTROY == 0x3b80, "IOMMU_DESTROY");
 _Static_assert(IOPFD_IOMMU_FAULT_QUEUE_ALLOC == 0x3b8e, "IOMMU_FAULT_QUEUE_ALLOC");
+_Static_assert(IOPFD_IOMMU_VIOMMU_ALLOC == 0x3b90, "IOMMU_VIOMMU_ALLOC");
+_Static_assert(IOPFD_IOMMU_VDEVICE_ALLOC == 0x3b91, "IOMMU_VDEVICE_ALLOC");
+_Static_assert(IOPFD_IOMMU_VEVENTQ_ALLOC == 0x3b93, "IOMMU_VEVENTQ_ALLOC");
 _Static_assert(IOPFD_VFIO_DEVICE_BIND_IOMMUFD == 0x3b76, "VFIO_DEVICE_BIND_IOMMUFD");
 _Static_assert(IOPFD_VFIO_DEVICE_DETACH_IOMMUFD_PT == 0x3b78, "VFIO_DEVICE_DETACH_IOMMUFD_PT");
 

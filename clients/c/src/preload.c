@@ -120,7 +120,7 @@ enum pf_kind { PF_IOMMUFD = 1, PF_DEVICE, PF_FAULT };
  * @rid_attached: DEVICE: the RID is attached (a new attach replaces)
  * @pasids: DEVICE: the PASIDs attached
  * @npasids: their number
- * @fault_id: FAULT: the fault queue's object id
+ * @fault_id: FAULT: the fault queue's (or the vEVENTQ's) object id
  */
 struct pf_file {
 	enum pf_kind kind;
@@ -845,6 +845,9 @@ union pf_cmd {
 	struct iopfd_iommu_hwpt_alloc hwpt;
 	struct iopfd_iommu_hwpt_invalidate inv;
 	struct iopfd_iommu_fault_alloc fault;
+	struct iopfd_iommu_viommu_alloc viommu;
+	struct iopfd_iommu_vdevice_alloc vdevice;
+	struct iopfd_iommu_veventq_alloc veventq;
 	struct iopfd_vfio_device_bind_iommufd bind;
 	struct iopfd_vfio_device_attach_iommufd_pt attach;
 	struct iopfd_vfio_device_detach_iommufd_pt detach;
@@ -999,7 +1002,21 @@ static int pf_ioas_unmap(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t 
 	return 1;
 }
 
-/* iommufd_hwpt_alloc(), with the VT-d driver's iommu_copy_struct_from_user() of its data. */
+/** pf_le64() - a little-endian uAPI word (__aligned_le64) in host order. */
+static uint64_t pf_le64(uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return __builtin_bswap64(v);
+#else
+	return v;
+#endif
+}
+
+/*
+ * iommufd_hwpt_alloc(), with the driver's iommu_copy_struct_from_user() of
+ * its data: VT-d's vtd_s1 on a NEST_PARENT hwpt, or SMMUv3's STE on a vIOMMU
+ * (arm_vsmmu_alloc_domain_nested()).
+ */
 static int pf_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
 {
 	struct iopfd_iommu_hwpt_alloc *h = &cmd->hwpt;
@@ -1026,6 +1043,19 @@ static int pf_hwpt_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t 
 		snprintf(data, sizeof(data),
 			 ",\"data_type\":\"vtd_s1\",\"data\":{\"flags\":%" PRIu64 ",\"pgtbl_addr\":%s,\"addr_width\":%" PRIu32 "}",
 			 vtd.flags, pf_hex(pg, sizeof(pg), vtd.pgtbl_addr), vtd.addr_width);
+	} else if (h->data_type == IOPFD_HWPT_DATA_ARM_SMMUV3) {
+		struct iopfd_iommu_hwpt_arm_smmuv3 arm;
+		char w0[24], w1[24];
+
+		if (!h->data_uptr)
+			return -EFAULT;
+		if (h->data_len < IOPFD_MIN_ARM_SMMUV3)
+			return -EINVAL;
+		rc = pf_copy_struct_from_user(&arm, sizeof(arm), (const void *)(uintptr_t)h->data_uptr, h->data_len);
+		if (rc)
+			return rc;
+		snprintf(data, sizeof(data), ",\"data_type\":\"arm_smmuv3\",\"data\":{\"ste\":[%s,%s]}",
+			 pf_hex(w0, sizeof(w0), pf_le64(arm.ste[0])), pf_hex(w1, sizeof(w1), pf_le64(arm.ste[1])));
 	} else if (h->data_type != IOPFD_HWPT_DATA_NONE) {
 		return -EOPNOTSUPP; /* a driver's data type the daemon does not model */
 	}
@@ -1124,6 +1154,67 @@ static int pf_invalidate_find(struct pf_ctx *c, const char *path, const unsigned
 	return rc;
 }
 
+/**
+ * pf_viommu_invalidate() - IOMMU_HWPT_INVALIDATE of SMMUv3 commands on a
+ * vIOMMU (arm_vsmmu_cache_invalidate()): the whole array is copied first
+ * (iommu_copy_struct_from_full_user_array(): a shorter entry is
+ * zero-extended, a non-zero byte past 16 in any entry is E2BIG with nothing
+ * done, an empty array is EINVAL once the vIOMMU was found), then the
+ * commands run in order up to the first the daemon refuses (EIO, an unknown
+ * opcode or vSID).
+ * @done: set to the number of commands run
+ *
+ * Return: 0, or a negative errno.
+ */
+static int pf_viommu_invalidate(struct pf_ctx *c, const struct iopfd_iommu_hwpt_invalidate *inv, uint32_t *done)
+{
+	const unsigned char *base = (const unsigned char *)(uintptr_t)inv->data_uptr;
+	struct iopfd_iommu_viommu_arm_smmuv3_invalidate e;
+	char path[96], rest[48], w0[24], w1[24], *body, *resp = NULL;
+	uint32_t first = 0, n;
+	uint64_t d;
+	int rc = 0;
+
+	*done = 0;
+	for (uint32_t i = 0; i < inv->entry_num; i++)
+		if (pf_copy_struct_from_user(&e, sizeof(e), base + (size_t)i * inv->entry_len, inv->entry_len))
+			return -E2BIG;
+	snprintf(rest, sizeof(rest), "/viommu/%" PRIu32 "/invalidate", inv->hwpt_id);
+	pf_ctx_path(path, sizeof(path), c, rest);
+	body = malloc(PF_INV_BODY);
+	if (!body)
+		return -ENOMEM;
+	/* An empty array is looked up (ENOENT), then refused by the driver's copy: EINVAL. */
+	do {
+		n = inv->entry_num - first > PF_INV_BATCH ? PF_INV_BATCH : inv->entry_num - first;
+		size_t off = (size_t)sprintf(body, "{\"data_type\":\"arm_smmuv3\",\"commands\":[");
+
+		for (uint32_t i = 0; i < n; i++) {
+			pf_copy_struct_from_user(&e, sizeof(e), base + (size_t)(first + i) * inv->entry_len, inv->entry_len);
+			off += (size_t)sprintf(body + off, "%s[%s,%s]", i ? "," : "", pf_hex(w0, sizeof(w0), pf_le64(e.cmd[0])),
+					       pf_hex(w1, sizeof(w1), pf_le64(e.cmd[1])));
+		}
+		sprintf(body + off, "]}");
+		free(resp);
+		resp = NULL;
+		d = n;
+		if (pf_rest_body("POST", path, c->token, body, &resp) < 0) {
+			rc = -errno;
+			if (!resp || iopfd_json_u64(resp, "done", &d) < 0 || d > n)
+				d = 0;
+		} else if (iopfd_json_u64(resp, "done", &d) < 0 || d > n) {
+			d = n;
+		}
+		*done += (uint32_t)d;
+		first += n;
+	} while (!rc && d == n && first < inv->entry_num);
+	free(resp);
+	free(body);
+	if (!inv->entry_num && rc != -ENOENT)
+		rc = -EINVAL;
+	return rc;
+}
+
 /*
  * iommufd_hwpt_invalidate() with the VT-d driver's per-entry copy: entries
  * are handled in order up to the first bad one; entry_num comes back as the
@@ -1144,6 +1235,10 @@ static int pf_hwpt_invalidate(struct pf_ctx *c, union pf_cmd *cmd, void *arg, si
 	}
 	if (total && (!inv->data_uptr || !inv->entry_len)) {
 		rc = -EINVAL;
+		goto out;
+	}
+	if (inv->data_type == IOPFD_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3) {
+		rc = pf_viommu_invalidate(c, inv, &done);
 		goto out;
 	}
 	snprintf(rest, sizeof(rest), "/hwpt/%" PRIu32 "/invalidate", inv->hwpt_id);
@@ -1193,26 +1288,34 @@ out:
 	return rc;
 }
 
-/* iommufd_fault_alloc(): the fd is a libiopfd fault fd on the queue's stream. */
-static int pf_fault_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
+/**
+ * pf_queue_alloc() - POST @body to @what (a fault queue or a vEVENTQ) and
+ * open the new queue's stream with @open_fd as the queue's fd; the fd holds
+ * the context, as the kernel's file does.
+ * @out_id: set to the queue's object id
+ * @out_fd: set to the fd
+ *
+ * Return: 0, or a negative errno (the queue is destroyed again when its
+ * stream cannot be opened).
+ */
+static int pf_queue_alloc(struct pf_ctx *c, const char *what, const char *body,
+			  int (*open_fd)(const char *, uint32_t, const char *, uint32_t), uint32_t *out_id, uint32_t *out_fd)
 {
 	struct pf_file *f;
 	char path[96], rest[32];
 	uint64_t id;
 	int fd, e;
 
-	if (cmd->fault.flags)
-		return -EOPNOTSUPP;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	pf_ctx_path(path, sizeof(path), c, "/faults");
-	if (pf_rest_id("POST", path, c->token, "{}", "id", &id) < 0) {
+	pf_ctx_path(path, sizeof(path), c, what);
+	if (pf_rest_id("POST", path, c->token, body, "id", &id) < 0) {
 		e = errno;
 		free(f);
 		return -e;
 	}
-	fd = iopfd_fault_fd(pf_url_str, c->id, c->token, (uint32_t)id);
+	fd = open_fd(pf_url_str, c->id, c->token, (uint32_t)id);
 	if (fd < 0) {
 		e = errno;
 		snprintf(rest, sizeof(rest), "/objects/%" PRIu64, id);
@@ -1235,9 +1338,80 @@ static int pf_fault_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t
 		return -ENOMEM;
 	}
 	pthread_mutex_unlock(&pf_lock);
-	cmd->fault.out_fault_id = (uint32_t)id;
-	cmd->fault.out_fault_fd = (uint32_t)fd;
+	*out_id = (uint32_t)id;
+	*out_fd = (uint32_t)fd;
+	return 0;
+}
+
+/* iommufd_fault_alloc(): the fd is a libiopfd fault fd on the queue's stream. */
+static int pf_fault_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
+{
+	int rc;
+
+	if (cmd->fault.flags)
+		return -EOPNOTSUPP;
+	rc = pf_queue_alloc(c, "/faults", "{}", iopfd_fault_fd, &cmd->fault.out_fault_id, &cmd->fault.out_fault_fd);
+	return rc < 0 ? rc : 1;
+}
+
+/*
+ * iommufd_viommu_alloc_ioctl(): the SMMUv3 driver takes only its own type
+ * (arm_smmu_get_viommu_size()) and no driver data (data_len/data_uptr are
+ * not looked at for it).
+ */
+static int pf_viommu_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
+{
+	struct iopfd_iommu_viommu_alloc *v = &cmd->viommu;
+	char path[64], body[128];
+	uint64_t id;
+
+	if (v->flags || v->type != IOPFD_VIOMMU_TYPE_ARM_SMMUV3)
+		return -EOPNOTSUPP;
+	snprintf(body, sizeof(body), "{\"type\":\"arm_smmuv3\",\"dev_id\":%" PRIu32 ",\"hwpt_id\":%" PRIu32 "}", v->dev_id,
+		 v->hwpt_id);
+	pf_ctx_path(path, sizeof(path), c, "/viommu");
+	if (pf_rest_id("POST", path, c->token, body, "id", &id) < 0)
+		return -errno;
+	v->out_viommu_id = (uint32_t)id;
 	return 1;
+}
+
+/* iommufd_vdevice_alloc_ioctl(): virt_id is the vSID. */
+static int pf_vdevice_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
+{
+	struct iopfd_iommu_vdevice_alloc *v = &cmd->vdevice;
+	char path[64], body[128], vid[24];
+	uint64_t id;
+
+	snprintf(body, sizeof(body), "{\"viommu_id\":%" PRIu32 ",\"dev_id\":%" PRIu32 ",\"virt_id\":%s}", v->viommu_id,
+		 v->dev_id, pf_hex(vid, sizeof(vid), v->virt_id));
+	pf_ctx_path(path, sizeof(path), c, "/vdevice");
+	if (pf_rest_id("POST", path, c->token, body, "id", &id) < 0)
+		return -errno;
+	v->out_vdevice_id = (uint32_t)id;
+	return 1;
+}
+
+/*
+ * iommufd_veventq_alloc(): the fd is a libiopfd vEVENTQ fd on the queue's
+ * stream. The SMMUv3 vIOMMU supports only its own type (supports_veventq).
+ */
+static int pf_veventq_alloc(struct pf_ctx *c, union pf_cmd *cmd, void *arg, size_t usize)
+{
+	struct iopfd_iommu_veventq_alloc *q = &cmd->veventq;
+	char body[160];
+	int rc;
+
+	if (q->flags || q->__reserved || q->type == IOPFD_VEVENTQ_TYPE_DEFAULT)
+		return -EOPNOTSUPP;
+	if (!q->veventq_depth)
+		return -EINVAL;
+	if (q->type != IOPFD_VEVENTQ_TYPE_ARM_SMMUV3)
+		return -EOPNOTSUPP;
+	snprintf(body, sizeof(body), "{\"viommu_id\":%" PRIu32 ",\"type\":\"arm_smmuv3\",\"depth\":%" PRIu32 "}",
+		 q->viommu_id, q->veventq_depth);
+	rc = pf_queue_alloc(c, "/veventq", body, iopfd_veventq_fd, &q->out_veventq_id, &q->out_veventq_fd);
+	return rc < 0 ? rc : 1;
 }
 
 /**
@@ -1264,6 +1438,11 @@ static const struct pf_iommufd_op pf_iommufd_ops[] = {
 	  pf_hwpt_invalidate },
 	{ IOPFD_CMD_FAULT_QUEUE_ALLOC, sizeof(struct iopfd_iommu_fault_alloc), IOPFD_IOCTL_MIN_FAULT_QUEUE_ALLOC,
 	  pf_fault_alloc },
+	{ IOPFD_CMD_VIOMMU_ALLOC, sizeof(struct iopfd_iommu_viommu_alloc), IOPFD_IOCTL_MIN_VIOMMU_ALLOC, pf_viommu_alloc },
+	{ IOPFD_CMD_VDEVICE_ALLOC, sizeof(struct iopfd_iommu_vdevice_alloc), IOPFD_IOCTL_MIN_VDEVICE_ALLOC,
+	  pf_vdevice_alloc },
+	{ IOPFD_CMD_VEVENTQ_ALLOC, sizeof(struct iopfd_iommu_veventq_alloc), IOPFD_IOCTL_MIN_VEVENTQ_ALLOC,
+	  pf_veventq_alloc },
 };
 
 /**
