@@ -278,9 +278,11 @@ async function main(): Promise<void> {
       const setup = await setupFaultQueue(d, gens);
       const jsonClients = shared(() => clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 4096));
       // The console open: the same run with the observation feed subscribed, in turn with one without.
+      // compare() closes its persistent clients at the end: this pair gets clients of its own.
+      const feedClients = shared(() => clientsOf(d, setup, SUBPROTOCOL_JSON, 1, 4096));
       const [without, withFeed] = (await compare([
-        { what: 'iopfd JSON, no feed', d, devices: [gen], connect: jsonClients, persistent: true },
-        { what: 'iopfd JSON, observation feed subscribed', d, devices: [gen], connect: jsonClients, persistent: true, around: () => observeFeed(d) },
+        { what: 'iopfd JSON, no feed', d, devices: [gen], connect: feedClients, persistent: true },
+        { what: 'iopfd JSON, observation feed subscribed', d, devices: [gen], connect: feedClients, persistent: true, around: () => observeFeed(d) },
       ])) as [Measured, Measured];
       observed = { without, with: withFeed };
       if (ONLY_OBSERVE) {
