@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer } from '../server/helpers.js';
+import { startServer, waitFor } from '../server/helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = [
@@ -60,7 +60,9 @@ test('docs: no horizontal scroll at 1280 px; token box and try-it-out reach the 
     // A context from the page: its token lands in the token box.
     const create = page.locator('#context\\.create form.try');
     await create.locator('button[type=submit]').click();
-    await page.waitForFunction('document.getElementById("ctx-token").value.length > 0');
+    // Polled with evaluate(): waitForFunction() may evaluate its string with eval, which the page's CSP forbids.
+    const inPage = (expr: string) => waitFor(async () => Boolean(await page.evaluate(expr)), 60_000, expr);
+    await inPage('document.getElementById("ctx-token").value.length > 0');
     assert.match((await create.locator('.out').textContent()) ?? '', /^POST \/v1\/contexts\n201 /);
     const ctx = /"ctx": (\d+)/.exec((await create.locator('.out').textContent()) ?? '')?.[1];
     assert.ok(ctx, 'the new context id is shown');
@@ -68,14 +70,14 @@ test('docs: no horizontal scroll at 1280 px; token box and try-it-out reach the 
     const list = page.locator('#object\\.list form.try');
     await list.locator('input[name="path:ctx"]').fill(ctx);
     await list.locator('button[type=submit]').click();
-    await page.waitForFunction('document.querySelector("#object\\\\.list .out").textContent.includes("\\n200 ")');
+    await inPage('document.querySelector("#object\\\\.list .out").textContent.includes("\\n200 ")');
     // An admin route without the admin token is refused, with it answered.
     const platform = page.locator('#platform\\.get form.try');
     await platform.locator('button[type=submit]').click();
-    await page.waitForFunction('document.querySelector("#platform\\\\.get .out").textContent.includes("\\n401 ")');
+    await inPage('document.querySelector("#platform\\\\.get .out").textContent.includes("\\n401 ")');
     await page.fill('#admin-token', ADMIN);
     await platform.locator('button[type=submit]').click();
-    await page.waitForFunction('document.querySelector("#platform\\\\.get .out").textContent.includes("\\n200 ")');
+    await inPage('document.querySelector("#platform\\\\.get .out").textContent.includes("\\n200 ")');
     // The browser logs the deliberate 401 as a failed resource; nothing else.
     const refused = /^console: Failed to load resource: the server responded with a status of 401/;
     assert.deepEqual(
