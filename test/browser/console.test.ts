@@ -9,42 +9,21 @@
 // Without chromium (or playwright-core) the test is skipped, saying why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IopfdClient, type FaultGroup } from '../../clients/sdk/index.js';
 import { VtdS1Builder } from '../../core/hw/vtd-s1.js';
 import { HWPT_FLAGS } from '../../protocol/index.js';
+import { ARGS, CHROMIUM, launcher } from './browser.js';
 import { startServer, waitFor } from '../server/helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const ADMIN = 'console-admin-token';
 /** Groups injected; grpid % 3 === 0 is answered INVALID, the others SUCCESS. */
 const N = 12;
 const codeOf = (grpid: number): 'success' | 'invalid' => (grpid % 3 === 0 ? 'invalid' : 'success');
-
-/** playwright-core's chromium launcher, or why it cannot be had. */
-async function launcher(): Promise<{ chromium: typeof import('playwright-core').chromium } | { skip: string }> {
-  if (!existsSync(CHROMIUM)) return { skip: `no browser: ${CHROMIUM} is not installed (apt-get install chromium)` };
-  try {
-    const pw = await import('playwright-core');
-    return { chromium: pw.chromium };
-  } catch (e) {
-    return { skip: `playwright-core cannot be loaded: ${(e as Error).message}` };
-  }
-}
 
 test('console: the page shows the groups a client answers, the walk of a clicked group, and takes none', async (t) => {
   const pw = await launcher();

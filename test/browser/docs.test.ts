@@ -5,32 +5,13 @@
 // without chromium or playwright-core.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ARGS, CHROMIUM, launcher } from './browser.js';
 import { startServer, waitFor } from '../server/helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const ADMIN = 'docs-admin-token';
-
-/** playwright-core's chromium launcher, or why it cannot be had. */
-async function launcher(): Promise<{ chromium: typeof import('playwright-core').chromium } | { skip: string }> {
-  if (!existsSync(CHROMIUM)) return { skip: `no browser: ${CHROMIUM} is not installed (apt-get install chromium)` };
-  try {
-    return { chromium: (await import('playwright-core')).chromium };
-  } catch (e) {
-    return { skip: `playwright-core cannot be loaded: ${(e as Error).message}` };
-  }
-}
 
 test('docs: no horizontal scroll at 1280 px; token box and try-it-out reach the daemon', async (t) => {
   const pw = await launcher();
