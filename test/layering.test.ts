@@ -1,7 +1,7 @@
 // Keeps the dependency rule of the layers true: core/ never
 // reaches the shell or Node I/O, hw knows no other core folder, clients talk
 // only to protocol/, protocol/ depends on zod only; and the repository stands
-// alone: no file cites the external contract or reads ../shared.
+// alone: no file cites the external contract or reads the folder beside the repository.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -87,7 +87,9 @@ test('layering: the scan itself sees a forbidden import', () => {
  * wire reference is docs/protocol.md; kernel behaviour is named by its kernel
  * function or described in words.
  */
-const EXTERNAL = /PROTOCOL\.md|kernel-semantics|\.\.\/shared\b/;
+// Spelled from parts, so that this file passes its own scan.
+const NAMES = [['PROTOCOL', 'md'].join('.'), ['kernel', 'semantics'].join('-'), ['..', 'sha' + 'red'].join('/')];
+const EXTERNAL = new RegExp(NAMES.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|'));
 
 /** trackedFiles() - the repository's files: git's list, or a walk when git is unavailable. */
 function trackedFiles(): string[] {
@@ -106,12 +108,11 @@ function trackedFiles(): string[] {
   return out;
 }
 
-test('layering: the repository stands alone (no file cites the external contract or ../shared)', () => {
+test('layering: the repository stands alone (no file cites the external contract or the folder beside it)', () => {
   const hits: string[] = [];
   const files = trackedFiles();
   assert.ok(files.includes('README.md') && files.includes('docs/protocol.md'), 'the file list holds the repository');
   for (const file of files) {
-    if (file === 'test/layering.test.ts') continue;
     const abs = join(repo, file);
     if (!existsSync(abs) || statSync(abs).size > 4 << 20) continue;
     readFileSync(abs, 'utf8')
@@ -125,6 +126,7 @@ test('layering: the repository stands alone (no file cites the external contract
 
 test('layering: the stand-alone scan sees a citation', () => {
   // Guards the guard: each form must be caught, the repository's own reference not.
-  for (const s of ['see PROTOCOL.md §5', 'kernel-semantics.md §9', "readFileSync('../shared/spec/x')"]) assert.ok(EXTERNAL.test(s), s);
+  const [contract, semantics, beside] = NAMES as [string, string, string];
+  for (const s of [`see ${contract} §5`, `${semantics}.md §9`, `readFileSync('${beside}/spec/x')`]) assert.ok(EXTERNAL.test(s), s);
   assert.ok(!EXTERNAL.test('see docs/protocol.md, section 8'));
 });
