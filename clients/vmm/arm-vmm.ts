@@ -105,7 +105,8 @@ export interface ArmVmmBinding {
  * @eventsLost: vEVENTQ events the daemon dropped (LOST_EVENTS headers, sequence gaps).
  * @evtqDropped: records the guest's event queue could not take.
  * @overflows: times the guest queue's overflow flag was raised.
- * @invalidations: vIOMMU invalidation calls; @commands: commands they forwarded.
+ * @invalidations: vIOMMU invalidation calls; @commands: commands they
+ *   forwarded, of which @tlbi TLBI_* and @cfgi CFGI_*.
  * @resumesUnmatched: CMD_RESUMEs that named no stall the VMM holds.
  * @outstanding: stalls read and not yet answered.
  * @staleAnswers: answers the stream client did not send.
@@ -133,6 +134,8 @@ export interface ArmVmmStats {
   overflows: number;
   invalidations: number;
   commands: number;
+  tlbi: number;
+  cfgi: number;
   resumesUnmatched: number;
   outstanding: number;
   staleAnswers: number;
@@ -180,6 +183,8 @@ export class ArmVmm {
     eventsLost: 0,
     invalidations: 0,
     commands: 0,
+    tlbi: 0,
+    cfgi: 0,
     resumesUnmatched: 0,
     staleAnswers: 0,
   };
@@ -474,7 +479,11 @@ export class ArmVmm {
       else if (op === CMD_OP.RESUME) {
         await flush();
         this.#resume(cmd);
-      } else batch.push(cmd);
+      } else {
+        if (op === CMD_OP.TLBI_NH_VA || op === CMD_OP.TLBI_NH_ASID) this.#counts.tlbi++;
+        else if (op === CMD_OP.CFGI_CD || op === CMD_OP.CFGI_CD_ALL) this.#counts.cfgi++;
+        batch.push(cmd);
+      }
     }
     await flush();
   }

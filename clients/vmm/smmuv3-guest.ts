@@ -177,11 +177,6 @@ export function cmdTlbiNhVa(asid: number, va: bigint, leaf = true): Command {
   return [BigInt(CMD_OP.TLBI_NH_VA) | (BigInt(asid & 0xffff) << 48n), (va & mask(63, 12)) | (leaf ? 1n : 0n)];
 }
 
-/** cmdTlbiNhAsid() - TLBI_NH_ASID: everything of @asid. */
-export function cmdTlbiNhAsid(asid: number): Command {
-  return [BigInt(CMD_OP.TLBI_NH_ASID) | (BigInt(asid & 0xffff) << 48n), 0n];
-}
-
 /** cmdResume() - CMD_RESUME of the stall @stag of stream @sid with @resp (RESUME_RESP). */
 export function cmdResume(sid: number, stag: number, resp: number): Command {
   return [BigInt(CMD_OP.RESUME) | (BigInt(resp & 3) << 12n) | (BigInt(sid >>> 0) << 32n), BigInt(stag & 0xffff)];
