@@ -196,7 +196,9 @@ async function main(): Promise<number> {
   await vmm.line(/"event":"ready"/);
   say(`VMM handler ready (pid ${vmm.proc.pid}): x86 guest, ${DEVICES.join(', ')} at PASIDs ${PASIDS.join(', ')}`);
   await armVmm.line(/"event":"ready"/);
-  say(`VMM handler ready (pid ${armVmm.proc.pid}): arm guest, ${ARM_DEVICES.join(', ')} at PASIDs ${[...ARM_PASIDS, ...ARM_TERMINATE].join(', ')} (${ARM_TERMINATE.join(', ')} without stall)`);
+  say(
+    `VMM handler ready (pid ${armVmm.proc.pid}): arm guest, ${ARM_DEVICES.join(', ')} at PASIDs ${[...ARM_PASIDS, ...ARM_TERMINATE].join(', ')} (${ARM_TERMINATE.join(', ')} without stall)`,
+  );
 
   const seconds = String(durationMs / 1000);
   const trafficOf = (t: readonly string[]): string[] => [

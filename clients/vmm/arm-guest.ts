@@ -50,7 +50,7 @@ import {
   type Command,
   type GuestEvent,
 } from './smmuv3-guest.js';
-import { EventQueueReader, VirtualEventQueue } from './vsmmu-evtq.js';
+import { EventQueueReader, VirtualEventQueue, type EventBatch } from './vsmmu-evtq.js';
 
 /**
  * struct ArmGuestOptions - the guest's configuration.
@@ -120,7 +120,18 @@ interface Space {
 
 /** ArmGuest - a guest OS with a virtual SMMUv3 and stall-capable devices. */
 export class ArmGuest {
-  readonly stats: ArmGuestStats = { records: 0, stalls: 0, retried: 0, aborted: 0, refused: 0, failed: 0, pagesMapped: 0, upgrades: 0, events: {}, overflows: 0 };
+  readonly stats: ArmGuestStats = {
+    records: 0,
+    stalls: 0,
+    retried: 0,
+    aborted: 0,
+    refused: 0,
+    failed: 0,
+    pagesMapped: 0,
+    upgrades: 0,
+    events: {},
+    overflows: 0,
+  };
   /** The event queue (the virtual SMMU's side; the VMM writes it). */
   readonly evtq: VirtualEventQueue;
   /** log2 of the CDs in each CD table (S1CDMax). */
@@ -167,7 +178,7 @@ export class ArmGuest {
       }
       this.#cdTables.set(vsid, first);
     }
-    [0, ...ssids].forEach((ssid, i) => this.#spaces.set(ssid, { table: new GuestArmPageTable(opts.mem, opts.t0sz ?? 16), asid: i + 1 }));
+    for (const [i, ssid] of [0, ...ssids].entries()) this.#spaces.set(ssid, { table: new GuestArmPageTable(opts.mem, opts.t0sz ?? 16), asid: i + 1 });
   }
 
   /** steOf() - the STE words 0-1 of the device with @vsid (the nested hwpt's data). */
@@ -230,7 +241,7 @@ export class ArmGuest {
   async #thread(): Promise<void> {
     do {
       this.#again = false;
-      let batch;
+      let batch: EventBatch;
       try {
         batch = await this.#reader.read();
       } catch {

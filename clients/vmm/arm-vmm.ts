@@ -39,7 +39,15 @@
  */
 import { formatU64, HWPT_FLAGS, PERM, PGFAULT_FLAGS } from '../../protocol/index.js';
 import { LatencyRecorder, type LatencySummary } from '../common/latency.js';
-import { IopfdClient, type FaultGroup, type FaultQueue, type FaultQueueMode, type IopfdContext, type ReconnectOptions, type VEventQueue } from '../sdk/index.js';
+import {
+  IopfdClient,
+  type FaultGroup,
+  type FaultQueue,
+  type FaultQueueMode,
+  type IopfdContext,
+  type ReconnectOptions,
+  type VEventQueue,
+} from '../sdk/index.js';
 import { ArmGuest, type ArmGuestStats } from './arm-guest.js';
 import { GuestMemory } from './guest-memory.js';
 import type { AllowedRange } from './guest.js';
@@ -221,7 +229,8 @@ export class ArmVmm {
       const dev = platform.devices.find((d) => d.name === name);
       const model = platform.iommus.find((i) => i.name === dev?.iommu)?.model;
       if (!dev) throw new ArmVmmConfigError(`no platform device ${name}`);
-      if (model !== 'smmuv3') throw new ArmVmmConfigError(`--arch arm needs devices behind an SMMUv3-model IOMMU: ${name} is behind ${dev.iommu} (${model ?? 'unknown'})`);
+      if (model !== 'smmuv3')
+        throw new ArmVmmConfigError(`--arch arm needs devices behind an SMMUv3-model IOMMU: ${name} is behind ${dev.iommu} (${model ?? 'unknown'})`);
     }
     const vsidBase = opts.vsidBase ?? DEFAULT_VSID_BASE;
     const vsids = opts.devices.map((_, i) => vsidBase + i);
@@ -267,7 +276,14 @@ export class ArmVmm {
         const devId = devIds.get(device)!;
         const { id: faultId } = await ctx.allocFault();
         const ste = guest.steOf(vsid).map(formatU64) as [string, string];
-        const { id: hwptId } = await ctx.allocHwpt({ dev_id: devId, pt_id: viommuId, flags: HWPT_FLAGS.FAULT_ID_VALID, data_type: 'arm_smmuv3', data: { ste }, fault_id: faultId });
+        const { id: hwptId } = await ctx.allocHwpt({
+          dev_id: devId,
+          pt_id: viommuId,
+          flags: HWPT_FLAGS.FAULT_ID_VALID,
+          data_type: 'arm_smmuv3',
+          data: { ste },
+          fault_id: faultId,
+        });
         await ctx.attach(devId, { pt_id: hwptId });
         const queue = ctx.faultQueue(faultId, { mode: opts.mode ?? 'uapi', reconnect: opts.reconnect });
         await queue.connect();

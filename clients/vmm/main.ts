@@ -161,7 +161,14 @@ async function main(): Promise<number> {
     vm = vmm;
     stop = () => vmm.stop();
     line = armStatsLine;
-    bindings = vmm.bindings.map((b) => ({ device: b.device, vsid: formatU64(BigInt(b.vsid)), dev_id: b.devId, vdevice: b.vdeviceId, fault: b.faultId, hwpt: b.hwptId }));
+    bindings = vmm.bindings.map((b) => ({
+      device: b.device,
+      vsid: formatU64(BigInt(b.vsid)),
+      dev_id: b.devId,
+      vdevice: b.vdeviceId,
+      fault: b.faultId,
+      hwpt: b.hwptId,
+    }));
     readyText = `vmm(arm): ready: ctx ${vmm.ctx.ctx}, viommu ${vmm.viommuId}, veventq ${vmm.veventqId}, ${vmm.bindings.map((b) => `${b.device} as vSID ${formatU64(BigInt(b.vsid))} (fault ${b.faultId}, hwpt ${b.hwptId})`).join(', ')}`;
   } else {
     const vmm = await Vmm.start({ ...common, prqDepth: values['prq-depth'] === undefined ? undefined : parseU32('--prq-depth', values['prq-depth'], 1) });

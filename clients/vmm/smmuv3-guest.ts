@@ -42,7 +42,8 @@ export interface GuestSte {
 
 /** steWords() - STE words 0 and 1 of a valid S1_TRANS entry (linear CD table: S1Fmt 0). */
 export function steWords(s: GuestSte): [bigint, bigint] {
-  if ((s.cdTable & 0x3fn) !== 0n || (s.cdTable & ~mask(51, 6)) !== 0n) throw new RangeError(`CD table 0x${s.cdTable.toString(16)} is not a 64-byte aligned address`);
+  if ((s.cdTable & 0x3fn) !== 0n || (s.cdTable & ~mask(51, 6)) !== 0n)
+    throw new RangeError(`CD table 0x${s.cdTable.toString(16)} is not a 64-byte aligned address`);
   if (!Number.isInteger(s.cdMax) || s.cdMax < 0 || s.cdMax > SMMU_SSID_BITS) throw new RangeError(`S1CDMax ${s.cdMax} outside 0..${SMMU_SSID_BITS}`);
   const w0 = bit(0) | (BigInt(STE_CFG_S1_TRANS) << 1n) | s.cdTable | (BigInt(s.cdMax) << 59n);
   const w1 = BigInt((s.s1dss ?? 0) & 3);

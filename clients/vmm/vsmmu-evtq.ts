@@ -57,7 +57,8 @@ export class VirtualEventQueue {
     readonly base: bigint,
     readonly log2size: number,
   ) {
-    if (!Number.isInteger(log2size) || log2size < 0 || log2size > EVTQ_MAX_LOG2) throw new RangeError(`event queue log2size ${log2size} outside 0..${EVTQ_MAX_LOG2}`);
+    if (!Number.isInteger(log2size) || log2size < 0 || log2size > EVTQ_MAX_LOG2)
+      throw new RangeError(`event queue log2size ${log2size} outside 0..${EVTQ_MAX_LOG2}`);
     if (base % BigInt(EVT_BYTES) !== 0n) throw new RangeError(`event queue base 0x${base.toString(16)} is not 32-byte aligned`);
   }
 

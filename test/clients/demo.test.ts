@@ -39,7 +39,9 @@ test('demo --duration 3: an x86 and an arm summary line, 0 lost on both, exit 0'
   const [dmas, resolved, invalid] = x86.slice(1).map(Number) as [number, number, number];
   // Under load few DMAs may run: invalid ones need a page outside the 12 MiB served.
   assert.ok(dmas > 0 && resolved > 0 && (invalid > 0 || dmas < 200), why);
-  const arm = /^demo: arm: (\d+) DMAs, (\d+) stalls served, (\d+) aborted, (\d+) events, (\d+) invalidations \((\d+) TLBI, (\d+) CFGI\), 0 lost$/.exec(lines[1]!);
+  const arm = /^demo: arm: (\d+) DMAs, (\d+) stalls served, (\d+) aborted, (\d+) events, (\d+) invalidations \((\d+) TLBI, (\d+) CFGI\), 0 lost$/.exec(
+    lines[1]!,
+  );
   assert.ok(arm, why);
   const [armDmas, served, , events, invalidations, tlbi, cfgi] = arm.slice(1).map(Number) as number[];
   assert.ok(armDmas! > 0 && served! > 0, why);
