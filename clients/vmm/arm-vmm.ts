@@ -41,6 +41,7 @@ import { formatU64, HWPT_FLAGS, PERM, PGFAULT_FLAGS } from '../../protocol/index
 import { LatencyRecorder, type LatencySummary } from '../common/latency.js';
 import {
   IopfdClient,
+  IopfdError,
   type FaultGroup,
   type FaultQueue,
   type FaultQueueMode,
@@ -224,14 +225,28 @@ export class ArmVmm {
   static async start(opts: ArmVmmOptions): Promise<ArmVmm> {
     if (opts.devices.length === 0) throw new ArmVmmConfigError('a VM needs at least one device');
     const client = new IopfdClient({ url: opts.url, adminToken: opts.adminToken });
-    const platform = await client.platform();
-    for (const name of opts.devices) {
-      const dev = platform.devices.find((d) => d.name === name);
-      const model = platform.iommus.find((i) => i.name === dev?.iommu)?.model;
-      if (!dev) throw new ArmVmmConfigError(`no platform device ${name}`);
-      if (model !== 'smmuv3')
-        throw new ArmVmmConfigError(`--arch arm needs devices behind an SMMUv3-model IOMMU: ${name} is behind ${dev.iommu} (${model ?? 'unknown'})`);
+    // With the admin token the platform says which IOMMU each device is behind;
+    // without it the daemon's refusal of the vIOMMU or vDEVICE tells.
+    if (opts.adminToken !== undefined) {
+      const platform = await client.platform();
+      for (const name of opts.devices) {
+        const dev = platform.devices.find((d) => d.name === name);
+        const model = platform.iommus.find((i) => i.name === dev?.iommu)?.model;
+        if (!dev) throw new ArmVmmConfigError(`no platform device ${name}`);
+        if (model !== 'smmuv3')
+          throw new ArmVmmConfigError(`--arch arm needs devices behind an SMMUv3-model IOMMU: ${name} is behind ${dev.iommu} (${model ?? 'unknown'})`);
+      }
     }
+    const notSmmu =
+      (device: string) =>
+      (e: unknown): never => {
+        if (e instanceof IopfdError && (e.errno === 'EOPNOTSUPP' || e.errno === 'EINVAL')) {
+          throw new ArmVmmConfigError(
+            `--arch arm needs devices behind an SMMUv3-model IOMMU: the daemon refused ${device}'s vIOMMU objects (${e.errno}: ${e.message})`,
+          );
+        }
+        throw e;
+      };
     const vsidBase = opts.vsidBase ?? DEFAULT_VSID_BASE;
     const vsids = opts.devices.map((_, i) => vsidBase + i);
     const ctx = await client.createContext();
@@ -243,10 +258,12 @@ export class ArmVmm {
       for (const device of opts.devices) devIds.set(device, (await ctx.bindDevice(device)).dev_id);
       const first = devIds.get(opts.devices[0]!)!;
       const { id: parent } = await ctx.allocHwpt({ dev_id: first, pt_id: ioas, flags: HWPT_FLAGS.NEST_PARENT });
-      const { id: viommuId } = await ctx.allocViommu({ type: 'arm_smmuv3', dev_id: first, hwpt_id: parent });
+      const { id: viommuId } = await ctx.allocViommu({ type: 'arm_smmuv3', dev_id: first, hwpt_id: parent }).catch(notSmmu(opts.devices[0]!));
       const vdevices = new Map<number, number>();
       for (const [i, device] of opts.devices.entries()) {
-        const { id } = await ctx.allocVdevice({ viommu_id: viommuId, dev_id: devIds.get(device)!, virt_id: formatU64(BigInt(vsids[i]!)) });
+        const { id } = await ctx
+          .allocVdevice({ viommu_id: viommuId, dev_id: devIds.get(device)!, virt_id: formatU64(BigInt(vsids[i]!)) })
+          .catch(notSmmu(device));
         vdevices.set(vsids[i]!, id);
       }
       const veventq = await ctx.allocVeventq({ viommu_id: viommuId, type: 'arm_smmuv3', depth: opts.veventqDepth ?? DEFAULT_VEVENTQ_DEPTH });
