@@ -127,10 +127,19 @@ test('arm VMM: stalls served by the guest in its own tables, one response each; 
   const s = await vmm.stop();
   assert.deepEqual(vmm.errors, []);
   // No DMA was left waiting: every stall got its response.
-  assert.equal(sum([...stallResults, ...eventResults], (r) => (r.status === 'timeout' ? 1 : 0)), 0);
+  assert.equal(
+    sum([...stallResults, ...eventResults], (r) => (r.status === 'timeout' ? 1 : 0)),
+    0,
+  );
   // Device side: one RETRY = one retry of its DMA, one ABORT = one invalid DMA.
-  assert.equal(sum(stallResults, (r) => r.retries), s.success);
-  assert.equal(sum(stallResults, (r) => (r.status === 'invalid' ? 1 : 0)), s.invalid);
+  assert.equal(
+    sum(stallResults, (r) => r.retries),
+    s.success,
+  );
+  assert.equal(
+    sum(stallResults, (r) => (r.status === 'invalid' ? 1 : 0)),
+    s.invalid,
+  );
   assert.equal(s.invalid, 3 + 4, 'writes into the read-only range, and the accesses outside');
   assert.equal(s.stalls, s.success + s.invalid);
   // Daemon side: every stall reported was answered, by the VMM, once.
@@ -160,10 +169,19 @@ test('arm VMM: a guest event queue of one record overflows; stalls it cannot tak
   for (let k = 0; k < 32; k++) dmas.push({ device, pasid: k % 2 === 0 ? 1 : 2, iova: RW + BigInt(k) * 0x1000n, write: false });
   const results = await run(dmas, 16);
   const s = await vmm.stop();
-  assert.equal(sum(results, (r) => (r.status === 'timeout' ? 1 : 0)), 0);
+  assert.equal(
+    sum(results, (r) => (r.status === 'timeout' ? 1 : 0)),
+    0,
+  );
   const stallResults = results.filter((_, k) => k % 2 === 0);
-  assert.equal(sum(stallResults, (r) => r.retries), s.success);
-  assert.equal(sum(stallResults, (r) => (r.status === 'invalid' ? 1 : 0)), s.invalid);
+  assert.equal(
+    sum(stallResults, (r) => r.retries),
+    s.success,
+  );
+  assert.equal(
+    sum(stallResults, (r) => (r.status === 'invalid' ? 1 : 0)),
+    s.invalid,
+  );
   assert.deepEqual(s.faultQueues, { reported: s.stalls, answered: s.stalls, auto: 0 });
   assert.equal(s.lost, 0);
   // Every record was either read by the guest or dropped on the full queue (and a drop raised the overflow flag).
@@ -201,14 +219,22 @@ test('vmm --arch arm process: ready line, a stall served, statistics at SIGTERM;
   await waitFor(() => out.includes('\n'), 15000, 'the ready line');
   const ready = JSON.parse(out.split('\n')[0]!);
   assert.deepEqual([ready.event, ready.arch, ready.bindings.length, ready.bindings[0].device, ready.bindings[0].vsid], ['ready', 'arm', 1, device, '0x100']);
-  assert.deepEqual(await d.client.dma(device, { pasid: 1, iova: '0x10000000', length: '0x4', access: 'read' }), { status: 'ok', page_requests: 0, retries: 1, data: '00000000' });
+  assert.deepEqual(await d.client.dma(device, { pasid: 1, iova: '0x10000000', length: '0x4', access: 'read' }), {
+    status: 'ok',
+    page_requests: 0,
+    retries: 1,
+    data: '00000000',
+  });
   vmm.kill('SIGTERM');
   assert.equal(await exited, 0);
   const stats = JSON.parse(out.trim().split('\n').at(-1)!);
   assert.deepEqual([stats.event, stats.arch, stats.stalls, stats.success, stats.outstanding, stats.lost], ['stats', 'arm', 1, 1, 0, 0]);
 
   const exitOf = async (a: string[]): Promise<[number | null, string]> => {
-    const p = spawn(process.execPath, [program('clients/vmm/main.js'), ...a], { env: { ...process.env, IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, [program('clients/vmm/main.js'), ...a], {
+      env: { ...process.env, IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     p.stderr.on('data', (c: Buffer) => (err += c.toString()));
     return [await new Promise((resolve) => p.on('exit', resolve)), err];
