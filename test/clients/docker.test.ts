@@ -88,7 +88,8 @@ test('docker-compose.yml: daemon, then an x86 and an arm vmm-handler each with i
   const compose = read('docker-compose.yml');
   const s = services(compose);
   assert.deepEqual([...s.keys()], ['daemon', 'vmm-handler', 'traffic', 'arm-vmm-handler', 'arm-traffic', 'prometheus', 'grafana']);
-  for (const demo of ['daemon', 'vmm-handler', 'traffic', 'arm-vmm-handler', 'arm-traffic']) assert.doesNotMatch(s.get(demo)!, /profiles:/, `${demo} runs without a profile`);
+  for (const demo of ['daemon', 'vmm-handler', 'traffic', 'arm-vmm-handler', 'arm-traffic'])
+    assert.doesNotMatch(s.get(demo)!, /profiles:/, `${demo} runs without a profile`);
   assert.match(compose, /IOPFD_ADMIN_TOKEN: \$\{IOPFD_ADMIN_TOKEN:-[\w-]+\}/, 'the admin token from the environment, with a demo default');
   assert.match(s.get('daemon')!, /healthcheck:\n {6}test: \[.*\/healthz.*\]/);
   const healthy = (on: string): RegExp => new RegExp(`depends_on:\\n(?: {6}.*\\n)*? {6}${on}:\\n {8}condition: service_healthy`);
