@@ -327,17 +327,22 @@ export class ArmVmm {
     return Promise.all(this.#pumps).then(() => undefined);
   }
 
-  /** stats() - what the handler has done so far (the daemon's view as of the last stop(), if any). */
+  /**
+   * stats() - what the handler has done so far. The daemon's view
+   * (faultQueues, veventq) and what depends on it (unaccounted, lost) are
+   * taken by stop(): zero before, the final figures after.
+   */
   stats(): ArmVmmStats {
-    if (this.#final) return this.#final;
-    return this.#snapshot({ reported: 0, answered: 0, auto: 0 }, { sequence: 0, lost: 0, queued: 0 });
+    return this.#final ?? this.#snapshot(undefined, undefined);
   }
 
-  #snapshot(faultQueues: ArmVmmStats['faultQueues'], veventq: ArmVmmStats['veventq']): ArmVmmStats {
+  #snapshot(daemonFaults: ArmVmmStats['faultQueues'] | undefined, daemonVeventq: ArmVmmStats['veventq'] | undefined): ArmVmmStats {
+    const faultQueues = daemonFaults ?? { reported: 0, answered: 0, auto: 0 };
+    const veventq = daemonVeventq ?? { sequence: 0, lost: 0, queued: 0 };
     let outstanding = 0;
     for (const list of this.#held.values()) outstanding += list.length;
     const c = this.#counts;
-    const unaccounted = (veventq.sequence - ((c.events + c.eventsLost) % SEQ_MOD) + SEQ_MOD) % SEQ_MOD;
+    const unaccounted = daemonVeventq ? (veventq.sequence - ((c.events + c.eventsLost) % SEQ_MOD) + SEQ_MOD) % SEQ_MOD : 0;
     const stallsLost = Math.max(0, faultQueues.reported - faultQueues.answered);
     return {
       arch: 'arm',
@@ -364,10 +369,14 @@ export class ArmVmm {
    */
   async stop(drainTimeoutMs = 3000): Promise<ArmVmmStats> {
     const deadline = Date.now() + drainTimeoutMs;
-    let veventq = { sequence: 0, lost: 0, queued: 0 };
+    let veventq: ArmVmmStats['veventq'] | undefined;
+    let statusError: Error | undefined;
     for (;;) {
       await this.#race(this.guest.idle(), deadline);
-      const st = await this.ctx.veventqStatus(this.veventqId).catch(() => undefined);
+      const st = await this.ctx.veventqStatus(this.veventqId).catch((e: Error) => {
+        statusError = e;
+        return undefined;
+      });
       if (st) veventq = { sequence: st.sequence, lost: st.lost, queued: st.queued };
       const received = (this.#counts.events + this.#counts.eventsLost) % SEQ_MOD;
       const settled = st === undefined || (st.queued === 0 && st.sequence === received);
@@ -378,13 +387,18 @@ export class ArmVmm {
     for (const b of this.#bindings) {
       // The answers queued this turn go out first: close() flushes them.
       await b.queue.close();
-      const st = await this.ctx.faultStatus(b.faultId).catch(() => undefined);
+      const st = await this.ctx.faultStatus(b.faultId).catch((e: Error) => {
+        this.errors.push(e);
+        return undefined;
+      });
       if (!st) continue;
       const n = (k: string): number => st.counters[k] ?? 0;
       faultQueues.reported += n('reported');
       faultQueues.answered += n('answered_success') + n('answered_invalid');
       faultQueues.auto += n('auto_detach') + n('auto_replace') + n('auto_unplug') + n('auto_destroy') + n('timeout') + n('overflow');
     }
+    // Without the daemon's count the vEVENTQ cannot be accounted for: an error, not a silent 0.
+    if (veventq === undefined && statusError) this.errors.push(statusError);
     this.#veventq?.close();
     this.#final = this.#snapshot(faultQueues, veventq);
     await Promise.all(this.#pumps);
