@@ -11,11 +11,10 @@
 // `timeout`; and from the daemon's: its fault queues' counters.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { formatU64, hexOf } from '../../protocol/index.js';
-import { ArmVmm, ArmVmmConfigError, GuestArmPageTable, type ArmVmmOptions } from '../../clients/vmm/index.js';
+import { ArmVmm, ArmVmmConfigError, GuestArmPageTable, type ArmVmmOptions, type ArmVmmStats } from '../../clients/vmm/index.js';
 import type { DmaResult } from '../../clients/sdk/index.js';
-import { ADMIN_TOKEN, program, startDaemon, waitFor, type TestDaemon } from './helpers.js';
+import { ADMIN_TOKEN, spawnProgram, startDaemon, waitFor, type TestDaemon } from './helpers.js';
 
 let d: TestDaemon;
 before(async () => (d = await startDaemon()));
@@ -69,6 +68,29 @@ async function run(dmas: readonly Dma[], concurrency = 8): Promise<DmaResult[]> 
 }
 
 const sum = (rs: readonly DmaResult[], f: (r: DmaResult) => number): number => rs.reduce((n, r) => n + f(r), 0);
+
+/**
+ * assertOneResponsePerStall() - no DMA timed out (of @all), and the DMAs
+ * that could stall (@stalling) saw exactly the VMM's answers: one retry per
+ * RETRY, one invalid end per ABORT; the daemon's fault queues saw every
+ * stall answered once, by the VMM.
+ */
+function assertOneResponsePerStall(stalling: readonly DmaResult[], all: readonly DmaResult[], s: ArmVmmStats): void {
+  assert.deepEqual(
+    all.filter((r) => r.status === 'timeout'),
+    [],
+  );
+  assert.equal(
+    sum(stalling, (r) => r.retries),
+    s.success,
+  );
+  assert.equal(
+    sum(stalling, (r) => Number(r.status === 'invalid')),
+    s.invalid,
+  );
+  assert.equal(s.stalls, s.success + s.invalid);
+  assert.deepEqual(s.faultQueues, { reported: s.stalls, answered: s.stalls, auto: 0 });
+}
 
 test('arm VMM: stalls served by the guest in its own tables, one response each; S=0 faults arrive as events; TLBI and CFGI forwarded', async () => {
   const devices = [await newArmDevice(), await newArmDevice()];
@@ -126,24 +148,9 @@ test('arm VMM: stalls served by the guest in its own tables, one response each; 
 
   const s = await vmm.stop();
   assert.deepEqual(vmm.errors, []);
-  // No DMA was left waiting: every stall got its response.
-  assert.equal(
-    sum([...stallResults, ...eventResults], (r) => (r.status === 'timeout' ? 1 : 0)),
-    0,
-  );
-  // Device side: one RETRY = one retry of its DMA, one ABORT = one invalid DMA.
-  assert.equal(
-    sum(stallResults, (r) => r.retries),
-    s.success,
-  );
-  assert.equal(
-    sum(stallResults, (r) => (r.status === 'invalid' ? 1 : 0)),
-    s.invalid,
-  );
+  // No DMA was left waiting; device side: one RETRY = one retry of its DMA, one ABORT = one invalid DMA; daemon side: each stall answered once.
+  assertOneResponsePerStall(stallResults, [...stallResults, ...eventResults], s);
   assert.equal(s.invalid, 3 + 4, 'writes into the read-only range, and the accesses outside');
-  assert.equal(s.stalls, s.success + s.invalid);
-  // Daemon side: every stall reported was answered, by the VMM, once.
-  assert.deepEqual(s.faultQueues, { reported: s.stalls, answered: s.stalls, auto: 0 });
   assert.deepEqual([s.outstanding, s.staleAnswers, s.resumesUnmatched, s.evtqFull, s.lost, s.unaccounted], [0, 0, 0, 0, 0, 0]);
   // PASID 3: terminated, never stalled, one event each, seen by the guest with its vSID.
   assert.deepEqual(
@@ -169,20 +176,11 @@ test('arm VMM: a guest event queue of one record overflows; stalls it cannot tak
   for (let k = 0; k < 32; k++) dmas.push({ device, pasid: k % 2 === 0 ? 1 : 2, iova: RW + BigInt(k) * 0x1000n, write: false });
   const results = await run(dmas, 16);
   const s = await vmm.stop();
-  assert.equal(
-    sum(results, (r) => (r.status === 'timeout' ? 1 : 0)),
-    0,
+  assertOneResponsePerStall(
+    results.filter((_, k) => k % 2 === 0),
+    results,
+    s,
   );
-  const stallResults = results.filter((_, k) => k % 2 === 0);
-  assert.equal(
-    sum(stallResults, (r) => r.retries),
-    s.success,
-  );
-  assert.equal(
-    sum(stallResults, (r) => (r.status === 'invalid' ? 1 : 0)),
-    s.invalid,
-  );
-  assert.deepEqual(s.faultQueues, { reported: s.stalls, answered: s.stalls, auto: 0 });
   assert.equal(s.lost, 0);
   // Every record was either read by the guest or dropped on the full queue (and a drop raised the overflow flag).
   assert.equal(s.guest.records + s.evtqDropped, s.stalls + s.events);
@@ -209,15 +207,10 @@ test('arm VMM: devices not behind an SMMUv3 are refused (with or without the adm
 test('vmm --arch arm process: ready line, a stall served, statistics at SIGTERM; usage errors exit 2', async () => {
   const device = await newArmDevice();
   const args = ['--arch', 'arm', '--device', device, '--pasid', '1', '--allow', '0x10000000:1M', '--json'];
-  const vmm = spawn(process.execPath, [program('clients/vmm/main.js'), ...args], {
-    env: { ...process.env, IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  vmm.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((resolve) => vmm.on('exit', resolve));
-  await waitFor(() => out.includes('\n'), 15000, 'the ready line');
-  const ready = JSON.parse(out.split('\n')[0]!);
+  const ENV = { IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN };
+  const vmm = spawnProgram('clients/vmm/main.js', args, ENV);
+  await waitFor(() => vmm.stdout.includes('\n'), 15000, 'the ready line');
+  const ready = JSON.parse(vmm.stdout.split('\n')[0]!);
   assert.deepEqual([ready.event, ready.arch, ready.bindings.length, ready.bindings[0].device, ready.bindings[0].vsid], ['ready', 'arm', 1, device, '0x100']);
   assert.deepEqual(await d.client.dma(device, { pasid: 1, iova: '0x10000000', length: '0x4', access: 'read' }), {
     status: 'ok',
@@ -225,19 +218,14 @@ test('vmm --arch arm process: ready line, a stall served, statistics at SIGTERM;
     retries: 1,
     data: '00000000',
   });
-  vmm.kill('SIGTERM');
-  assert.equal(await exited, 0);
-  const stats = JSON.parse(out.trim().split('\n').at(-1)!);
+  vmm.proc.kill('SIGTERM');
+  assert.equal(await vmm.exited, 0);
+  const stats = JSON.parse(vmm.stdout.trim().split('\n').at(-1)!);
   assert.deepEqual([stats.event, stats.arch, stats.stalls, stats.success, stats.outstanding, stats.lost], ['stats', 'arm', 1, 1, 0, 0]);
 
   const exitOf = async (a: string[]): Promise<[number | null, string]> => {
-    const p = spawn(process.execPath, [program('clients/vmm/main.js'), ...a], {
-      env: { ...process.env, IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let err = '';
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    return [await new Promise((resolve) => p.on('exit', resolve)), err];
+    const p = spawnProgram('clients/vmm/main.js', a, ENV);
+    return [await p.exited, p.stderr];
   };
   const [c1, e1] = await exitOf(['--arch', 'arm', '--device', 'nic0']);
   assert.equal(c1, 2);
