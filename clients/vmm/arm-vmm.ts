@@ -288,6 +288,8 @@ export class ArmVmm {
       await vmm.#veventq.connect();
       vmm.#pumps.push(vmm.#eventPump(vmm.#veventq));
       await guest.setup();
+      // The daemon refused a CFGI_CD of the guest's setup: the VM is not what the guest thinks.
+      if (vmm.errors.length > 0) throw vmm.errors[0]!;
       for (const [i, device] of opts.devices.entries()) {
         const vsid = vsids[i]!;
         const devId = devIds.get(device)!;
@@ -502,8 +504,10 @@ export class ArmVmm {
   /**
    * The guest's command queue: invalidations batched and forwarded in order
    * up to each CMD_SYNC (and before a CMD_RESUME, which must not overtake
-   * them), CMD_RESUME answering its stall. Rejects when an invalidation is
-   * refused (the guest's CMD_SYNC would time out: CERROR_ILL).
+   * them), CMD_RESUME answering its stall. A batch the daemon refuses is
+   * an error of the handler; the queue goes on past it, as the guest's
+   * driver does after CERROR_ILL (arm_smmu_cmdq_skip_err), so a CMD_RESUME
+   * behind it still answers its stall.
    */
   async #commandQueue(cmds: readonly Command[]): Promise<void> {
     let batch: Command[] = [];
@@ -513,12 +517,9 @@ export class ArmVmm {
       batch = [];
       this.#counts.invalidations++;
       this.#counts.commands += commands.length;
-      try {
-        await this.ctx.invalidateViommu(this.viommuId, { data_type: 'arm_smmuv3', commands });
-      } catch (e) {
-        this.errors.push(e as Error);
-        throw e;
-      }
+      await this.ctx.invalidateViommu(this.viommuId, { data_type: 'arm_smmuv3', commands }).catch((e: Error) => {
+        this.errors.push(e);
+      });
     };
     for (const cmd of cmds) {
       const op = cmdOpcode(cmd);
