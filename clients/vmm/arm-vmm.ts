@@ -369,7 +369,7 @@ export class ArmVmm {
    *
    * Return: the final statistics, taken before the release.
    */
-  async stop(drainTimeoutMs = 3000): Promise<ArmVmmStats> {
+  async stop(drainTimeoutMs = 2000): Promise<ArmVmmStats> {
     const deadline = Date.now() + drainTimeoutMs;
     let veventq: ArmVmmStats['veventq'] | undefined;
     let statusError: Error | undefined;
