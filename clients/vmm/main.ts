@@ -41,7 +41,8 @@ nest-parent stage 2; the guest maps the pages its devices fault on.
   --arch x86|arm        the virtual IOMMU (default x86; arm needs devices
                         behind an SMMUv3-model IOMMU)
   --url URL             the daemon (IOPFD_URL; default http://127.0.0.1:8080)
-  --admin-token T       admin token, for PRI resets (IOPFD_ADMIN_TOKEN)
+  --admin-token T       admin token (IOPFD_ADMIN_TOKEN): x86 PRI resets; arm:
+                        the check that the devices sit behind an SMMUv3
   --device NAME         a platform device to pass through (repeatable)
   --pasid N             a guest PASID on every device (repeatable; none: the RID;
                         arm: its CD stalls on faults, S=1)
