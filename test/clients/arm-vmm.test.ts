@@ -169,9 +169,9 @@ test('arm VMM: stalls served by the guest in its own tables, one response each; 
   assert.equal(s.commands, s.cfgi + s.tlbi);
 });
 
-test('arm VMM: a guest event queue of one record overflows; stalls it cannot take are answered at once, nothing is lost', async () => {
+test('arm VMM: a guest event queue of one record and a vEVENTQ of one event overflow; stalls are answered at once, losses are told, nothing is lost', async () => {
   const device = await newArmDevice();
-  const vmm = await start({ devices: [device], pasids: [1], terminate: [2], evtqLog2: 0 });
+  const vmm = await start({ devices: [device], pasids: [1], terminate: [2], evtqLog2: 0, veventqDepth: 1 });
   const dmas: Dma[] = [];
   for (let k = 0; k < 32; k++) dmas.push({ device, pasid: k % 2 === 0 ? 1 : 2, iova: RW + BigInt(k) * 0x1000n, write: false });
   const results = await run(dmas, 16);
@@ -187,8 +187,11 @@ test('arm VMM: a guest event queue of one record overflows; stalls it cannot tak
   assert.ok(s.evtqFull <= s.evtqDropped);
   assert.equal(s.guest.aborted + s.evtqFull, s.invalid);
   if (s.evtqDropped > 0) assert.ok(s.overflows >= 1 && s.guest.overflows >= 1, JSON.stringify(s));
-  // The host's vEVENTQ lost nothing: every S=0 fault was received (16), in the guest's queue or dropped there.
+  // Every S=0 fault (16) was received or known lost, the VMM's count of the losses is the daemon's,
+  // and a loss raised the guest's overflow flag.
   assert.equal(s.events + s.eventsLost, 16);
+  assert.deepEqual([s.veventq.sequence, s.veventq.lost, s.veventq.queued, s.unaccounted], [16, s.eventsLost, 0, 0]);
+  if (s.eventsLost > 0) assert.ok(s.overflows >= 1 && s.guest.overflows >= 1, JSON.stringify(s));
 });
 
 test('arm VMM: devices not behind an SMMUv3 are refused (with or without the admin token); bad options too', async () => {
