@@ -452,7 +452,7 @@ export class ArmVmm {
     const r = group.records[group.records.length - 1]!;
     const key = `${b.vsid}:${r.grpid & 0xffff}`;
     const list = this.#held.get(key);
-    if (group.redelivered && list?.some((h) => h.group.cookie === group.cookie)) return; // already in the guest's queue
+    // (A group redelivered after a reconnect is not yielded again by the stream client: each comes here once.)
     this.#counts.stalls++;
     const held: Held = { binding: b, group, t0 };
     if (list) list.push(held);
