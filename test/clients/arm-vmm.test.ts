@@ -194,6 +194,32 @@ test('arm VMM: a guest event queue of one record and a vEVENTQ of one event over
   if (s.eventsLost > 0) assert.ok(s.overflows >= 1 && s.guest.overflows >= 1, JSON.stringify(s));
 });
 
+test('arm VMM: streams cut mid-traffic reconnect; stalls are still answered once, events read for the dead connection count as lost', async () => {
+  const device = await newArmDevice();
+  const vmm = await start({ devices: [device], pasids: [1], terminate: [2] });
+  const dmas: Dma[] = [];
+  for (let k = 0; k < 40; k++) dmas.push({ device, pasid: k % 2 === 0 ? 1 : 2, iova: RW + BigInt(k) * 0x1000n, write: k % 4 === 0 });
+  const before = await run(dmas.slice(0, 12));
+  const sockets = d.streamSockets.length;
+  const during = run(dmas.slice(12));
+  // Cut the fault stream and the vEVENTQ stream while DMAs are in flight.
+  setImmediate(() => {
+    for (const sock of d.streamSockets.slice(0, sockets)) sock.destroy();
+  });
+  const results = [...before, ...(await during)];
+  const s = await vmm.stop();
+  assert.deepEqual(vmm.errors, []);
+  assertOneResponsePerStall(
+    results.filter((_, k) => k % 2 === 0),
+    results,
+    s,
+  );
+  assert.deepEqual([s.outstanding, s.lost, s.unaccounted], [0, 0, 0]);
+  // Every S=0 fault (20) reached the guest or is known lost (read by the daemon for the cut connection).
+  assert.equal(s.events + s.eventsLost, 20);
+  assert.equal(s.veventq.sequence, 20);
+});
+
 test('arm VMM: devices not behind an SMMUv3 are refused (with or without the admin token); bad options too', async () => {
   await assert.rejects(start({ devices: ['nic0'] }), (e: unknown) => e instanceof ArmVmmConfigError && /nic0 is behind dmar0 \(vtd\)/.test(e.message));
   await assert.rejects(
