@@ -6,7 +6,7 @@
 // vSID.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeSte, decodeEvent } from '../../core/hw/smmuv3.js';
+import { encodeCd, encodeSte, decodeEvent, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protocol/index.js';
 import { armFaultingDma, armFixture, assertError, refusedUpgrade, startServer, StreamClient, type ArmFixture, type TestServer } from './helpers.js';
 
@@ -112,5 +112,30 @@ test('vIOMMU REST errors: EIO (400) for a bad STE, EOPNOTSUPP on the VT-d model,
   assert.equal((await refusedUpgrade(srv.wsBase, f.veventq.stream, { token: f.token, protocol: 'iopf.v1.json' })).status, 400);
   assert.equal((await refusedUpgrade(srv.wsBase, `${f.C}/veventq/999/stream`, { token: f.token })).status, 404);
   assert.equal((await refusedUpgrade(srv.wsBase, f.veventq.stream, {})).status, 401);
+  await f.api.ok('context.destroy', 'DELETE', f.C);
+});
+
+test('walk (SMMUv3): GET .../walk shows the guest STE, the CD read through stage 2 and the AArch64 levels; no event, no DMA', async () => {
+  const f = await fixture(4);
+  const w = await f.api.ok('platform.device.walk', 'GET', '/v1/platform/devices/arm0/walk?addr=0x405018&perm=1');
+  const [c0, c1] = encodeCd({ ttb0: 0x2000n, t0sz: 25 });
+  assert.equal(w.context, 'smmuv3');
+  assert.deepEqual(w.ste, { config: STE_CFG_S1_TRANS, s1_context_ptr: '0x1000', s1_cd_max: 0, s1dss: 0 });
+  assert.equal(w.cd.index, 0);
+  assert.equal(w.cd.entry_gpa, '0x1000');
+  assert.equal(w.cd.s2.read, true);
+  assert.deepEqual(w.cd.words, [hex(c0), hex(c1)]);
+  assert.equal(w.t0sz, 25);
+  assert.equal(w.s1_root, '0x2000');
+  // The table is empty: level 1's descriptor (read through stage 2) is invalid.
+  assert.equal(w.stage1.length, 1);
+  assert.deepEqual([w.stage1[0].level, w.stage1[0].entry_gpa, w.stage1[0].entry, w.stage1[0].s2.read], [1, '0x2000', '0x0', true]);
+  assert.deepEqual(w.result, { kind: 'fault', stage: 1, reason: 'F_TRANSLATION', level: 1 });
+  const st = await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+  assert.deepEqual([st.queued, st.sequence], [0, 0], 'the walk records no event');
+  // The same address by DMA: the event the walk named.
+  await faultingDma(f.api, 0x405018n);
+  const after = await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+  assert.equal(after.queued, 1);
   await f.api.ok('context.destroy', 'DELETE', f.C);
 });
