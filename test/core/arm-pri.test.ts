@@ -29,10 +29,7 @@ function priWorld(): World {
 
 test('arm_smmu_handle_ppr: a fault-capable attach of a PRI-only function is refused (ENODEV); its PRI requests are unexpected, each last one answered INVALID once, none delivered', () => {
   const w = priWorld();
-  const d = w.bind('d0');
-  const f = w.fault();
-  const p = w.parent(d);
-  const h = w.nested(d, p, f);
+  const { d, f, p, h } = w.unattached();
   assert.equal(
     errnoOf(() => iommufdDeviceAttach(d, h.id)),
     'ENODEV',

@@ -11,7 +11,18 @@ import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protoc
 import WebSocket from 'ws';
 import { CLOSE } from '../../protocol/index.js';
 import { MAX_PENDING_PONGS } from '../../server/stream-keepalive.js';
-import { armFaultingDma, armFixture, assertError, refusedUpgrade, startServer, StreamClient, waitFor, type ArmFixture, type TestServer } from './helpers.js';
+import {
+  armFaultingDma,
+  armFixture,
+  assertError,
+  pingFlood,
+  refusedUpgrade,
+  startServer,
+  StreamClient,
+  waitFor,
+  type ArmFixture,
+  type TestServer,
+} from './helpers.js';
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -190,14 +201,7 @@ describe('vEVENTQ stream limits, as the fault stream', () => {
     const f = await armFixture(lim, 4);
     const flood = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
     await flood.json();
-    flood.ws.pause(); // reads nothing more
-    const payload = Buffer.alloc(125, 1);
-    let sent = 0;
-    const pump = setInterval(() => {
-      for (let i = 0; i < 1000 && flood.ws.readyState === WebSocket.OPEN && sent < 2_000_000; i++, sent++) flood.ws.ping(payload);
-    }, 1);
-    const closed = await flood.closed;
-    clearInterval(pump);
+    const closed = await pingFlood(flood);
     assert.ok([CLOSE.POLICY, 1006].includes(closed.code), `closed ${closed.code}`);
 
     const chatty = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
