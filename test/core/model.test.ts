@@ -6,7 +6,9 @@
  * (SMMUv3) unit in the same context, vEVENTQ operations: events reported
  * through arm_smmu_handle_event, reads of random sizes, vEVENTQ destroy and
  * re-alloc (small depths, a sequence counter started near the wrap, so the
- * queue overflows and wraps). After each run every page request that needed
+ * queue overflows and wraps). On the SMMUv3 model one device has no stall
+ * cap, so its requests take arm_smmu_handle_ppr. After each run every page
+ * request that needed
  * a response got exactly one, and nothing is left in any table; at every
  * step no vEVENTQ event was lost without a LOST_EVENTS header and none was
  * read twice (VeventqRef).
@@ -191,7 +193,12 @@ function run(cmds: Cmd[], model: 'vtd' | 'generic' | 'smmuv3', kernel = 'latest'
         { name: 'smmu1', model: 'smmuv3', prq_depth: 6 },
       ],
       devices: [
-        ...DEVICES.map((name, i) => ({ name, bdf: `00:0${i + 2}.0`, caps: { prg_response_needs_pasid: true } })),
+        // On the SMMUv3 model d2 has no stall cap: its page requests are PCIe PRI requests the driver answers (arm_smmu_handle_ppr).
+        ...DEVICES.map((name, i) => ({
+          name,
+          bdf: `00:0${i + 2}.0`,
+          caps: { prg_response_needs_pasid: true, ...(model === 'smmuv3' && i === 2 ? { stall: false } : {}) },
+        })),
         { name: 'a0', iommu: 'smmu1', bdf: '01:00.0' },
       ],
     },
