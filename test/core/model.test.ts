@@ -8,10 +8,9 @@
  * re-alloc (small depths, a sequence counter started near the wrap, so the
  * queue overflows and wraps). On the SMMUv3 model one device has no stall
  * cap, so its requests take arm_smmu_handle_ppr. After each run every page
- * request that needed
- * a response got exactly one, and nothing is left in any table; at every
- * step no vEVENTQ event was lost without a LOST_EVENTS header and none was
- * read twice (VeventqRef).
+ * request that needed a response got exactly one, and nothing is left in
+ * any table; at every step no vEVENTQ event was lost without a LOST_EVENTS
+ * header and none was read twice (VeventqRef).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
