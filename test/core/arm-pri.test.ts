@@ -96,3 +96,26 @@ test('arm_smmu_handle_ppr: a DMA of a PRI-only function that misses asks once an
   assert.deepEqual(w.log('d1'), []);
   assert.equal(driverOf(w).stats.unexpectedPri, 1, 'only the PRI-only function went through arm_smmu_handle_ppr');
 });
+
+test('the stall model needs no PRI: a stall-capable function without PRI stalls its missed DMA into the fault queue; its PRI stays off', () => {
+  const w = new World({ model: 'smmuv3', devices: [{ name: 'd0', bdf: '00:02.0', caps: { pri: false } }] });
+  const d = w.bind();
+  const f = w.fault();
+  const h = iommufdHwptAlloc(w.ctx, { dev_id: d.id, pt_id: w.ioas().id, flags: FAULT_ID_VALID, fault_id: f.id });
+  iommufdDeviceAttach(d, h.id);
+  assert.equal(w.platform.deviceInfo('d0').pri_enabled, false);
+  const fd = w.fd(f);
+  let result: DmaResult | undefined;
+  w.platform.dma('d0', { pasid: undefined, iova: 0x40000n, length: 16, write: false, data: undefined, priv: false, exec: false, timeoutMs: 60_000 }, (r) => {
+    result = r;
+  });
+  w.sched.run();
+  assert.equal(result, undefined, 'stalled, waiting for CMD_RESUME');
+  const [rec] = fd.records();
+  assert.equal(rec?.addr, 0x40000n);
+  fd.write([[rec!.cookie, 1]]);
+  w.sched.run();
+  assert.equal((result as DmaResult | undefined)?.status, 'invalid', 'aborted by CMD_RESUME, not pri_disabled');
+  assert.equal(driverOf(w).stats.unexpectedPri, 0);
+  assert.equal(w.audit().stalls, 0);
+});
