@@ -470,18 +470,17 @@ export class ArmVmm {
       cls: EVT_CLASS_IN,
       addr: r.addr,
     });
-    let written = false;
+    let written: boolean | Error;
     try {
       written = await this.guest.evtq.push(evt);
     } catch (e) {
-      this.errors.push(e as Error);
+      written = e as Error;
+      this.errors.push(written);
     }
-    if (!written) {
-      // The SMMU cannot record the stall: the transaction terminates.
-      if (this.#take(key, held)) {
-        this.#counts.evtqFull++;
-        this.#answer(held, 'invalid');
-      }
+    // The SMMU cannot record the stall (a full queue, or guest RAM it cannot write): the transaction terminates.
+    if (written !== true && this.#take(key, held)) {
+      if (written === false) this.#counts.evtqFull++;
+      this.#answer(held, 'invalid');
     }
   }
 
