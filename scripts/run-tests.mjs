@@ -3,19 +3,25 @@
 // test runner. Node 20 takes file paths, Node 22+ also globs; listing the files
 // ourselves works on both. Extra arguments are passed to `node --test`
 // (e.g. `npm test -- --test-name-pattern=case-12`).
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('../dist/test/', import.meta.url).pathname;
+const sources = new URL('../test/', import.meta.url).pathname;
 const files = [];
-(function walk(dir) {
+// tsc never deletes: a compiled test whose source is gone (renamed or removed
+// since the last build in this checkout) is stale, and is not run.
+(function walk(dir, src) {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) walk(p);
-    else if (name.endsWith('.test.js')) files.push(p);
+    if (statSync(p).isDirectory()) walk(p, join(src, name));
+    else if (name.endsWith('.test.js')) {
+      if (existsSync(join(src, name.replace(/\.js$/, '.ts')))) files.push(p);
+      else console.error(`npm test: skipping ${p}: its source is gone (a stale build output)`);
+    }
   }
-})(root);
+})(root, sources);
 if (files.length === 0) {
   console.error('no test files found under dist/test');
   process.exit(1);

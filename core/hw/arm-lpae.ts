@@ -135,7 +135,8 @@ const LEAF_LEVEL: ReadonlyMap<bigint, number> = new Map([
 
 /**
  * ArmLpaeBuilder - writes AArch64 4 KiB-granule tables into guest memory as a
- * guest kernel would: used by tests and by the VMM's arm guest.
+ * guest kernel would, for the tests (the VMM's arm guest has its own client-side
+ * builder, clients/vmm/arm-page-table.ts, which its tests check against this walker).
  *
  * @alloc returns the address of a fresh zeroed 4 KiB page (once for the root,
  * in the constructor, and once per table created); @read/@write access one
