@@ -12,6 +12,10 @@
  * - killed handlers lose nothing: a handler killed while holding groups,
  *   a second one served the redelivered groups, then context release
  *   answered the rest INVALID; every group answered exactly once;
+ * - write() paths (write-paths): pipelined answers then an immediate
+ *   close() lose nothing; EINVAL after good entries, a double answer, a
+ *   cookie answered through another fd, a pipelined entry the daemon
+ *   refuses (the rest sent again, a sticky EIO once), an expired cookie;
  * - opening fails with ECONNREFUSED, EACCES, ENOENT, EPROTO.
  *
  * Skips (saying why) when there is no C compiler or make.
@@ -228,6 +232,74 @@ describe('native: libiopfd', { skip }, () => {
       assert.equal(await p.exited, 0, p.stderr);
     } finally {
       await p.kill();
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
+  /** write-paths @args on a fresh queue (@faultBody); injects @count one-page groups (grpids 1..) on "step inject". */
+  async function writePaths(faultBody: object, count: number, args: string[], mid?: (p: NativeProgram, since: number) => Promise<void>): Promise<{ f: FaultFixture; p: NativeProgram; since: number }> {
+    const f = await faultFixture(server, { device: DEVICE, faultBody });
+    const since = (await deviceResponses(server.api, DEVICE)).length;
+    const p = new NativeProgram(`${NATIVE_BUILD}write-paths`, [server.base, String(f.ctx), f.token, String(f.fault), ...args]);
+    try {
+      await p.waitLines(/^step inject$/);
+      for (let g = 1; g <= count; g++) await injectGroup(server.api, DEVICE, g, 0x3000000n + BigInt(g) * 0x1000n, 1);
+      p.send('go');
+      if (mid) await mid(p, since);
+      assert.equal(await p.exited, 0, `${p.lines.join('\n')}\n${p.stderr}`);
+      assert.deepEqual(p.matching(/^FAIL/), []);
+      assert.ok(p.lines.includes('end'));
+    } catch (e) {
+      await p.kill();
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+      throw e;
+    }
+    return { f, p, since };
+  }
+
+  it('pipelined writes then close() at once: every answer reaches the device, exactly once', async () => {
+    const count = 200;
+    const { f, since } = await writePaths({}, count, ['burst', String(count)]);
+    try {
+      // Nothing else answers this queue: a group whose answer close() dropped would stay unanswered.
+      const codes = await responsesByKey(server, count, since);
+      await new Promise((res) => setTimeout(res, 200)); // a duplicate would show up after the count is reached
+      assert.equal((await deviceResponses(server.api, DEVICE, since)).length, count);
+      for (let g = 1; g <= count; g++) assert.equal(codes.get(key(undefined, g)), 'success', `group ${g}`);
+    } finally {
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
+  it('write() paths: local EINVAL after good entries, a double answer, another fd, a refused pipelined entry sent again with a sticky EIO, redelivery', async () => {
+    const { f, p, since } = await writePaths({}, 5, ['paths']);
+    try {
+      for (const name of ['good-then-bad-code', 'twice-in-one-write', 'double-answer', 'other-fd', 'refused-later', 'sticky-eio', 'sticky-once', 'after-redelivery'])
+        assert.ok(p.lines.includes(`ok ${name}`), name);
+      const codes = await responsesByKey(server, 5, since);
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal((await deviceResponses(server.api, DEVICE, since)).length, 5, 'a group answered twice');
+      // 3 was answered INVALID through the other fd; A's later SUCCESS for it was refused, and 4 (after it) sent again.
+      assert.deepEqual(
+        [1, 2, 3, 4, 5].map((g) => codes.get(key(undefined, g))),
+        ['success', 'success', 'invalid', 'success', 'success'],
+      );
+    } finally {
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
+  it('an expired cookie: the notice takes it out of the map, the late answer gets EINVAL at once and no sticky error', async () => {
+    const { f, since } = await writePaths({ response_timeout_ms: 200 }, 1, ['expire'], async (p, from) => {
+      await p.waitLines(/^step expired$/);
+      await responsesByKey(server, 1, from);
+      await new Promise((res) => setTimeout(res, 300)); // the notice went out with the response: wide margin
+      p.send('go');
+    });
+    try {
+      const codes = await responsesByKey(server, 1, since);
+      assert.equal(codes.get(key(undefined, 1)), 'invalid');
+    } finally {
       await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
     }
   });
