@@ -257,19 +257,23 @@ describe('native: libiopfd', { skip }, () => {
     return { f, p, since };
   }
 
-  it('pipelined writes then close() at once: every answer reaches the device, exactly once', async () => {
-    const count = 200;
-    const { f, since } = await writePaths({}, count, ['burst', String(count)]);
-    try {
-      // Nothing else answers this queue: a group whose answer close() dropped would stay unanswered.
-      const codes = await responsesByKey(server, count, since);
-      await new Promise((res) => setTimeout(res, 200)); // a duplicate would show up after the count is reached
-      assert.equal((await deviceResponses(server.api, DEVICE, since)).length, count);
-      for (let g = 1; g <= count; g++) assert.equal(codes.get(key(undefined, g)), 'success', `group ${g}`);
-    } finally {
-      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
-    }
-  });
+  for (const [mode, how] of [
+    ['burst', 'close() at once'],
+    ['burst-exit', 'exit() without close()'],
+  ] as const)
+    it(`pipelined writes then ${how}: every answer reaches the device, exactly once`, async () => {
+      const count = 200;
+      const { f, since } = await writePaths({}, count, [mode, String(count)]);
+      try {
+        // Nothing else answers this queue: a group whose answer close() dropped would stay unanswered.
+        const codes = await responsesByKey(server, count, since);
+        await new Promise((res) => setTimeout(res, 200)); // a duplicate would show up after the count is reached
+        assert.equal((await deviceResponses(server.api, DEVICE, since)).length, count);
+        for (let g = 1; g <= count; g++) assert.equal(codes.get(key(undefined, g)), 'success', `group ${g}`);
+      } finally {
+        await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+      }
+    });
 
   it('write() paths: local EINVAL after good entries, a double answer, another fd, a refused pipelined entry sent again with a sticky EIO, redelivery', async () => {
     const { f, p, since } = await writePaths({}, 5, ['paths']);

@@ -2,7 +2,7 @@
 /*
  * write-paths - libiopfd's write() paths: pipelined, synchronous, refused.
  *
- *   write-paths URL CTX TOKEN FAULT_ID burst N
+ *   write-paths URL CTX TOKEN FAULT_ID burst|burst-exit N
  *   write-paths URL CTX TOKEN FAULT_ID paths
  *   write-paths URL CTX TOKEN FAULT_ID expire
  *
@@ -13,7 +13,8 @@
  *
  * - burst: read N groups, answer each with its own write() (pipelined: it
  *   returns before the daemon confirms), close() at once: the device must
- *   get every answer (close() waits for the replies).
+ *   get every answer (close() waits for the replies). burst-exit: the
+ *   same, then exit() without close() (libiopfd's exit handler waits).
  * - paths: two fds on one queue; A reads groups 1-5. A bad code after a
  *   good entry returns the good bytes (EINVAL); a cookie twice in one
  *   write() stops at the second; a double answer is EINVAL (synchronous
@@ -104,7 +105,7 @@ static int open_fd(char **argv)
 	return fd;
 }
 
-static void burst(char **argv, unsigned int n)
+static void burst(char **argv, unsigned int n, int do_close)
 {
 	uint32_t cookie[1025];
 	unsigned int i;
@@ -122,7 +123,9 @@ static void burst(char **argv, unsigned int n)
 			CHECK("burst-write", 0, "write %u returned %zd errno %d", i, w, errno);
 	}
 	CHECK("burst-writes", 1, "%s", "");
-	CHECK("burst-close", close(fd) == 0, "close: %s", strerror(errno));
+	if (do_close)
+		CHECK("burst-close", close(fd) == 0, "close: %s", strerror(errno));
+	/* else exit() with the fd open: libiopfd's exit handler waits for the replies. */
 }
 
 static void paths(char **argv)
@@ -186,8 +189,8 @@ static void expire(char **argv)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 7 && !strcmp(argv[5], "burst"))
-		burst(argv, (unsigned int)strtoul(argv[6], NULL, 0));
+	if (argc >= 7 && (!strcmp(argv[5], "burst") || !strcmp(argv[5], "burst-exit")))
+		burst(argv, (unsigned int)strtoul(argv[6], NULL, 0), !strcmp(argv[5], "burst"));
 	else if (argc == 6 && !strcmp(argv[5], "paths"))
 		paths(argv);
 	else if (argc == 6 && !strcmp(argv[5], "expire"))

@@ -575,8 +575,10 @@ static void on_reply(struct iopfd_conn *c, size_t bytes, int err)
 		return; /* a reply to nothing: ignored */
 	}
 	c->inflight = f->next;
-	if (!c->inflight)
+	if (!c->inflight) {
 		c->inflight_tail = NULL;
+		pthread_cond_broadcast(&c->cv); /* for flush_at_exit() */
+	}
 	if (f->sync) {
 		f->bytes = bytes;
 		f->err = err;
@@ -878,6 +880,49 @@ proto:
 	return -1;
 }
 
+/**
+ * flush_at_exit() - at exit(), wait (≤ 1 s in all) for the daemon's
+ * replies to the pipelined answers of every open fault fd, so that a
+ * program that answers and exits without close() loses nothing it wrote
+ * (as when write() waited). The fds stay open: the kernel closes them and
+ * the daemon redelivers what was not answered.
+ */
+static void flush_at_exit(void)
+{
+	struct timespec end;
+	size_t i;
+
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += 1;
+	for (i = 0;; i++) {
+		struct iopfd_conn *c = NULL;
+
+		pthread_mutex_lock(&table_lock);
+		for (; i < table_len && !c; i++)
+			if (table[i]) {
+				c = table[i];
+				c->refs++;
+			}
+		pthread_mutex_unlock(&table_lock);
+		if (!c)
+			return;
+		i--;
+		pthread_mutex_lock(&c->lock);
+		while ((c->inflight || c->resend) && !c->ended)
+			if (pthread_cond_timedwait(&c->cv, &c->lock, &end) == ETIMEDOUT)
+				break;
+		pthread_mutex_unlock(&c->lock);
+		conn_put(c);
+	}
+}
+
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void register_exit(void)
+{
+	atexit(flush_at_exit);
+}
+
 /** Open a stream of @kind at @path and make its fd. */
 static int open_stream(enum iopfd_kind kind, const char *url, const char *path, const char *token,
 		       const char *subprotocol)
@@ -890,6 +935,7 @@ static int open_stream(enum iopfd_kind kind, const char *url, const char *path, 
 
 	if (iopfd_url_parse(url, &u) < 0)
 		return -1;
+	pthread_once(&exit_once, register_exit);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		errno = ENOMEM;
