@@ -5,7 +5,8 @@
 // group with the client's answer, and the walk of a clicked group; the
 // console must have taken none of them (the device's response log holds
 // exactly one response per group, with the client's code), and the page
-// must log no console error and throw nothing. It saves docs/console.png.
+// must log no console error and throw nothing. Its screenshot goes to a
+// temporary folder; with IOPFD_SCREENSHOT=1 it refreshes docs/console.png.
 // Without chromium (or playwright-core) the test is skipped, saying why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -175,7 +176,8 @@ test('console: the page shows the groups a client answers, the walk of a clicked
       [[77, 'success']],
     );
 
-    await page.screenshot({ path: join(repo, 'docs', 'console.png'), fullPage: true });
+    const shot = process.env.IOPFD_SCREENSHOT === '1' ? join(repo, 'docs', 'console.png') : join(userDataDir, 'console.png');
+    await page.screenshot({ path: shot, fullPage: true });
     assert.deepEqual(errors, [], 'no console error or page error');
     await q.close();
     await answering;
