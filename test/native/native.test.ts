@@ -237,7 +237,12 @@ describe('native: libiopfd', { skip }, () => {
   });
 
   /** write-paths @args on a fresh queue (@faultBody); injects @count one-page groups (grpids 1..) on "step inject". */
-  async function writePaths(faultBody: object, count: number, args: string[], mid?: (p: NativeProgram, since: number) => Promise<void>): Promise<{ f: FaultFixture; p: NativeProgram; since: number }> {
+  async function writePaths(
+    faultBody: object,
+    count: number,
+    args: string[],
+    mid?: (p: NativeProgram, since: number) => Promise<void>,
+  ): Promise<{ f: FaultFixture; p: NativeProgram; since: number }> {
     const f = await faultFixture(server, { device: DEVICE, faultBody });
     const since = (await deviceResponses(server.api, DEVICE)).length;
     const p = new NativeProgram(`${NATIVE_BUILD}write-paths`, [server.base, String(f.ctx), f.token, String(f.fault), ...args]);
@@ -278,7 +283,16 @@ describe('native: libiopfd', { skip }, () => {
   it('write() paths: local EINVAL after good entries, a double answer, another fd, a refused pipelined entry sent again with a sticky EIO, redelivery', async () => {
     const { f, p, since } = await writePaths({}, 5, ['paths']);
     try {
-      for (const name of ['good-then-bad-code', 'twice-in-one-write', 'double-answer', 'other-fd', 'refused-later', 'sticky-eio', 'sticky-once', 'after-redelivery'])
+      for (const name of [
+        'good-then-bad-code',
+        'twice-in-one-write',
+        'double-answer',
+        'other-fd',
+        'refused-later',
+        'sticky-eio',
+        'sticky-once',
+        'after-redelivery',
+      ])
         assert.ok(p.lines.includes(`ok ${name}`), name);
       const codes = await responsesByKey(server, 5, since);
       await new Promise((res) => setTimeout(res, 200));
