@@ -322,6 +322,34 @@ describe('native: libiopfd', { skip }, () => {
     }
   });
 
+  it('a group larger than the socket holds arrives in parts and is read whole; one response per group', async () => {
+    const f = await faultFixture(server, { device: DEVICE });
+    const since = (await deviceResponses(server.api, DEVICE)).length;
+    // 4096 → the kernel's 8 KiB buffer: a 260-page group (10,400 bytes) cannot be in the socket at once.
+    const p = new NativeProgram(`${NATIVE_BUILD}lib-handler`, [server.base, String(f.ctx), f.token, String(f.fault)], {
+      ...process.env,
+      IOPFD_SNDBUF: '4096',
+    });
+    try {
+      await p.waitLines(/^ready$/);
+      await injectGroup(server.api, DEVICE, 1, 0x5000000n, 260);
+      await injectGroup(server.api, DEVICE, 2, 0x6000000n, 2);
+      const lines = parseLoopLines(await p.waitLines(/^group /, 2, 20000));
+      assert.deepEqual(
+        lines.map((l) => [l.grpid, l.pages, l.code]),
+        [
+          [1, 260, 'success'],
+          [2, 2, 'success'],
+        ],
+      );
+      const codes = await responsesByKey(server, 2, since);
+      assert.deepEqual([...codes.values()], ['success', 'success']);
+    } finally {
+      await p.kill();
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
   it('opening fails with ECONNREFUSED, EACCES, ENOENT and EPROTO', async () => {
     const f = await faultFixture(server, { device: DEVICE });
     const plain = createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('no such thing'));

@@ -116,11 +116,10 @@ struct inflight {
  * @wr_lock: one write() at a time (the kernel serialises them too)
  * @rd_lock: one read() at a time
  * @lock: protects everything below
- * @cv: signalled on a sync reply, on a send to the socketpair (when
- *   @waiters), and at the end
+ * @cv: signalled on a sync reply, when no frame is in flight any more,
+ *   and at the end
  * @ended: the stream ended
  * @closing: the program closed its end: groups are no longer delivered
- * @waiters: read()s waiting on @cv for a group to be completed
  * @sizes: FIFO of group (event) lengths: those in the socket, unread, from
  *   @sz_head, then those in @ob not yet (wholly) sent, up to @sz_tail;
  *   @sz_sent is the first not wholly sent, @sz_sent_off bytes of it are
@@ -130,6 +129,8 @@ struct inflight {
  * @ob: the bridge's out buffer: bytes from @ob_off to @ob_len are not sent
  * @ob_cap: its size
  * @chunk: the most bytes per send() on the socketpair
+ * @part: (read() side, under @rd_lock) the first part of a group larger
+ *   than the socket holds, @part_len bytes of it, @part_cap allocated
  * @ck: the cookie state map, @ck_cap entries
  * @inflight: frames of responses sent, oldest first; @inflight_tail the last
  * @resend: pipelined frames the bridge must send again (after a refusal)
@@ -145,12 +146,14 @@ struct iopfd_conn {
 	pthread_t thread;
 	pthread_mutex_t tx_lock, wr_lock, rd_lock, lock;
 	pthread_cond_t cv;
-	int ended, closing, waiters;
+	int ended, closing;
 	uint32_t *sizes;
 	size_t sz_head, sz_sent, sz_sent_off, sz_tail, sz_cap;
 	unsigned long long sent, taken;
 	unsigned char *ob;
 	size_t ob_off, ob_len, ob_cap, chunk;
+	unsigned char *part;
+	size_t part_len, part_cap;
 	unsigned char *ck;
 	size_t ck_cap;
 	struct inflight *inflight, *inflight_tail, *resend, *resend_tail;
@@ -231,6 +234,7 @@ static void conn_free(struct iopfd_conn *c)
 	free_list(c->resend);
 	free(c->sizes);
 	free(c->ob);
+	free(c->part);
 	free(c->ck);
 	ws_reader_free(&c->rd);
 	pthread_mutex_destroy(&c->tx_lock);
@@ -371,8 +375,6 @@ static int out_push(struct iopfd_conn *c, const unsigned char *p, size_t len)
  */
 static int out_flush(struct iopfd_conn *c)
 {
-	int wrote = 0;
-
 	while (c->sz_sent != c->sz_tail) {
 		size_t len = SZ(c, c->sz_sent) - c->sz_sent_off, i = c->sz_sent + 1;
 		ssize_t s;
@@ -385,7 +387,6 @@ static int out_flush(struct iopfd_conn *c)
 				break;
 			return -1;
 		}
-		wrote = 1;
 		c->ob_off += (size_t)s;
 		c->sent += (unsigned long long)s;
 		/* Advance past what went: whole groups, maybe a part of one (a group larger than a chunk). */
@@ -398,8 +399,6 @@ static int out_flush(struct iopfd_conn *c)
 	}
 	if (c->ob_off == c->ob_len)
 		c->ob_off = c->ob_len = 0;
-	if (wrote && c->waiters)
-		pthread_cond_broadcast(&c->cv);
 	return 0;
 }
 
@@ -1015,26 +1014,19 @@ IOPFD_EXPORT int iopfd_veventq_fd(const char *url, uint32_t ctx, const char *tok
 
 /* ---- read, write, close --------------------------------------------------------------- */
 
-/** Whether @fd is O_NONBLOCK. */
-static int nonblocking(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
 /**
  * conn_read() - as many whole groups (events) as are in the socket and fit
  * @count, in one recv(): the FIFO of lengths says where they end. When none
  * is there: block until one is (recv(MSG_PEEK) honours O_NONBLOCK and
  * signals), or EAGAIN. 0 when the first waiting group does not fit (as the
- * kernel) or at the end of the stream.
+ * kernel) or at the end of the stream. A group larger than the socket can
+ * hold arrives in parts: the parts are taken into @part (the fd is then not
+ * readable: the group is not whole) until the rest is there.
  */
 static ssize_t conn_read(struct iopfd_conn *c, void *buf, size_t count)
 {
 	unsigned char *out = buf;
 	ssize_t ret;
-	int partial = 0;
 
 	if (c->kind == KIND_FAULT && count % sizeof(struct iommu_hwpt_pgfault)) {
 		errno = ESPIPE;
@@ -1045,26 +1037,28 @@ static ssize_t conn_read(struct iopfd_conn *c, void *buf, size_t count)
 	pthread_mutex_lock(&c->rd_lock);
 	for (;;) {
 		unsigned long long avail;
-		size_t n = 0, len = 0, first = 0, i, off;
+		size_t n = 0, len = 0, first = 0, have = c->part_len, i, off;
 		char b;
 
 		pthread_mutex_lock(&c->lock);
 		avail = c->sent - c->taken;
 		if (c->sz_head != c->sz_tail)
 			first = SZ(c, c->sz_head);
-		while (c->sz_head + n != c->sz_tail && len + SZ(c, c->sz_head + n) <= avail &&
+		while (c->sz_head + n != c->sz_tail && len + SZ(c, c->sz_head + n) <= have + avail &&
 		       len + SZ(c, c->sz_head + n) <= count)
 			len += SZ(c, c->sz_head + n++);
 		pthread_mutex_unlock(&c->lock);
 		if (len) {
-			ret = recv(c->app_fd, out, len, MSG_DONTWAIT);
-			if (ret != (ssize_t)len) {
+			memcpy(out, c->part, have);
+			ret = recv(c->app_fd, out + have, len - have, MSG_DONTWAIT);
+			if (ret != (ssize_t)(len - have)) {
 				/* Someone else read the socket (a dup()ed descriptor): the groups are out of step. */
 				if (ret >= 0)
 					errno = EIO;
 				ret = -1;
 				break;
 			}
+			c->part_len = 0;
 			pthread_mutex_lock(&c->lock);
 			for (i = 0, off = 0; i < n; i++) {
 				size_t g = SZ(c, c->sz_head + i);
@@ -1079,46 +1073,44 @@ static ssize_t conn_read(struct iopfd_conn *c, void *buf, size_t count)
 				off += g;
 			}
 			c->sz_head += n;
-			c->taken += len;
+			c->taken += len - have;
 			pthread_mutex_unlock(&c->lock);
+			ret = (ssize_t)len;
 			break;
 		}
-		if (first > count && first <= avail) {
+		if (first > count && first <= have + avail) {
 			ret = 0; /* the first group does not fit: the kernel returns 0 */
 			break;
 		}
-		if (partial) {
-			/* Bytes wait but not a whole group (a group larger than one send()): wait for its end. */
-			struct timespec t;
+		if (avail && first > have + avail) {
+			/* Part of a group too large for the socket: take it, so that the bridge can send the rest. */
+			if (c->part_cap < first) {
+				unsigned char *p = realloc(c->part, first);
 
-			if (nonblocking(c->app_fd)) {
-				errno = EAGAIN;
+				if (!p) {
+					errno = ENOMEM;
+					ret = -1;
+					break;
+				}
+				c->part = p;
+				c->part_cap = first;
+			}
+			ret = recv(c->app_fd, c->part + have, (size_t)avail, MSG_DONTWAIT);
+			if (ret != (ssize_t)avail) {
+				if (ret >= 0)
+					errno = EIO;
 				ret = -1;
 				break;
 			}
-			clock_gettime(CLOCK_REALTIME, &t);
-			t.tv_nsec += 10 * 1000000;
-			if (t.tv_nsec >= 1000000000) {
-				t.tv_sec++;
-				t.tv_nsec -= 1000000000;
-			}
+			c->part_len += (size_t)avail;
 			pthread_mutex_lock(&c->lock);
-			if (c->ended) {
-				pthread_mutex_unlock(&c->lock);
-				ret = 0;
-				break;
-			}
-			c->waiters++;
-			pthread_cond_timedwait(&c->cv, &c->lock, &t);
-			c->waiters--;
+			c->taken += avail;
 			pthread_mutex_unlock(&c->lock);
-			partial = 0;
 			continue;
 		}
 		ret = recv(c->app_fd, &b, 1, MSG_PEEK);
 		if (ret <= 0)
 			break; /* 0: the end of the stream; -1: EAGAIN, EINTR, ... */
-		partial = avail > 0;
 	}
 	pthread_mutex_unlock(&c->rd_lock);
 	return ret;
