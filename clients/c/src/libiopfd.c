@@ -1049,7 +1049,8 @@ static ssize_t conn_read(struct iopfd_conn *c, void *buf, size_t count)
 			len += SZ(c, c->sz_head + n++);
 		pthread_mutex_unlock(&c->lock);
 		if (len) {
-			memcpy(out, c->part, have);
+			if (have)
+				memcpy(out, c->part, have);
 			ret = recv(c->app_fd, out + have, len - have, MSG_DONTWAIT);
 			if (ret != (ssize_t)(len - have)) {
 				/* Someone else read the socket (a dup()ed descriptor): the groups are out of step. */
