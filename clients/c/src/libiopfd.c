@@ -719,8 +719,9 @@ static long ms_since(const struct timespec *t0)
  * to the pipelined frames (sending again what follows a refused entry)
  * until none is in flight, for at most about a second. What is still
  * unanswered then is redelivered by the daemon when the stream closes.
+ * Return: 0, or -1 when the stream ended meanwhile.
  */
-static void drain_replies(struct iopfd_conn *c)
+static int drain_replies(struct iopfd_conn *c)
 {
 	struct timespec t0;
 
@@ -738,9 +739,9 @@ static void drain_replies(struct iopfd_conn *c)
 		pthread_mutex_unlock(&c->lock);
 		ms = 1000 - ms_since(&t0);
 		if (!busy || ms <= 0 || poll(&p, 1, (int)ms) <= 0)
-			return;
+			return 0;
 		if (ws_reader_fill(&c->rd, c->tcp) <= 0 || handle_frames(c) <= 0)
-			return;
+			return -1; /* the stream is over: no close handshake to make */
 	}
 }
 
@@ -815,8 +816,8 @@ out:
 		pthread_mutex_lock(&c->lock);
 		c->closing = 1;
 		pthread_mutex_unlock(&c->lock);
-		drain_replies(c);
-		close_handshake(c);
+		if (drain_replies(c) == 0)
+			close_handshake(c);
 	}
 	conn_end(c);
 	pthread_mutex_lock(&c->tx_lock); /* a write() sends on @tcp under it */
