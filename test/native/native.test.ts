@@ -280,10 +280,11 @@ describe('native: libiopfd', { skip }, () => {
       }
     });
 
-  it('write() paths: local EINVAL after good entries, a double answer, another fd, a refused pipelined entry sent again with a sticky EIO, redelivery', async () => {
-    const { f, p, since } = await writePaths({}, 5, ['paths']);
+  it('write() paths: EINVAL after good entries (an unknown cookie: the daemon decides; a bad code, a cookie twice: local), a double answer, another fd, a refused pipelined entry sent again with a sticky EIO, redelivery', async () => {
+    const { f, p, since } = await writePaths({}, 7, ['paths']);
     try {
       for (const name of [
+        'bad-cookie-after-good',
         'good-then-bad-code',
         'twice-in-one-write',
         'double-answer',
@@ -294,13 +295,13 @@ describe('native: libiopfd', { skip }, () => {
         'after-redelivery',
       ])
         assert.ok(p.lines.includes(`ok ${name}`), name);
-      const codes = await responsesByKey(server, 5, since);
+      const codes = await responsesByKey(server, 7, since);
       await new Promise((res) => setTimeout(res, 200));
-      assert.equal((await deviceResponses(server.api, DEVICE, since)).length, 5, 'a group answered twice');
+      assert.equal((await deviceResponses(server.api, DEVICE, since)).length, 7, 'a group answered twice');
       // 3 was answered INVALID through the other fd; A's later SUCCESS for it was refused, and 4 (after it) sent again.
       assert.deepEqual(
-        [1, 2, 3, 4, 5].map((g) => codes.get(key(undefined, g))),
-        ['success', 'success', 'invalid', 'success', 'success'],
+        [1, 2, 3, 4, 5, 6, 7].map((g) => codes.get(key(undefined, g))),
+        ['success', 'success', 'invalid', 'success', 'success', 'success', 'success'],
       );
     } finally {
       await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);

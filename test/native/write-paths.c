@@ -15,8 +15,10 @@
  *   returns before the daemon confirms), close() at once: the device must
  *   get every answer (close() waits for the replies). burst-exit: the
  *   same, then exit() without close() (libiopfd's exit handler waits).
- * - paths: two fds on one queue; A reads groups 1-5. A bad code after a
- *   good entry returns the good bytes (EINVAL); a cookie twice in one
+ * - paths: two fds on one queue; A reads groups 1-7. A cookie never
+ *   delivered after good entries returns the good bytes (EINVAL: the
+ *   daemon's verdict, synchronous); a bad code after a good entry returns
+ *   the good bytes (EINVAL, local); a cookie twice in one
  *   write() stops at the second; a double answer is EINVAL (synchronous
  *   path, the daemon's verdict); B answers group 3 (a cookie B never read:
  *   synchronous, accepted); A then answers 3 and 4 in one write(): A's map
@@ -130,14 +132,25 @@ static void burst(char **argv, unsigned int n, int do_close)
 
 static void paths(char **argv)
 {
-	uint32_t c[6];
+	uint32_t c[8];
 	struct timespec t0, t;
 	ssize_t r;
 	int a = open_fd(argv), b;
 
 	step("inject");
-	read_groups(a, 5, c);
+	read_groups(a, 7, c);
 	b = open_fd(argv);
+
+	{
+		/* Good entries, then a cookie never delivered: the daemon's verdict (synchronous), the good bytes. */
+		struct iommu_hwpt_page_response r3[3] = {
+			{ c[6], IOMMUFD_PAGE_RESP_SUCCESS }, { c[7], IOMMUFD_PAGE_RESP_SUCCESS }, { 0xfffff0u, IOMMUFD_PAGE_RESP_SUCCESS },
+		};
+
+		errno = 0;
+		r = write(a, r3, sizeof(r3));
+		CHECK("bad-cookie-after-good", r == 16 && errno == EINVAL, "write(c6, c7, unknown) returned %zd errno %d", r, errno);
+	}
 
 	r = answer(a, c[1], IOMMUFD_PAGE_RESP_SUCCESS, c[2], 7, 2);
 	CHECK("good-then-bad-code", r == 8 && errno == EINVAL, "write(c1, c2 code 7) returned %zd errno %d", r, errno);
