@@ -887,11 +887,15 @@ proto:
  * (as when write() waited). The fds stay open: the kernel closes them and
  * the daemon redelivers what was not answered.
  */
+static pid_t exit_pid;
+
 static void flush_at_exit(void)
 {
 	struct timespec end;
 	size_t i;
 
+	if (getpid() != exit_pid)
+		return; /* a fork()ed child: the bridges (and maybe the locks' owners) stayed in the parent */
 	clock_gettime(CLOCK_REALTIME, &end);
 	end.tv_sec += 1;
 	for (i = 0;; i++) {
@@ -920,6 +924,7 @@ static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
 static void register_exit(void)
 {
+	exit_pid = getpid();
 	atexit(flush_at_exit);
 }
 
