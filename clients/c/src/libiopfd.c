@@ -515,9 +515,9 @@ static int owes(const struct iopfd_conn *c)
 
 /**
  * pay_owed() - the bridge sends what it owes unless a write() holds the
- * send lock (it never waits for it: a write() blocked on a full TCP buffer
- * needs the bridge to go on reading). Return: 1 when something is still
- * owed (try again shortly), else 0.
+ * send lock or the TCP buffer is full (it waits for neither: a write()
+ * blocked on a full TCP buffer needs the bridge to go on reading).
+ * Return: 1 when something is still owed (try again shortly), else 0.
  */
 static int pay_owed(struct iopfd_conn *c)
 {
@@ -530,6 +530,15 @@ static int pay_owed(struct iopfd_conn *c)
 		return 0;
 	if (pthread_mutex_trylock(&c->tx_lock))
 		return 1;
+	{
+		/* Nor for room in the TCP buffer: the daemon may be waiting for us to read before it reads. */
+		struct pollfd p = { .fd = c->tcp, .events = POLLOUT };
+
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) {
+			pthread_mutex_unlock(&c->tx_lock);
+			return 1;
+		}
+	}
 	send_owed(c);
 	pthread_mutex_unlock(&c->tx_lock);
 	return 0;
