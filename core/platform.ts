@@ -475,7 +475,7 @@ export class Platform {
     if (perm & ~0xf) throw new IommuError('EINVAL', `perm 0x${perm.toString(16)} has unknown bits`);
     const unit = d.driver.unit;
     const access = { write: (perm & 2) !== 0, exec: (perm & 4) !== 0, priv: (perm & 8) !== 0 };
-    return traceWalk(unit.contextEntry(d.fn.rid, pasid ?? 0), this.mem, addr, access);
+    return traceWalk(unit.contextEntry(d.fn.rid, pasid ?? 0), this.mem, addr, access, pasid);
   }
 
   responses(name: string, since = 0): ResponseLogEntry[] {

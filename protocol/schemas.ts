@@ -312,14 +312,22 @@ const zWalkS2 = strict({ gpa: zU64, hpa: zU64.optional(), read: zBool, write: zB
  * zWalkResult - the translation walk of (device, pasid, addr, perm) as the
  * tables are now: the context's stages, each stage-1 level read (root
  * first: the entry's address, its stage-2 translation when nested, the
- * entry), the stage-2 translation of the result, and the outcome.
+ * entry), the stage-2 translation of the result, and the outcome. An
+ * SMMUv3 nested context (`smmuv3`) adds the guest STE's fields, the
+ * context descriptor read and its T0SZ; its levels are the AArch64 ones.
  */
 export const zWalkResult = strict({
   device: zDeviceName,
   pasid: zU32.optional(),
   addr: zU64,
   perm: zU32,
-  context: z.enum(['none', 's1', 's2', 'nested']),
+  context: z.enum(['none', 's1', 's2', 'nested', 'smmuv3']),
+  ste: strict({ config: zU32, s1_context_ptr: zU64, s1_cd_max: zU32, s1dss: zU32 }, 'the guest STE fields').optional(),
+  cd: strict(
+    { index: zU32, entry_gpa: zU64, s2: zWalkS2.optional(), words: arrayOf(zU64, 'CD words 0 and 1').optional() },
+    'a context descriptor read',
+  ).optional(),
+  t0sz: zU32.optional(),
   s1_root: zU64.optional(),
   addr_width: z.union([z.literal(48), z.literal(57)]).optional(),
   stage1: arrayOf(strict({ level: zU32, entry_gpa: zU64, s2: zWalkS2.optional(), entry: zU64.optional() }, 'a stage-1 level'), 'stage-1 levels'),

@@ -257,8 +257,9 @@ export function buildApp(opts: AppOptions = {}): IopfdApp {
   observe.attach(platform, contexts);
   metrics.tableSizes = () => tableSizes(platform, contexts);
   metrics.memoryBudget = () => ({ inUse: platform.budget.inUse, limit: platform.budget.limit });
-  const streams = new FaultStreamServer({ contexts, metrics, log, options: { ...DEFAULT_STREAM_OPTIONS, ...opts.stream } });
-  const vevents = new VeventStreamServer({ contexts, log });
+  const streamOptions: StreamOptions = { ...DEFAULT_STREAM_OPTIONS, ...opts.stream };
+  const streams = new FaultStreamServer({ contexts, metrics, log, options: streamOptions });
+  const vevents = new VeventStreamServer({ contexts, log, options: streamOptions });
 
   // The one error reply: route errors, 404s, body parsing and bad URLs.
   const bodyLimit = opts.bodyLimit ?? BODY_LIMIT;

@@ -11,7 +11,7 @@
  *   --log-level L            IOPFD_LOG_LEVEL         default info
  *   --max-contexts N         IOPFD_MAX_CONTEXTS      open contexts
  *   --max-objects N          IOPFD_MAX_OBJECTS       objects per context
- *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue
+ *   --max-streams N          IOPFD_MAX_STREAMS       streams per fault queue, and per vEVENTQ
  *   --max-mapped-pages N     IOPFD_MAX_MAPPED_PAGES  mapped pages per context
  *   --max-devices N          IOPFD_MAX_DEVICES       platform devices (hot-plug)
  *   --max-partials N         IOPFD_MAX_PARTIALS      partial page requests pending per device

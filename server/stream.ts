@@ -36,11 +36,12 @@
  *   destroy answered groups that held cookies) as the core reports them, and
  *   in uapi mode a `redelivered` notice before a binary frame holding
  *   redelivered groups;
- * - pings: each is answered with its pong; a peer with MAX_PENDING_PONGS
- *   pongs unwritten (it pings without reading) is closed 1008 "ping flood";
- * - heartbeat: a ping every heartbeatMs; a peer that has not answered the
- *   previous ping is terminated, which closes its connection in the core,
- *   so its unanswered groups are redelivered elsewhere;
+ * - pings and heartbeat (stream-keepalive.ts, shared with the vEVENTQ
+ *   stream): each ping is answered with its pong; a peer with
+ *   MAX_PENDING_PONGS pongs unwritten (it pings without reading) is closed
+ *   1008 "ping flood"; a ping every heartbeatMs, and a peer that has not
+ *   answered the previous ping is terminated, which closes its connection
+ *   in the core, so its unanswered groups are redelivered elsewhere;
  * - close: the core re-queues the connection's unanswered groups; releasing
  *   the context (or shutdown) closes the stream with 1001.
  */
@@ -85,13 +86,9 @@ import {
 import type { ContextRegistry } from './contexts.js';
 import type { Metrics } from './metrics.js';
 import { admitStream, chooseSubprotocol, refuseUpgrade } from './stream-admission.js';
+import { ErrorFrameBudget, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
 
-/**
- * MAX_PENDING_PONGS - pongs a peer's pings may have waiting to be written;
- * one more ping closes the stream 1008 "ping flood" (a peer that pings
- * without reading would grow the daemon's memory).
- */
-export const MAX_PENDING_PONGS = 64;
+export { MAX_PENDING_PONGS } from './stream-keepalive.js';
 
 /**
  * struct StreamOptions - tunables of the fault stream.
@@ -153,12 +150,8 @@ class FaultStream implements FaultListener {
   private waitingDrain = false;
   private overflowCount = 0;
   private inputPaused = false;
-  private errorFrames = 0;
-  private errorWindowStart = 0;
-  /** Cleared by each ping, set by each pong. */
-  alive = true;
-  /** Pongs answering the peer's pings not yet written to its socket. */
-  private pendingPongs = 0;
+  private readonly errorBudget: ErrorFrameBudget;
+  private keepalive: StreamKeepalive | undefined;
   /** One record reused for every binary record written (no allocation per record). */
   private readonly scratch: IommuHwptPgfault = { flags: 0, dev_id: 0, pasid: 0, grpid: 0, perm: 0, addr: 0n, length: 0, cookie: 0 };
   /** The groups of one read, reused for every read. */
@@ -177,6 +170,7 @@ class FaultStream implements FaultListener {
     readonly window: number,
     readonly log: Logger,
   ) {
+    this.errorBudget = new ErrorFrameBudget(server.options.errorFramesPerSecond);
     this.conn = fault.open(window, this);
   }
 
@@ -189,8 +183,7 @@ class FaultStream implements FaultListener {
     this.ws = ws;
     this.socket = socket;
     ws.on('message', (data, isBinary) => this.guard('response handling', () => this.onMessage(data, isBinary)));
-    ws.on('pong', () => (this.alive = true));
-    ws.on('ping', (data) => this.onPing(ws, data));
+    this.keepalive = new StreamKeepalive(ws, this.log, this.server.options.closeGraceMs);
     ws.on('error', (err) => this.log.debug({ err }, 'stream error'));
     ws.on('close', (code) => this.onClose(code));
     const hello: HelloMessage = { type: 'hello', protocol: this.protocol, fault_id: this.fault.id, window: this.window };
@@ -240,38 +233,9 @@ class FaultStream implements FaultListener {
 
   // ---- socket side ----------------------------------------------------------
 
-  /**
-   * heartbeat() - one heartbeat tick: drop the peer if it did not answer the
-   * previous ping, else ping again.
-   */
+  /** heartbeat() - one heartbeat tick (StreamKeepalive.heartbeat). */
   heartbeat(): void {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    if (!this.alive) {
-      this.log.info('peer missed a heartbeat: terminating');
-      ws.terminate();
-      return;
-    }
-    this.alive = false;
-    ws.ping();
-  }
-
-  /**
-   * onPing() - answer a peer's ping with its pong, unless MAX_PENDING_PONGS
-   * pongs are still unwritten (a peer that pings without reading): then
-   * close 1008 "ping flood" with a warn line, and destroy the socket if the
-   * close handshake has not ended after closeGraceMs.
-   */
-  private onPing(ws: WebSocket, data: Buffer): void {
-    if (ws.readyState !== WebSocket.OPEN) return;
-    if (this.pendingPongs >= MAX_PENDING_PONGS) {
-      this.log.warn({ pending: this.pendingPongs }, 'ping flood: closing');
-      ws.close(CLOSE.POLICY, 'ping flood');
-      setTimeout(() => ws.terminate(), this.server.options.closeGraceMs).unref();
-      return;
-    }
-    this.pendingPongs++;
-    ws.pong(data, false, () => this.pendingPongs--);
+    this.keepalive?.heartbeat();
   }
 
   /** close() - close the WebSocket (if open) with @code and @reason. */
@@ -525,12 +489,7 @@ class FaultStream implements FaultListener {
 
   /** One `error` frame, within the connection's error-frame budget (else close 1008). */
   private sendError(message: string): void {
-    const now = performance.now();
-    if (now - this.errorWindowStart >= 1000) {
-      this.errorWindowStart = now;
-      this.errorFrames = 0;
-    }
-    if (++this.errorFrames > this.server.options.errorFramesPerSecond) {
+    if (!this.errorBudget.take()) {
       this.log.info('too many bad frames: closing');
       this.close(CLOSE.POLICY, 'too many bad frames');
       return;
@@ -590,10 +549,7 @@ export class FaultStreamServer {
       // Pongs are sent by FaultStream.onPing, which bounds the unwritten ones.
       autoPong: false,
     });
-    this.heartbeat = setInterval(() => {
-      for (const s of this.streams) s.heartbeat();
-    }, this.options.heartbeatMs);
-    this.heartbeat.unref();
+    this.heartbeat = startHeartbeat(this.streams, this.options.heartbeatMs);
   }
 
   /**

@@ -10,7 +10,13 @@
  * reading from the queue while the socket's buffered amount is high, so a
  * slow reader leaves the events in the queue, where the depth and the
  * LOST_EVENTS header apply. A client frame gets an `error` frame
- * (EOPNOTSUPP); the queue going away (context release) closes with 1001.
+ * (EOPNOTSUPP), within the fault stream's error-frame rate (beyond it:
+ * close 1008); the queue going away (context release) closes with 1001.
+ *
+ * Limits as the fault stream's: the per-queue stream limit (the core's,
+ * checked before the handshake completes: 503 ENOSPC), the heartbeat and
+ * the ping-flood bound (stream-keepalive.ts: a peer silent for a heartbeat
+ * interval is terminated, one that pings without reading is closed 1008).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -35,6 +41,8 @@ import type { ContextRegistry } from './contexts.js';
 import { HttpError } from './errors.js';
 import { parseWith } from './rest.js';
 import { checkHandshake, refuseUpgrade } from './stream-admission.js';
+import { ErrorFrameBudget, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
+import type { StreamOptions } from './stream.js';
 
 /** The vEVENTQ stream path as a regular expression. */
 const VEVENT_PATH = new RegExp(`^${VEVENT_STREAM_URL.replace(/:\w+/g, '([^/]+)')}$`);
@@ -42,6 +50,9 @@ const VEVENT_PATH = new RegExp(`^${VEVENT_STREAM_URL.replace(/:\w+/g, '([^/]+)')
 const BATCH = 512;
 /** Stop reading the queue while this many bytes wait in the socket. */
 const HIGH_WATER = 1 << 20;
+
+/** The fault stream's tunables the vEVENTQ stream shares. */
+export type VeventStreamOptions = Pick<StreamOptions, 'heartbeatMs' | 'closeGraceMs' | 'errorFramesPerSecond' | 'maxFrame'>;
 
 /** chooseVeventSubprotocol() - `vevent.v1.json` when none is offered, else the first offered one spoken, else undefined. */
 export function chooseVeventSubprotocol(offered: Iterable<string> | undefined): VeventSubprotocol | undefined {
@@ -59,22 +70,33 @@ function toWire(e: IommufdVevent): Vevent {
 /** One open vEVENTQ stream. */
 class VeventStream implements VeventqListener {
   private ws: WebSocket | undefined;
+  private keepalive: StreamKeepalive | undefined;
+  private readonly errorBudget: ErrorFrameBudget;
   private scheduled = false;
   private closed = false;
 
+  /** Takes its place among the queue's readers at once (ENOSPC beyond the stream limit); the WebSocket comes with attach(). */
   constructor(
     private readonly server: VeventStreamServer,
     readonly queue: IommufdVeventq,
     readonly protocol: VeventSubprotocol,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.errorBudget = new ErrorFrameBudget(server.options.errorFramesPerSecond);
+    queue.addListener(this);
+  }
 
   attach(ws: WebSocket): void {
     this.ws = ws;
-    this.queue.addListener(this);
+    this.keepalive = new StreamKeepalive(ws, this.log, this.server.options.closeGraceMs);
     ws.send(JSON.stringify({ type: 'hello', protocol: this.protocol, veventq_id: this.queue.id }));
     ws.on('message', () => {
-      ws.send(JSON.stringify({ type: 'error', errno: 'EOPNOTSUPP', message: 'the vEVENTQ stream is read-only: nothing is answered' }));
+      if (this.errorBudget.take()) {
+        ws.send(JSON.stringify({ type: 'error', errno: 'EOPNOTSUPP', message: 'the vEVENTQ stream is read-only: nothing is answered' }));
+        return;
+      }
+      this.log.info('too many client frames: closing');
+      this.close(CLOSE.POLICY, 'too many bad frames');
     });
     ws.on('close', () => this.detach());
     ws.on('error', (err) => this.log.debug({ err }, 'vEVENTQ stream socket error'));
@@ -93,6 +115,16 @@ class VeventStream implements VeventqListener {
 
   kill(): void {
     this.close(CLOSE.GOING_AWAY, 'vEVENTQ destroyed');
+  }
+
+  /** heartbeat() - one heartbeat tick (StreamKeepalive.heartbeat). */
+  heartbeat(): void {
+    if (!this.closed) this.keepalive?.heartbeat();
+  }
+
+  /** abandon() - the handshake failed after the stream took its place: give it back. */
+  abandon(): void {
+    this.detach();
   }
 
   close(code: number, reason: string): void {
@@ -135,17 +167,24 @@ class VeventStream implements VeventqListener {
  * open streams, closing them all at shutdown.
  */
 export class VeventStreamServer {
+  readonly options: VeventStreamOptions;
   private readonly wss: WebSocketServer;
   private readonly streams = new Set<VeventStream>();
+  private readonly heartbeat: NodeJS.Timeout;
 
-  constructor(private readonly deps: { readonly contexts: ContextRegistry; readonly log: Logger }) {
+  /** @deps: the contexts, the daemon's logger, and the fault stream's tunables this stream shares. */
+  constructor(private readonly deps: { readonly contexts: ContextRegistry; readonly log: Logger; readonly options: VeventStreamOptions }) {
+    this.options = deps.options;
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
-      maxPayload: MAX_FRAME,
+      maxPayload: Math.min(MAX_FRAME, this.options.maxFrame),
       handleProtocols: (protocols) => chooseVeventSubprotocol(protocols) ?? false,
+      // Pongs are sent by StreamKeepalive, which bounds the unwritten ones.
+      autoPong: false,
     });
+    this.heartbeat = startHeartbeat(this.streams, this.options.heartbeatMs);
   }
 
   /** Whether @req asks for a vEVENTQ stream (the 'upgrade' listener routes by path). */
@@ -174,23 +213,28 @@ export class VeventStreamServer {
       refuseUpgrade(req, socket, err, this.deps.log);
       return;
     }
+    let accepted = false;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      accepted = true;
       this.streams.add(stream);
       stream.attach(ws);
     });
+    // ws refused the handshake itself: give the queue its reader slot back.
+    if (!accepted) stream.abandon();
   };
 
   forget(stream: VeventStream): void {
     this.streams.delete(stream);
   }
 
-  /** close() - close every open stream with @code (1001 at shutdown); cut off peers that do not answer within a second. */
+  /** close() - stop the heartbeat and close every open stream with @code (1001 at shutdown); cut off peers that do not answer within closeGraceMs. */
   close(code: number, reason: string): void {
+    clearInterval(this.heartbeat);
     const open = [...this.streams];
     for (const s of open) s.close(code, reason);
     if (open.length > 0)
       setTimeout(() => {
         for (const s of open) s.terminate();
-      }, 1000).unref();
+      }, this.options.closeGraceMs).unref();
   }
 }

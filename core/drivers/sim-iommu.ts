@@ -5,9 +5,13 @@
  *   answers malformed requests itself when they are last (handle_bad_prq_event), passes
  *   NEEDS_PASID through in the fault flags, no PASID → RID fallback; on PRQ
  *   overflow it discards partials once drained (prq_event_thread).
- * - `smmuv3` (arm-smmu-v3.c, stall): every request is its own one-record
- *   group whose grpid is the stall tag; the response is CMD_RESUME; a PASID
- *   fault falls back to a NESTED domain at the RID (user PASID table).
+ * - `smmuv3` (arm-smmu-v3.c): IOPF is the stall model. A stalled transaction
+ *   (a function with the `stall` cap) is its own one-record group whose
+ *   grpid is the stall tag; the response is CMD_RESUME; a PASID fault falls
+ *   back to a NESTED domain at the RID (user PASID table). A PCIe PRI page
+ *   request (a function without `stall`) is never fed to IOPF
+ *   (arm_smmu_handle_ppr): logged as unexpected and, when last, answered
+ *   CMD_PRI_RESP DENY, which the function sees as Invalid Request.
  * - `generic` (the kernel selftest's mock IOMMU): reports every request as is,
  *   no filtering, grpid = PRG index, and a PASID fault falls back to a NESTED
  *   domain at the RID (user_pasid_table).
@@ -62,13 +66,23 @@ export interface SimIommuStats {
   malformedDropped: number;
   unknownRequester: number;
   partialDiscards: number;
+  /** smmuv3: PCIe PRI page requests arm_smmu_handle_ppr logged as unexpected (never reported). */
+  unexpectedPri: number;
 }
 
 export class SimIommu implements IommuOps {
   readonly name: string;
   readonly userPasidTable: boolean;
   readonly queue: IopfQueue;
-  readonly stats: SimIommuStats = { reported: 0, stopMarkersDropped: 0, malformedAnswered: 0, malformedDropped: 0, unknownRequester: 0, partialDiscards: 0 };
+  readonly stats: SimIommuStats = {
+    reported: 0,
+    stopMarkersDropped: 0,
+    malformedAnswered: 0,
+    malformedDropped: 0,
+    unknownRequester: 0,
+    partialDiscards: 0,
+    unexpectedPri: 0,
+  };
   /** smmuv3: the stream table, StreamID (the RID) → device. */
   readonly streams = new Map<number, IommuDevice>();
   /** smmuv3: master->vmaster, the vSID of a device attached to a translating nested domain. */
@@ -224,7 +238,7 @@ export class SimIommu implements IommuOps {
   }
 
   private answerDirect(r: PageRequest, code: number): void {
-    if (this.unit.model === 'smmuv3') this.unit.resume(r.stag, code);
+    if (r.stalled) this.unit.resume(r.stag, code);
     else this.unit.pageGroupResponse(r.fn.rid, r.pasid, r.prgi, code);
   }
 
@@ -238,11 +252,17 @@ export class SimIommu implements IommuOps {
    * device lookup (unknown requester: as a bad request). The other models
    * look the device up first (an unknown requester's last request is
    * answered INVALID). intel_prq_report() sets PASID_VALID and NEEDS_PASID
-   * whenever the request carries a PASID.
+   * whenever the request carries a PASID. On the SMMUv3 model only a stalled
+   * transaction is reported; a PCIe PRI page request goes to
+   * {@link SimIommu.handlePpr}.
    */
   private handle(r: PageRequest): void {
     const model = this.unit.model;
-    const stall = model === 'smmuv3';
+    const stall = r.stalled;
+    if (model === 'smmuv3' && !stall) {
+      this.handlePpr(r);
+      return;
+    }
     const last = stall || r.last;
     if (model === 'vtd') {
       if (this.profile.vtdNoPasidInvalid && r.pasid === undefined) {
@@ -280,6 +300,26 @@ export class SimIommu implements IommuOps {
       (r.priv ? IOMMU_FAULT_PERM_PRIV : 0);
     this.stats.reported++;
     iommuReportDeviceFault(dev, new IopfFaultRecord(flags, r.pasid ?? 0, stall ? r.stag : r.prgi, perm, r.addr));
+  }
+
+  /**
+   * arm_smmu_handle_ppr() - one PRI queue entry: the driver has no PRI
+   * support, so the request is logged as unexpected (stats.unexpectedPri) and,
+   * when it is the group's last, answered with CMD_PRI_RESP DENY (PRI_RESP_DENY,
+   * Invalid Request on the wire) whether or not the StreamID has a device;
+   * nothing reaches the IOPF core. A Stop Marker (last, no Read, no Write,
+   * with a PASID) asks for no response and gets none (counted with the Stop
+   * Markers): a DENY for it would reach the function as an unexpected PRG
+   * response.
+   */
+  private handlePpr(r: PageRequest): void {
+    this.stats.unexpectedPri++;
+    if (!r.last) return;
+    if (!r.read && !r.write && r.pasid !== undefined) {
+      this.stats.stopMarkersDropped++;
+      return;
+    }
+    this.unit.pageGroupResponse(r.fn.rid, r.pasid, r.prgi, PRG_INVALID);
   }
 
   /** VT-d handle_bad_prq_event(): INVALID straight to the device, only for a last request. */

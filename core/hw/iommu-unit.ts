@@ -5,9 +5,11 @@
  * behaviour of VT-d 7.4.1: while overflowed the hardware itself answers
  * Success to every request that needs a response, so the function retries.
  *
- * The `stall` model (an SMMUv3 event queue) turns every page request into its
- * own stall with a 16-bit tag; the function's page request group is answered
- * once all its stalls were resumed.
+ * The SMMUv3 model: a request of a function with the `stall` cap is a stalled
+ * transaction, its own stall with a 16-bit tag (the function's page request
+ * group is answered once all its stalls were resumed); a request of a function
+ * without it is a PCIe PRI page request, queued as a PRI queue entry
+ * (arm_smmu_priq_thread's input) and answered by the driver alone.
  */
 import type { Scheduler } from '../sched.js';
 import { Iotlb } from './iotlb.js';
@@ -51,6 +53,12 @@ export interface ContextEntry {
 export class PageRequest {
   /** Stall tag (stall model only; the unit sets it). */
   stag = 0;
+  /**
+   * smmuv3: the unit took this request as a stalled transaction (a function
+   * with the `stall` cap); false for a PCIe PRI page request (a PRI queue
+   * entry) and on every other model.
+   */
+  stalled = false;
 
   constructor(
     readonly fn: PcieFunction,
@@ -342,13 +350,14 @@ export class IommuUnit {
         // Stall model: that group is over; its requests already queued must
         // not hold the PRG index open (their code would leak into the next
         // group with this index).
-        if (this.model === 'smmuv3') this.openPrgs.delete(`${fn.rid}:${prgi}`);
+        if (this.model === 'smmuv3' && fn.caps.stall === true) this.openPrgs.delete(`${fn.rid}:${prgi}`);
         this.sched.defer(() => fn.receiveResponse(pasid, prgi, PRG_SUCCESS));
       }
       this.raise();
       return;
     }
-    if (this.model === 'smmuv3') {
+    if (this.model === 'smmuv3' && req.fn.caps.stall === true) {
+      req.stalled = true;
       req.stag = this.allocStag();
       const key = `${req.fn.rid}:${req.prgi}`;
       let prg = this.openPrgs.get(key);

@@ -62,7 +62,7 @@ export class PcieFunction {
 
   /** PRI enabled, not stopped, and the function present. */
   get priEnabled(): boolean {
-    return this.pri.enabled;
+    return this.pri.priEnabled;
   }
 
   /** PRI Response Failure status bit. */
@@ -99,7 +99,7 @@ export class PcieFunction {
    * Inject one raw page request as the function would send it (the kernel
    * selftest's TRIGGER_IOPF). A last request (not a Stop Marker) makes its PRG
    * index outstanding until answered. Returns false when PRI is off or
-   * stopped (the function sends nothing).
+   * stopped and the function has no SMMUv3 `stall` cap (it sends nothing).
    */
   injectPageRequest(req: PageRequestFields): boolean {
     return this.pri.inject(req);

@@ -91,7 +91,17 @@ export class PriState implements PrgSender {
   /** @fn: the function whose page requests this state sends (PageRequest's source). */
   constructor(private readonly fn: PcieFunction) {}
 
+  /**
+   * Page requests may be sent: PRI enabled, not stopped, and the function
+   * present. A function with the SMMUv3 `stall` cap needs no PRI for it: its
+   * requests reach the unit as stalled transactions (the unit's stall model).
+   */
   get enabled(): boolean {
+    return (this.fn.caps.pri || this.fn.caps.stall === true) && this.enableBit && !this.stopped && !this.fn.removed;
+  }
+
+  /** The PCIe PRI capability itself is enabled and not stopped (the device's `pri_enabled`). */
+  get priEnabled(): boolean {
     return this.fn.caps.pri && this.enableBit && !this.stopped && !this.fn.removed;
   }
 

@@ -133,9 +133,14 @@ export class IommufdVeventq extends IommufdObject {
     return out;
   }
 
-  /** A stream opens (it holds the queue: destroy is EBUSY meanwhile). */
+  /**
+   * A stream opens (it holds the queue: destroy is EBUSY meanwhile). ENOSPC
+   * beyond the per-queue stream limit (the fault queues' maxStreamsPerFault).
+   */
   addListener(l: VeventqListener): void {
     if (this.listeners.has(l)) return;
+    const max = this.ictx.env.limits.maxStreamsPerFault;
+    if (max > 0 && this.listeners.size >= max) throw new IommuError('ENOSPC', `vEVENTQ ${this.id} already has ${max} open streams`);
     this.listeners.add(l);
     this.users++;
   }

@@ -59,6 +59,17 @@ function walkWire(device: string, pasid: number | undefined, addr: bigint, perm:
     result: t.result.kind === 'ok' ? { kind: 'ok', hpa: formatU64(t.result.hpa) } : { ...t.result },
   };
   if (pasid !== undefined) out.pasid = pasid;
+  if (t.ste) {
+    const { config, s1ContextPtr, s1CdMax, s1dss } = t.ste;
+    out.ste = { config, s1_context_ptr: formatU64(s1ContextPtr), s1_cd_max: s1CdMax, s1dss };
+  }
+  if (t.cd) {
+    const cd: NonNullable<WalkResult['cd']> = { index: t.cd.index, entry_gpa: formatU64(t.cd.entryGpa) };
+    if (t.cd.s2) cd.s2 = walkS2Wire(t.cd.s2);
+    if (t.cd.words) cd.words = t.cd.words.map(formatU64);
+    out.cd = cd;
+  }
+  if (t.t0sz !== undefined) out.t0sz = t.t0sz;
   if (t.s1Root !== undefined) out.s1_root = formatU64(t.s1Root);
   if (t.addrWidth !== undefined) out.addr_width = t.addrWidth;
   if (t.s2) out.stage2 = walkS2Wire(t.s2);

@@ -178,19 +178,30 @@
   }
 
   // ---- the walk --------------------------------------------------------------
-  function pteBits(v) {
+  // VT-d first-stage entry bits, and the AArch64 descriptor bits of an SMMUv3 walk.
+  const VTD_BITS = [
+    ['P', 0n],
+    ['RW', 1n],
+    ['US', 2n],
+    ['A', 5n],
+    ['D', 6n],
+    ['PS', 7n],
+    ['XD', 63n],
+  ];
+  const LPAE_BITS = [
+    ['V', 0n],
+    ['T', 1n],
+    ['AP1', 6n],
+    ['AP2', 7n],
+    ['AF', 10n],
+    ['PXN', 53n],
+    ['UXN', 54n],
+  ];
+
+  function pteBits(v, arm) {
     const n = BigInt(v);
     const bits = [];
-    for (const [name, b] of [
-      ['P', 0n],
-      ['RW', 1n],
-      ['US', 2n],
-      ['A', 5n],
-      ['D', 6n],
-      ['PS', 7n],
-      ['XD', 63n],
-    ])
-      if ((n >> b) & 1n) bits.push(name);
+    for (const [name, b] of arm ? LPAE_BITS : VTD_BITS) if ((n >> b) & 1n) bits.push(name);
     return bits.join(' ');
   }
 
@@ -208,14 +219,26 @@
     out.innerHTML = '';
     const head = document.createElement('p');
     head.className = 'mono';
+    const arm = w.context === 'smmuv3';
     head.textContent =
       `${w.device} pasid ${w.pasid ?? '—'} addr ${w.addr} perm ${perm(w.perm)}: context ${w.context}` +
-      (w.s1_root ? `, stage-1 root ${w.s1_root} (${w.addr_width}-bit)` : '');
+      (w.ste ? `, STE config ${w.ste.config} CD table ${w.ste.s1_context_ptr} (S1CDMax ${w.ste.s1_cd_max})` : '') +
+      (w.s1_root ? `, stage-1 root ${w.s1_root} (${w.addr_width ?? 64 - w.t0sz}-bit)` : '');
     out.appendChild(head);
     const table = document.createElement('table');
     table.id = 'walk-levels';
     table.innerHTML = '<thead><tr><th>step</th><th>entry at (gpa)</th><th>stage 2 → hpa</th><th>entry</th><th>bits</th></tr></thead>';
     const body = document.createElement('tbody');
+    if (w.cd) {
+      const tr = document.createElement('tr');
+      tr.dataset.level = 'cd';
+      cell(tr, `CD ${w.cd.index}`);
+      cell(tr, w.cd.entry_gpa, 'mono');
+      cell(tr, w.cd.s2 ? s2Text(w.cd.s2) : '(no stage 2)', 'mono');
+      cell(tr, w.cd.words ? w.cd.words.join(' ') : 'unreadable', 'mono');
+      cell(tr, w.t0sz !== undefined ? `T0SZ ${w.t0sz}` : '');
+      body.appendChild(tr);
+    }
     for (const l of w.stage1) {
       const tr = document.createElement('tr');
       tr.dataset.level = String(l.level);
@@ -223,7 +246,7 @@
       cell(tr, l.entry_gpa, 'mono');
       cell(tr, l.s2 ? s2Text(l.s2) : '(no stage 2)', 'mono');
       cell(tr, l.entry ?? 'unreadable', 'mono');
-      cell(tr, l.entry ? pteBits(l.entry) : '');
+      cell(tr, l.entry ? pteBits(l.entry, arm) : '');
       body.appendChild(tr);
     }
     if (w.stage2) {

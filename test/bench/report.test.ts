@@ -66,3 +66,27 @@ test('report: the libiopfd figures, when the run had a C toolchain: a target and
   const missed = targets({ ...without, native: { ...native, ratio: 0.5 } }).find((x) => x.name.includes('libiopfd'))!;
   assert.ok(missed.score < 1);
 });
+
+test('report: the vEVENTQ row, when measured: events/s per baseline B record, its target, its table row and its bar', () => {
+  const without = figures(250_000);
+  assert.ok(!targets(without).some((t) => t.name.includes('vEVENTQ')) && !renderMarkdown(without).includes('| iopfd vEVENTQ'));
+  // B echoes 140,000 messages of 16 records: 2,240,000 records/s; half of it is the target.
+  const met = { ...without, vevent: { eventsPerSec: 1_344_000, runs: [1_200_000, 1_344_000] } };
+  const t = targets(met).find((x) => x.name === 'vEVENTQ events vs baseline B records')!;
+  assert.deepEqual([t.value, t.goal], ['0.60 ×', '≥ 0.5 ×']);
+  assert.ok(t.score >= 1);
+  const md = renderMarkdown(met);
+  assert.ok(md.includes('| iopfd vEVENTQ (`vevent.v1.uapi`), events reported by the SMMUv3 driver, one reader | 1,344,000 events | 0.60 × B records |'));
+  assert.ok(md.includes('| 1,200,000, 1,344,000 |') && md.includes('**The vEVENTQ row**'));
+  assert.ok(md.includes('| vEVENTQ events vs baseline B records | 0.60 × | ≥ 0.5 × | met |'));
+  const svg = renderSvg(met);
+  assert.equal((svg.match(/<rect /g) ?? []).length, 1 + 9 + targets(met).length);
+  assert.ok(svg.includes('iopfd vEVENTQ events (uapi)') && !/NaN|undefined|Infinity/.test(svg));
+  const missed = targets({ ...without, vevent: { eventsPerSec: 1_000_000, runs: [1_000_000] } }).find((x) => x.name.includes('vEVENTQ'))!;
+  assert.ok(missed.score < 1);
+  assert.ok(
+    renderMarkdown({ ...without, vevent: { eventsPerSec: 1_000_000, runs: [1_000_000] } }).includes(
+      '**vEVENTQ events vs baseline B records** (0.45 ×, goal ≥ 0.5 ×)',
+    ),
+  );
+});

@@ -14,7 +14,8 @@
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
-import { EVT_ID, STE_CFG_S1_TRANS, encodeEvent, encodeSte } from '../../core/hw/smmuv3.js';
+import { EVT_ID, STE_CFG_S1_TRANS, encodeSte } from '../../core/hw/smmuv3.js';
+import { smmuEvent } from '../core/arm-events.js';
 import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protocol/index.js';
 import { buildApp } from '../../server/app.js';
 import type { Json } from './load.js';
@@ -67,20 +68,7 @@ export async function veventRate(seconds: number, depth = 4096, batch = 256): Pr
     // The hardware: event records for arm0, handed to the driver's event handler.
     const driver = daemon.platform.iommuDevice('arm0').ops as SimIommu;
     const sid = daemon.platform.function('arm0').rid;
-    const evt = encodeEvent({
-      id: EVT_ID.F_TRANSLATION,
-      sid,
-      ssid: undefined,
-      stag: 0,
-      stall: false,
-      priv: false,
-      exec: false,
-      read: true,
-      s2: false,
-      class: 2,
-      addr: 0x4000n,
-      ipa: 0n,
-    });
+    const evt = smmuEvent(sid, EVT_ID.F_TRANSLATION, { addr: 0x4000n });
     const status = (): Promise<{ queued: number; lost: number }> => call('GET', `${C}/veventq/${q.id}`, token);
     let reported = 0;
     const produce = async (): Promise<void> => {

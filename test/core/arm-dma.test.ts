@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import {
   iommufdDeviceAttach,
   iommufdDeviceDetach,
+  iommufdDeviceReplace,
   iommufdHwptAlloc,
   iommufdVdeviceAlloc,
   iommufdVeventqAlloc,
@@ -24,7 +25,7 @@ import {
 } from '../../core/index.js';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { ArmLpaeBuilder } from '../../core/hw/arm-lpae.js';
-import { CD_SIZE, EVT_ID, decodeEvent, encodeCd, encodeSte, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
+import { CD_SIZE, EVT_ID, decodeEvent, encodeCd, encodeSte, STE_CFG_ABORT, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { CMDQ_OP } from '../../core/drivers/arm-vsmmu.js';
 import { World, FAULT_ID_VALID } from './harness.js';
 
@@ -211,4 +212,80 @@ test('arm nested DMA: detaching with a stalled transaction answers its group INV
   assert.equal(res()?.status, 'invalid');
   const a = g.w.audit();
   assert.deepEqual([a.stalls, a.outstandingGroups, a.unexpectedResponses], [0, 0, 0]);
+});
+
+test('walk trace (SMMUv3): the guest STE, the CD and each AArch64 level, each read through stage 2, then the output; the DMA lands where it says', () => {
+  const g = guest();
+  const page = g.alloc();
+  const va = 0x4000_0000n;
+  g.pt.map(va, page, { write: true });
+  const t = g.w.platform.walk('d0', undefined, va + 0x18n, 1);
+  assert.equal(t.context, 'smmuv3');
+  assert.deepEqual(t.ste, { config: STE_CFG_S1_TRANS, s1ContextPtr: g.cdTable, s1CdMax: 0, s1dss: 0 });
+  assert.equal(t.cd?.index, 0);
+  assert.equal(t.cd?.entryGpa, g.cdTable);
+  // The IOAS maps guest RAM at GPA 0 one to one onto host frames: the CD's stage-2 step is readable.
+  assert.ok(t.cd?.s2?.hpa !== undefined && t.cd.s2.read);
+  assert.deepEqual(t.cd?.words, encodeCd({ ttb0: g.pt.root, t0sz: 25, asid: 1, stall: false }));
+  assert.equal(t.t0sz, 25);
+  assert.equal(t.s1Root, g.pt.root);
+  // T0SZ 25: 39 input bits, the walk starts at level 1.
+  assert.deepEqual(
+    t.s1.map((l) => l.level),
+    [1, 2, 3],
+  );
+  assert.equal(t.s1[0]!.entryGpa, g.pt.root + ((va >> 30n) & 511n) * 8n);
+  assert.ok(t.s1.every((l) => l.entry !== undefined && l.s2?.read === true));
+  assert.equal(t.s1[2]!.entry! & 0x0000_ffff_ffff_f000n, page);
+  assert.equal(t.s2?.gpa, page + 0x18n);
+  assert.ok(t.result.kind === 'ok' && t.result.hpa === t.s2?.hpa);
+  // The host bytes there are the ones the DMA reads.
+  g.writeBytes(page + 0x18n, new Uint8Array([9, 8, 7]));
+  assert.deepEqual([...g.w.platform.mem.read(t.result.hpa, 3)], [9, 8, 7]);
+  assert.deepEqual([...dma(g, va + 0x18n, false, 3)()!.data!], [9, 8, 7]);
+});
+
+test('walk trace (SMMUv3): side-effect free: no event, no stall, no IOTLB fill, no AF update; each fault named as the event the unit would record', () => {
+  const g = guest({ stall: true });
+  const unit = g.w.platform.iommus.get('iommu0')!.driver.unit;
+  const walk = (addr: bigint, perm = 1, pasid?: number) => g.w.platform.walk('d0', pasid, addr, perm);
+  g.pt.map(0x1000n, g.alloc(), { write: false });
+  g.pt.map(0x2000n, g.alloc(), { write: true, af: false });
+  const leaf = g.pt.entryAddress(0x2000n)!;
+  const before = g.ioas.readMemory(leaf.gpa, 8);
+
+  assert.equal(walk(0x1000n).result.kind, 'ok');
+  assert.deepEqual(walk(0x1000n, 2).result, { kind: 'fault', stage: 1, reason: 'F_PERMISSION, stalls (CD.S)', level: 3 });
+  assert.deepEqual(walk(0x2000n).result, { kind: 'fault', stage: 1, reason: 'F_ACCESS, stalls (CD.S)', level: 3 });
+  const miss = walk(0x4000_0000n);
+  assert.equal(miss.result.kind === 'fault' && miss.result.reason, 'F_TRANSLATION, stalls (CD.S)');
+  assert.equal(miss.s1.at(-1)!.entry, 0n, 'the walk stops at the invalid descriptor');
+  // A SubstreamID the STE (S1CDMax 0) has no CD for.
+  assert.deepEqual(walk(0x1000n, 1, 3).result, { kind: 'fault', stage: 1, reason: 'C_BAD_SUBSTREAMID' });
+
+  assert.deepEqual([...g.ioas.readMemory(leaf.gpa, 8)], [...before], 'AF not set by the walk');
+  assert.equal(unit.evtq.length, 0);
+  assert.equal(unit.stallCount, 0);
+  assert.equal(unit.iotlb.size, 0);
+  assert.equal(g.q.queued, 0);
+  assert.equal(g.w.fd(g.f).records().length, 0);
+});
+
+test('walk trace (SMMUv3): a CD outside what stage 2 maps is a stage-2 fault of the CD fetch; an abort STE ends without an event', () => {
+  const g = guest();
+  const d = g.w.ctx.objects().find((o) => o.type === 'device') as Parameters<typeof iommufdDeviceAttach>[0];
+  const nested = (ste: [bigint, bigint]) => iommufdHwptAlloc(g.w.ctx, { dev_id: d.id, pt_id: g.v.id, data_type: 'arm_smmuv3', data: { ste } });
+  iommufdDeviceReplace(d, nested(encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: RAM + 0x1000n })).id);
+  const t = g.w.platform.walk('d0', undefined, 0x1000n, 1);
+  assert.deepEqual(t.result, { kind: 'fault', stage: 2, reason: 'F_TRANSLATION (S2): context descriptor not readable in stage 2' });
+  assert.equal(t.cd?.entryGpa, RAM + 0x1000n);
+  assert.equal(t.cd?.s2?.hpa, undefined);
+  assert.equal(t.cd?.words, undefined);
+  assert.deepEqual(t.s1, []);
+
+  iommufdDeviceReplace(d, nested(encodeSte({ cfg: STE_CFG_ABORT })).id);
+  const a = g.w.platform.walk('d0', undefined, 0x1000n, 1);
+  assert.equal(a.ste?.config, STE_CFG_ABORT);
+  assert.equal(a.cd, undefined);
+  assert.deepEqual(a.result, { kind: 'fault', stage: 1, reason: 'STE.Config abort: terminated without an event' });
 });

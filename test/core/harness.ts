@@ -88,14 +88,20 @@ export class World {
     });
   }
 
-  /** D bound, F, P, H (FAULT_ID_VALID, fault F), D attached at the RID. */
-  standard(opts: { pasidHwpt?: boolean; name?: string } = {}): { d: IommufdDevice; f: IommufdFault; p: IommufdHwpt; h: IommufdHwpt } {
+  /** D bound, F, P, H (FAULT_ID_VALID, fault F), nothing attached. */
+  unattached(opts: { pasidHwpt?: boolean; name?: string } = {}): { d: IommufdDevice; f: IommufdFault; p: IommufdHwpt; h: IommufdHwpt } {
     const d = this.bind(opts.name ?? 'd0');
     const f = this.fault();
     const p = this.parent(d);
     const h = this.nested(d, p, f, opts.pasidHwpt ? HWPT_PASID : 0);
-    iommufdDeviceAttach(d, h.id);
     return { d, f, p, h };
+  }
+
+  /** D bound, F, P, H (FAULT_ID_VALID, fault F), D attached at the RID. */
+  standard(opts: { pasidHwpt?: boolean; name?: string } = {}): { d: IommufdDevice; f: IommufdFault; p: IommufdHwpt; h: IommufdHwpt } {
+    const st = this.unattached(opts);
+    iommufdDeviceAttach(st.d, st.h.id);
+    return st;
   }
 
   /** T(pasid, grpid, last, perm, addr): one raw page request, processed before returning. */

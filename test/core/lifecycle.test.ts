@@ -61,10 +61,7 @@ test('intel_iommu_enable_iopf: on the iopf queue from the first fault-capable at
 
 test('intel_iommu_enable_iopf: ENODEV when PRI could not be enabled at probe (no ATS), and nothing changes', () => {
   const w = new World({ devices: [{ name: 'd0', bdf: '00:02.0', caps: { ats: false } }] });
-  const d = w.bind();
-  const f = w.fault();
-  const p = w.parent(d);
-  const h = w.nested(d, p, f);
+  const { d, p, h } = w.unattached();
   assert.equal(
     errnoOf(() => iommufdDeviceAttach(d, h.id)),
     'ENODEV',

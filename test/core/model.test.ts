@@ -1,10 +1,16 @@
 /**
- * Model-based test of the invariant: random interleavings of reports (partial
+ * Model-based test of the invariants: random interleavings of reports (partial
  * and last, through the PRQ, with overflow), reads, responses (good and bad),
  * connection close/open, attach, detach, replace, destroy, unplug, context
- * release, response timeouts and depth overflow. After each run every page
- * request that needed a response got exactly one, and nothing is left in any
- * table.
+ * release, response timeouts and depth overflow, and, on a vIOMMU of a second
+ * (SMMUv3) unit in the same context, vEVENTQ operations: events reported
+ * through arm_smmu_handle_event, reads of random sizes, vEVENTQ destroy and
+ * re-alloc (small depths, a sequence counter started near the wrap, so the
+ * queue overflows and wraps). On the SMMUv3 model one device has no stall
+ * cap, so its requests take arm_smmu_handle_ppr. After each run every page
+ * request that needed a response got exactly one, and nothing is left in
+ * any table; at every step no vEVENTQ event was lost without a LOST_EVENTS
+ * header and none was read twice (VeventqRef).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,6 +36,10 @@ import {
   kernelProfile,
 } from '../../core/index.js';
 import type { PcieFunction } from '../../core/hw/pcie-function.js';
+import type { SimIommu } from '../../core/drivers/sim-iommu.js';
+import { STE_CFG_S1_TRANS, encodeSte } from '../../core/hw/smmuv3.js';
+import { iommufdVdeviceAlloc, iommufdVeventqAlloc, iommufdViommuAlloc, type IommufdVeventq, type IommufdViommu } from '../../core/index.js';
+import { SEQ_MOD, VeventqRef, smmuEvent } from './arm-events.js';
 import { respond } from './harness.js';
 
 const DEVICES = ['d0', 'd1', 'd2'] as const;
@@ -49,7 +59,11 @@ type Cmd =
   | { k: 'destroy'; id: number }
   | { k: 'unplug'; dev: number }
   | { k: 'release' }
-  | { k: 'advance'; ms: number };
+  | { k: 'advance'; ms: number }
+  | { k: 'vreport'; n: number }
+  | { k: 'vread'; max: number }
+  | { k: 'vdestroy' }
+  | { k: 'valloc'; depth: number; nearWrap: boolean };
 
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   {
@@ -72,11 +86,18 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ k: fc.constant('attach' as const), dev: fc.nat(2), pasid: fc.nat(2), hwpt: fc.nat(3) }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('replace' as const), dev: fc.nat(2), pasid: fc.nat(2), hwpt: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('detach' as const), dev: fc.nat(2), pasid: fc.nat(2) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('destroy' as const), id: fc.integer({ min: 1, max: 16 }) }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('destroy' as const), id: fc.integer({ min: 1, max: 20 }) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('unplug' as const), dev: fc.nat(2) }) },
   { weight: 1, arbitrary: fc.constant({ k: 'release' as const }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 120 }) }) },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('vreport' as const), n: fc.integer({ min: 1, max: 6 }) }) },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('vread' as const), max: fc.integer({ min: 1, max: 8 }) }) },
+  { weight: 1, arbitrary: fc.constant({ k: 'vdestroy' as const }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('valloc' as const), depth: fc.integer({ min: 1, max: 5 }), nearWrap: fc.boolean() }) },
 );
+
+/** The vSID of the SMMUv3 device `a0`. */
+const VSID = 0x5;
 
 interface Ctx {
   ctx: IommufdCtx;
@@ -84,6 +105,16 @@ interface Ctx {
   faults: IommufdFault[];
   hwpts: IommufdHwpt[];
   conns: IommufdFaultConn[];
+  /** a0's vIOMMU (on its own SMMUv3 unit) and its vEVENTQ with the reference, while one exists. */
+  viommu: IommufdViommu;
+  vq: { q: IommufdVeventq; ref: VeventqRef } | undefined;
+}
+
+/** A vEVENTQ of @depth on @viommu, its sequence counter started at @startSeq, with a fresh reference. */
+function allocVeventq(ctx: IommufdCtx, viommu: IommufdViommu, depth: number, startSeq: number): { q: IommufdVeventq; ref: VeventqRef } {
+  const q = iommufdVeventqAlloc(ctx, { viommu_id: viommu.id, type: 'arm_smmuv3', depth });
+  q.sequence = startSeq;
+  return { q, ref: new VeventqRef(q, VSID) };
 }
 
 function setup(p: Platform, plugged: boolean[]): Ctx {
@@ -105,7 +136,20 @@ function setup(p: Platform, plugged: boolean[]): Ctx {
     });
   const hwpts = [nested(faults[0]), nested(faults[1]), nested(faults[2]), parent];
   const conns: IommufdFaultConn[] = [];
-  return { ctx, devs, faults, hwpts, conns };
+  // a0: attached to a translating arm_smmuv3 nested hwpt through vDEVICE VSID, a vEVENTQ of depth 3
+  // whose sequence numbers wrap after 3 events.
+  const a0 = iommufdDeviceBind(ctx, 'a0');
+  const aparent = iommufdHwptAlloc(ctx, { dev_id: a0.id, pt_id: iommufdIoasAlloc(ctx).id, flags: 1 });
+  const viommu = iommufdViommuAlloc(ctx, { type: 'arm_smmuv3', dev_id: a0.id, hwpt_id: aparent.id });
+  iommufdVdeviceAlloc(ctx, { viommu_id: viommu.id, dev_id: a0.id, virt_id: BigInt(VSID) });
+  const anested = iommufdHwptAlloc(ctx, {
+    dev_id: a0.id,
+    pt_id: viommu.id,
+    data_type: 'arm_smmuv3',
+    data: { ste: encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x1000n }) },
+  });
+  iommufdDeviceAttach(a0, anested.id);
+  return { ctx, devs, faults, hwpts, conns, viommu, vq: allocVeventq(ctx, viommu, 3, SEQ_MOD - 3) };
 }
 
 function openConn(c: Ctx, fault: IommufdFault, window: number): void {
@@ -143,10 +187,25 @@ function run(cmds: Cmd[], model: 'vtd' | 'generic' | 'smmuv3', kernel = 'latest'
     profile: { ...kernelProfile(kernel)!, nonLastInvalid: false },
     sched,
     desc: {
-      iommus: [{ name: 'iommu0', model, prq_depth: 6 }],
-      devices: DEVICES.map((name, i) => ({ name, bdf: `00:0${i + 2}.0`, caps: { prg_response_needs_pasid: true } })),
+      iommus: [
+        { name: 'iommu0', model, prq_depth: 6 },
+        { name: 'smmu1', model: 'smmuv3', prq_depth: 6 },
+      ],
+      devices: [
+        // On the SMMUv3 model d2 has no stall cap: its page requests are PCIe PRI requests the driver answers (arm_smmu_handle_ppr).
+        ...DEVICES.map((name, i) => ({
+          name,
+          bdf: `00:0${i + 2}.0`,
+          caps: { prg_response_needs_pasid: true, ...(model === 'smmuv3' && i === 2 ? { stall: false } : {}) },
+        })),
+        { name: 'a0', iommu: 'smmu1', bdf: '01:00.0' },
+      ],
     },
   });
+  const armDriver = p.iommuDevice('a0').ops as SimIommu;
+  const armSid = p.function('a0').rid;
+  /** Tag of the next vEVENTQ event (its address >> 12), unique over the run. */
+  let nextTag = 0;
   const fns: PcieFunction[] = DEVICES.map((n) => p.function(n));
   const plugged = DEVICES.map(() => true);
   // Last requests each function actually sent (the ones that need a response).
@@ -234,13 +293,45 @@ function run(cmds: Cmd[], model: 'vtd' | 'generic' | 'smmuv3', kernel = 'latest'
       case 'advance':
         sched.advance(cmd.ms);
         break;
+      case 'vreport':
+        for (let i = 0; i < cmd.n; i++) {
+          const tag = nextTag++;
+          const before = c.vq?.q.counters.reported;
+          const ret = armDriver.handleEvent(smmuEvent(armSid, undefined, { addr: BigInt(tag) << 12n }));
+          // Taken by the vEVENTQ exactly when there is one and a0 is still a vmaster (a random destroy may
+          // have unbound it); otherwise the host's.
+          const forwards = c.vq !== undefined && armDriver.vmasters.size > 0;
+          assert.equal(ret === 0, forwards, 'arm_smmu_handle_event forwards to the vEVENTQ iff there is one');
+          if (forwards) {
+            assert.equal(c.vq!.q.counters.reported, before! + 1);
+            c.vq!.ref.reported(tag);
+          } else if (c.vq) assert.equal(c.vq.q.counters.reported, before, 'an event the queue did not take is not counted');
+        }
+        break;
+      case 'vread':
+        if (c.vq) c.vq.ref.read(c.vq.q.read(cmd.max), cmd.max);
+        break;
+      case 'vdestroy':
+        if (c.vq) {
+          c.ctx.destroyObject(c.vq.q.id);
+          c.vq = undefined;
+        }
+        break;
+      case 'valloc':
+        if (c.vq) assert.throws(() => iommufdVeventqAlloc(c.ctx, { viommu_id: c.viommu.id, type: 'arm_smmuv3', depth: cmd.depth }), /already has/);
+        else c.vq = allocVeventq(c.ctx, c.viommu, cmd.depth, cmd.nearWrap ? SEQ_MOD - 3 : 0);
+        break;
     }
+    // A random destroy may have taken the vEVENTQ (or a context release everything).
+    if (c.vq && c.viommu.veventqs.get('arm_smmuv3') !== c.vq.q) c.vq = undefined;
+    c.vq?.ref.checkCounters();
     checkIopfFollowsAttachments(fns, plugged);
     // Never more responses than last requests, at any time.
     for (const fn of fns) assert.ok(fn.responses.length <= lasts.get(fn)!, `${fn.name}: ${fn.responses.length} responses for ${lasts.get(fn)} last requests`);
   }
 
-  // Teardown: everything outstanding is answered, exactly once.
+  // Teardown: the vEVENTQ gives every kept event not yet read, once; everything outstanding is answered, exactly once.
+  c.vq?.ref.drain();
   p.releaseContext(c.ctx.id);
   p.shutdown();
   sched.run();

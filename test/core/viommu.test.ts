@@ -24,9 +24,10 @@ import {
   type IommufdViommu,
 } from '../../core/index.js';
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
-import { EVT_ID, encodeEvent, encodeSte, decodeEvent, STE_CFG_ABORT, STE_CFG_BYPASS, STE_CFG_S1_TRANS, type SmmuEvent } from '../../core/hw/smmuv3.js';
+import { EVT_ID, encodeSte, decodeEvent, STE_CFG_ABORT, STE_CFG_BYPASS, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { CMDQ_OP } from '../../core/drivers/arm-vsmmu.js';
 import { World, errnoOf, FAULT_ID_VALID, HWPT_PASID } from './harness.js';
+import { smmuEvent } from './arm-events.js';
 
 const S1_STE = encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: 0x10_0000n });
 
@@ -59,23 +60,7 @@ function nestedOn(a: Arm, ste: readonly [bigint, bigint] = S1_STE, flags = 0, fa
   });
 }
 
-function event(sid: number, id: number = EVT_ID.F_TRANSLATION, extra: Partial<SmmuEvent> = {}): [bigint, bigint, bigint, bigint] {
-  return encodeEvent({
-    id,
-    sid,
-    ssid: undefined,
-    stag: 0,
-    stall: false,
-    priv: false,
-    exec: false,
-    read: true,
-    s2: false,
-    class: 2,
-    addr: 0x1234_5000n,
-    ipa: 0n,
-    ...extra,
-  });
-}
+const event = smmuEvent;
 
 /** D attached to a translating nested hwpt through vDEVICE 0x99, with a vEVENTQ of @depth. */
 function attached(depth = 8): Arm & { q: IommufdVeventq; h: IommufdHwpt } {

@@ -19,6 +19,7 @@ import {
   assertError,
   faultFixture,
   inject,
+  pingFlood,
   refusedUpgrade,
   StreamClient,
   startServer,
@@ -217,14 +218,7 @@ describe('hostile input: the fault stream', { timeout: 60_000 }, () => {
     }
     const flood = await StreamClient.open(server.wsBase, fx.stream, { token: fx.token });
     await flood.json();
-    flood.ws.pause(); // reads nothing more
-    const payload = Buffer.alloc(125, 1);
-    let sent = 0;
-    const pump = setInterval(() => {
-      for (let i = 0; i < 1000 && flood.ws.readyState === WebSocket.OPEN && sent < 2_000_000; i++, sent++) flood.ws.ping(payload);
-    }, 1);
-    const closed = await flood.closed;
-    clearInterval(pump);
+    const closed = await pingFlood(flood);
     assert.ok([CLOSE.POLICY, 1006].includes(closed.code), `closed ${closed.code}`);
     await waitFor(() => log.lines.some((l) => l.includes('"ping flood: closing"') && l.includes('"level":40')), 5000, 'the warn line');
     // The other stream still works: a group goes to it and is answered.

@@ -469,3 +469,23 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * pingFlood() - make @s a peer that pings without reading: pause it, then
+ * ping (125-byte payloads) as fast as the socket takes them until the
+ * daemon closes the stream (at most 2,000,000 pings).
+ * Return: the close.
+ */
+export async function pingFlood(s: StreamClient): Promise<{ code: number; reason: string }> {
+  s.ws.pause(); // reads nothing more
+  const payload = Buffer.alloc(125, 1);
+  let sent = 0;
+  const pump = setInterval(() => {
+    for (let i = 0; i < 1000 && s.ws.readyState === WebSocket.OPEN && sent < 2_000_000; i++, sent++) s.ws.ping(payload);
+  }, 1);
+  try {
+    return await s.closed;
+  } finally {
+    clearInterval(pump);
+  }
+}

@@ -4,11 +4,25 @@
 // RAM (an IOAS) and its stage-1 table is empty, so every DMA is a stage-1
 // translation fault that terminates and is reported on the vEVENTQ with the
 // vSID.
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeSte, decodeEvent } from '../../core/hw/smmuv3.js';
+import { encodeCd, encodeSte, decodeEvent, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protocol/index.js';
-import { armFaultingDma, armFixture, assertError, refusedUpgrade, startServer, StreamClient, type ArmFixture, type TestServer } from './helpers.js';
+import WebSocket from 'ws';
+import { CLOSE } from '../../protocol/index.js';
+import { MAX_PENDING_PONGS } from '../../server/stream-keepalive.js';
+import {
+  armFaultingDma,
+  armFixture,
+  assertError,
+  pingFlood,
+  refusedUpgrade,
+  startServer,
+  StreamClient,
+  waitFor,
+  type ArmFixture,
+  type TestServer,
+} from './helpers.js';
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -113,4 +127,90 @@ test('vIOMMU REST errors: EIO (400) for a bad STE, EOPNOTSUPP on the VT-d model,
   assert.equal((await refusedUpgrade(srv.wsBase, `${f.C}/veventq/999/stream`, { token: f.token })).status, 404);
   assert.equal((await refusedUpgrade(srv.wsBase, f.veventq.stream, {})).status, 401);
   await f.api.ok('context.destroy', 'DELETE', f.C);
+});
+
+test('walk (SMMUv3): GET .../walk shows the guest STE, the CD read through stage 2 and the AArch64 levels; no event, no DMA', async () => {
+  const f = await fixture(4);
+  const w = await f.api.ok('platform.device.walk', 'GET', '/v1/platform/devices/arm0/walk?addr=0x405018&perm=1');
+  const [c0, c1] = encodeCd({ ttb0: 0x2000n, t0sz: 25 });
+  assert.equal(w.context, 'smmuv3');
+  assert.deepEqual(w.ste, { config: STE_CFG_S1_TRANS, s1_context_ptr: '0x1000', s1_cd_max: 0, s1dss: 0 });
+  assert.equal(w.cd.index, 0);
+  assert.equal(w.cd.entry_gpa, '0x1000');
+  assert.equal(w.cd.s2.read, true);
+  assert.deepEqual(w.cd.words, [hex(c0), hex(c1)]);
+  assert.equal(w.t0sz, 25);
+  assert.equal(w.s1_root, '0x2000');
+  // The table is empty: level 1's descriptor (read through stage 2) is invalid.
+  assert.equal(w.stage1.length, 1);
+  assert.deepEqual([w.stage1[0].level, w.stage1[0].entry_gpa, w.stage1[0].entry, w.stage1[0].s2.read], [1, '0x2000', '0x0', true]);
+  assert.deepEqual(w.result, { kind: 'fault', stage: 1, reason: 'F_TRANSLATION', level: 1 });
+  const st = await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+  assert.deepEqual([st.queued, st.sequence], [0, 0], 'the walk records no event');
+  // The same address by DMA: the event the walk named.
+  await faultingDma(f.api, 0x405018n);
+  const after = await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+  assert.equal(after.queued, 1);
+  await f.api.ok('context.destroy', 'DELETE', f.C);
+});
+
+describe('vEVENTQ stream limits, as the fault stream', () => {
+  let lim: TestServer;
+  before(async () => {
+    lim = await startServer({ limits: { maxStreamsPerFault: 2 }, stream: { heartbeatMs: 100, errorFramesPerSecond: 5 } });
+  });
+  after(async () => {
+    await lim.close();
+  });
+  const connections = async (f: ArmFixture): Promise<number> => (await f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`)).connections;
+
+  test('the per-queue stream limit: one more stream is refused 503 ENOSPC before any WebSocket; a closed one frees its slot', async () => {
+    const f = await armFixture(lim, 4);
+    const a = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
+    const b = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token, protocol: VEVENT_SUBPROTOCOL_UAPI });
+    const refused = await refusedUpgrade(lim.wsBase, f.veventq.stream, { token: f.token });
+    assert.deepEqual([refused.status, refused.body.errno], [503, 'ENOSPC']);
+    assert.equal(await connections(f), 2);
+    await a.close();
+    await waitFor(async () => (await connections(f)) === 1, 10_000, 'the closed stream to give its slot back');
+    const c = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
+    assert.equal((await c.json()).type, 'hello');
+    await b.close();
+    await c.close();
+    await f.api.ok('context.destroy', 'DELETE', f.C);
+  });
+
+  test('heartbeat: a peer that answers no ping is terminated; one that answers stays and still gets its events', async () => {
+    const f = await armFixture(lim, 4);
+    const dead = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token, autoPong: false });
+    const alive = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
+    await alive.json();
+    assert.equal((await dead.closed).code, 1006, 'terminated without a close handshake');
+    await waitFor(async () => (await connections(f)) === 1, 10_000, 'the dead stream to be gone');
+    // Several heartbeat intervals later the live one is open and reads an event.
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal(alive.ws.readyState, WebSocket.OPEN);
+    await faultingDma(f.api, 0x40_0000n);
+    const frame = await alive.json();
+    assert.deepEqual([frame.type, frame.events.length], ['vevents', 1]);
+    await alive.close();
+    await f.api.ok('context.destroy', 'DELETE', f.C);
+  });
+
+  test(`a ping flood (${MAX_PENDING_PONGS} pongs unwritten) closes the vEVENTQ stream 1008; client frames past the error-frame rate close it 1008`, async () => {
+    const f = await armFixture(lim, 4);
+    const flood = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
+    await flood.json();
+    const closed = await pingFlood(flood);
+    assert.ok([CLOSE.POLICY, 1006].includes(closed.code), `closed ${closed.code}`);
+
+    const chatty = await StreamClient.open(lim.wsBase, f.veventq.stream, { token: f.token });
+    await chatty.json();
+    chatty.ws.send('{}');
+    assert.equal((await chatty.json(10_000)).errno, 'EOPNOTSUPP');
+    // 200 frames at once: far more than 5 in any one second.
+    for (let i = 0; i < 200; i++) chatty.ws.send('{}');
+    assert.equal((await chatty.closed).code, CLOSE.POLICY);
+    await f.api.ok('context.destroy', 'DELETE', f.C);
+  });
 });

@@ -1,0 +1,114 @@
+/**
+ * DOC: stream keepalive (the fault stream and the vEVENTQ stream alike)
+ *
+ * - pings: each peer ping is answered with its pong; a peer with
+ *   MAX_PENDING_PONGS pongs unwritten (it pings without reading) is closed
+ *   1008 "ping flood" with a warn line, and its socket destroyed if the
+ *   close handshake has not ended after the close grace;
+ * - heartbeat: the server pings every stream each heartbeat interval; a peer
+ *   that has not answered the previous ping is terminated (close 1006 on
+ *   its side), which ends the stream as a close does.
+ *
+ * The WebSocketServer of a stream must be made with `autoPong: false`: the
+ * pongs are sent here, which bounds the unwritten ones.
+ */
+import type { Logger } from 'pino';
+import { WebSocket } from 'ws';
+import { CLOSE } from '../protocol/index.js';
+
+/**
+ * MAX_PENDING_PONGS - pongs a peer's pings may have waiting to be written;
+ * one more ping closes the stream 1008 "ping flood" (a peer that pings
+ * without reading would grow the daemon's memory).
+ */
+export const MAX_PENDING_PONGS = 64;
+
+/**
+ * StreamKeepalive - the ping/pong side of one stream's WebSocket: answers
+ * the peer's pings within the pending-pong bound, and the heartbeat.
+ */
+export class StreamKeepalive {
+  /** Cleared by each heartbeat ping, set by each pong. */
+  private alive = true;
+  /** Pongs answering the peer's pings not yet written to its socket. */
+  private pendingPongs = 0;
+
+  /**
+   * @ws: the stream's WebSocket (its 'ping' and 'pong' events are taken here).
+   * @log: the stream's logger.
+   * @closeGraceMs: how long a flooding peer has to complete the close handshake.
+   */
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly log: Logger,
+    private readonly closeGraceMs: number,
+  ) {
+    ws.on('pong', () => (this.alive = true));
+    ws.on('ping', (data) => this.onPing(data));
+  }
+
+  /**
+   * heartbeat() - one heartbeat tick: drop the peer if it did not answer the
+   * previous ping, else ping again.
+   */
+  heartbeat(): void {
+    const ws = this.ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (!this.alive) {
+      this.log.info('peer missed a heartbeat: terminating');
+      ws.terminate();
+      return;
+    }
+    this.alive = false;
+    ws.ping();
+  }
+
+  /** onPing() - answer a peer's ping with its pong, unless MAX_PENDING_PONGS are unwritten (then close 1008). */
+  private onPing(data: Buffer): void {
+    const ws = this.ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (this.pendingPongs >= MAX_PENDING_PONGS) {
+      this.log.warn({ pending: this.pendingPongs }, 'ping flood: closing');
+      ws.close(CLOSE.POLICY, 'ping flood');
+      setTimeout(() => ws.terminate(), this.closeGraceMs).unref();
+      return;
+    }
+    this.pendingPongs++;
+    ws.pong(data, false, () => this.pendingPongs--);
+  }
+}
+
+/**
+ * startHeartbeat() - tick every stream of @streams (read at each tick)
+ * every @ms; the timer does not keep the process alive. Stop it with
+ * clearInterval().
+ */
+export function startHeartbeat(streams: Iterable<{ heartbeat(): void }>, ms: number): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    for (const s of streams) s.heartbeat();
+  }, ms);
+  timer.unref();
+  return timer;
+}
+
+/**
+ * ErrorFrameBudget - the `error` frames one stream may send per second (a
+ * peer that keeps sending bad frames gets one error frame each, up to
+ * @perSecond in a one-second window; the caller closes it 1008 beyond).
+ */
+export class ErrorFrameBudget {
+  private count = 0;
+  private windowStart = 0;
+
+  constructor(private readonly perSecond: number) {}
+
+  /** take() - count one error frame; false when the budget of this second is spent. */
+  take(): boolean {
+    const now = performance.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.count = 0;
+    }
+    return ++this.count <= this.perSecond;
+  }
+}
