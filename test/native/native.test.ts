@@ -15,7 +15,8 @@
  * - write() paths (write-paths): pipelined answers then an immediate
  *   close() lose nothing; EINVAL after good entries, a double answer, a
  *   cookie answered through another fd, a pipelined entry the daemon
- *   refuses (the rest sent again, a sticky EIO once), an expired cookie;
+ *   refuses (the rest sent again, a sticky EIO once), an expired or
+ *   revoked cookie;
  * - opening fails with ECONNREFUSED, EACCES, ENOENT, EPROTO.
  *
  * Skips (saying why) when there is no C compiler or make.
@@ -241,7 +242,7 @@ describe('native: libiopfd', { skip }, () => {
     faultBody: object,
     count: number,
     args: string[],
-    mid?: (p: NativeProgram, since: number) => Promise<void>,
+    mid?: (p: NativeProgram, since: number, f: FaultFixture) => Promise<void>,
   ): Promise<{ f: FaultFixture; p: NativeProgram; since: number }> {
     const f = await faultFixture(server, { device: DEVICE, faultBody });
     const since = (await deviceResponses(server.api, DEVICE)).length;
@@ -250,7 +251,7 @@ describe('native: libiopfd', { skip }, () => {
       await p.waitLines(/^step inject$/);
       for (let g = 1; g <= count; g++) await injectGroup(server.api, DEVICE, g, 0x3000000n + BigInt(g) * 0x1000n, 1);
       p.send('go');
-      if (mid) await mid(p, since);
+      if (mid) await mid(p, since, f);
       assert.equal(await p.exited, 0, `${p.lines.join('\n')}\n${p.stderr}`);
       assert.deepEqual(p.matching(/^FAIL/), []);
       assert.ok(p.lines.includes('end'));
@@ -308,20 +309,25 @@ describe('native: libiopfd', { skip }, () => {
     }
   });
 
-  it('an expired cookie: the notice takes it out of the map, the late answer gets EINVAL at once and no sticky error', async () => {
-    const { f, since } = await writePaths({ response_timeout_ms: 200 }, 1, ['expire'], async (p, from) => {
-      await p.waitLines(/^step expired$/);
-      await responsesByKey(server, 1, from);
-      await new Promise((res) => setTimeout(res, 300)); // the notice went out with the response: wide margin
-      p.send('go');
+  for (const [how, faultBody] of [
+    ['expired (response timeout)', { response_timeout_ms: 200 }],
+    ['revoked (detach)', {}],
+  ] as const)
+    it(`a cookie ${how}: the notice takes it out of the map, the late answer gets EINVAL at once and no sticky error`, async () => {
+      const { f, since } = await writePaths(faultBody, 1, ['expire'], async (p, from, fx) => {
+        await p.waitLines(/^step expired$/);
+        if (!('response_timeout_ms' in faultBody)) await fx.api.ok('device.detach', 'POST', `${fx.prefix}/devices/${fx.devId}/detach`, {});
+        await responsesByKey(server, 1, from);
+        await new Promise((res) => setTimeout(res, 300)); // the notice went out with the response: wide margin
+        p.send('go');
+      });
+      try {
+        const codes = await responsesByKey(server, 1, since);
+        assert.equal(codes.get(key(undefined, 1)), 'invalid');
+      } finally {
+        await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+      }
     });
-    try {
-      const codes = await responsesByKey(server, 1, since);
-      assert.equal(codes.get(key(undefined, 1)), 'invalid');
-    } finally {
-      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
-    }
-  });
 
   it('a group larger than the socket holds arrives in parts and is read whole; one response per group', async () => {
     const f = await faultFixture(server, { device: DEVICE });
