@@ -2,25 +2,46 @@
 /**
  * DOC: npm run demo
  *
- * The topology of docker-compose.yml as processes on 127.0.0.1: the daemon
- * (`dist/server/main.js --port 0`), the VMM handler (a guest with nic0 and
- * accel0 passed through, PASIDs 1 and 2 on each, serving 12 of the 16 MiB
- * the traffic touches) and the traffic process (mixed reads and writes,
- * every pattern, on both devices and PASIDs). Each runs under leash.js, so
- * that it ends when the demo does, however the demo ends.
+ * The topology of docker-compose.yml as processes on 127.0.0.1: one daemon
+ * and two VMs side by side on it, each a VMM handler with its own traffic:
  *
- * After --duration seconds of traffic (default 10) the demo stops the VMM
- * handler and the daemon and prints exactly one line on stdout:
+ * - x86: a guest with nic0 and accel0 (behind the VT-d unit) passed
+ *   through, PASIDs 1 and 2 on each, serving 12 of the 16 MiB the traffic
+ *   touches (mixed reads and writes, every pattern, on both devices and
+ *   PASIDs);
+ * - arm: a guest with arm0 (behind the SMMUv3 unit) as vSID 0x100, its CDs
+ *   for PASIDs 1 and 2 stalling (S=1) and PASID 3's not (S=0), serving the
+ *   same 12 MiB; its traffic uses the three PASIDs, so it sees stalls served
+ *   and aborted, unrecoverable events (PASID 3, and nothing mapped there),
+ *   and the invalidations the guest issues when it upgrades a page.
  *
- *     demo: <n> DMAs, <n> faults resolved, <n> invalid, <n> lost
+ * Each process runs under leash.js, so that it ends when the demo does,
+ * however the demo ends. After --duration seconds of traffic (default 10)
+ * the demo stops the VMM handlers and the daemon and prints exactly two
+ * lines on stdout:
  *
- * from the devices' own response logs: faults resolved = groups answered
- * SUCCESS, invalid = groups answered INVALID; lost = DMAs that timed out,
- * plus page requests that got no response (the traffic's DMAs stay inside
- * one page, so each page request is its own group and must meet exactly one
- * response), plus groups the VMM still held at its end. It exits 0 when
- * nothing was lost (and no response was duplicated, and every process
- * ended cleanly), 1 otherwise, 2 on bad usage. Progress goes to stderr.
+ *     demo: x86: <n> DMAs, <n> faults resolved, <n> invalid, <n> lost
+ *     demo: arm: <n> DMAs, <n> stalls served, <n> aborted, <n> events, <n> invalidations (<n> TLBI, <n> CFGI), <n> lost
+ *
+ * x86, from the devices' own response logs: faults resolved = groups
+ * answered SUCCESS, invalid = groups answered INVALID; lost = DMAs that
+ * timed out, plus page requests that got no response (the traffic's DMAs
+ * stay inside one page, so each page request is its own group and must
+ * meet exactly one response), plus groups the VMM still held at its end.
+ *
+ * arm (a stall is a transaction waiting for CMD_RESUME, not a PRI page
+ * request, so it is not in the device's response log): stalls served =
+ * stalls the guest resumed with RETRY, aborted = stalls answered INVALID
+ * (ABORT), events = unrecoverable event records the guest's queue
+ * received from the vEVENTQ, invalidations = commands forwarded to the
+ * vIOMMU (TLBI_NH_VA after a page upgrade, CFGI_CD after writing a CD); lost = DMAs that timed out, plus stalls the daemon reported on
+ * the fault queues that the VMM did not answer (the daemon's own counters),
+ * plus vEVENTQ events the daemon produced that the VMM neither received nor
+ * was told were lost.
+ *
+ * It exits 0 when nothing was lost on either side (and no response was
+ * duplicated, and every process ended cleanly), 1 otherwise, 2 on bad
+ * usage. Progress goes to stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,18 +51,23 @@ import { parseArgs } from 'node:util';
 import { EXIT, parseSeconds, runMain } from '../common/args.js';
 import { IopfdClient } from '../sdk/index.js';
 import type { TrafficStats } from '../traffic/index.js';
-import type { VmmStats } from '../vmm/index.js';
+import type { ArmVmmStats, VmmStats } from '../vmm/index.js';
 
 const USAGE = `usage: npm run demo -- [--duration S] [--verbose]
 
-Starts the daemon, the VMM handler and the traffic as processes on 127.0.0.1,
-runs the traffic for S seconds (default 10), then prints one summary line.
+Starts the daemon, an x86 and an arm VMM handler and their traffic as
+processes on 127.0.0.1, runs the traffic for S seconds (default 10), then
+prints one summary line for each guest.
   --duration S   seconds of traffic
   --verbose      pass the processes' stderr through
 `;
 
 const DEVICES = ['nic0', 'accel0'];
 const PASIDS = ['1', '2'];
+const ARM_DEVICES = ['arm0'];
+const ARM_PASIDS = ['1', '2'];
+const ARM_TERMINATE = ['3'];
+const ALLOW = '0x10000000:12M';
 const START_TIMEOUT_MS = 15000;
 
 const path = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
@@ -163,19 +189,39 @@ async function main(): Promise<number> {
   say(`daemon at ${url} (pid ${daemon.proc.pid})`);
 
   const targets = [...DEVICES.flatMap((d) => ['--device', d]), ...PASIDS.flatMap((p) => ['--pasid', p])];
-  const vmm = start('vmm-handler', '../vmm/main.js', ['--url', url, ...targets, '--allow', '0x10000000:12M', '--json'], verbose, env);
+  const armTargets = [...ARM_DEVICES.flatMap((d) => ['--device', d]), ...ARM_PASIDS.flatMap((p) => ['--pasid', p])];
+  const vmm = start('vmm-handler', '../vmm/main.js', ['--url', url, ...targets, '--allow', ALLOW, '--json'], verbose, env);
+  const armArgs = ['--url', url, '--arch', 'arm', ...armTargets, ...ARM_TERMINATE.flatMap((p) => ['--terminate-pasid', p]), '--allow', ALLOW, '--json'];
+  const armVmm = start('arm-vmm-handler', '../vmm/main.js', armArgs, verbose, env);
   await vmm.line(/"event":"ready"/);
-  say(`VMM handler ready (pid ${vmm.proc.pid}): ${DEVICES.join(', ')} at PASIDs ${PASIDS.join(', ')}`);
+  say(`VMM handler ready (pid ${vmm.proc.pid}): x86 guest, ${DEVICES.join(', ')} at PASIDs ${PASIDS.join(', ')}`);
+  await armVmm.line(/"event":"ready"/);
+  say(
+    `VMM handler ready (pid ${armVmm.proc.pid}): arm guest, ${ARM_DEVICES.join(', ')} at PASIDs ${[...ARM_PASIDS, ...ARM_TERMINATE].join(', ')} (${ARM_TERMINATE.join(', ')} without stall)`,
+  );
 
-  const trafficArgs = ['--url', url, ...targets, '--pattern', 'sequential', '--pattern', 'strided', '--pattern', 'random'];
-  trafficArgs.push('--access', 'mixed', '--size', '256', '--span', '16M', '--concurrency', '8', '--duration', String(durationMs / 1000), '--json');
-  const traffic = start('traffic', '../traffic/main.js', trafficArgs, verbose, env);
-  say(`traffic running for ${durationMs / 1000} s (pid ${traffic.proc.pid})`);
-  if ((await traffic.exited) !== 0) throw traffic.failure('failed');
+  const seconds = String(durationMs / 1000);
+  const trafficOf = (t: readonly string[]): string[] => [
+    '--url',
+    url,
+    ...t,
+    ...['--pattern', 'sequential', '--pattern', 'strided', '--pattern', 'random'],
+    ...['--access', 'mixed', '--size', '256', '--span', '16M', '--concurrency', '8', '--duration', seconds, '--json'],
+  ];
+  const traffic = start('traffic', '../traffic/main.js', trafficOf(targets), verbose, env);
+  say(`traffic running for ${seconds} s (pid ${traffic.proc.pid})`);
+  const armTraffic = start('arm-traffic', '../traffic/main.js', trafficOf([...armTargets, ...ARM_TERMINATE.flatMap((p) => ['--pasid', p])]), verbose, env);
+  say(`arm traffic running for ${seconds} s (pid ${armTraffic.proc.pid})`);
+  const [trafficStatus, armTrafficStatus] = await Promise.all([traffic.exited, armTraffic.exited]);
+  if (trafficStatus !== 0) throw traffic.failure('failed');
+  // Every DMA of the PASID without stall ends invalid, never all of them: the traffic's own "all failed" check does not apply.
+  if (armTrafficStatus !== 0) throw armTraffic.failure('failed');
   const t = lastJson<TrafficStats>(traffic, 'stats');
+  const at = lastJson<TrafficStats>(armTraffic, 'stats');
 
-  const vmmStatus = await vmm.stop();
+  const [vmmStatus, armVmmStatus] = await Promise.all([vmm.stop(), armVmm.stop()]);
   const v = lastJson<VmmStats>(vmm, 'stats');
+  const a = lastJson<ArmVmmStats>(armVmm, 'stats');
   const client = new IopfdClient({ url, adminToken });
   let success = 0;
   let invalid = 0;
@@ -192,12 +238,23 @@ async function main(): Promise<number> {
   const responses = success + invalid + other;
   const lost = t.byStatus.timeout + Math.max(0, t.pageRequests - responses) + v.outstanding;
   const duplicated = Math.max(0, responses - t.pageRequests);
+  const armLost = at.byStatus.timeout + a.lost;
   if (duplicated > 0) say(`${duplicated} more responses than page requests`);
   if (other > 0) say(`${other} Response Failures reached the devices`);
-  if (vmmStatus !== 0) say(`the VMM handler exited with ${vmmStatus}:\n${vmm.stderr.trim()}`);
-  if (daemonStatus !== 0) say(`the daemon exited with ${daemonStatus}:\n${daemon.stderr.trim()}`);
-  process.stdout.write(`demo: ${t.dmas} DMAs, ${success} faults resolved, ${invalid} invalid, ${lost} lost\n`);
-  return lost === 0 && duplicated === 0 && other === 0 && vmmStatus === 0 && daemonStatus === 0 ? EXIT.OK : EXIT.DAEMON;
+  if (a.resumesUnmatched > 0) say(`the arm guest issued ${a.resumesUnmatched} CMD_RESUMEs for no stall`);
+  for (const [c, status] of [
+    [vmm, vmmStatus],
+    [armVmm, armVmmStatus],
+    [daemon, daemonStatus],
+  ] as const) {
+    if (status !== 0) say(`the ${c.name} exited with ${status}:\n${c.stderr.trim()}`);
+  }
+  process.stdout.write(`demo: x86: ${t.dmas} DMAs, ${success} faults resolved, ${invalid} invalid, ${lost} lost\n`);
+  process.stdout.write(
+    `demo: arm: ${at.dmas} DMAs, ${a.success} stalls served, ${a.invalid} aborted, ${a.events} events, ${a.commands} invalidations (${a.tlbi} TLBI, ${a.cfgi} CFGI), ${armLost} lost\n`,
+  );
+  const clean = vmmStatus === 0 && armVmmStatus === 0 && daemonStatus === 0;
+  return lost === 0 && armLost === 0 && duplicated === 0 && other === 0 && a.resumesUnmatched === 0 && clean ? EXIT.OK : EXIT.DAEMON;
 }
 
 runMain('demo', main);

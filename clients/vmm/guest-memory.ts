@@ -26,10 +26,22 @@ function u64le(v: bigint): string {
 }
 
 /**
+ * GuestRam - what the guest's own structures (page tables, queues) need of
+ * its RAM: pages, reads and all-or-nothing u64 stores. GuestMemory is one;
+ * unit tests use a plain in-process one.
+ */
+export interface GuestRam {
+  allocPage(): bigint;
+  read(gpa: bigint, length: number): Promise<Uint8Array>;
+  readU64(gpa: bigint): Promise<bigint>;
+  writeU64s(entries: ReadonlyArray<readonly [gpa: bigint, value: bigint]>): Promise<void>;
+}
+
+/**
  * GuestMemory - guest RAM at [@base, @base + @size) of IOAS @ioas.
  * @base and @size must be 4 KiB aligned.
  */
-export class GuestMemory {
+export class GuestMemory implements GuestRam {
   #next: bigint;
   readonly #end: bigint;
 

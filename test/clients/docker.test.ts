@@ -84,22 +84,29 @@ function services(compose: string): Map<string, string> {
   return out;
 }
 
-test('docker-compose.yml: daemon, vmm-handler, traffic in health order; their commands parse', async () => {
+test('docker-compose.yml: daemon, then an x86 and an arm vmm-handler each with its traffic, in health order; their commands parse', async () => {
   const compose = read('docker-compose.yml');
   const s = services(compose);
-  assert.deepEqual([...s.keys()], ['daemon', 'vmm-handler', 'traffic', 'prometheus', 'grafana']);
-  for (const demo of ['daemon', 'vmm-handler', 'traffic']) assert.doesNotMatch(s.get(demo)!, /profiles:/, `${demo} runs without a profile`);
+  assert.deepEqual([...s.keys()], ['daemon', 'vmm-handler', 'traffic', 'arm-vmm-handler', 'arm-traffic', 'prometheus', 'grafana']);
+  for (const demo of ['daemon', 'vmm-handler', 'traffic', 'arm-vmm-handler', 'arm-traffic'])
+    assert.doesNotMatch(s.get(demo)!, /profiles:/, `${demo} runs without a profile`);
   assert.match(compose, /IOPFD_ADMIN_TOKEN: \$\{IOPFD_ADMIN_TOKEN:-[\w-]+\}/, 'the admin token from the environment, with a demo default');
   assert.match(s.get('daemon')!, /healthcheck:\n {6}test: \[.*\/healthz.*\]/);
   const healthy = (on: string): RegExp => new RegExp(`depends_on:\\n(?: {6}.*\\n)*? {6}${on}:\\n {8}condition: service_healthy`);
-  assert.match(s.get('vmm-handler')!, healthy('daemon'));
-  assert.match(s.get('traffic')!, healthy('daemon'));
-  assert.match(s.get('traffic')!, healthy('vmm-handler'));
-  assert.match(s.get('vmm-handler')!, /healthcheck:\n {6}test: \["CMD", "test", "-f", "\/tmp\/vmm-ready"\]/);
-  assert.match(compose, /--ready-file", "\/tmp\/vmm-ready"/);
+  for (const [vmm, traffic] of [
+    ['vmm-handler', 'traffic'],
+    ['arm-vmm-handler', 'arm-traffic'],
+  ] as const) {
+    assert.match(s.get(vmm)!, healthy('daemon'));
+    assert.match(s.get(traffic)!, healthy('daemon'));
+    assert.match(s.get(traffic)!, healthy(vmm));
+    assert.match(s.get(vmm)!, /healthcheck:\n {6}test: \["CMD", "test", "-f", "\/tmp\/vmm-ready"\]/);
+    assert.match(s.get(vmm)!, /--ready-file", "\/tmp\/vmm-ready"/);
+  }
+  assert.match(s.get('arm-vmm-handler')!, /"--arch", "arm", "--device", "arm0"/);
 
   // Each command names a program of the image, with flags it accepts (--help parses them all first).
-  for (const service of ['vmm-handler', 'traffic']) {
+  for (const service of ['vmm-handler', 'traffic', 'arm-vmm-handler', 'arm-traffic']) {
     const command = JSON.parse(/command: (\[.*\])/.exec(s.get(service)!)![1]!) as string[];
     assert.equal(command[0], 'node');
     const script = program(command[1]!.replace(/^dist\//, ''));

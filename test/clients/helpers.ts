@@ -4,6 +4,7 @@
  * client on it, and a handle on the stream sockets the daemon accepted so
  * that tests can cut a connection as a network would.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { buildApp, type AppOptions, type IopfdApp } from '../../server/app.js';
@@ -59,4 +60,21 @@ export function sleep(ms: number): Promise<void> {
 /** program() - the compiled path of a client program, e.g. `clients/cli/iopfctl.js` (cwd-independent). */
 export function program(rel: string): string {
   return fileURLToPath(new URL(`../../${rel}`, import.meta.url));
+}
+
+/** struct Spawned - a client program running: what it printed so far, its exit status. */
+export interface Spawned {
+  readonly proc: ChildProcess;
+  stdout: string;
+  stderr: string;
+  readonly exited: Promise<number | null>;
+}
+
+/** spawnProgram() - run client program @rel (see program()) with @args and @env added to this process's environment. */
+export function spawnProgram(rel: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Spawned {
+  const proc = spawn(process.execPath, [program(rel), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const s: Spawned = { proc, stdout: '', stderr: '', exited: new Promise((resolve) => proc.on('exit', resolve)) };
+  proc.stdout!.on('data', (c: Buffer) => (s.stdout += c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => (s.stderr += c.toString()));
+  return s;
 }

@@ -5,14 +5,13 @@
 // the guest page a VA maps to, and reads the DMA's bytes there.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bytesOfHex, formatU64, hexOf } from '../../protocol/index.js';
 import { Vmm, type VmmOptions } from '../../clients/vmm/index.js';
 import type { IopfdContext } from '../../clients/sdk/index.js';
-import { ADMIN_TOKEN, program, startDaemon, waitFor, type TestDaemon } from './helpers.js';
+import { ADMIN_TOKEN, spawnProgram, startDaemon, waitFor, type TestDaemon } from './helpers.js';
 
 let d: TestDaemon;
 before(async () => (d = await startDaemon()));
@@ -197,15 +196,9 @@ test('VMM process: ready line and file, serves faults, statistics at SIGTERM; ex
   const device = await newDevice();
   const readyFile = join(mkdtempSync(join(tmpdir(), 'vmm-')), 'ready');
   const args = ['--device', device, '--pasid', '3', '--allow', '0x7f0000000000:1M', '--ready-file', readyFile, '--json', '--mode', 'json'];
-  const vmm = spawn(process.execPath, [program('clients/vmm/main.js'), ...args], {
-    env: { ...process.env, IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  vmm.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((resolve) => vmm.on('exit', resolve));
-  await waitFor(() => out.includes('\n'), 10000, 'the ready line');
-  const ready = JSON.parse(out.split('\n')[0]!);
+  const vmm = spawnProgram('clients/vmm/main.js', args, { IOPFD_URL: d.url, IOPFD_ADMIN_TOKEN: ADMIN_TOKEN });
+  await waitFor(() => vmm.stdout.includes('\n'), 10000, 'the ready line');
+  const ready = JSON.parse(vmm.stdout.split('\n')[0]!);
   assert.equal(ready.event, 'ready');
   assert.deepEqual(
     ready.bindings.map((b: { device: string; pasid: number }) => [b.device, b.pasid]),
@@ -213,24 +206,18 @@ test('VMM process: ready line and file, serves faults, statistics at SIGTERM; ex
   );
   assert.ok(existsSync(readyFile));
   assert.equal((await d.client.dma(device, { pasid: 3, iova: '0x7f0000000000', length: '0x4', access: 'read' })).status, 'ok');
-  vmm.kill('SIGTERM');
-  assert.equal(await exited, 0);
-  const stats = JSON.parse(out.trim().split('\n').at(-1)!);
+  vmm.proc.kill('SIGTERM');
+  assert.equal(await vmm.exited, 0);
+  const stats = JSON.parse(vmm.stdout.trim().split('\n').at(-1)!);
   assert.deepEqual([stats.event, stats.groups, stats.success, stats.outstanding], ['stats', 1, 1, 0]);
   assert.equal(existsSync(readyFile), false, 'the ready file is removed');
 
   // A daemon of its own that goes away: the streams end, and so does the VMM (no daemon: exit 3).
   const own = await startDaemon();
-  const orphan = spawn(process.execPath, [program('clients/vmm/main.js'), '--device', 'nic0', '--url', own.url, '--admin-token', ADMIN_TOKEN], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const orphanExit = new Promise<number | null>((resolve) => orphan.on('exit', resolve));
-  let orphanOut = '';
-  orphan.stdout.on('data', (c: Buffer) => (orphanOut += c.toString()));
-  await waitFor(() => orphanOut.includes('vmm: ready'), 10000, 'the second VMM');
+  const orphan = spawnProgram('clients/vmm/main.js', ['--device', 'nic0', '--url', own.url, '--admin-token', ADMIN_TOKEN]);
+  await waitFor(() => orphan.stdout.includes('vmm: ready'), 10000, 'the second VMM');
   await own.close();
-  assert.equal(await orphanExit, 3);
+  assert.equal(await orphan.exited, 3);
 
-  const usage = spawn(process.execPath, [program('clients/vmm/main.js'), '--device', 'x', '--allow', '0x1001:4K'], { stdio: 'ignore' });
-  assert.equal(await new Promise((resolve) => usage.on('exit', resolve)), 2);
+  assert.equal(await spawnProgram('clients/vmm/main.js', ['--device', 'x', '--allow', '0x1001:4K']).exited, 2);
 });
