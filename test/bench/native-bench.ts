@@ -47,8 +47,10 @@ const DEVICE = 'gen0';
 /**
  * A client that answers the queue, opened before a run (not timed) and
  * closed after: answered(n) resolves once it has seen the daemon confirm
- * @n answers (the C handler: its write()s returned; the Node client: the
- * daemon's `write` replies), as load.ts's trafficRun() times the Node client.
+ * @n answers (the C handler: lib-handler's "done" line, printed after its
+ * close(), which waits for the daemon's replies to its pipelined write()s;
+ * the Node client: the daemon's `write` replies), as load.ts's trafficRun()
+ * times the Node client.
  */
 interface Handler {
   answered(n: number): Promise<void>;

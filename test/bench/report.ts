@@ -168,7 +168,8 @@ function nativeSection(f: Figures): string {
   return `## libiopfd (the fault queue as a file descriptor)
 
 A C handler (\`test/native/lib-handler\`: epoll, \`read()\` of whole groups,
-one \`write()\` of responses per read) on a libiopfd fd, against the Node
+one pipelined \`write()\` of responses per read, \`close()\` at the end
+waits for the daemon's confirmations) on a libiopfd fd, against the Node
 uapi client of the same run, on one fault queue, one at a time, runs in
 turn; ${n.inFlight} groups in flight; timed to the client's last confirmed answer.
 
@@ -178,8 +179,8 @@ turn; ${n.inFlight} groups in flight; timed to the client's last confirmed answe
 | Node uapi client | ${n0(Math.max(...n.node))} | ${n.node.map(n0).join(', ')} | ${n.latencyNode} µs |
 
 The C handler reaches ${n.ratio.toFixed(2)} × the Node client's rate; at one
-group in flight the bridge (WebSocket ↔ socketpair thread, and a \`write()\`
-that waits for the daemon's reply) adds ${n.addedLatency} µs to the device-side
+group in flight the bridge (WebSocket ↔ socketpair thread; \`write()\`
+returns without waiting for the daemon's reply) adds ${n.addedLatency} µs to the device-side
 median (negative: the C handler answers sooner than the Node client).
 
 `;

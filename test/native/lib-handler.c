@@ -8,7 +8,8 @@
  * Opens the queue with iopfd_fault_fd() and serves it with fault-loop.h
  * (plain epoll_wait(), read(), write(), as on a kernel fault fd). Prints
  * "ready" once the fd is open, one line per group (fault-loop.h), and
- * "done groups=G invalid=I held=H records=R writes=W" at the end.
+ * "done groups=G invalid=I held=H records=R writes=W" at the end, after
+ * close() (which waits for the daemon to confirm the pipelined answers).
  * --sleep-ms waits that long between "ready" and the first read (a
  * handler that falls behind). A failed
  * open prints "open failed: ENAME" and exits 2.
@@ -82,9 +83,14 @@ int main(int argc, char **argv)
 	if (sleep_ms > 0)
 		usleep((useconds_t)sleep_ms * 1000);
 	rc = fault_loop_run(fd, &cfg, &st);
+	/*
+	 * write() returns before the daemon confirms (it is pipelined); close()
+	 * waits for the confirmations, so "done" means the daemon has them all.
+	 */
+	if (close(fd) < 0)
+		rc = -1;
 	printf("done groups=%lu invalid=%lu held=%lu records=%lu writes=%lu\n", st.groups, st.invalid, st.held, st.records,
 	       st.writes);
 	fflush(stdout);
-	close(fd);
 	return rc < 0 ? 1 : 0;
 }

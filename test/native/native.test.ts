@@ -12,6 +12,11 @@
  * - killed handlers lose nothing: a handler killed while holding groups,
  *   a second one served the redelivered groups, then context release
  *   answered the rest INVALID; every group answered exactly once;
+ * - write() paths (write-paths): pipelined answers then an immediate
+ *   close() lose nothing; EINVAL after good entries, a double answer, a
+ *   cookie answered through another fd, a pipelined entry the daemon
+ *   refuses (the rest sent again, a sticky EIO once), an expired or
+ *   revoked cookie;
  * - opening fails with ECONNREFUSED, EACCES, ENOENT, EPROTO.
  *
  * Skips (saying why) when there is no C compiler or make.
@@ -226,6 +231,126 @@ describe('native: libiopfd', { skip }, () => {
       const [done] = await p.waitLines(/^done /);
       assert.match(done!, new RegExp(`^done groups=${count} invalid=0 held=0 records=${count} writes=\\d+$`));
       assert.equal(await p.exited, 0, p.stderr);
+    } finally {
+      await p.kill();
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
+  /** write-paths @args on a fresh queue (@faultBody); injects @count one-page groups (grpids 1..) on "step inject". */
+  async function writePaths(
+    faultBody: object,
+    count: number,
+    args: string[],
+    mid?: (p: NativeProgram, since: number, f: FaultFixture) => Promise<void>,
+  ): Promise<{ f: FaultFixture; p: NativeProgram; since: number }> {
+    const f = await faultFixture(server, { device: DEVICE, faultBody });
+    const since = (await deviceResponses(server.api, DEVICE)).length;
+    const p = new NativeProgram(`${NATIVE_BUILD}write-paths`, [server.base, String(f.ctx), f.token, String(f.fault), ...args]);
+    try {
+      await p.waitLines(/^step inject$/);
+      for (let g = 1; g <= count; g++) await injectGroup(server.api, DEVICE, g, 0x3000000n + BigInt(g) * 0x1000n, 1);
+      p.send('go');
+      if (mid) await mid(p, since, f);
+      assert.equal(await p.exited, 0, `${p.lines.join('\n')}\n${p.stderr}`);
+      assert.deepEqual(p.matching(/^FAIL/), []);
+      assert.ok(p.lines.includes('end'));
+    } catch (e) {
+      await p.kill();
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+      throw e;
+    }
+    return { f, p, since };
+  }
+
+  for (const [mode, how] of [
+    ['burst', 'close() at once'],
+    ['burst-exit', 'exit() without close()'],
+  ] as const)
+    it(`pipelined writes then ${how}: every answer reaches the device, exactly once`, async () => {
+      const count = 200;
+      const { f, since } = await writePaths({}, count, [mode, String(count)]);
+      try {
+        // Nothing else answers this queue: a group whose answer close() dropped would stay unanswered.
+        const codes = await responsesByKey(server, count, since);
+        await new Promise((res) => setTimeout(res, 200)); // a duplicate would show up after the count is reached
+        assert.equal((await deviceResponses(server.api, DEVICE, since)).length, count);
+        for (let g = 1; g <= count; g++) assert.equal(codes.get(key(undefined, g)), 'success', `group ${g}`);
+      } finally {
+        await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+      }
+    });
+
+  it('write() paths: EINVAL after good entries (an unknown cookie: the daemon decides; a bad code, a cookie twice: local), a double answer, another fd, a refused pipelined entry sent again with a sticky EIO, redelivery', async () => {
+    const { f, p, since } = await writePaths({}, 7, ['paths']);
+    try {
+      for (const name of [
+        'bad-cookie-after-good',
+        'good-then-bad-code',
+        'twice-in-one-write',
+        'double-answer',
+        'other-fd',
+        'refused-later',
+        'sticky-eio',
+        'sticky-once',
+        'after-redelivery',
+      ])
+        assert.ok(p.lines.includes(`ok ${name}`), name);
+      const codes = await responsesByKey(server, 7, since);
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal((await deviceResponses(server.api, DEVICE, since)).length, 7, 'a group answered twice');
+      // 3 was answered INVALID through the other fd; A's later SUCCESS for it was refused, and 4 (after it) sent again.
+      assert.deepEqual(
+        [1, 2, 3, 4, 5, 6, 7].map((g) => codes.get(key(undefined, g))),
+        ['success', 'success', 'invalid', 'success', 'success', 'success', 'success'],
+      );
+    } finally {
+      await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+    }
+  });
+
+  for (const [how, faultBody] of [
+    ['expired (response timeout)', { response_timeout_ms: 200 }],
+    ['revoked (detach)', {}],
+  ] as const)
+    it(`a cookie ${how}: the notice takes it out of the map, the late answer gets EINVAL at once and no sticky error`, async () => {
+      const { f, since } = await writePaths(faultBody, 1, ['expire'], async (p, from, fx) => {
+        await p.waitLines(/^step expired$/);
+        if (!('response_timeout_ms' in faultBody)) await fx.api.ok('device.detach', 'POST', `${fx.prefix}/devices/${fx.devId}/detach`, {});
+        await responsesByKey(server, 1, from);
+        await new Promise((res) => setTimeout(res, 300)); // the notice went out with the response: wide margin
+        p.send('go');
+      });
+      try {
+        const codes = await responsesByKey(server, 1, since);
+        assert.equal(codes.get(key(undefined, 1)), 'invalid');
+      } finally {
+        await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);
+      }
+    });
+
+  it('a group larger than the socket holds arrives in parts and is read whole; one response per group', async () => {
+    const f = await faultFixture(server, { device: DEVICE });
+    const since = (await deviceResponses(server.api, DEVICE)).length;
+    // 4096 → the kernel's 8 KiB buffer: a 260-page group (10,400 bytes) cannot be in the socket at once.
+    const p = new NativeProgram(`${NATIVE_BUILD}lib-handler`, [server.base, String(f.ctx), f.token, String(f.fault)], {
+      ...process.env,
+      IOPFD_SNDBUF: '4096',
+    });
+    try {
+      await p.waitLines(/^ready$/);
+      await injectGroup(server.api, DEVICE, 1, 0x5000000n, 260);
+      await injectGroup(server.api, DEVICE, 2, 0x6000000n, 2);
+      const lines = parseLoopLines(await p.waitLines(/^group /, 2, 20000));
+      assert.deepEqual(
+        lines.map((l) => [l.grpid, l.pages, l.code]),
+        [
+          [1, 260, 'success'],
+          [2, 2, 'success'],
+        ],
+      );
+      const codes = await responsesByKey(server, 2, since);
+      assert.deepEqual([...codes.values()], ['success', 'success']);
     } finally {
       await p.kill();
       await server.api.withToken(f.token).delete(`/v1/contexts/${f.ctx}`);

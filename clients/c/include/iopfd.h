@@ -14,9 +14,16 @@
  *   40 is ESPIPE;
  * - write() of struct iommu_hwpt_page_response entries (a multiple of 8
  *   bytes, else ESPIPE) returns the bytes consumed, stopping at the first
- *   bad entry; -1 with the kernel's errno (EINVAL) when the first is bad;
+ *   bad entry; -1 with the kernel's errno (EINVAL) when the first is bad.
+ *   It is pipelined: checked locally (the code; the cookie is one this
+ *   fd's read() returned and nothing answered since) and returned before
+ *   the daemon confirms; a cookie the fd cannot judge makes it wait for the
+ *   daemon's verdict. An entry the daemon refuses after all (its cookie
+ *   expired or was revoked in the meantime) makes the next write() fail
+ *   once with EIO (the entries after it are sent again, none is lost);
  * - poll()/epoll/select report POLLIN exactly when a group is waiting;
- * - close() closes the stream: the daemon redelivers the groups that were
+ * - close() waits until the daemon has processed every answer written,
+ *   then closes the stream: the daemon redelivers the groups that were
  *   read and not answered.
  *
  * The library defines read(), write() and close() (they forward to libc for
