@@ -29,15 +29,16 @@
  * stay inside one page, so each page request is its own group and must
  * meet exactly one response), plus groups the VMM still held at its end.
  *
- * arm (a stall is a transaction waiting for CMD_RESUME, not a PRI page
- * request, so it is not in the device's response log): stalls served =
- * stalls the guest resumed with RETRY, aborted = stalls answered INVALID
- * (ABORT), events = unrecoverable event records the guest's queue
+ * arm, also from the device's response log (a stall is a transaction
+ * waiting for CMD_RESUME, not a PRI page request; the log holds one entry
+ * per CMD_RESUME): stalls served = stalls resumed RETRY, aborted = stalls
+ * resumed ABORT, events = unrecoverable event records the guest's queue
  * received from the vEVENTQ, invalidations = commands forwarded to the
- * vIOMMU (TLBI_NH_VA after a page upgrade, CFGI_CD after writing a CD); lost = DMAs that timed out, plus stalls the daemon reported on
- * the fault queues that the VMM did not answer (the daemon's own counters),
- * plus vEVENTQ events the daemon produced that the VMM neither received nor
- * was told were lost.
+ * vIOMMU (TLBI_NH_VA after a page upgrade, CFGI_CD after writing a CD);
+ * lost = DMAs that timed out, plus stalls the daemon reported on the fault
+ * queues that no CMD_RESUME reached (the daemon's own counters against the
+ * device's log, whichever is more), plus vEVENTQ events the daemon produced
+ * that the VMM neither received nor was told were lost.
  *
  * It exits 0 when nothing was lost on either side (and no response was
  * duplicated, and every process ended cleanly), 1 otherwise, 2 on bad
@@ -233,12 +234,25 @@ async function main(): Promise<number> {
       else other++;
     }
   }
+  let retried = 0;
+  let aborted = 0;
+  for (const device of ARM_DEVICES) {
+    for (const r of (await client.responses(device)).responses) {
+      if (r.code === 'success') retried++;
+      else aborted++;
+    }
+  }
   const daemonStatus = await daemon.stop();
 
   const responses = success + invalid + other;
   const lost = t.byStatus.timeout + Math.max(0, t.pageRequests - responses) + v.outstanding;
   const duplicated = Math.max(0, responses - t.pageRequests);
-  const armLost = at.byStatus.timeout + a.lost;
+  // The VMM's count of stalls the daemon left unanswered, or the device's: the larger.
+  const resumes = retried + aborted;
+  const unresumed = Math.max(0, a.faultQueues.reported - resumes);
+  const armLost = at.byStatus.timeout + a.unaccounted + Math.max(a.lost - a.unaccounted, unresumed);
+  const armDuplicated = Math.max(0, resumes - a.faultQueues.reported);
+  if (armDuplicated > 0) say(`${armDuplicated} more CMD_RESUMEs than stalls`);
   if (duplicated > 0) say(`${duplicated} more responses than page requests`);
   if (other > 0) say(`${other} Response Failures reached the devices`);
   if (a.resumesUnmatched > 0) say(`the arm guest issued ${a.resumesUnmatched} CMD_RESUMEs for no stall`);
@@ -251,10 +265,10 @@ async function main(): Promise<number> {
   }
   process.stdout.write(`demo: x86: ${t.dmas} DMAs, ${success} faults resolved, ${invalid} invalid, ${lost} lost\n`);
   process.stdout.write(
-    `demo: arm: ${at.dmas} DMAs, ${a.success} stalls served, ${a.invalid} aborted, ${a.events} events, ${a.commands} invalidations (${a.tlbi} TLBI, ${a.cfgi} CFGI), ${armLost} lost\n`,
+    `demo: arm: ${at.dmas} DMAs, ${retried} stalls served, ${aborted} aborted, ${a.events} events, ${a.commands} invalidations (${a.tlbi} TLBI, ${a.cfgi} CFGI), ${armLost} lost\n`,
   );
   const clean = vmmStatus === 0 && armVmmStatus === 0 && daemonStatus === 0;
-  return lost === 0 && armLost === 0 && duplicated === 0 && other === 0 && a.resumesUnmatched === 0 && clean ? EXIT.OK : EXIT.DAEMON;
+  return lost === 0 && armLost === 0 && duplicated === 0 && armDuplicated === 0 && other === 0 && a.resumesUnmatched === 0 && clean ? EXIT.OK : EXIT.DAEMON;
 }
 
 runMain('demo', main);

@@ -130,7 +130,7 @@ export class IommuUnit {
   onEventInterrupt: (() => void) | undefined;
   private evtIrqPending = false;
   /** smmuv3: stalled transactions waiting for CMD_RESUME, by stall tag. */
-  private readonly txStalls = new Map<number, { sid: number; onResume: ((retry: boolean) => void) | undefined }>();
+  private readonly txStalls = new Map<number, { sid: number; ssid: number | undefined; onResume: ((retry: boolean) => void) | undefined }>();
 
   constructor(
     readonly name: string,
@@ -308,7 +308,7 @@ export class IommuUnit {
       const stag = this.allocStag();
       // Without room for the record the stall cannot be reported: terminate.
       if (!this.recordEvent(encodeEvent({ ...r.event, stall: true, stag }))) return ABORT;
-      const stall = { sid: smmu.sid, onResume: undefined as ((retry: boolean) => void) | undefined };
+      const stall = { sid: smmu.sid, ssid, onResume: undefined as ((retry: boolean) => void) | undefined };
       this.txStalls.set(stag, stall);
       return {
         kind: 'stall',
@@ -419,11 +419,12 @@ export class IommuUnit {
     return this.txStalls.has(stag);
   }
 
-  /** CMD_RESUME for a stall (stall model): retry (success) or abort (any other code). */
+  /** CMD_RESUME for a stall (stall model): retry (success) or abort (any other code); a stalled transaction's resume is logged by its function. */
   resume(stag: number, code: number): void {
     if (this.txStalls.has(stag)) {
       const stall = this.txStalls.get(stag)!;
       this.txStalls.delete(stag);
+      this.fns[this.fnSlot[stall.sid & 0xffff]!]?.resumed(stall.ssid, stag, code === PRG_SUCCESS);
       stall.onResume?.(code === PRG_SUCCESS);
       return;
     }

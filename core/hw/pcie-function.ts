@@ -114,6 +114,17 @@ export class PcieFunction {
     this.pri.receive(prgi, code);
   }
 
+  /**
+   * SMMUv3: a CMD_RESUME of one of this function's stalled transactions.
+   * Nothing reaches the function's PRI (a stall is not a page request);
+   * the log records it as the response to that stall (grpid = the stall
+   * tag; Success for RETRY, Invalid for ABORT), so exactly one response per
+   * stall is observable as for page requests.
+   */
+  resumed(ssid: number | undefined, stag: number, retry: boolean): void {
+    this.responses.push(ssid, stag, retry ? 0 : 1);
+  }
+
   /** Responses with seq > since. */
   responsesSince(since: number): ResponseLogEntry[] {
     return this.responses.since(since);

@@ -8,7 +8,9 @@
 // "Exactly one response per stall" is checked from the device's side: a
 // stall resumed RETRY makes its DMA retry once (the DMA's `retries`), one
 // resumed ABORT ends its DMA `invalid`, one never answered leaves it
-// `timeout`; and from the daemon's: its fault queues' counters.
+// `timeout`, and the device's response log holds one entry per CMD_RESUME
+// (Success for RETRY, Invalid for ABORT); and from the daemon's: its fault
+// queues' counters.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatU64, hexOf } from '../../protocol/index.js';
@@ -72,10 +74,17 @@ const sum = (rs: readonly DmaResult[], f: (r: DmaResult) => number): number => r
 /**
  * assertOneResponsePerStall() - no DMA timed out (of @all), and the DMAs
  * that could stall (@stalling) saw exactly the VMM's answers: one retry per
- * RETRY, one invalid end per ABORT; the daemon's fault queues saw every
- * stall answered once, by the VMM.
+ * RETRY, one invalid end per ABORT; the response logs of @devices (fresh
+ * for the test) hold exactly one CMD_RESUME per stall; the daemon's fault
+ * queues saw every stall answered once, by the VMM.
  */
-function assertOneResponsePerStall(stalling: readonly DmaResult[], all: readonly DmaResult[], s: ArmVmmStats): void {
+async function assertOneResponsePerStall(devices: readonly string[], stalling: readonly DmaResult[], all: readonly DmaResult[], s: ArmVmmStats): Promise<void> {
+  const logged = (await Promise.all(devices.map((dev) => d.client.responses(dev)))).flatMap((r) => r.responses);
+  assert.deepEqual(
+    [logged.length, logged.filter((r) => r.code === 'success').length, logged.filter((r) => r.code === 'invalid').length],
+    [s.stalls, s.success, s.invalid],
+    'one CMD_RESUME in the device logs per stall',
+  );
   assert.deepEqual(
     all.filter((r) => r.status === 'timeout'),
     [],
@@ -149,7 +158,7 @@ test('arm VMM: stalls served by the guest in its own tables, one response each; 
   const s = await vmm.stop();
   assert.deepEqual(vmm.errors, []);
   // No DMA was left waiting; device side: one RETRY = one retry of its DMA, one ABORT = one invalid DMA; daemon side: each stall answered once.
-  assertOneResponsePerStall(stallResults, [...stallResults, ...eventResults], s);
+  await assertOneResponsePerStall(devices, stallResults, [...stallResults, ...eventResults], s);
   assert.equal(s.invalid, 3 + 4, 'writes into the read-only range, and the accesses outside');
   assert.deepEqual([s.outstanding, s.staleAnswers, s.resumesUnmatched, s.evtqFull, s.lost, s.unaccounted], [0, 0, 0, 0, 0, 0]);
   // PASID 3: terminated, never stalled, one event each, seen by the guest with its vSID.
@@ -176,7 +185,8 @@ test('arm VMM: a guest event queue of one record and a vEVENTQ of one event over
   for (let k = 0; k < 32; k++) dmas.push({ device, pasid: k % 2 === 0 ? 1 : 2, iova: RW + BigInt(k) * 0x1000n, write: false });
   const results = await run(dmas, 16);
   const s = await vmm.stop();
-  assertOneResponsePerStall(
+  await assertOneResponsePerStall(
+    [device],
     results.filter((_, k) => k % 2 === 0),
     results,
     s,
@@ -209,7 +219,8 @@ test('arm VMM: streams cut mid-traffic reconnect; stalls are still answered once
   const results = [...before, ...(await during)];
   const s = await vmm.stop();
   assert.deepEqual(vmm.errors, []);
-  assertOneResponsePerStall(
+  await assertOneResponsePerStall(
+    [device],
     results.filter((_, k) => k % 2 === 0),
     results,
     s,
