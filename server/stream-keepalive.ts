@@ -1,6 +1,10 @@
 /**
  * DOC: stream keepalive (the fault stream and the vEVENTQ stream alike)
  *
+ * - sending: a stream takes entries off its core queue only while the
+ *   socket's buffered amount is at most the high-water mark (SendGate), and
+ *   resumes on the socket's 'drain', so a peer that does not read leaves
+ *   them in the core queue, where its limits apply;
  * - pings: each peer ping is answered with its pong; a peer with
  *   MAX_PENDING_PONGS pongs unwritten (it pings without reading) is closed
  *   1008 "ping flood" with a warn line, and its socket destroyed if the
@@ -12,6 +16,7 @@
  * The WebSocketServer of a stream must be made with `autoPong: false`: the
  * pongs are sent here, which bounds the unwritten ones.
  */
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import { CLOSE } from '../protocol/index.js';
@@ -110,5 +115,41 @@ export class ErrorFrameBudget {
       this.count = 0;
     }
     return ++this.count <= this.perSecond;
+  }
+}
+
+/**
+ * SendGate - the send side's back-pressure of one stream: closed while more
+ * than the high-water mark waits on the socket; the first check that finds
+ * it closed arms one resume on the socket's next 'drain'.
+ */
+export class SendGate {
+  private waitingDrain = false;
+
+  /**
+   * @ws: the stream's WebSocket (its bufferedAmount).
+   * @socket: its socket, whose 'drain' resumes the stream.
+   * @highWaterMark: bytes buffered above which the stream stops sending (the
+   *   socket's own buffer is smaller, so a 'drain' follows).
+   * @resume: called once per closing, on the 'drain' that reopens the gate.
+   */
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Duplex,
+    private readonly highWaterMark: number,
+    private readonly resume: () => void,
+  ) {}
+
+  /** full() - whether the stream must stop taking entries off its queue now (resume() follows the next 'drain'). */
+  full(): boolean {
+    if (this.ws.bufferedAmount <= this.highWaterMark) return false;
+    if (!this.waitingDrain) {
+      this.waitingDrain = true;
+      this.socket.once('drain', () => {
+        this.waitingDrain = false;
+        this.resume();
+      });
+    }
+    return true;
   }
 }

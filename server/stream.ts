@@ -86,7 +86,7 @@ import {
 import type { ContextRegistry } from './contexts.js';
 import type { Metrics } from './metrics.js';
 import { admitStream, chooseSubprotocol, refuseUpgrade } from './stream-admission.js';
-import { ErrorFrameBudget, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
+import { ErrorFrameBudget, SendGate, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
 
 export { MAX_PENDING_PONGS } from './stream-keepalive.js';
 
@@ -147,7 +147,7 @@ class FaultStream implements FaultListener {
   private socket: Duplex | undefined;
   private flushPending = false;
   private corked = false;
-  private waitingDrain = false;
+  private sendGate: SendGate | undefined;
   private overflowCount = 0;
   private inputPaused = false;
   private readonly errorBudget: ErrorFrameBudget;
@@ -182,6 +182,7 @@ class FaultStream implements FaultListener {
   attach(ws: WebSocket, socket: Duplex): void {
     this.ws = ws;
     this.socket = socket;
+    this.sendGate = new SendGate(ws, socket, this.server.options.highWaterMark, () => this.scheduleFlush());
     ws.on('message', (data, isBinary) => this.guard('response handling', () => this.onMessage(data, isBinary)));
     this.keepalive = new StreamKeepalive(ws, this.log, this.server.options.closeGraceMs);
     ws.on('error', (err) => this.log.debug({ err }, 'stream error'));
@@ -293,10 +294,7 @@ class FaultStream implements FaultListener {
     if (!ws || ws.readyState !== WebSocket.OPEN || !this.conn.open) return;
     this.guard('delivery', () => {
       for (;;) {
-        if (ws.bufferedAmount > this.server.options.highWaterMark) {
-          this.resumeOnDrain();
-          return;
-        }
+        if (this.sendGate?.full()) return;
         const groups = this.groups;
         this.fault.read(this.conn, MAX_RECORDS[this.protocol], this.server.options.groupsPerFrame, groups);
         if (groups.length === 0) this.fault.read(this.conn, Infinity, 1, groups);
@@ -316,15 +314,6 @@ class FaultStream implements FaultListener {
       this.log.error({ err }, `${what} failed`);
       this.close(CLOSE.INTERNAL, `${what} failed`);
     }
-  }
-
-  private resumeOnDrain(): void {
-    if (this.waitingDrain || !this.socket) return;
-    this.waitingDrain = true;
-    this.socket.once('drain', () => {
-      this.waitingDrain = false;
-      this.scheduleFlush();
-    });
   }
 
   /** A `faults` frame, written from the groups straight into bytes. */

@@ -6,10 +6,13 @@
  * subprotocol, the queue), then a `hello` text frame and the queue's entries
  * as they are reported, oldest first, whole, each read once
  * (iommufd_veventq_fops_read): JSON `vevents` frames (`vevent.v1.json`) or
- * binary records (`vevent.v1.uapi`, protocol/vevent.ts). The server stops
- * reading from the queue while the socket's buffered amount is high, so a
- * slow reader leaves the events in the queue, where the depth and the
- * LOST_EVENTS header apply. A client frame gets an `error` frame
+ * binary records (`vevent.v1.uapi`, protocol/vevent.ts). The server reads
+ * from the queue only while the socket's buffered amount is at most the
+ * fault stream's high-water mark (SendGate, stream-keepalive.ts) and
+ * resumes on the socket's 'drain', so a slow reader leaves the events in
+ * the queue, where the depth and the LOST_EVENTS header apply: the daemon
+ * holds at most the high-water mark and one frame for it. A client frame
+ * gets an `error` frame
  * (EOPNOTSUPP), within the fault stream's error-frame rate (beyond it:
  * close 1008); the queue going away (context release) closes with 1001.
  *
@@ -41,18 +44,16 @@ import type { ContextRegistry } from './contexts.js';
 import { HttpError } from './errors.js';
 import { parseWith } from './rest.js';
 import { checkHandshake, refuseUpgrade } from './stream-admission.js';
-import { ErrorFrameBudget, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
+import { ErrorFrameBudget, SendGate, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
 import type { StreamOptions } from './stream.js';
 
 /** The vEVENTQ stream path as a regular expression. */
 const VEVENT_PATH = new RegExp(`^${VEVENT_STREAM_URL.replace(/:\w+/g, '([^/]+)')}$`);
 /** Entries per frame at most. */
 const BATCH = 512;
-/** Stop reading the queue while this many bytes wait in the socket. */
-const HIGH_WATER = 1 << 20;
 
 /** The fault stream's tunables the vEVENTQ stream shares. */
-export type VeventStreamOptions = Pick<StreamOptions, 'heartbeatMs' | 'closeGraceMs' | 'errorFramesPerSecond' | 'maxFrame'>;
+export type VeventStreamOptions = Pick<StreamOptions, 'heartbeatMs' | 'closeGraceMs' | 'errorFramesPerSecond' | 'maxFrame' | 'highWaterMark'>;
 
 /** chooseVeventSubprotocol() - `vevent.v1.json` when none is offered, else the first offered one spoken, else undefined. */
 export function chooseVeventSubprotocol(offered: Iterable<string> | undefined): VeventSubprotocol | undefined {
@@ -71,6 +72,7 @@ function toWire(e: IommufdVevent): Vevent {
 class VeventStream implements VeventqListener {
   private ws: WebSocket | undefined;
   private keepalive: StreamKeepalive | undefined;
+  private sendGate: SendGate | undefined;
   private readonly errorBudget: ErrorFrameBudget;
   private scheduled = false;
   private closed = false;
@@ -86,8 +88,14 @@ class VeventStream implements VeventqListener {
     queue.addListener(this);
   }
 
-  attach(ws: WebSocket): void {
+  /**
+   * attach() - the upgrade completed: say hello and start reading the queue.
+   * @ws: the WebSocket.
+   * @socket: its socket, whose 'drain' resumes reading.
+   */
+  attach(ws: WebSocket, socket: Duplex): void {
     this.ws = ws;
+    this.sendGate = new SendGate(ws, socket, this.server.options.highWaterMark, () => this.readable());
     this.keepalive = new StreamKeepalive(ws, this.log, this.server.options.closeGraceMs);
     ws.send(JSON.stringify({ type: 'hello', protocol: this.protocol, veventq_id: this.queue.id }));
     ws.on('message', () => {
@@ -137,20 +145,19 @@ class VeventStream implements VeventqListener {
     this.ws?.terminate();
   }
 
-  /** read() and send while the socket drains; leave the rest queued (where depth applies). */
+  /**
+   * flush() - read() and send while the socket takes them; past the
+   * high-water mark the rest stays queued (where depth applies) and the
+   * socket's 'drain' brings the next flush.
+   */
   private flush(): void {
     const ws = this.ws;
-    if (!ws || this.closed || ws.readyState !== ws.OPEN) return;
-    while (this.queue.queued > 0) {
+    const gate = this.sendGate;
+    if (!ws || !gate || this.closed || ws.readyState !== ws.OPEN) return;
+    const json = this.protocol === VEVENT_SUBPROTOCOL_JSON;
+    while (this.queue.queued > 0 && !gate.full()) {
       const batch = this.queue.read(BATCH).map(toWire);
-      const json = this.protocol === VEVENT_SUBPROTOCOL_JSON;
-      const payload = json ? JSON.stringify({ type: 'vevents', events: batch.map(veventToJson) }) : encodeVevents(batch);
-      if (ws.bufferedAmount + payload.length > HIGH_WATER) {
-        // Resume once the socket has taken this frame; the rest stays queued.
-        ws.send(payload, { binary: !json }, () => this.readable());
-        return;
-      }
-      ws.send(payload, { binary: !json });
+      ws.send(json ? JSON.stringify({ type: 'vevents', events: batch.map(veventToJson) }) : encodeVevents(batch), { binary: !json });
     }
   }
 
@@ -217,7 +224,7 @@ export class VeventStreamServer {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       accepted = true;
       this.streams.add(stream);
-      stream.attach(ws);
+      stream.attach(ws, socket);
     });
     // ws refused the handshake itself: give the queue its reader slot back.
     if (!accepted) stream.abandon();

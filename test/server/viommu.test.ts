@@ -6,6 +6,8 @@
 // vSID.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { encodeCd, encodeSte, decodeEvent, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { HWPT_FLAGS, VEVENT_SUBPROTOCOL_UAPI, decodeVevents } from '../../protocol/index.js';
 import WebSocket from 'ws';
@@ -23,6 +25,7 @@ import {
   type ArmFixture,
   type TestServer,
 } from './helpers.js';
+import { smmuEvent } from '../core/arm-events.js';
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -211,6 +214,94 @@ describe('vEVENTQ stream limits, as the fault stream', () => {
     // 200 frames at once: far more than 5 in any one second.
     for (let i = 0; i < 200; i++) chatty.ws.send('{}');
     assert.equal((await chatty.closed).code, CLOSE.POLICY);
+    await f.api.ok('context.destroy', 'DELETE', f.C);
+  });
+});
+
+describe('vEVENTQ stream back-pressure', () => {
+  // A paused reader answers no pings: keep the heartbeat out of the way.
+  let bp: TestServer;
+  before(async () => {
+    bp = await startServer({ stream: { highWaterMark: 64 << 10, heartbeatMs: 60_000 } });
+  });
+  after(async () => {
+    await bp.close();
+  });
+
+  test('a reader that stops reading leaves the events in the queue (depth, then one LOST_EVENTS header); resumed, it reads each kept event once, in order, with the header where events were dropped', async () => {
+    const depth = 64;
+    const f = await armFixture(bp, depth);
+    const status = (): Promise<{ queued: number; lost: number; sequence: number }> => f.api.ok('veventq.get', 'GET', `${f.C}/veventq/${f.veventq.id}`);
+    const s = await StreamClient.open(bp.wsBase, f.veventq.stream, { token: f.token, protocol: VEVENT_SUBPROTOCOL_UAPI });
+    assert.equal((await s.json()).type, 'hello');
+    s.ws.pause();
+    // The hardware: half a queue of events per event-loop turn, so a stream
+    // that takes them off the queue every turn never loses one.
+    const driver = bp.daemon.platform.iommuDevice('arm0').ops as SimIommu;
+    const evt = smmuEvent(bp.daemon.platform.function('arm0').rid);
+    let reported = 0;
+    const report = async (turns: number): Promise<void> => {
+      for (let t = 0; t < turns; t++) {
+        for (let i = 0; i < depth / 2; i++) assert.equal(driver.handleEvent(evt), 0);
+        reported += depth / 2;
+        await tick();
+      }
+    };
+    // Until the socket is backed up and the queue full: the socket buffers
+    // (the high-water mark and the kernel's) hold a few MiB at most, a
+    // fraction of the cap's 40 MB.
+    let st = await status();
+    while (st.lost === 0 && reported < 1_000_000) {
+      await report(1024);
+      st = await status();
+    }
+    assert.ok(st.lost > 0, `events are dropped for depth once the reader stops reading (${reported} reported, none lost)`);
+    assert.equal(st.queued, depth + 1, 'depth events and the LOST_EVENTS header wait in the queue');
+    // Taken off the queue for the paused reader (in the socket, the daemon's or the kernel's).
+    const taken = reported - st.lost - depth;
+    const more = 100_000;
+    await report(more / (depth / 2));
+    st = await status();
+    assert.equal(st.queued, depth + 1);
+    assert.equal(st.sequence, reported);
+    const takenAfter = reported - st.lost - depth;
+    assert.ok(
+      takenAfter - taken < more / 4,
+      `the daemon stops taking events for a reader that does not read (${taken} taken, then ${takenAfter} after ${more} more)`,
+    );
+
+    // Reading again: every event kept, each once, in order; a LOST_EVENTS
+    // header right after the last event kept before each run of drops,
+    // carrying the last dropped sequence, so that read + lost = reported.
+    s.ws.resume();
+    const entries: Array<{ sequence: number; lost: boolean }> = [];
+    let events = 0;
+    while (events < reported - st.lost) {
+      for (const e of decodeVevents(await s.binary(10_000))) {
+        entries.push({ sequence: e.sequence, lost: e.lost });
+        if (!e.lost) {
+          events++;
+          if (events === 1 || events === reported - st.lost) assert.equal(decodeEvent(e.evt!).sid, 0x99, 'the vSID');
+        }
+      }
+    }
+    assert.equal(entries[0]?.sequence, 0);
+    let dropped = 0;
+    let headers = 0;
+    for (let i = 1; i < entries.length; i++) {
+      const [prev, e] = [entries[i - 1]!, entries[i]!];
+      if (e.lost) {
+        assert.ok(!prev.lost && e.sequence > prev.sequence, `header ${e.sequence} after event ${prev.sequence}`);
+        dropped += e.sequence - prev.sequence;
+        headers++;
+      } else assert.equal(e.sequence, prev.sequence + 1, 'a sequence gap only behind a LOST_EVENTS header');
+    }
+    assert.ok(headers >= 1);
+    assert.equal(dropped, st.lost, 'the headers account for every dropped event');
+    assert.equal(events + dropped, reported);
+    assert.equal((await status()).queued, 0);
+    await s.quiet();
+    await s.close();
     await f.api.ok('context.destroy', 'DELETE', f.C);
   });
 });
