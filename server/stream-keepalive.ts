@@ -129,8 +129,7 @@ export class SendGate {
   /**
    * @ws: the stream's WebSocket (its bufferedAmount).
    * @socket: its socket, whose 'drain' resumes the stream.
-   * @highWaterMark: bytes buffered above which the stream stops sending (the
-   *   socket's own buffer is smaller, so a 'drain' follows).
+   * @highWaterMark: bytes buffered above which the stream stops sending.
    * @resume: called once per closing, on the 'drain' that reopens the gate.
    */
   constructor(
@@ -140,9 +139,14 @@ export class SendGate {
     private readonly resume: () => void,
   ) {}
 
-  /** full() - whether the stream must stop taking entries off its queue now (resume() follows the next 'drain'). */
+  /**
+   * full() - whether the stream must stop taking entries off its queue now
+   * (resume() follows the next 'drain'). Only while the socket awaits a
+   * 'drain' (a write found its own buffer full): a high-water mark below
+   * that buffer's size never stalls the stream.
+   */
   full(): boolean {
-    if (this.ws.bufferedAmount <= this.highWaterMark) return false;
+    if (this.ws.bufferedAmount <= this.highWaterMark || !this.socket.writableNeedDrain) return false;
     if (!this.waitingDrain) {
       this.waitingDrain = true;
       this.socket.once('drain', () => {
