@@ -166,6 +166,34 @@ test('arm nested DMA: with CD.S=1 on a stall-capable device the fault stalls int
   assert.equal(g.w.audit().stalls, 0);
 });
 
+test('arm nested DMA: with every stall tag in use a fault of a CD with S=1 is terminated: its event has STALL clear and goes to the vEVENTQ; the DMA ends invalid', () => {
+  const g = guest({ stall: true });
+  const unit = g.w.platform.iommus.get('iommu0')!.driver.unit;
+  unit.stagSpace = 1;
+  const fd = g.w.fd(g.f);
+  const held = dma(g, 0x3000n);
+  assert.equal(held(), undefined, 'stalled: it holds the only tag');
+  const [rec] = fd.records();
+  const r = dma(g, 0x4000n)();
+  assert.equal(r?.status, 'invalid');
+  assert.equal(unit.stallsTerminated, 1);
+  const [e, ...rest] = g.q.read();
+  assert.equal(rest.length, 0);
+  const ev = decodeEvent(e!.data!);
+  assert.deepEqual([ev.id, ev.stall, ev.sid, ev.addr], [EVT_ID.F_TRANSLATION, false, Number(VSID), 0x4000n]);
+  assert.equal(fd.records().length, 0, 'nothing more for the fault queue');
+  g.pt.map(0x3000n, g.alloc(), { write: true });
+  fd.write([[rec!.cookie, 0]]);
+  g.w.sched.run();
+  assert.equal(held()?.status, 'ok');
+  assert.deepEqual(
+    g.w.log().map((l) => l.code),
+    ['success'],
+    'one response: the resumed stall',
+  );
+  assert.deepEqual(g.w.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
+});
+
 test('arm nested DMA: without the stall cap (or CD.S=0) a fault terminates; a fault-capable attach needs the cap (ENODEV)', () => {
   assert.throws(
     () => guest({ stall: true, deviceStall: false }),
