@@ -26,7 +26,7 @@ import {
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { ArmLpaeBuilder } from '../../core/hw/arm-lpae.js';
 import { CD_SIZE, EVT_ID, decodeEvent, encodeCd, encodeSte, STE_CFG_ABORT, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
-import { CMDQ_OP } from '../../core/drivers/arm-vsmmu.js';
+import { CMDQ_OP, tlbiPages } from '../../core/drivers/arm-vsmmu.js';
 import { World, FAULT_ID_VALID } from './harness.js';
 
 const RAM = 0x100_0000n;
@@ -227,6 +227,26 @@ test('arm nested DMA: a cached translation survives the guest clearing its leaf 
   assert.deepEqual(r, { done: 1 });
   assert.equal(dma(g, 0x8000n)()?.status, 'invalid');
   assert.equal(g.q.read().length, 1);
+});
+
+test('arm nested DMA: a range TLBI_NH_VA drops (NUM+1)·2^SCALE granules from its address, and not the page after them', () => {
+  const g = guest();
+  const pages = [0x10000n, 0x11000n, 0x12000n, 0x13000n, 0x20000n, 0x21000n, 0x22000n, 0x23000n, 0x24000n];
+  for (const va of pages) g.pt.map(va, g.alloc(), { write: true });
+  for (const va of pages) assert.equal(dma(g, va)()?.status, 'ok');
+  for (const va of pages) g.pt.unmap(va);
+  // TG 1 (4 KiB) in word 1; NUM 12..16 and SCALE 20..24 in word 0.
+  const range = (addr: bigint, num: bigint, scale: bigint): [bigint, bigint] => [
+    BigInt(CMDQ_OP.TLBI_NH_VA) | (num << 12n) | (scale << 20n) | (1n << 48n),
+    addr | (1n << 10n),
+  ];
+  assert.deepEqual(iommufdViommuInvalidate(g.w.ctx, g.v.id, 'arm_smmuv3', [range(0x10000n, 2n, 0n), range(0x20000n, 1n, 1n)]), { done: 2 });
+  assert.deepEqual(
+    pages.map((va) => dma(g, va)()?.status),
+    ['invalid', 'invalid', 'invalid', 'ok', 'invalid', 'invalid', 'invalid', 'invalid', 'ok'],
+    '3 pages from 0x10000, 4 from 0x20000; the next page of each stays cached',
+  );
+  assert.equal(tlbiPages(range(0n, 31n, 3n)[0], 3n << 10n), 32 * 8 * 16, 'a 64 KiB granule is 16 pages');
 });
 
 test('arm nested DMA: detaching with a stalled transaction answers its group INVALID once; the DMA aborts; nothing stays stalled', () => {
