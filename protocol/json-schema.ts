@@ -84,17 +84,21 @@ function parametersOf(schema: z.ZodType | undefined, where: 'path' | 'query'): J
   }));
 }
 
-/** errorResponses() - one OpenAPI response per HTTP status among @errnos. */
-function errorResponses(errnos: readonly Errno[]): Record<string, JsonObject> {
+/**
+ * errorResponses() - one OpenAPI response per HTTP status among @errnos.
+ * @inputEio: Command.inputEio: EIO is then listed under 400 too, for that input.
+ */
+function errorResponses(errnos: readonly Errno[], inputEio?: string): Record<string, JsonObject> {
   const byStatus = new Map<number, Errno[]>();
-  for (const e of errnos) {
-    const status = ERRNO_HTTP[e];
-    byStatus.set(status, [...(byStatus.get(status) ?? []), e]);
-  }
+  const add = (status: number, e: Errno): void => void byStatus.set(status, [...(byStatus.get(status) ?? []), e]);
+  for (const e of errnos) add(ERRNO_HTTP[e], e);
+  if (inputEio !== undefined && errnos.includes('EIO')) add(400, 'EIO');
+  const describe = (status: number, e: Errno): string =>
+    status === 400 && e === 'EIO' ? `EIO: bad input the kernel answers EIO for: ${inputEio}` : `${e}: ${ERRNO_DESCRIPTIONS[e]}`;
   const out: Record<string, JsonObject> = {};
   for (const [status, list] of [...byStatus].sort((a, b) => a[0] - b[0])) {
     out[String(status)] = {
-      description: list.map((e) => `${e}: ${ERRNO_DESCRIPTIONS[e]}`).join('; '),
+      description: list.map((e) => describe(status, e)).join('; '),
       content: {
         'application/json': {
           schema: { allOf: [{ $ref: '#/components/schemas/Error' }, { properties: { errno: { enum: list } } }] },
@@ -139,7 +143,7 @@ function operationOf(c: Command): JsonObject {
   const ok: JsonObject = { description: c.status === 204 ? 'No content' : 'Success' };
   // An `sse` command's body is an event stream whose `data` lines have the response's shape.
   if (c.response) ok.content = { [c.stream === 'sse' ? 'text/event-stream' : 'application/json']: { schema: toSchema(c.response) } };
-  op.responses = { [String(c.status)]: ok, ...errorResponses(c.errnos) };
+  op.responses = { [String(c.status)]: ok, ...errorResponses(c.errnos, c.inputEio) };
   return op;
 }
 

@@ -697,6 +697,9 @@ export type AuthKind = 'none' | 'admin' | 'ctx';
  *   included where they apply).
  * @stream: `sse` for a route whose success body is a Server-Sent Events
  *   stream (text/event-stream) of @response-shaped `data` lines.
+ * @inputEio: the bad input the kernel itself answers EIO for on this route
+ *   (a guest STE, an invalidation command); that EIO is HTTP 400, a client
+ *   error, while an unexpected failure stays EIO 500.
  */
 export interface Command {
   readonly name: string;
@@ -712,6 +715,7 @@ export interface Command {
   readonly kernel?: string;
   readonly errnos: readonly Errno[];
   readonly stream?: 'sse';
+  readonly inputEio?: string;
 }
 
 /** The table entry as written below: route-specific errnos only. */
@@ -1071,6 +1075,7 @@ const COMMAND_TABLE = Object.freeze([
     summary: 'Allocate a paging hwpt on an IOAS, a nested (vtd_s1) hwpt on a NEST_PARENT hwpt, or a nested (arm_smmuv3) hwpt on a vIOMMU (EIO for a bad STE)',
     kernel: 'IOMMU_HWPT_ALLOC',
     errnos: ['ENOENT', 'EOPNOTSUPP', 'ENOSPC', 'ENOMEM'],
+    inputEio: 'a guest STE that arm_smmu_validate_vste refuses',
   }),
   command({
     name: 'hwpt.invalidate',
@@ -1173,6 +1178,7 @@ const COMMAND_TABLE = Object.freeze([
     summary: 'Run guest SMMUv3 invalidation commands (vSIDs translated); EIO at the first bad one, with done',
     kernel: 'IOMMU_HWPT_INVALIDATE (vIOMMU)',
     errnos: ['ENOENT', 'EOPNOTSUPP'],
+    inputEio: 'an unknown vSID or a command arm_vsmmu_convert_user_cmd refuses (the body carries done)',
   }),
   command({
     name: 'vdevice.alloc',

@@ -181,7 +181,7 @@ turn; ${n.inFlight} groups in flight; timed to the client's last confirmed answe
 The C handler reaches ${n.ratio.toFixed(2)} × the Node client's rate; at one
 group in flight the bridge (WebSocket ↔ socketpair thread; \`write()\`
 returns without waiting for the daemon's reply) adds ${n.addedLatency} µs to the device-side
-median (negative: the C handler answers sooner than the Node client).
+median${n.addedLatency < 0 ? ' (negative: the C handler answers sooner than the Node client)' : ''}.
 
 `;
 }

@@ -22,7 +22,7 @@ function runs(cmd: string): boolean {
  * buildNative() - `make -C clients/c` (once per process).
  *
  * Return: undefined when built, else the reason the native tests skip: no
- * C compiler or no make. A build that fails with both present throws: that
+ * C compiler, no make or no objcopy. A build that fails with both present throws: that
  * is a failure, not a reason to skip.
  */
 export function buildNative(): string | undefined {
@@ -30,6 +30,7 @@ export function buildNative(): string | undefined {
   const cc = process.env.CC ?? 'cc';
   if (!runs('make')) built = 'no `make` on this machine: the native (C) tests need make and a C compiler';
   else if (!runs(cc)) built = `no C compiler (\`${cc}\`) on this machine: the native (C) tests need one`;
+  else if (!runs(process.env.OBJCOPY ?? 'objcopy')) built = 'no `objcopy` (binutils) on this machine: clients/c builds iopfd-preload.so with it';
   else {
     const r = spawnSync('make', ['-s', '-C', NATIVE_DIR, '-j2'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`make -C clients/c failed:\n${r.stdout}\n${r.stderr}`);

@@ -13,6 +13,7 @@ import {
   zTrafficBody,
 } from '../../protocol/schemas.js';
 import { ERRNO_HTTP } from '../../protocol/errno.js';
+import { openApiDocument } from '../../protocol/json-schema.js';
 
 type Parts = { params?: unknown; query?: unknown; body?: unknown; response?: unknown };
 
@@ -284,6 +285,21 @@ test('schemas: errnos are known, map to statuses, and include the generic ones',
     if (c.url.startsWith('/v1/platform')) assert.equal(c.auth, 'admin', c.name);
     if (c.url.startsWith('/v1/contexts/:ctx')) assert.equal(c.auth, 'ctx', c.name);
     for (const p of c.url.match(/:\w+/g) ?? []) assert.ok(c.params, `${c.name} has ${p} but no params schema`);
+  }
+});
+
+test('schemas: the routes where the kernel answers EIO for bad input say so, and OpenAPI lists that EIO under 400 (elsewhere only under 500)', () => {
+  assert.deepEqual(
+    COMMANDS.filter((c) => c.inputEio !== undefined).map((c) => c.name),
+    ['hwpt.alloc', 'viommu.invalidate'],
+  );
+  const doc = openApiDocument() as { paths: Record<string, Record<string, { operationId?: string; responses: Record<string, { description: string }> }>> };
+  const ops = Object.values(doc.paths).flatMap((p) => Object.values(p));
+  for (const c of COMMANDS) {
+    const op = ops.find((o) => o.operationId === c.name);
+    assert.ok(op, c.name);
+    assert.match(op.responses['500']?.description ?? '', /EIO/, c.name);
+    assert.equal(/\bEIO\b/.test(op.responses['400']?.description ?? ''), c.inputEio !== undefined, c.name);
   }
 });
 
