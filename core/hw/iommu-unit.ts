@@ -132,9 +132,10 @@ export class IommuUnit {
   /** Page request groups whose last request has not arrived yet, by requester:PRGI. */
   private readonly openPrgs = new Map<string, StallPrg>();
   /**
-   * smmuv3: how many stall tags the unit has: STAG is 16 bits. Tests lower
-   * it to reach exhaustion quickly; lowering it while tags above the new
-   * value are in use only delays their reuse.
+   * smmuv3: how many stall tags the unit hands out (0 .. stagSpace - 1; at
+   * most STAG_SPACE, STAG being 16 bits). Tests lower it to reach
+   * exhaustion quickly; tags in use at or above a lowered value still count
+   * as in use until resumed, and are not handed out again.
    */
   stagSpace = STAG_SPACE;
   /** Stall tags in use (1) by a stall or a stalled transaction, until its CMD_RESUME. */
