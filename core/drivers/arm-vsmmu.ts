@@ -178,13 +178,19 @@ export class ArmVsmmu implements IommuViommu {
   }
 }
 
-/** Pages a TLBI_NH_VA/VAA covers: one, or the range of NUM/SCALE when TG is set (4 KiB granule). */
-function tlbiPages(w0: bigint, w1: bigint): number {
+/**
+ * tlbiPages() - the 4 KiB pages a TLBI_NH_VA/VAA covers: one when TG is 0;
+ * else a range command's (NUM + 1) * 2^SCALE translation granules of TG
+ * (1: 4 KiB, 2: 16 KiB, 3: 64 KiB), the SMMUv3 range (not the CPU's
+ * TLBI RVA*, whose SCALE steps by 2^5): __arm_smmu_tlb_inv_range sets
+ * SCALE = __ffs(num_pages) and NUM = (num_pages >> SCALE) - 1.
+ */
+export function tlbiPages(w0: bigint, w1: bigint): number {
   const tg = Number((w1 >> 10n) & 3n);
   if (tg === 0) return 1;
   const num = Number((w0 >> 12n) & 31n);
   const scale = Number((w0 >> 20n) & 31n);
-  return (num + 1) * 2 ** (5 * scale + 1);
+  return (num + 1) * 2 ** scale * 4 ** (tg - 1);
 }
 
 /** Events arm_smmu_handle_event hands on (stall → IOPF, else → the vmaster's vEVENTQ). */

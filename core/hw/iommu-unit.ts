@@ -9,7 +9,11 @@
  * transaction, its own stall with a 16-bit tag (the function's page request
  * group is answered once all its stalls were resumed); a request of a function
  * without it is a PCIe PRI page request, queued as a PRI queue entry
- * (arm_smmu_priq_thread's input) and answered by the driver alone.
+ * (arm_smmu_priq_thread's input) and answered by the driver alone. A tag is
+ * not reused before its CMD_RESUME; with all 65,536 in use a fault that
+ * would stall is terminated instead (an abort; its event, if any, has STALL
+ * clear), as the architecture lets an implementation treat a stalling
+ * configuration as a terminating one.
  */
 import type { Scheduler } from '../sched.js';
 import { Iotlb } from './iotlb.js';
@@ -88,6 +92,9 @@ export type TranslateResult =
   /** smmuv3: the transaction stalled; @wait registers what runs on CMD_RESUME (retry: true, or abort). */
   | { kind: 'stall'; stag: number; wait: (onResume: (retry: boolean) => void) => void };
 
+/** SMMUv3 stall tags: the event record's STAG field is 16 bits. */
+export const STAG_SPACE = 0x10000;
+
 const FAULT: TranslateResult = { kind: 'fault' };
 const S2: TranslateResult = { kind: 's2' };
 const ABORT: TranslateResult = { kind: 'abort' };
@@ -124,7 +131,22 @@ export class IommuUnit {
   private readonly stalls = new Map<number, { req: PageRequest; prg: StallPrg }>();
   /** Page request groups whose last request has not arrived yet, by requester:PRGI. */
   private readonly openPrgs = new Map<string, StallPrg>();
+  /**
+   * smmuv3: how many stall tags the unit hands out (0 .. stagSpace - 1; at
+   * most STAG_SPACE, STAG being 16 bits). Tests lower it to reach
+   * exhaustion quickly; tags in use at or above a lowered value still count
+   * as in use until resumed, and are not handed out again.
+   */
+  stagSpace = STAG_SPACE;
+  /** Stall tags in use (1) by a stall or a stalled transaction, until its CMD_RESUME. */
+  private readonly stagUsed = new Uint8Array(STAG_SPACE);
+  private stagsInUse = 0;
   private nextStag = 0;
+  /**
+   * smmuv3: faults of a stalling configuration terminated (abort, Stall == 0)
+   * because every stall tag was in use.
+   */
+  stallsTerminated = 0;
   /** smmuv3: the event queue (32-byte records) and the driver's handler for its interrupt. */
   readonly evtq: SmmuEventQueue;
   onEventInterrupt: (() => void) | undefined;
@@ -249,7 +271,8 @@ export class IommuUnit {
    * the event queue (unless its CD has R=0 and it does not stall); a
    * stage-2 miss is the host's (S2 set) and ends the transaction as `s2`; a
    * fault of a CD with S=1 on a stall-capable master stalls (STALL, STAG)
-   * until CMD_RESUME; anything else terminates it.
+   * until CMD_RESUME, unless every stall tag is in use (then it is
+   * terminated, its record without STALL); anything else terminates it.
    */
   private translateSmmu(
     e: ContextEntry,
@@ -304,10 +327,13 @@ export class IommuUnit {
       this.recordEvent(encodeEvent(r.event));
       return S2;
     }
-    if (r.stallable && smmu.stall) {
-      const stag = this.allocStag();
+    const stag = r.stallable && smmu.stall ? this.allocStag() : -1;
+    if (stag >= 0) {
       // Without room for the record the stall cannot be reported: terminate.
-      if (!this.recordEvent(encodeEvent({ ...r.event, stall: true, stag }))) return ABORT;
+      if (!this.recordEvent(encodeEvent({ ...r.event, stall: true, stag }))) {
+        this.freeStag(stag);
+        return ABORT;
+      }
       const stall = { sid: smmu.sid, ssid, onResume: undefined as ((retry: boolean) => void) | undefined };
       this.txStalls.set(stag, stall);
       return {
@@ -318,6 +344,10 @@ export class IommuUnit {
         },
       };
     }
+    // No free stall tag: the transaction cannot stall; it is terminated
+    // instead, its event recorded with STALL clear (r.record holds for a
+    // stalling CD).
+    if (r.stallable && smmu.stall) this.stallsTerminated++;
     if (r.record) this.recordEvent(encodeEvent(r.event));
     return ABORT;
   }
@@ -357,20 +387,34 @@ export class IommuUnit {
       return;
     }
     if (this.model === 'smmuv3' && req.fn.caps.stall === true) {
-      req.stalled = true;
-      req.stag = this.allocStag();
+      const stag = this.allocStag();
       const key = `${req.fn.rid}:${req.prgi}`;
       let prg = this.openPrgs.get(key);
       if (!prg) {
         prg = { outstanding: 0, lastSeen: false, code: PRG_SUCCESS };
         this.openPrgs.set(key, prg);
       }
-      prg.outstanding++;
       if (req.last) {
         prg.lastSeen = true;
         this.openPrgs.delete(key);
       }
-      this.stalls.set(req.stag, { req, prg });
+      if (stag < 0) {
+        // No free stall tag: the transaction is terminated (abort) instead of
+        // stalled, and never queued; its group is answered as if it had been
+        // resumed with ABORT (at once when nothing else of it is stalled).
+        this.stallsTerminated++;
+        if (prg.code === PRG_SUCCESS) prg.code = PRG_INVALID;
+        if (req.last && prg.outstanding === 0) {
+          const { fn, pasid, prgi } = req;
+          const code = prg.code;
+          this.sched.defer(() => fn.receiveResponse(pasid, prgi, code));
+        }
+        return;
+      }
+      req.stalled = true;
+      req.stag = stag;
+      prg.outstanding++;
+      this.stalls.set(stag, { req, prg });
     }
     this.prq[(this.prqHead + this.prqCount) % this.prqDepth] = req;
     this.prqCount++;
@@ -424,6 +468,7 @@ export class IommuUnit {
     if (this.txStalls.has(stag)) {
       const stall = this.txStalls.get(stag)!;
       this.txStalls.delete(stag);
+      this.freeStag(stag);
       this.fns[this.fnSlot[stall.sid & 0xffff]!]?.resumed(stall.ssid, stag, code === PRG_SUCCESS);
       stall.onResume?.(code === PRG_SUCCESS);
       return;
@@ -431,6 +476,7 @@ export class IommuUnit {
     const stall = this.stalls.get(stag);
     if (!stall) return;
     this.stalls.delete(stag);
+    this.freeStag(stag);
     const { req, prg } = stall;
     prg.outstanding--;
     if (code !== PRG_SUCCESS && prg.code === PRG_SUCCESS) prg.code = code === PRG_FAILURE ? PRG_FAILURE : PRG_INVALID;
@@ -450,8 +496,16 @@ export class IommuUnit {
 
   /** Drop every stall and stall group of `fn` (function removed). */
   forgetFunction(fn: PcieFunction): void {
-    for (const [stag, s] of this.stalls) if (s.req.fn === fn) this.stalls.delete(stag);
-    for (const [stag, s] of this.txStalls) if (s.sid === fn.rid) this.txStalls.delete(stag);
+    for (const [stag, s] of this.stalls) {
+      if (s.req.fn !== fn) continue;
+      this.stalls.delete(stag);
+      this.freeStag(stag);
+    }
+    for (const [stag, s] of this.txStalls) {
+      if (s.sid !== fn.rid) continue;
+      this.txStalls.delete(stag);
+      this.freeStag(stag);
+    }
     for (const key of [...this.openPrgs.keys()]) if (key.startsWith(`${fn.rid}:`)) this.openPrgs.delete(key);
     this.contexts.delete(fn.rid);
     const slot = this.fnSlot[fn.rid & 0xffff]!;
@@ -461,14 +515,30 @@ export class IommuUnit {
     }
   }
 
+  /**
+   * A free stall tag, now in use; -1 when all {@link stagSpace} are in use.
+   * A tag is not reused before its transaction was resumed or terminated
+   * (the SMMUv3 architecture's rule for STAG), so with every tag taken the
+   * caller terminates the transaction instead of stalling it. The search
+   * starts after the tag handed out last: one step unless nearly every tag
+   * is taken.
+   */
   private allocStag(): number {
-    for (let i = 0; i < 0x10000; i++) {
-      const s = (this.nextStag + i) & 0xffff;
-      if (!this.stalls.has(s) && !this.txStalls.has(s)) {
-        this.nextStag = (s + 1) & 0xffff;
-        return s;
-      }
-    }
-    return this.nextStag;
+    const space = Math.min(this.stagSpace, STAG_SPACE);
+    if (this.stagsInUse >= space) return -1;
+    const used = this.stagUsed;
+    let s = this.nextStag < space ? this.nextStag : 0;
+    // Some tag below `space` is free: stagsInUse counts every tag in use.
+    while (used[s] !== 0) s = s + 1 === space ? 0 : s + 1;
+    used[s] = 1;
+    this.stagsInUse++;
+    this.nextStag = s + 1 === space ? 0 : s + 1;
+    return s;
+  }
+
+  private freeStag(stag: number): void {
+    if (this.stagUsed[stag] === 0) return;
+    this.stagUsed[stag] = 0;
+    this.stagsInUse--;
   }
 }

@@ -26,7 +26,7 @@ import {
 import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { ArmLpaeBuilder } from '../../core/hw/arm-lpae.js';
 import { CD_SIZE, EVT_ID, decodeEvent, encodeCd, encodeSte, STE_CFG_ABORT, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
-import { CMDQ_OP } from '../../core/drivers/arm-vsmmu.js';
+import { CMDQ_OP, tlbiPages } from '../../core/drivers/arm-vsmmu.js';
 import { World, FAULT_ID_VALID } from './harness.js';
 
 const RAM = 0x100_0000n;
@@ -166,6 +166,34 @@ test('arm nested DMA: with CD.S=1 on a stall-capable device the fault stalls int
   assert.equal(g.w.audit().stalls, 0);
 });
 
+test('arm nested DMA: with every stall tag in use a fault of a CD with S=1 is terminated: its event has STALL clear and goes to the vEVENTQ; the DMA ends invalid', () => {
+  const g = guest({ stall: true });
+  const unit = g.w.platform.iommus.get('iommu0')!.driver.unit;
+  unit.stagSpace = 1;
+  const fd = g.w.fd(g.f);
+  const held = dma(g, 0x3000n);
+  assert.equal(held(), undefined, 'stalled: it holds the only tag');
+  const [rec] = fd.records();
+  const r = dma(g, 0x4000n)();
+  assert.equal(r?.status, 'invalid');
+  assert.equal(unit.stallsTerminated, 1);
+  const [e, ...rest] = g.q.read();
+  assert.equal(rest.length, 0);
+  const ev = decodeEvent(e!.data!);
+  assert.deepEqual([ev.id, ev.stall, ev.sid, ev.addr], [EVT_ID.F_TRANSLATION, false, Number(VSID), 0x4000n]);
+  assert.equal(fd.records().length, 0, 'nothing more for the fault queue');
+  g.pt.map(0x3000n, g.alloc(), { write: true });
+  fd.write([[rec!.cookie, 0]]);
+  g.w.sched.run();
+  assert.equal(held()?.status, 'ok');
+  assert.deepEqual(
+    g.w.log().map((l) => l.code),
+    ['success'],
+    'one response: the resumed stall',
+  );
+  assert.deepEqual(g.w.audit(), { outstandingGroups: 0, unexpectedResponses: 0, iopfPending: 0, partials: 0, prq: 0, stalls: 0 });
+});
+
 test('arm nested DMA: without the stall cap (or CD.S=0) a fault terminates; a fault-capable attach needs the cap (ENODEV)', () => {
   assert.throws(
     () => guest({ stall: true, deviceStall: false }),
@@ -199,6 +227,26 @@ test('arm nested DMA: a cached translation survives the guest clearing its leaf 
   assert.deepEqual(r, { done: 1 });
   assert.equal(dma(g, 0x8000n)()?.status, 'invalid');
   assert.equal(g.q.read().length, 1);
+});
+
+test('arm nested DMA: a range TLBI_NH_VA drops (NUM+1)·2^SCALE granules from its address, and not the page after them', () => {
+  const g = guest();
+  const pages = [0x10000n, 0x11000n, 0x12000n, 0x13000n, 0x20000n, 0x21000n, 0x22000n, 0x23000n, 0x24000n];
+  for (const va of pages) g.pt.map(va, g.alloc(), { write: true });
+  for (const va of pages) assert.equal(dma(g, va)()?.status, 'ok');
+  for (const va of pages) g.pt.unmap(va);
+  // TG 1 (4 KiB) in word 1; NUM 12..16 and SCALE 20..24 in word 0.
+  const range = (addr: bigint, num: bigint, scale: bigint): [bigint, bigint] => [
+    BigInt(CMDQ_OP.TLBI_NH_VA) | (num << 12n) | (scale << 20n) | (1n << 48n),
+    addr | (1n << 10n),
+  ];
+  assert.deepEqual(iommufdViommuInvalidate(g.w.ctx, g.v.id, 'arm_smmuv3', [range(0x10000n, 2n, 0n), range(0x20000n, 1n, 1n)]), { done: 2 });
+  assert.deepEqual(
+    pages.map((va) => dma(g, va)()?.status),
+    ['invalid', 'invalid', 'invalid', 'ok', 'invalid', 'invalid', 'invalid', 'invalid', 'ok'],
+    '3 pages from 0x10000, 4 from 0x20000; the next page of each stays cached',
+  );
+  assert.equal(tlbiPages(range(0n, 31n, 3n)[0], 3n << 10n), 32 * 8 * 16, 'a 64 KiB granule is 16 pages');
 });
 
 test('arm nested DMA: detaching with a stalled transaction answers its group INVALID once; the DMA aborts; nothing stays stalled', () => {
