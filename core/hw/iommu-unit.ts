@@ -255,7 +255,7 @@ export class IommuUnit {
       // Write permission is cached only from a write walk, which set the leaf's
       // Dirty bit: a later write through an entry cached by a read walks again
       // and sets it, as the hardware's cached D state demands.
-      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: write && r.writable && s2write, exec: r.executable, user: r.user });
+      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: write && r.writable && s2write, exec: r.executable, user: r.user }, r.pageSize);
       return { kind: 'ok', hpa: hpaPage + off };
     }
     if (!e.s2) return FAULT;
@@ -320,7 +320,7 @@ export class IommuUnit {
         hpaPage = s.hpa;
         s2write = s.write;
       }
-      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: r.writable && s2write, exec: r.executable, user: r.user });
+      this.iotlb.insert(e.tag, pasid, iova, { hpa: hpaPage, write: r.writable && s2write, exec: r.executable, user: r.user }, r.pageSize);
       return { kind: 'ok', hpa: hpaPage + (iova & 0xfffn) };
     }
     if (r.event.s2) {

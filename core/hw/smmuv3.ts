@@ -273,7 +273,8 @@ export interface SmmuAccess extends LpaeAccess {
 /**
  * SmmuS1Result - the outcome of the stage-1 part of a transaction.
  * - ok: @gpa is the stage-1 output (to translate through stage 2); @asid
- *   tags the TLB entry; bypass (no stage 1) gives full permissions.
+ *   tags the TLB entry; @pageSize is the bytes of the leaf (page or block)
+ *   that mapped it; bypass (no stage 1) gives full permissions and 4 KiB.
  * - abort: terminated without an event (STE.Config abort).
  * - event: terminated or stalled with an event record: @event.s2 set means a
  *   stage-2 fault on a CD or descriptor fetch (the host's, never the guest's);
@@ -282,7 +283,7 @@ export interface SmmuAccess extends LpaeAccess {
  *   fault of a CD with R=0 that does not stall (no record is written).
  */
 export type SmmuS1Result =
-  | { kind: 'ok'; gpa: bigint; writable: boolean; executable: boolean; user: boolean; asid: number; bypass: boolean }
+  | { kind: 'ok'; gpa: bigint; writable: boolean; executable: boolean; user: boolean; asid: number; bypass: boolean; pageSize: bigint }
   | { kind: 'abort' }
   | { kind: 'event'; event: SmmuEvent; stallable: boolean; record: boolean };
 
@@ -325,7 +326,7 @@ export function smmuStage1(readU64: (gpa: bigint) => bigint | undefined, ste: Sm
     stallable: false,
     record: true,
   });
-  const bypass = (): SmmuS1Result => ({ kind: 'ok', gpa: va, writable: true, executable: true, user: true, asid: 0, bypass: true });
+  const bypass = (): SmmuS1Result => ({ kind: 'ok', gpa: va, writable: true, executable: true, user: true, asid: 0, bypass: true, pageSize: 4096n });
 
   if (!ste.valid || ste.cfg === STE_CFG_ABORT) return { kind: 'abort' };
   if (ste.cfg === STE_CFG_BYPASS) return bypass();
@@ -359,7 +360,7 @@ export function smmuStage1(readU64: (gpa: bigint) => bigint | undefined, ste: Sm
   const r = walkArmLpae(readU64, cd.ttb0, cd.t0sz, va, access);
   if (r.kind === 's2-fault') return event(EVT_ID.F_TRANSLATION, { s2: true, class: EVT_CLASS_TT, ipa: r.gpa });
   if (r.kind === 'fault') return s1Fault(FAULT_ID[r.fault]);
-  return { kind: 'ok', gpa: r.pa, writable: r.writable, executable: r.executable, user: r.user, asid: cd.asid, bypass: false };
+  return { kind: 'ok', gpa: r.pa, writable: r.writable, executable: r.executable, user: r.user, asid: cd.asid, bypass: false, pageSize: r.pageSize };
 }
 
 /**

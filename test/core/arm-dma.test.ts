@@ -249,6 +249,39 @@ test('arm nested DMA: a range TLBI_NH_VA drops (NUM+1)·2^SCALE granules from it
   assert.equal(tlbiPages(range(0n, 31n, 3n)[0], 3n << 10n), 32 * 8 * 16, 'a 64 KiB granule is 16 pages');
 });
 
+test("arm nested DMA: a single-page TLBI_NH_VA at a 2 MiB block's base drops every cached page of the block, and nothing outside it", () => {
+  const g = guest();
+  const va = 0x4000_0000n;
+  const [oldBlock, newBlock] = [0x40_0000n, 0x60_0000n];
+  const outside = va + 0x20_0000n;
+  const [oldPage, newPage] = [g.alloc(), g.alloc()];
+  for (const [gpa, b] of [
+    [oldBlock + 0x1000n, 1],
+    [oldBlock + 0x5000n, 2],
+    [newBlock + 0x1000n, 3],
+    [newBlock + 0x5000n, 4],
+    [oldPage, 5],
+    [newPage, 6],
+  ] as const)
+    g.writeBytes(gpa, new Uint8Array([b]));
+  g.pt.map(va, oldBlock, { write: true }, 0x20_0000n);
+  g.pt.map(outside, oldPage, { write: true });
+  const readByte = (iova: bigint): number | undefined => dma(g, iova, false, 1)()?.data?.[0];
+  assert.deepEqual([readByte(va + 0x1000n), readByte(va + 0x5000n), readByte(outside)], [1, 2, 5], 'both pages of the block and the page after it cached');
+  // The guest retargets the block and the page; until a TLBI the cached translations win.
+  g.pt.unmap(va);
+  g.pt.map(va, newBlock, { write: true }, 0x20_0000n);
+  g.pt.unmap(outside);
+  g.pt.map(outside, newPage, { write: true });
+  assert.deepEqual([readByte(va + 0x1000n), readByte(va + 0x5000n), readByte(outside)], [1, 2, 5], 'stale until invalidated');
+  // arm_smmu_tlb_inv_range_asid for a block without range invalidation: one TLBI_NH_VA at its base, TG (and TTL) 0.
+  const r = iommufdViommuInvalidate(g.w.ctx, g.v.id, 'arm_smmuv3', [[BigInt(CMDQ_OP.TLBI_NH_VA) | (1n << 48n), va]]);
+  assert.deepEqual(r, { done: 1 });
+  assert.equal(readByte(va + 0x5000n), 4, 'the other page of the block walks again');
+  assert.equal(readByte(va + 0x1000n), 3);
+  assert.equal(readByte(outside), 5, 'the page after the block is another leaf: still cached');
+});
+
 test('arm nested DMA: detaching with a stalled transaction answers its group INVALID once; the DMA aborts; nothing stays stalled', () => {
   const g = guest({ stall: true });
   const fd = g.w.fd(g.f);

@@ -108,33 +108,78 @@ test('iotlb: invalidateTag and invalidateAll', () => {
   assert.equal(t.size, 0);
 });
 
+test('iotlb: an invalidation touching any page of a larger leaf drops every entry of that leaf, not its neighbours', () => {
+  const t = new Iotlb();
+  const MiB2 = 0x20_0000n;
+  // Two pages of a 2 MiB leaf at 2 MiB, the pages either side of it (4 KiB leaves), one page of a 1 GiB leaf; pasid 1 alike.
+  for (const pasid of [0, 1]) {
+    t.insert(1, pasid, MiB2 + 0x1000n, E(0x1000n), MiB2);
+    t.insert(1, pasid, MiB2 + 0x1f_f000n, E(0x2000n), MiB2);
+    t.insert(1, pasid, MiB2 - 0x1000n, E(0x3000n));
+    t.insert(1, pasid, 2n * MiB2, E(0x4000n));
+  }
+  t.insert(1, 0, 0x4000_0000n + 0x3000_0000n, E(0x5000n), 0x4000_0000n);
+  assert.equal(t.invalidateRange(1, 0, MiB2 + 0x10_0000n, 1), 2, 'a page of the leaf nobody looked up');
+  assert.equal(t.lookup(1, 0, MiB2 + 0x1000n), undefined);
+  assert.equal(t.lookup(1, 0, MiB2 + 0x1f_f000n), undefined);
+  assert.equal(t.lookup(1, 0, MiB2 - 0x1000n)?.hpa, 0x3000n);
+  assert.equal(t.lookup(1, 0, 2n * MiB2)?.hpa, 0x4000n);
+  assert.equal(t.lookup(1, 1, MiB2 + 0x1000n)?.hpa, 0x1000n, 'another pasid');
+  assert.equal(t.invalidateRange(1, undefined, 0x4000_0000n, 1), 1, 'the 1 GiB leaf, from its base');
+  // A range from the page before the 2 MiB leaf into it: the 4 KiB page and the whole leaf.
+  assert.equal(t.invalidateRange(1, 1, MiB2 - 0x1000n, 2), 3);
+  assert.equal(t.size, 3);
+  // Re-inserting a page as a 4 KiB leaf takes it out of its old leaf.
+  t.insert(2, 0, 0x1000n, E(0x1000n), MiB2);
+  t.insert(2, 0, 0x2000n, E(0x2000n), MiB2);
+  t.insert(2, 0, 0x2000n, E(0x2000n));
+  assert.equal(t.invalidateRange(2, 0, 0x1000n, 1), 1);
+  assert.equal(t.lookup(2, 0, 0x2000n)?.hpa, 0x2000n);
+  assert.throws(() => t.insert(2, 0, 0n, E(0n), 0x3000n), RangeError);
+  assert.throws(() => t.insert(2, 0, 0n, E(0n), 0x800n), RangeError);
+});
+
 test('iotlb: property: agrees with a naive model under random operations', () => {
   type Op =
-    | { k: 'ins'; tag: number; pasid: number; page: number; hpa: number }
+    | { k: 'ins'; tag: number; pasid: number; page: number; hpa: number; leaf: number }
     | { k: 'rng'; tag: number; pasid: number | undefined; page: number; n: number }
     | { k: 'tag'; tag: number };
-  const small = { tag: fc.integer({ min: 0, max: 2 }), pasid: fc.integer({ min: 0, max: 2 }), page: fc.integer({ min: 0, max: 200 }) };
+  const small = { tag: fc.integer({ min: 0, max: 1 }), pasid: fc.integer({ min: 0, max: 1 }), page: fc.integer({ min: 0, max: 100 }) };
+  // Mostly inserts, so that ranges find entries (and leaves around their ends) to drop.
   const op: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({ k: fc.constant('ins' as const), ...small, hpa: fc.integer({ min: 0, max: 1000 }) }),
-    fc.record({ k: fc.constant('rng' as const), ...small, pasid: fc.option(small.pasid, { nil: undefined }), n: fc.integer({ min: 0, max: 120 }) }),
-    fc.record({ k: fc.constant('tag' as const), tag: small.tag }),
+    {
+      weight: 4,
+      arbitrary: fc.record({ k: fc.constant('ins' as const), ...small, hpa: fc.integer({ min: 0, max: 1000 }), leaf: fc.constantFrom(1, 1, 4, 16) }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        k: fc.constant('rng' as const),
+        ...small,
+        pasid: fc.option(small.pasid, { nil: undefined }),
+        n: fc.integer({ min: 0, max: 120 }),
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('tag' as const), tag: small.tag }) },
   );
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 20 }), fc.array(op, { maxLength: 80 }), (cap, ops) => {
+    fc.property(fc.integer({ min: 1, max: 40 }), fc.array(op, { minLength: 20, maxLength: 80 }), (cap, ops) => {
       const t = new Iotlb(cap);
-      const model = new Map<string, number>(); // insertion-ordered, like the eviction order
+      // key -> [hpa, pages of its leaf]; insertion-ordered, like the eviction order.
+      const model = new Map<string, [number, number]>();
       for (const o of ops) {
         if (o.k === 'ins') {
           const key = `${o.tag}/${o.pasid}/${o.page}`;
           model.delete(key);
           if (model.size >= cap) model.delete(model.keys().next().value!);
-          model.set(key, o.hpa);
-          t.insert(o.tag, o.pasid, BigInt(o.page) << 12n, E(BigInt(o.hpa) << 12n));
+          model.set(key, [o.hpa, o.leaf]);
+          t.insert(o.tag, o.pasid, BigInt(o.page) << 12n, E(BigInt(o.hpa) << 12n), BigInt(o.leaf) << 12n);
         } else if (o.k === 'rng') {
           let want = 0;
-          for (const key of [...model.keys()]) {
+          for (const [key, [, leaf]] of [...model]) {
             const [tag, pasid, page] = key.split('/').map(Number) as [number, number, number];
-            if (tag === o.tag && (o.pasid === undefined || pasid === o.pasid) && page >= o.page && page < o.page + o.n) {
+            const base = page - (page % leaf);
+            if (tag === o.tag && (o.pasid === undefined || pasid === o.pasid) && base < o.page + o.n && base + leaf > o.page && o.n > 0) {
               model.delete(key);
               want++;
             }
@@ -152,11 +197,11 @@ test('iotlb: property: agrees with a naive model under random operations', () =>
         }
         assert.equal(t.size, model.size);
       }
-      for (let tag = 0; tag <= 2; tag++)
-        for (let pasid = 0; pasid <= 2; pasid++)
-          for (let page = 0; page <= 200; page++) {
+      for (let tag = 0; tag <= 1; tag++)
+        for (let pasid = 0; pasid <= 1; pasid++)
+          for (let page = 0; page <= 100; page++) {
             const want = model.get(`${tag}/${pasid}/${page}`);
-            assert.equal(t.lookup(tag, pasid, BigInt(page) << 12n)?.hpa, want === undefined ? undefined : BigInt(want) << 12n);
+            assert.equal(t.lookup(tag, pasid, BigInt(page) << 12n)?.hpa, want === undefined ? undefined : BigInt(want[0]) << 12n);
           }
     }),
   );

@@ -92,7 +92,7 @@ test('smmuv3: S1_TRANS translates through CD 0; abort STEs terminate silently; b
   const g = world();
   const ste = decodeSte(...encodeSte({ cfg: STE_CFG_S1_TRANS, s1ContextPtr: g.cdTable }));
   const ok = smmuStage1(g.read, ste, SID, 0x1234n, R);
-  assert.deepEqual(ok, { kind: 'ok', gpa: 0x9234n, writable: false, executable: false, user: true, asid: 7, bypass: false });
+  assert.deepEqual(ok, { kind: 'ok', gpa: 0x9234n, writable: false, executable: false, user: true, asid: 7, bypass: false, pageSize: 4096n });
   assert.deepEqual(smmuStage1(g.read, decodeSte(...encodeSte({ cfg: STE_CFG_ABORT })), SID, 0x1234n, R), { kind: 'abort' });
   assert.deepEqual(smmuStage1(g.read, decodeSte(...encodeSte({ cfg: STE_CFG_S1_TRANS, valid: false })), SID, 0x1234n, R), { kind: 'abort' });
   const by = smmuStage1(g.read, decodeSte(...encodeSte({ cfg: STE_CFG_BYPASS })), SID, 0x5678n, R);
