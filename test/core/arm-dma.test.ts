@@ -27,7 +27,7 @@ import type { SimIommu } from '../../core/drivers/sim-iommu.js';
 import { ArmLpaeBuilder } from '../../core/hw/arm-lpae.js';
 import { CD_SIZE, EVT_ID, decodeEvent, encodeCd, encodeSte, STE_CFG_ABORT, STE_CFG_S1_TRANS } from '../../core/hw/smmuv3.js';
 import { CMDQ_OP, tlbiPages } from '../../core/drivers/arm-vsmmu.js';
-import { World, FAULT_ID_VALID } from './harness.js';
+import { World, FAULT_ID_VALID, largeLeafInvalidation } from './harness.js';
 
 const RAM = 0x100_0000n;
 const VSID = 0x99n;
@@ -251,35 +251,15 @@ test('arm nested DMA: a range TLBI_NH_VA drops (NUM+1)·2^SCALE granules from it
 
 test("arm nested DMA: a single-page TLBI_NH_VA at a 2 MiB block's base drops every cached page of the block, and nothing outside it", () => {
   const g = guest();
-  const va = 0x4000_0000n;
-  const [oldBlock, newBlock] = [0x40_0000n, 0x60_0000n];
-  const outside = va + 0x20_0000n;
-  const [oldPage, newPage] = [g.alloc(), g.alloc()];
-  for (const [gpa, b] of [
-    [oldBlock + 0x1000n, 1],
-    [oldBlock + 0x5000n, 2],
-    [newBlock + 0x1000n, 3],
-    [newBlock + 0x5000n, 4],
-    [oldPage, 5],
-    [newPage, 6],
-  ] as const)
-    g.writeBytes(gpa, new Uint8Array([b]));
-  g.pt.map(va, oldBlock, { write: true }, 0x20_0000n);
-  g.pt.map(outside, oldPage, { write: true });
-  const readByte = (iova: bigint): number | undefined => dma(g, iova, false, 1)()?.data?.[0];
-  assert.deepEqual([readByte(va + 0x1000n), readByte(va + 0x5000n), readByte(outside)], [1, 2, 5], 'both pages of the block and the page after it cached');
-  // The guest retargets the block and the page; until a TLBI the cached translations win.
-  g.pt.unmap(va);
-  g.pt.map(va, newBlock, { write: true }, 0x20_0000n);
-  g.pt.unmap(outside);
-  g.pt.map(outside, newPage, { write: true });
-  assert.deepEqual([readByte(va + 0x1000n), readByte(va + 0x5000n), readByte(outside)], [1, 2, 5], 'stale until invalidated');
-  // arm_smmu_tlb_inv_range_asid for a block without range invalidation: one TLBI_NH_VA at its base, TG (and TTL) 0.
-  const r = iommufdViommuInvalidate(g.w.ctx, g.v.id, 'arm_smmuv3', [[BigInt(CMDQ_OP.TLBI_NH_VA) | (1n << 48n), va]]);
-  assert.deepEqual(r, { done: 1 });
-  assert.equal(readByte(va + 0x5000n), 4, 'the other page of the block walks again');
-  assert.equal(readByte(va + 0x1000n), 3);
-  assert.equal(readByte(outside), 5, 'the page after the block is another leaf: still cached');
+  largeLeafInvalidation({
+    map: (va, gpa, size) => g.pt.map(va, gpa, { write: true }, size),
+    unmap: (va) => void g.pt.unmap(va),
+    alloc: g.alloc,
+    writeByte: (gpa, b) => g.writeBytes(gpa, new Uint8Array([b])),
+    readByte: (iova) => dma(g, iova, false, 1)()?.data?.[0],
+    // arm_smmu_tlb_inv_range_asid for a block without range invalidation: one TLBI_NH_VA at its base, TG (and TTL) 0.
+    invalidate: (va) => assert.deepEqual(iommufdViommuInvalidate(g.w.ctx, g.v.id, 'arm_smmuv3', [[BigInt(CMDQ_OP.TLBI_NH_VA) | (1n << 48n), va]]), { done: 1 }),
+  });
 });
 
 test('arm nested DMA: detaching with a stalled transaction answers its group INVALID once; the DMA aborts; nothing stays stalled', () => {

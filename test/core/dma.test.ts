@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { iommufdDeviceAttach, iommufdHwptInvalidate, type DmaResult, type IommufdIoas, type IommufdFault } from '../../core/index.js';
 import { VtdS1Builder } from '../../core/hw/vtd-s1.js';
-import { World } from './harness.js';
+import { World, largeLeafInvalidation } from './harness.js';
 
 const RAM = 0x100_0000n; // 16 MiB of guest RAM at GPA 0
 
@@ -155,40 +155,18 @@ test('dma: the IOTLB caches a hit until the guest invalidates it', () => {
 test('dma: a page-selective invalidation of one page of a 2 MiB superpage drops every cached page of it, and nothing outside it', () => {
   const g = guest();
   const fd = g.w.fd(g.f);
-  const va = 0x4000_0000n;
-  const [oldLarge, newLarge] = [0x40_0000n, 0x60_0000n];
-  const outside = va + 0x20_0000n;
-  const [oldPage, newPage] = [g.allocPage(), g.allocPage()];
-  g.ioas.writeMemory(
-    (
-      [
-        [oldLarge + 0x1000n, 1],
-        [oldLarge + 0x5000n, 2],
-        [newLarge + 0x1000n, 3],
-        [newLarge + 0x5000n, 4],
-        [oldPage, 5],
-        [newPage, 6],
-      ] as const
-    ).map(([iova, b]) => ({ iova, data: new Uint8Array([b]) })),
-  );
-  g.pt.map(va, oldLarge, { write: true }, 0x20_0000n);
-  g.pt.map(outside, oldPage, { write: true });
-  const readByte = (iova: bigint): number | undefined => {
-    const r = dma(g.w, { iova, length: 1 });
-    assert.equal(serveFaults(g, fd), 0, 'no fault: every address is mapped');
-    return r.result()?.data?.[0];
-  };
-  assert.deepEqual([readByte(va + 0x1000n), readByte(va + 0x5000n), readByte(outside)], [1, 2, 5], 'both pages of the superpage and the page after it cached');
-  // The guest retargets the superpage and the page; until an invalidation the cached translations win.
-  g.pt.unmap(va);
-  g.pt.map(va, newLarge, { write: true }, 0x20_0000n);
-  g.pt.unmap(outside);
-  g.pt.map(outside, newPage, { write: true });
-  assert.deepEqual([readByte(va + 0x1000n), readByte(va + 0x5000n), readByte(outside)], [1, 2, 5], 'stale until invalidated');
-  assert.equal(iommufdHwptInvalidate(g.w.ctx, g.nestedId, [{ addr: va, npages: 1 }]), 1);
-  assert.equal(readByte(va + 0x5000n), 4, 'the other page of the superpage walks again');
-  assert.equal(readByte(va + 0x1000n), 3);
-  assert.equal(readByte(outside), 5, 'the page after the superpage is another leaf: still cached');
+  largeLeafInvalidation({
+    map: (va, gpa, size) => g.pt.map(va, gpa, { write: true }, size),
+    unmap: (va) => void g.pt.unmap(va),
+    alloc: g.allocPage,
+    writeByte: (gpa, b) => g.ioas.writeMemory([{ iova: gpa, data: new Uint8Array([b]) }]),
+    readByte: (iova) => {
+      const r = dma(g.w, { iova, length: 1 });
+      assert.equal(serveFaults(g, fd), 0, 'no fault: every address is mapped');
+      return r.result()?.data?.[0];
+    },
+    invalidate: (va) => assert.equal(iommufdHwptInvalidate(g.w.ctx, g.nestedId, [{ addr: va, npages: 1 }]), 1),
+  });
 });
 
 test('dma: a write to a read-only stage-1 page faults with WRITE permission and completes after the guest upgrades it', () => {

@@ -24,6 +24,7 @@ import {
   RESPOND_OK,
   respondErrorMessage,
 } from '../../core/index.js';
+import assert from 'node:assert/strict';
 import { encodeRecord, decodeRecords, type IommuHwptPgfault } from '../../protocol/records.js';
 
 export const NEST_PARENT = 1;
@@ -294,4 +295,50 @@ export function errnoOf(fn: () => unknown): string | undefined {
     throw e;
   }
   return undefined;
+}
+
+/** A nested guest as largeLeafInvalidation() drives it: its stage-1 table, its RAM, its DMA and its invalidation. */
+export interface LeafGuest {
+  /** Map @va to @gpa writable, a leaf of @size bytes. */
+  map(va: bigint, gpa: bigint, size: 0x1000n | 0x20_0000n): void;
+  unmap(va: bigint): void;
+  /** A fresh 4 KiB guest page. */
+  alloc(): bigint;
+  writeByte(gpa: bigint, b: number): void;
+  /** The byte a 1-byte DMA read at @iova returns. */
+  readByte(iova: bigint): number | undefined;
+  /** The guest's single-page invalidation of @va. */
+  invalidate(va: bigint): void;
+}
+
+/**
+ * largeLeafInvalidation() - a 2 MiB leaf at 1 GiB and a 4 KiB page right
+ * after it, two pages of the leaf and the page read (cached); the guest
+ * retargets both (still stale), then invalidates one page at the leaf's
+ * base: both pages of the leaf walk again, the page after it stays cached.
+ */
+export function largeLeafInvalidation(g: LeafGuest): void {
+  const va = 0x4000_0000n;
+  const [oldLarge, newLarge] = [0x40_0000n, 0x60_0000n];
+  const outside = va + 0x20_0000n;
+  const [oldPage, newPage] = [g.alloc(), g.alloc()];
+  g.writeByte(oldLarge + 0x1000n, 1);
+  g.writeByte(oldLarge + 0x5000n, 2);
+  g.writeByte(newLarge + 0x1000n, 3);
+  g.writeByte(newLarge + 0x5000n, 4);
+  g.writeByte(oldPage, 5);
+  g.writeByte(newPage, 6);
+  g.map(va, oldLarge, 0x20_0000n);
+  g.map(outside, oldPage, 0x1000n);
+  const read3 = (): Array<number | undefined> => [g.readByte(va + 0x1000n), g.readByte(va + 0x5000n), g.readByte(outside)];
+  assert.deepEqual(read3(), [1, 2, 5], 'both pages of the leaf and the page after it cached');
+  g.unmap(va);
+  g.map(va, newLarge, 0x20_0000n);
+  g.unmap(outside);
+  g.map(outside, newPage, 0x1000n);
+  assert.deepEqual(read3(), [1, 2, 5], 'stale until invalidated');
+  g.invalidate(va);
+  assert.equal(g.readByte(va + 0x5000n), 4, 'the other page of the leaf walks again');
+  assert.equal(g.readByte(va + 0x1000n), 3);
+  assert.equal(g.readByte(outside), 5, 'the page after the leaf is another leaf: still cached');
 }
