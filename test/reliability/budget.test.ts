@@ -129,6 +129,13 @@ describe('no command holds the event loop long', { timeout: 120_000 }, () => {
   test("mapping a context's whole quota (4 GiB in 16 calls), touching some of it by DMA, and releasing it: event-loop delay stays far below the old 250 ms per map and 1.2 s per release", async () => {
     const fx = await faultFixture(server, { device: 'nic0' });
     const calls = LIMITS.maxMappedPages / LIMITS.mapPagesPerCall;
+    // The machine's own noise, measured the same way while the daemon idles
+    // (a loaded CI machine delays an idle loop too): it is added to the limit.
+    const idle = monitorEventLoopDelay({ resolution: 5 });
+    idle.enable();
+    await new Promise((r) => setTimeout(r, 1000));
+    idle.disable();
+    const noiseMs = idle.max / 1e6;
     const h = monitorEventLoopDelay({ resolution: 5 });
     h.enable();
     try {
@@ -157,7 +164,8 @@ describe('no command holds the event loop long', { timeout: 120_000 }, () => {
       h.disable();
     }
     const maxMs = h.max / 1e6;
-    assert.ok(maxMs < 200, `the event loop was held ${maxMs.toFixed(1)} ms at most (the limit is 200 ms)`);
+    const limitMs = 200 + noiseMs;
+    assert.ok(maxMs < limitMs, `the event loop was held ${maxMs.toFixed(1)} ms at most (the limit is 200 ms + ${noiseMs.toFixed(1)} ms of idle noise)`);
   });
 });
 
