@@ -12,8 +12,12 @@
  * (GuestArmPageTable) with its own ASID; its CDs have S=1 (faults stall),
  * except those of the `terminate` PASIDs (S=0: their faults terminate and
  * are only reported). After writing the CDs the guest issues CFGI_CD for
- * each (vSID, SSID) and a CMD_SYNC, as arm_smmu_write_cd_entry does. The
- * STE words (steOf()) are what the VMM hands the host as the nested hwpt.
+ * each (vSID, SSID) and a CMD_SYNC, as arm_smmu_write_cd_entry does. Then
+ * it installs each device's STE (steOf(): words 0-1; words 2-7 zero) in its
+ * linear stream table in guest RAM (SMMU_STRTAB_BASE: 2^strtabLog2 64-byte
+ * STEs indexed by vSID, enough for the largest vSID, contiguous pages) and
+ * issues CFGI_STE for it and a CMD_SYNC, as arm_smmu_write_ste and
+ * arm_smmu_sync_ste_for_sid do; the VMM reads the STE from there.
  *
  * The event handler (the driver's evtq thread) wakes on the event queue
  * interrupt, reads every record (EventQueueReader), notes an overflow, and
@@ -45,8 +49,11 @@ import {
   EVT_BYTES,
   parseEvent,
   RESUME_RESP,
+  cmdCfgiSte,
+  STE_BYTES,
   STE_S1DSS_SSID0,
   steWords,
+  STRTAB_MAX_LOG2,
   type Command,
   type GuestEvent,
 } from './smmuv3-guest.js';
@@ -136,6 +143,10 @@ export class ArmGuest {
   readonly evtq: VirtualEventQueue;
   /** log2 of the CDs in each CD table (S1CDMax). */
   readonly cdMax: number;
+  /** SMMU_STRTAB_BASE: the GPA of the linear stream table. */
+  readonly strtabBase: bigint;
+  /** log2 of its STEs (SMMU_STRTAB_BASE_CFG.LOG2SIZE). */
+  readonly strtabLog2: number;
   readonly #opts: ArmGuestOptions;
   readonly #reader: EventQueueReader;
   /** Address spaces by SubstreamID (0: the RID's). */
@@ -169,16 +180,42 @@ export class ArmGuest {
     this.evtq = new VirtualEventQueue(opts.mem, base, opts.evtqLog2);
     this.evtq.onInterrupt = () => this.#interrupt();
     this.#reader = new EventQueueReader(this.evtq);
-    const cdTableBytes = CD_BYTES << BigInt(this.cdMax);
-    for (const vsid of opts.vsids) {
-      const pages = (cdTableBytes + GUEST_PAGE - 1n) / GUEST_PAGE;
-      const first = opts.mem.allocPage();
-      for (let i = 1n; i < pages; i++) {
-        if (opts.mem.allocPage() !== first + i * GUEST_PAGE) throw new RangeError('a CD table needs contiguous guest pages');
-      }
-      this.#cdTables.set(vsid, first);
-    }
+    const maxVsid = Math.max(0, ...opts.vsids);
+    if (opts.vsids.some((v) => !Number.isInteger(v) || v < 0)) throw new RangeError('a vSID is not a StreamID');
+    this.strtabLog2 = maxVsid === 0 ? 0 : Math.ceil(Math.log2(maxVsid + 1));
+    if (this.strtabLog2 > STRTAB_MAX_LOG2) throw new RangeError(`vSID 0x${maxVsid.toString(16)} needs a stream table of more than 2^${STRTAB_MAX_LOG2} STEs`);
+    this.strtabBase = ArmGuest.#contiguous(opts.mem, STE_BYTES << BigInt(this.strtabLog2), 'the stream table');
+    for (const vsid of opts.vsids) this.#cdTables.set(vsid, ArmGuest.#contiguous(opts.mem, CD_BYTES << BigInt(this.cdMax), 'a CD table'));
     for (const [i, ssid] of [0, ...ssids].entries()) this.#spaces.set(ssid, { table: new GuestArmPageTable(opts.mem, opts.t0sz ?? 16), asid: i + 1 });
+  }
+
+  /** Allocate @bytes of contiguous zeroed guest pages for @what. Return: the first page's GPA. */
+  static #contiguous(mem: GuestRam, bytes: bigint, what: string): bigint {
+    const pages = (bytes + GUEST_PAGE - 1n) / GUEST_PAGE;
+    const first = mem.allocPage();
+    for (let i = 1n; i < pages; i++) {
+      if (mem.allocPage() !== first + i * GUEST_PAGE) throw new RangeError(`${what} needs contiguous guest pages`);
+    }
+    return first;
+  }
+
+  /** steAddress() - the GPA of the STE of @vsid in the stream table. */
+  steAddress(vsid: number): bigint {
+    if (!Number.isInteger(vsid) || vsid < 0 || vsid >= 2 ** this.strtabLog2)
+      throw new RangeError(`vSID 0x${vsid.toString(16)} is outside the stream table (2^${this.strtabLog2} STEs)`);
+    return this.strtabBase + BigInt(vsid) * STE_BYTES;
+  }
+
+  /**
+   * installSte() - write STE words 0-1 @words (default: steOf(@vsid)) and
+   * zero words 2-7 at the STE of @vsid in one write, then CFGI_STE (leaf)
+   * and a CMD_SYNC. Rejects on a failed write, or when the command queue
+   * reports an error (the VMM refused the STE).
+   */
+  async installSte(vsid: number, words: readonly [bigint, bigint] = this.steOf(vsid)): Promise<void> {
+    const gpa = this.steAddress(vsid);
+    await this.#opts.mem.writeU64s(Array.from({ length: 8 }, (_, i) => [gpa + BigInt(i) * 8n, i < 2 ? words[i]! : 0n] as const));
+    await this.#opts.issue([cmdCfgiSte(vsid), cmdSync()]);
   }
 
   /** steOf() - the STE words 0-1 of the device with @vsid (the nested hwpt's data). */
@@ -202,7 +239,8 @@ export class ArmGuest {
 
   /**
    * setup() - write every CD (each table in one write), then CFGI_CD for
-   * each (vSID, SSID) and a CMD_SYNC. Rejects on a failed write or command.
+   * each (vSID, SSID) and a CMD_SYNC; then install each device's STE
+   * (installSte()). Rejects on a failed write or command.
    */
   async setup(): Promise<void> {
     const terminate = new Set(this.#opts.terminate);
@@ -219,6 +257,7 @@ export class ArmGuest {
     }
     cmds.push(cmdSync());
     await this.#opts.issue(cmds);
+    for (const vsid of this.#opts.vsids) await this.installSte(vsid);
   }
 
   /** idle() - resolves once the event queue is empty and the handler has stopped. */

@@ -10,11 +10,17 @@
  * - a vIOMMU of type arm_smmuv3 on that hwpt (IOMMU_VIOMMU_ALLOC), a vDEVICE
  *   per device with the vSID the guest knows it by (IOMMU_VDEVICE_ALLOC),
  *   and a vEVENTQ (IOMMU_VEVENTQ_ALLOC) read through its stream;
- * - the guest (ArmGuest) builds its CD tables and AArch64 tables in its own
- *   RAM; when it installs a device's STE, the VMM allocates a nested hwpt on
- *   the vIOMMU whose data is the guest STE's words 0-1, with FAULT_ID_VALID
- *   and a fault queue for the device's stalls, and attaches the device (at
- *   its RID: the CD table covers every SubstreamID);
+ * - the guest (ArmGuest) builds its stream table, CD tables and AArch64
+ *   tables in its own RAM; when it installs a device's STE (CMD_CFGI_STE,
+ *   trapped: the kernel does not take it as a vIOMMU invalidation), the VMM
+ *   reads STE words 0-1 at STRTAB_BASE + vSID × 64 and allocates a nested
+ *   hwpt on the vIOMMU with them as data, with FAULT_ID_VALID and the
+ *   device's fault queue (allocated at its first STE), and attaches the
+ *   device (at its RID: the CD table covers every SubstreamID). A later
+ *   CFGI_STE with changed words allocates a new hwpt, replaces the
+ *   attachment with it and destroys the old one; unchanged words do
+ *   nothing. A CFGI_STE naming no device, or an STE the host refuses, is an
+ *   error: the guest's command queue call rejects (its CERROR_ILL);
  * - the virtual SMMU's event queue lives in guest RAM (VirtualEventQueue):
  *   every vEVENTQ event (a terminated stage-1 fault, its SID already the
  *   vSID) is written there as is; every group read from a fault queue (one
@@ -52,11 +58,16 @@ import {
 import { ArmGuest, type ArmGuestStats } from './arm-guest.js';
 import { GuestMemory } from './guest-memory.js';
 import type { AllowedRange } from './guest.js';
-import { CMD_OP, cmdOpcode, eventWords, EVT_CLASS_IN, EVT_ID, parseResume, RESUME_RESP, type Command } from './smmuv3-guest.js';
+import { CMD_OP, cmdOpcode, cmdSid, eventWords, EVT_CLASS_IN, EVT_ID, parseResume, RESUME_RESP, type Command } from './smmuv3-guest.js';
 
 /** ArmVmmConfigError - the VM cannot be built as asked (e.g. a device not behind an SMMUv3). */
 export class ArmVmmConfigError extends Error {
   override readonly name = 'ArmVmmConfigError';
+}
+
+/** ArmVmmCommandError - a guest command the virtual SMMU could not carry out (what CERROR_ILL tells a driver). */
+export class ArmVmmCommandError extends Error {
+  override readonly name = 'ArmVmmCommandError';
 }
 
 /**
@@ -93,6 +104,7 @@ export interface ArmVmmOptions {
  * struct ArmVmmBinding - one device.
  * @device: the platform device. @devId: its object id. @vsid: its vSID.
  * @vdeviceId: its vDEVICE. @faultId: its fault queue. @hwptId: its nested hwpt.
+ * @ste: the STE words 0-1 that hwpt carries (as read from guest RAM).
  */
 export interface ArmVmmBinding {
   readonly device: string;
@@ -101,6 +113,7 @@ export interface ArmVmmBinding {
   readonly vdeviceId: number;
   readonly faultId: number;
   readonly hwptId: number;
+  readonly ste: readonly [bigint, bigint];
 }
 
 /**
@@ -115,7 +128,11 @@ export interface ArmVmmBinding {
  * @evtqDropped: records the guest's event queue could not take.
  * @overflows: times the guest queue's overflow flag was raised.
  * @invalidations: vIOMMU invalidation calls; @commands: commands they
- *   forwarded, of which @tlbi TLBI_* and @cfgi CFGI_*.
+ *   forwarded, of which @tlbi TLBI_* and @cfgi CFGI_CD*.
+ * @steInstalls: CMD_CFGI_STEs handled (trapped, never forwarded); of
+ *   which @steReplaced replaced a device's hwpt, @steUnchanged found the
+ *   same words, @steErrors failed (no device with that vSID, an STE the
+ *   host refused, guest RAM unreadable).
  * @resumesUnmatched: CMD_RESUMEs that named no stall the VMM holds.
  * @outstanding: stalls read and not yet answered.
  * @staleAnswers: answers the stream client did not send.
@@ -145,6 +162,10 @@ export interface ArmVmmStats {
   commands: number;
   tlbi: number;
   cfgi: number;
+  steInstalls: number;
+  steReplaced: number;
+  steUnchanged: number;
+  steErrors: number;
   resumesUnmatched: number;
   outstanding: number;
   staleAnswers: number;
@@ -156,9 +177,20 @@ export interface ArmVmmStats {
   latencyMs: LatencySummary;
 }
 
-/** A device binding with its stream. */
+/** A device binding with its stream; its hwpt and STE change with each CFGI_STE of new words. */
 interface Binding extends ArmVmmBinding {
   readonly queue: FaultQueue;
+  hwptId: number;
+  ste: readonly [bigint, bigint];
+}
+
+/** A device of the VM before its first STE: its objects, and its fault queue once allocated. */
+interface Device {
+  readonly device: string;
+  readonly devId: number;
+  readonly vsid: number;
+  readonly vdeviceId: number;
+  faultId?: number;
 }
 
 /** A stall the guest holds: its group, and when it was read. */
@@ -194,11 +226,17 @@ export class ArmVmm {
     commands: 0,
     tlbi: 0,
     cfgi: 0,
+    steInstalls: 0,
+    steReplaced: 0,
+    steUnchanged: 0,
+    steErrors: 0,
     resumesUnmatched: 0,
     staleAnswers: 0,
   };
   /** Errors met by the handler (a stream that gave up, a refused invalidation, a failed memory access). */
   readonly errors: Error[] = [];
+  /** The VM's devices by vSID (a vDEVICE each). */
+  readonly #devices = new Map<number, Device>();
   #veventq: VEventQueue | undefined;
   #final: ArmVmmStats | undefined;
 
@@ -209,13 +247,16 @@ export class ArmVmm {
     readonly guest: ArmGuest,
     readonly viommuId: number,
     readonly veventqId: number,
+    readonly opts: Readonly<ArmVmmOptions>,
   ) {}
 
   /**
    * start() - create the VM: check the devices are behind an SMMUv3, then
    * context, guest RAM, stage 2, vIOMMU, vDEVICEs, vEVENTQ and its stream,
-   * the guest's CDs (with their CFGI_CD), and per device a fault queue, the
-   * nested hwpt of its STE attached at its RID, and the fault stream.
+   * then the guest's setup: its CDs (with their CFGI_CD), then each
+   * device's STE, whose CFGI_STE makes the VMM allocate the device's fault
+   * queue and the nested hwpt of the STE, attach it at the RID, and start
+   * the fault stream.
    *
    * Return: the running VMM.
    * Throws: ArmVmmConfigError (a device not on the SMMUv3 model, bad
@@ -283,35 +324,17 @@ export class ArmVmm {
         if (e instanceof RangeError) throw new ArmVmmConfigError(e.message);
         throw e;
       }
-      vmm = new ArmVmm(client, ctx, mem, guest, viommuId, veventq.id);
+      vmm = new ArmVmm(client, ctx, mem, guest, viommuId, veventq.id, opts);
+      for (const [i, device] of opts.devices.entries()) {
+        const vsid = vsids[i]!;
+        vmm.#devices.set(vsid, { device, devId: devIds.get(device)!, vsid, vdeviceId: vdevices.get(vsid)! });
+      }
       vmm.#veventq = ctx.veventQueue(veventq.id, { mode: 'uapi' });
       await vmm.#veventq.connect();
       vmm.#pumps.push(vmm.#eventPump(vmm.#veventq));
       await guest.setup();
-      // The daemon refused a CFGI_CD of the guest's setup: the VM is not what the guest thinks.
+      // The daemon refused a CFGI_CD or an STE of the guest's setup: the VM is not what the guest thinks.
       if (vmm.errors.length > 0) throw vmm.errors[0]!;
-      for (const [i, device] of opts.devices.entries()) {
-        const vsid = vsids[i]!;
-        const devId = devIds.get(device)!;
-        const { id: faultId } = await ctx.allocFault();
-        const ste = guest.steOf(vsid).map(formatU64) as [string, string];
-        const { id: hwptId } = await ctx.allocHwpt({
-          dev_id: devId,
-          pt_id: viommuId,
-          flags: HWPT_FLAGS.FAULT_ID_VALID,
-          data_type: 'arm_smmuv3',
-          data: { ste },
-          fault_id: faultId,
-        });
-        await ctx.attach(devId, { pt_id: hwptId });
-        const queue = ctx.faultQueue(faultId, { mode: opts.mode ?? 'uapi', reconnect: opts.reconnect });
-        await queue.connect();
-        queue.on('stale', () => vmm.#counts.staleAnswers++);
-        const b: Binding = { device, devId, vsid, vdeviceId: vdevices.get(vsid)!, faultId, hwptId, queue };
-        vmm.#bindings.push(b);
-        vmm.#byVsid.set(vsid, b);
-        vmm.#pumps.push(vmm.#faultPump(b));
-      }
       return vmm;
     } catch (e) {
       await ctx.release().catch(() => {});
@@ -321,7 +344,7 @@ export class ArmVmm {
 
   /** The devices the VMM serves. */
   get bindings(): readonly ArmVmmBinding[] {
-    return this.#bindings.map(({ queue: _q, ...b }) => b);
+    return this.#bindings.map(({ queue: _q, ...b }) => ({ ...b }));
   }
 
   /** ended() - resolves once every stream has ended (context released, daemon gone). */
@@ -510,6 +533,7 @@ export class ArmVmm {
    */
   async #commandQueue(cmds: readonly Command[]): Promise<void> {
     let batch: Command[] = [];
+    const failed: Error[] = [];
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
       const commands = batch.map(([w0, w1]) => [formatU64(w0), formatU64(w1)] as [string, string]);
@@ -523,7 +547,11 @@ export class ArmVmm {
     for (const cmd of cmds) {
       const op = cmdOpcode(cmd);
       if (op === CMD_OP.SYNC) await flush();
-      else if (op === CMD_OP.RESUME) {
+      else if (op === CMD_OP.CFGI_STE) {
+        await flush();
+        const e = await this.#cfgiSte(cmdSid(cmd));
+        if (e) failed.push(e);
+      } else if (op === CMD_OP.RESUME) {
         await flush();
         this.#resume(cmd);
       } else {
@@ -533,6 +561,69 @@ export class ArmVmm {
       }
     }
     await flush();
+    if (failed.length > 0) throw new ArmVmmCommandError(`CERROR_ILL: ${failed.map((e) => e.message).join('; ')}`);
+  }
+
+  /**
+   * CMD_CFGI_STE of @vsid (trapped; QEMU's smmuv3-accel does the same):
+   * read STE words 0-1 from the guest's stream table; on a device's first
+   * STE allocate its fault queue, the nested hwpt and attach it at the RID,
+   * and start its fault stream; on changed words allocate a new hwpt,
+   * replace the attachment with it and destroy the old one; on the same
+   * words do nothing. Return: the error (counted and kept in
+   * this.errors), or undefined.
+   */
+  async #cfgiSte(vsid: number): Promise<Error | undefined> {
+    this.#counts.steInstalls++;
+    try {
+      const dev = this.#devices.get(vsid);
+      if (!dev) throw new ArmVmmCommandError(`CMD_CFGI_STE of vSID 0x${vsid.toString(16)}: no device has it`);
+      const bytes = await this.mem.read(this.guest.steAddress(vsid), 16);
+      const view = new DataView(bytes.buffer, bytes.byteOffset, 16);
+      const ste = [view.getBigUint64(0, true), view.getBigUint64(8, true)] as const;
+      const b = this.#byVsid.get(vsid);
+      if (b && b.ste[0] === ste[0] && b.ste[1] === ste[1]) {
+        this.#counts.steUnchanged++;
+        return undefined;
+      }
+      dev.faultId ??= (await this.ctx.allocFault()).id;
+      const faultId = dev.faultId;
+      const { id: hwptId } = await this.ctx.allocHwpt({
+        dev_id: dev.devId,
+        pt_id: this.viommuId,
+        flags: HWPT_FLAGS.FAULT_ID_VALID,
+        data_type: 'arm_smmuv3',
+        data: { ste: [formatU64(ste[0]), formatU64(ste[1])] },
+        fault_id: faultId,
+      });
+      try {
+        if (b) await this.ctx.replace(dev.devId, { pt_id: hwptId });
+        else await this.ctx.attach(dev.devId, { pt_id: hwptId });
+      } catch (e) {
+        await this.ctx.destroyObject(hwptId).catch(() => {});
+        throw e;
+      }
+      if (b) {
+        const old = b.hwptId;
+        b.hwptId = hwptId;
+        b.ste = ste;
+        this.#counts.steReplaced++;
+        await this.ctx.destroyObject(old);
+        return undefined;
+      }
+      const queue = this.ctx.faultQueue(faultId, { mode: this.opts.mode ?? 'uapi', reconnect: this.opts.reconnect });
+      await queue.connect();
+      queue.on('stale', () => this.#counts.staleAnswers++);
+      const nb: Binding = { ...dev, faultId, hwptId, ste, queue };
+      this.#bindings.push(nb);
+      this.#byVsid.set(vsid, nb);
+      this.#pumps.push(this.#faultPump(nb));
+      return undefined;
+    } catch (e) {
+      this.#counts.steErrors++;
+      this.errors.push(e as Error);
+      return e as Error;
+    }
   }
 
   /** CMD_RESUME: answer the oldest stall held for (vSID, STAG); RETRY → SUCCESS, else INVALID. */

@@ -88,7 +88,7 @@ function armStatsLine(s: ArmVmmStats): string {
     `vmm(arm): ${s.stalls} stalls, ${s.success} resumed RETRY, ${s.invalid} ABORT (${s.evtqFull} on a full event queue), ` +
     `${s.events} events (${s.eventsLost} lost by the vEVENTQ, ${s.evtqDropped} dropped by the guest queue, ${s.overflows} overflows), ` +
     `${s.guest.pagesMapped} pages mapped, ${s.guest.upgrades} upgrades, ${s.commands} commands (${s.tlbi} TLBI, ${s.cfgi} CFGI) in ${s.invalidations} invalidations, ` +
-    `${s.outstanding} outstanding, ${s.lost} lost; latency ms p50 ${s.latencyMs.p50} p99 ${s.latencyMs.p99} max ${s.latencyMs.max}`
+    `${s.steInstalls} CFGI_STE (${s.steReplaced} replaced, ${s.steErrors} refused), ${s.outstanding} outstanding, ${s.lost} lost; latency ms p50 ${s.latencyMs.p50} p99 ${s.latencyMs.p99} max ${s.latencyMs.max}`
   );
 }
 

@@ -5,8 +5,9 @@
  * names them, and as the translation model of the protocol reference
  * (docs/protocol.md, vIOMMU) describes them:
  *
- * - the Stream Table Entry, words 0-1 (STRTAB_STE_0_*, STRTAB_STE_1_*): what
- *   the VMM passes as a nested hwpt's `ste`;
+ * - the 64-byte Stream Table Entry, words 0-1 (STRTAB_STE_0_*,
+ *   STRTAB_STE_1_*; words 2-7 zero), in a linear stream table indexed by
+ *   StreamID: what the VMM passes as a nested hwpt's `ste`;
  * - the 64-byte Context Descriptor (CTXDESC_CD_0_*, CTXDESC_CD_1_TTB0), in a
  *   linear table indexed by SubstreamID;
  * - the 32-byte event record (EVTQ_0_*, EVTQ_1_*, EVTQ_2_ADDR, EVTQ_3_IPA);
@@ -49,6 +50,11 @@ export function steWords(s: GuestSte): [bigint, bigint] {
   const w1 = BigInt((s.s1dss ?? 0) & 3);
   return [w0, w1];
 }
+
+/** Bytes per stream table entry (STRTAB_STE_DWORDS × 8). */
+export const STE_BYTES = 64n;
+/** The largest log2 of a linear stream table's STEs the guest allocates (4 MiB). */
+export const STRTAB_MAX_LOG2 = 16;
 
 /** Bytes per context descriptor. */
 export const CD_BYTES = 64n;
@@ -155,6 +161,7 @@ export function parseEvent(w: readonly bigint[]): GuestEvent {
 
 /** Command opcodes (CMDQ_OP_*) the guest issues. */
 export const CMD_OP = {
+  CFGI_STE: 0x03,
   CFGI_CD: 0x05,
   CFGI_CD_ALL: 0x06,
   TLBI_NH_ASID: 0x11,
@@ -167,6 +174,11 @@ export const RESUME_RESP = { TERM: 0, RETRY: 1, ABORT: 2 } as const;
 
 /** Command - the two little-endian words of a command. */
 export type Command = [bigint, bigint];
+
+/** cmdCfgiSte() - CFGI_STE: the STE of stream @sid changed; @leaf: only that STE, not a level-1 descriptor. */
+export function cmdCfgiSte(sid: number, leaf = true): Command {
+  return [BigInt(CMD_OP.CFGI_STE) | (BigInt(sid >>> 0) << 32n), leaf ? 1n : 0n];
+}
 
 /** cmdCfgiCd() - CFGI_CD: the CD of (@sid, @ssid) changed; @leaf: only that CD, not its table descriptors. */
 export function cmdCfgiCd(sid: number, ssid: number, leaf = true): Command {
@@ -198,6 +210,11 @@ export interface ParsedResume {
 /** parseResume() - the fields of a CMD_RESUME @cmd. */
 export function parseResume(cmd: Command): ParsedResume {
   return { sid: field(cmd[0], 63, 32), stag: field(cmd[1], 15, 0), resp: field(cmd[0], 13, 12) };
+}
+
+/** cmdSid() - the StreamID of a CFGI or RESUME command @cmd (CMDQ_CFGI_0_SID, CMDQ_RESUME_0_SID: 63:32). */
+export function cmdSid(cmd: Command): number {
+  return field(cmd[0], 63, 32);
 }
 
 /** cmdOpcode() - the opcode of @cmd. */

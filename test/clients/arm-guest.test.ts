@@ -21,7 +21,9 @@ import {
   ArmGuest,
   CD_BYTES,
   cmdCfgiCd,
+  cmdCfgiSte,
   cmdOpcode,
+  cmdSid,
   cmdResume,
   cmdSync,
   cmdTlbiNhVa,
@@ -35,6 +37,7 @@ import {
   parseResume,
   Q_OVF,
   RESUME_RESP,
+  STE_BYTES,
   STE_CFG_S1_TRANS,
   VirtualEventQueue,
   type Command,
@@ -158,8 +161,12 @@ test('arm guest STE and CDs: decoded by core/hw as written; smmuStage1 walks the
   const { ram, guest, issued } = fakeGuest();
   await guest.setup();
   assert.equal(guest.cdMax, 3, 'PASID 5 needs 8 CDs');
-  // CFGI_CD for each (vSID, SSID), then CMD_SYNC, in one batch.
-  assert.equal(issued.length, 1);
+  // CFGI_CD for each (vSID, SSID), then CMD_SYNC, in one batch; then per device CFGI_STE and CMD_SYNC.
+  assert.equal(issued.length, 3);
+  assert.deepEqual(issued.slice(1), [
+    [cmdCfgiSte(0x100), cmdSync()],
+    [cmdCfgiSte(0x101), cmdSync()],
+  ]);
   const cmds = issued[0]!;
   assert.equal(cmds.length, 2 * 4 + 1);
   assert.equal(cmdOpcode(cmds.at(-1)!), CMD_OP.SYNC);
@@ -176,11 +183,22 @@ test('arm guest STE and CDs: decoded by core/hw as written; smmuStage1 walks the
 
   assert.equal(STE_CFG_S1_TRANS, CORE_S1_TRANS);
   assert.equal(CD_BYTES, CD_SIZE);
-  const ste = decodeSte(...guest.steOf(0x101));
+  // The stream table: 2^9 STEs (vSID 0x101 needs 9 bits) in guest RAM; each device's STE at STRTAB_BASE + vSID × 64,
+  // words 0-1 its steOf() words, words 2-7 zero; the other STEs (no device) stay invalid.
+  assert.equal(guest.strtabLog2, 9);
+  assert.equal(guest.steAddress(0x101), guest.strtabBase + 0x101n * STE_BYTES);
+  assert.throws(() => guest.steAddress(0x200), RangeError);
+  const steAt = (vsid: number): bigint[] => Array.from({ length: 8 }, (_, i) => ram.u64(guest.strtabBase + BigInt(vsid) * 64n + BigInt(i) * 8n));
+  for (const vsid of [0x100, 0x101]) assert.deepEqual(steAt(vsid), [...guest.steOf(vsid), 0n, 0n, 0n, 0n, 0n, 0n]);
+  assert.equal(decodeSte(...(steAt(0xff) as [bigint, bigint])).valid, false);
+  const [w0, w1] = steAt(0x101) as [bigint, bigint];
+  const ste = decodeSte(w0, w1);
   assert.deepEqual(
     { valid: ste.valid, cfg: ste.cfg, s1fmt: ste.s1fmt, cdMax: ste.s1CdMax, s1dss: ste.s1dss, ptr: ste.s1ContextPtr },
     { valid: true, cfg: CORE_S1_TRANS, s1fmt: 0, cdMax: 3, s1dss: 2, ptr: guest.cdAddress(0x101, 0) },
   );
+  // The stream table and the CD tables do not overlap.
+  assert.ok(guest.cdAddress(0x100, 0) >= guest.strtabBase + (STE_BYTES << 9n) || guest.cdAddress(0x100, 0) < guest.strtabBase);
   const asids = new Set<number>();
   for (const ssid of [0, 1, 2, 5]) {
     const a = guest.cdAddress(0x101, ssid);
@@ -243,6 +261,9 @@ test('arm guest event records and commands: the same bytes as core/hw and the ke
   assert.equal(CMD_OP.TLBI_NH_VA, CMDQ_OP.TLBI_NH_VA);
   // CMDQ_CFGI_0_SSID 31:12, CMDQ_CFGI_0_SID 63:32, CMDQ_CFGI_1_LEAF 0.
   assert.deepEqual(cmdCfgiCd(0x100, 3), [0x05n | (3n << 12n) | (0x100n << 32n), 1n]);
+  // CMDQ_OP_CFGI_STE 0x03: CMDQ_CFGI_0_SID 63:32, CMDQ_CFGI_1_LEAF 0.
+  assert.deepEqual(cmdCfgiSte(0x1234), [0x03n | (0x1234n << 32n), 1n]);
+  assert.equal(cmdSid(cmdCfgiSte(0xfedc_ba98)), 0xfedc_ba98);
   // CMDQ_TLBI_0_ASID 63:48; CMDQ_TLBI_1_VA_MASK 63:12, LEAF 0.
   assert.deepEqual(cmdTlbiNhVa(9, 0x1234_5fffn), [0x12n | (9n << 48n), 0x1234_5001n]);
   // CMDQ_RESUME_0_RESP 13:12, CMDQ_RESUME_0_SID 63:32, CMDQ_RESUME_1_STAG 15:0.
@@ -312,6 +333,9 @@ test('arm guest: a write stall in a read-only range is aborted; bad configuratio
   assert.throws(() => new ArmGuest({ ...base, pasids: [1 << 21], terminate: [] }), RangeError);
   assert.throws(() => new ArmGuest({ ...base, pasids: [], terminate: [], evtqLog2: 17 }), RangeError);
   assert.throws(() => fakeGuest().guest.steOf(0x42), RangeError);
+  // A linear stream table of more than 2^16 STEs is refused, as is a vSID that is not a StreamID.
+  assert.throws(() => new ArmGuest({ ...base, vsids: [1 << 16], pasids: [], terminate: [] }), /stream table/);
+  assert.throws(() => new ArmGuest({ ...base, vsids: [-1], pasids: [], terminate: [] }), RangeError);
 });
 
 /** A record whose words tell its number @n. */
