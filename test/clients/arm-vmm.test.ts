@@ -14,7 +14,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatU64, hexOf } from '../../protocol/index.js';
-import { ArmVmm, ArmVmmConfigError, GuestArmPageTable, type ArmVmmOptions, type ArmVmmStats } from '../../clients/vmm/index.js';
+import {
+  ArmVmm,
+  ArmVmmCommandError,
+  ArmVmmConfigError,
+  CMD_OP,
+  GuestArmPageTable,
+  STE_S1DSS_SSID0,
+  steWords,
+  type ArmVmmOptions,
+  type ArmVmmStats,
+} from '../../clients/vmm/index.js';
 import type { DmaResult } from '../../clients/sdk/index.js';
 import { ADMIN_TOKEN, spawnProgram, startDaemon, waitFor, type TestDaemon } from './helpers.js';
 
@@ -176,6 +186,82 @@ test('arm VMM: stalls served by the guest in its own tables, one response each; 
   assert.ok(s.guest.upgrades >= 3);
   assert.equal(s.tlbi, s.guest.upgrades);
   assert.equal(s.commands, s.cfgi + s.tlbi);
+});
+
+test('arm VMM: the guest STE read from its stream table is the hwpt; a changed STE replaces the hwpt, the same one does nothing, bad ones are refused; CFGI_STE is never forwarded', async () => {
+  const device = await newArmDevice();
+  const vmm = await start({ devices: [device], pasids: [1], vsidBase: 0x40 });
+  const [b0] = vmm.bindings;
+  const vsid = b0!.vsid;
+  const u64s = (bytes: Uint8Array): bigint[] =>
+    Array.from({ length: bytes.length / 8 }, (_, i) => new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(i * 8, true));
+  // The STE in guest RAM (read back through the daemon) is the binding's, and the daemon walks with its fields.
+  const inRam = u64s(await vmm.mem.read(vmm.guest.strtabBase + BigInt(vsid) * 64n, 64));
+  assert.deepEqual(inRam, [...b0!.ste, 0n, 0n, 0n, 0n, 0n, 0n]);
+  assert.deepEqual(b0!.ste, vmm.guest.steOf(vsid));
+  const walk = await d.client.walk(device, { addr: formatU64(RW), pasid: 1 });
+  assert.equal(walk.context, 'smmuv3');
+  assert.equal(BigInt(walk.ste!.s1_context_ptr), vmm.guest.cdAddress(vsid, 0));
+  let s = vmm.stats();
+  assert.deepEqual([s.steInstalls, s.steReplaced, s.steUnchanged, s.steErrors], [1, 0, 0, 0]);
+  assert.equal(s.commands, s.cfgi, 'only the CFGI_CDs were forwarded');
+
+  // From here on, every command forwarded to the vIOMMU is seen.
+  const forwarded: number[] = [];
+  const invalidate = vmm.ctx.invalidateViommu.bind(vmm.ctx);
+  vmm.ctx.invalidateViommu = (id, body) => {
+    for (const [w0] of body.commands) forwarded.push(Number(BigInt(w0) & 0xffn));
+    return invalidate(id, body);
+  };
+  assert.deepEqual(
+    (await run([{ device, pasid: 1, iova: RW, write: false }])).map((r) => [r.status, r.retries]),
+    [['ok', 1]],
+  );
+
+  // The guest moves its CD table (a copy in a fresh page) and installs the changed STE.
+  const moved = vmm.mem.allocPage();
+  const cds = u64s(await vmm.mem.read(vmm.guest.cdAddress(vsid, 0), 128));
+  await vmm.mem.writeU64s(cds.map((w, i) => [moved + BigInt(i) * 8n, w] as const));
+  const changed = steWords({ cdTable: moved, cdMax: vmm.guest.cdMax, s1dss: STE_S1DSS_SSID0 });
+  await vmm.guest.installSte(vsid, changed);
+  const [b1] = vmm.bindings;
+  assert.notEqual(b1!.hwptId, b0!.hwptId);
+  assert.deepEqual([b1!.faultId, b1!.ste], [b0!.faultId, changed]);
+  const objects = (await vmm.ctx.objects()).objects as Array<Record<string, unknown>>;
+  assert.equal(
+    objects.find((o) => o.id === b0!.hwptId),
+    undefined,
+    'the old hwpt is destroyed',
+  );
+  assert.deepEqual(
+    objects.filter((o) => o.type === 'hwpt_nested').map((o) => [o.id, o.fault_id]),
+    [[b1!.hwptId, b1!.faultId]],
+  );
+  assert.equal(BigInt((await d.client.walk(device, { addr: formatU64(RW), pasid: 1 })).ste!.s1_context_ptr), moved);
+  // The same STE again: nothing changes.
+  await vmm.guest.installSte(vsid, changed);
+  assert.equal(vmm.bindings[0]!.hwptId, b1!.hwptId);
+  // A vSID without a device (inside the stream table), and an STE the host refuses (Config stage-2): CERROR_ILL, nothing changes.
+  await assert.rejects(vmm.guest.installSte(vsid + 1, changed), (e: unknown) => e instanceof ArmVmmCommandError && /CERROR_ILL.*no device/.test(e.message));
+  const s2 = [(changed[0] & ~0xen) | (6n << 1n), changed[1]] as const;
+  await assert.rejects(vmm.guest.installSte(vsid, s2), (e: unknown) => e instanceof ArmVmmCommandError && /CERROR_ILL/.test(e.message));
+  assert.deepEqual([vmm.bindings[0]!.hwptId, vmm.bindings[0]!.ste], [b1!.hwptId, changed]);
+  await vmm.guest.installSte(vsid, changed);
+
+  // The device is still served after the replace: a new stall (a write to the page mapped read-only: TLBI_NH_VA) is answered once.
+  const after = await run([{ device, pasid: 1, iova: RW, write: true }]);
+  assert.deepEqual(
+    after.map((r) => [r.status, r.retries]),
+    [['ok', 1]],
+  );
+  s = await vmm.stop();
+  assert.equal(vmm.errors.length, 2, 'the two refused STEs');
+  assert.deepEqual([s.steInstalls, s.steReplaced, s.steUnchanged, s.steErrors], [6, 1, 2, 2]);
+  assert.deepEqual([s.stalls, s.success, s.invalid, s.lost, s.outstanding], [2, 2, 0, 0, 0]);
+  assert.deepEqual(s.faultQueues, { reported: 2, answered: 2, auto: 0 });
+  // Of the guest's commands since start only the TLBI_NH_VA reached the vIOMMU: none of the five CFGI_STEs.
+  assert.deepEqual(forwarded, [CMD_OP.TLBI_NH_VA]);
+  assert.deepEqual([s.tlbi, s.commands], [1, s.cfgi + 1]);
 });
 
 test('arm VMM: a guest event queue of one record and a vEVENTQ of one event overflow; stalls are answered at once, losses are told, nothing is lost', async () => {
