@@ -15,6 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { IommufdFault } from '../core/index.js';
 import { DEFAULT_WINDOW, STREAM_URL, SUBPROTOCOL_JSON, SUBPROTOCOLS, zObjectParams, zStreamQuery, type Subprotocol } from '../protocol/index.js';
 import { bearerToken, requireToken } from './auth.js';
@@ -166,4 +167,27 @@ export function refuseUpgrade(req: IncomingMessage, socket: Duplex, err: unknown
       'Connection: close\r\n\r\n' +
       text,
   );
+}
+
+/**
+ * completeUpgrade() - hand an admitted upgrade to ws. @accept runs with the
+ * WebSocket once the handshake is done; when ws refuses the handshake itself
+ * (bad WebSocket headers: it answers and closes the socket) @abandon runs
+ * instead, so the stream gives back what admission took (a reader slot, a
+ * core connection).
+ */
+export function completeUpgrade(
+  wss: WebSocketServer,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  accept: (ws: WebSocket) => void,
+  abandon: () => void,
+): void {
+  let accepted = false;
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    accepted = true;
+    accept(ws);
+  });
+  if (!accepted) abandon();
 }

@@ -85,7 +85,7 @@ import {
 } from '../protocol/index.js';
 import type { ContextRegistry } from './contexts.js';
 import type { Metrics } from './metrics.js';
-import { admitStream, chooseSubprotocol, refuseUpgrade } from './stream-admission.js';
+import { admitStream, chooseSubprotocol, completeUpgrade, refuseUpgrade } from './stream-admission.js';
 import { ErrorFrameBudget, SendGate, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
 
 export { MAX_PENDING_PONGS } from './stream-keepalive.js';
@@ -562,15 +562,18 @@ export class FaultStreamServer {
       refuseUpgrade(req, socket, err, this.deps.log);
       return;
     }
-    let accepted = false;
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      accepted = true;
-      this.streams.add(stream);
-      this.deps.metrics.streamsOpen.inc();
-      stream.attach(ws, socket);
-    });
-    // ws refused the handshake itself (bad WebSocket headers): undo the connection.
-    if (!accepted) stream.abandon();
+    completeUpgrade(
+      this.wss,
+      req,
+      socket,
+      head,
+      (ws) => {
+        this.streams.add(stream);
+        this.deps.metrics.streamsOpen.inc();
+        stream.attach(ws, socket);
+      },
+      () => stream.abandon(),
+    );
   };
 
   /** forget() - a stream closed. */

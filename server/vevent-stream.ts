@@ -43,7 +43,7 @@ import { bearerToken, requireToken } from './auth.js';
 import type { ContextRegistry } from './contexts.js';
 import { HttpError } from './errors.js';
 import { parseWith } from './rest.js';
-import { checkHandshake, refuseUpgrade } from './stream-admission.js';
+import { checkHandshake, completeUpgrade, refuseUpgrade } from './stream-admission.js';
 import { ErrorFrameBudget, SendGate, StreamKeepalive, startHeartbeat } from './stream-keepalive.js';
 import type { StreamOptions } from './stream.js';
 
@@ -220,14 +220,17 @@ export class VeventStreamServer {
       refuseUpgrade(req, socket, err, this.deps.log);
       return;
     }
-    let accepted = false;
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      accepted = true;
-      this.streams.add(stream);
-      stream.attach(ws, socket);
-    });
-    // ws refused the handshake itself: give the queue its reader slot back.
-    if (!accepted) stream.abandon();
+    completeUpgrade(
+      this.wss,
+      req,
+      socket,
+      head,
+      (ws) => {
+        this.streams.add(stream);
+        stream.attach(ws, socket);
+      },
+      () => stream.abandon(),
+    );
   };
 
   forget(stream: VeventStream): void {
